@@ -1,0 +1,341 @@
+"""The discrete-time Gaussian diffusion of DDPM and Improved DDPM.
+
+Pieces, each a short function:
+
+* the forward process q(x_t | x_0) (DDPM Eq. 4) and the posterior q(x_{t-1} | x_t, x_0) (Eq. 6-7);
+* ``p_mean_variance``: a network's output to the mean and variance of p(x_{t-1} | x_t), for each
+  parametrization (eps, x0, v, mu) and each variance choice (fixed small, fixed large, learned,
+  learned range);
+* the losses, each returning one value per example: ``loss_simple`` (DDPM Eq. 14),
+  ``loss_vlb`` (Eq. 5 in bits/dim) and ``loss_hybrid`` (Improved DDPM Sec. 3.1);
+* ``nll_bpd``: the exact variational bound in bits/dim over the whole chain, with its per-step terms.
+
+A *model* here is any function ``model(x_t, t) -> output`` where ``x_t`` is float64 and ``t`` holds the
+*original* step indices (``schedule.original_t``): a network wrapped by ``nets.as_model``, the exact
+denoiser of ``oracle``, or a guidance wrapper from ``sampling``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import torch
+
+from . import schedules as S
+
+PARAMETRIZATIONS = ("eps", "x0", "v", "mu")
+VARIANCES = ("fixed_small", "fixed_large", "learned", "learned_range")
+LOSSES = ("simple", "vlb", "hybrid")
+
+Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Diffusion:
+    """A schedule plus what the network's output means: ``param`` and ``var``.
+
+    ``clip_denoised`` clips the predicted x_0 to [-1, 1] when forming the reverse mean (images);
+    set it False for unbounded data such as the 2-D toys.
+    """
+
+    schedule: S.Schedule
+    param: str = "eps"
+    var: str = "fixed_small"
+    clip_denoised: bool = True
+
+    def __post_init__(self):
+        if self.param not in PARAMETRIZATIONS:
+            raise ValueError(f"unknown parametrization {self.param!r}; valid choices: {list(PARAMETRIZATIONS)}")
+        if self.var not in VARIANCES:
+            raise ValueError(f"unknown variance {self.var!r}; valid choices: {list(VARIANCES)}")
+
+    @property
+    def T(self) -> int:
+        return self.schedule.T
+
+    @property
+    def learns_variance(self) -> bool:
+        return self.var in ("learned", "learned_range")
+
+    def out_channels(self, channels: int) -> int:
+        """Channels the network must output: doubled when it also predicts the variance."""
+        return 2 * channels if self.learns_variance else channels
+
+    def respace(self, spacing) -> "Diffusion":
+        """The same model on a subset of the steps (Improved DDPM Sec. 4)."""
+        return replace(self, schedule=self.schedule.respace(spacing))
+
+
+def _mean_flat(x: torch.Tensor) -> torch.Tensor:
+    return x.reshape(x.shape[0], -1).mean(dim=1)
+
+
+# --------------------------------------------------------------------------------------------
+# Forward process and posterior
+# --------------------------------------------------------------------------------------------
+def q_sample(sched: S.Schedule, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """Eq. 4: x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, in x0's dtype."""
+    x = sched.at("sqrt_alpha_bar", t, x0) * x0 + sched.at("sqrt_one_minus_alpha_bar", t, x0) * eps
+    return x.to(x0.dtype)
+
+
+def q_mean_variance(sched: S.Schedule, x0: torch.Tensor, t: torch.Tensor):
+    """Mean and variance of q(x_t | x_0)."""
+    return sched.at("sqrt_alpha_bar", t, x0) * x0, sched.at("sqrt_one_minus_alpha_bar", t, x0) ** 2
+
+
+def q_posterior(sched: S.Schedule, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor):
+    """Eq. 6-7: mean, variance and clipped log-variance of q(x_{t-1} | x_t, x_0)."""
+    mean = sched.at("posterior_coef_x0", t, x_t) * x0 + sched.at("posterior_coef_xt", t, x_t) * x_t
+    var = sched.at("beta_tilde", t, x_t)
+    logvar = sched.at("log_beta_tilde_clipped", t, x_t)
+    return mean, var.expand_as(mean), logvar.expand_as(mean)
+
+
+# --------------------------------------------------------------------------------------------
+# Conversions between parametrizations (all linear in x_t and the prediction)
+# --------------------------------------------------------------------------------------------
+def x0_from_eps(sched, x_t, t, eps):
+    return sched.at("sqrt_recip_alpha_bar", t, x_t) * x_t - sched.at("sqrt_recipm1_alpha_bar", t, x_t) * eps
+
+
+def eps_from_x0(sched, x_t, t, x0):
+    return (sched.at("sqrt_recip_alpha_bar", t, x_t) * x_t - x0) / sched.at("sqrt_recipm1_alpha_bar", t, x_t)
+
+
+def x0_from_v(sched, x_t, t, v):
+    """v = sqrt(abar) eps - sqrt(1 - abar) x_0  =>  x_0 = sqrt(abar) x_t - sqrt(1 - abar) v."""
+    return sched.at("sqrt_alpha_bar", t, x_t) * x_t - sched.at("sqrt_one_minus_alpha_bar", t, x_t) * v
+
+
+def v_from_x0(sched, x_t, t, x0):
+    eps = eps_from_x0(sched, x_t, t, x0)
+    return sched.at("sqrt_alpha_bar", t, x_t) * eps - sched.at("sqrt_one_minus_alpha_bar", t, x_t) * x0
+
+
+def x0_from_mu(sched, x_t, t, mu):
+    """Invert Eq. 7 for x_0 (coef_x0 > 0 at every step)."""
+    return (mu - sched.at("posterior_coef_xt", t, x_t) * x_t) / sched.at("posterior_coef_x0", t, x_t)
+
+
+def target(diff: Diffusion, x0, x_t, t, eps):
+    """What the network regresses on under L_simple for each parametrization."""
+    sched = diff.schedule
+    if diff.param == "eps":
+        return eps
+    if diff.param == "x0":
+        return x0
+    if diff.param == "v":
+        return sched.at("sqrt_alpha_bar", t, x0) * eps - sched.at("sqrt_one_minus_alpha_bar", t, x0) * x0
+    return q_posterior(sched, x0, x_t, t)[0]  # mu: the posterior mean
+
+
+def output_from_x0(diff: Diffusion, x_t, t, x0):
+    """The network output (mean channels) that would predict ``x0``: used by guidance wrappers."""
+    sched = diff.schedule
+    if diff.param == "eps":
+        return eps_from_x0(sched, x_t, t, x0)
+    if diff.param == "x0":
+        return x0
+    if diff.param == "v":
+        return v_from_x0(sched, x_t, t, x0)
+    return q_posterior(sched, x0, x_t, t)[0]
+
+
+def split_output(diff: Diffusion, out: torch.Tensor):
+    """(mean part, variance part or None): a learned variance rides in the second half of dim 1."""
+    if diff.learns_variance:
+        if out.shape[1] % 2:
+            raise ValueError(f"a learned variance needs an even channel count, got {out.shape[1]}")
+        return out.chunk(2, dim=1)
+    return out, None
+
+
+# --------------------------------------------------------------------------------------------
+# The reverse process p(x_{t-1} | x_t)
+# --------------------------------------------------------------------------------------------
+def model_variance(diff: Diffusion, x_t, t, var_out):
+    """(variance, log-variance) of p(x_{t-1} | x_t) for the diffusion's variance choice."""
+    sched = diff.schedule
+    if diff.var == "fixed_small":  # sigma^2 = beta_tilde (DDPM Sec. 3.2)
+        logvar = sched.at("log_beta_tilde_clipped", t, x_t).expand_as(x_t)
+    elif diff.var == "fixed_large":  # sigma^2 = beta, with beta_tilde at the first step
+        large = torch.cat([sched.beta_tilde[1:2], sched.betas[1:]]) if sched.T > 1 else sched.betas
+        logvar = torch.log(large)[t.cpu()].to(x_t.device).reshape(-1, *([1] * (x_t.ndim - 1))).expand_as(x_t)
+    elif diff.var == "learned":  # the network outputs log sigma^2
+        logvar = var_out.double()
+    else:  # learned_range, Improved DDPM Eq. 15: interpolate log beta and log beta_tilde
+        frac = (var_out.double() + 1) / 2
+        logvar = frac * sched.at("log_betas", t, x_t) + (1 - frac) * sched.at("log_beta_tilde_clipped", t, x_t)
+    return logvar.exp(), logvar
+
+
+def p_mean_variance(diff: Diffusion, out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,
+                    clip_denoised: bool | None = None) -> dict:
+    """Model output -> mean, variance, log-variance, predicted x_0 and eps of p(x_{t-1} | x_t).
+
+    ``t`` indexes ``diff.schedule`` (for a respaced chain, the respaced index).
+    """
+    sched, clip = diff.schedule, diff.clip_denoised if clip_denoised is None else clip_denoised
+    x_t = x_t.double()
+    mean_out, var_out = split_output(diff, out)
+    mean_out = mean_out.double()
+    var, logvar = model_variance(diff, x_t, t, var_out)
+    if diff.param == "mu":
+        mean = mean_out
+        x0 = x0_from_mu(sched, x_t, t, mean_out)
+        x0 = x0.clamp(-1, 1) if clip else x0
+    else:
+        x0 = {"eps": x0_from_eps, "x0": lambda s, x, t, o: o, "v": x0_from_v}[diff.param](sched, x_t, t, mean_out)
+        x0 = x0.clamp(-1, 1) if clip else x0
+        mean = q_posterior(sched, x0, x_t, t)[0]
+    eps = mean_out if (diff.param == "eps" and not clip) else eps_from_x0(sched, x_t, t, x0)
+    return dict(mean=mean, var=var, logvar=logvar, x0=x0, eps=eps)
+
+
+def call_model(model: Model, diff: Diffusion, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Call ``model`` at steps ``t`` of ``diff.schedule`` with the original step indices."""
+    return model(x_t, diff.schedule.original_t(t))
+
+
+# --------------------------------------------------------------------------------------------
+# KL terms and the discretised decoder (Improved DDPM / guided-diffusion conventions)
+# --------------------------------------------------------------------------------------------
+def normal_kl(mean1, logvar1, mean2, logvar2):
+    """KL(N(mean1, e^logvar1) || N(mean2, e^logvar2)), elementwise, in nats."""
+    return 0.5 * (-1.0 + logvar2 - logvar1 + torch.exp(logvar1 - logvar2)
+                  + (mean1 - mean2) ** 2 * torch.exp(-logvar2))
+
+
+def _std_normal_cdf(x):
+    return 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
+
+
+def discretized_gaussian_log_likelihood(x, mean, log_scale):
+    """log p(x) for 8-bit data in [-1, 1] under a Gaussian integrated over each bin of width 2/255.
+
+    The edge bins extend to -inf and +inf (DDPM Eq. 13).
+    """
+    centered = x - mean
+    inv_std = torch.exp(-log_scale)
+    cdf_plus = _std_normal_cdf(inv_std * (centered + 1.0 / 255.0))
+    cdf_min = _std_normal_cdf(inv_std * (centered - 1.0 / 255.0))
+    log_cdf_plus = torch.log(cdf_plus.clamp(min=1e-12))
+    log_one_minus_cdf_min = torch.log((1.0 - cdf_min).clamp(min=1e-12))
+    cdf_delta = cdf_plus - cdf_min
+    return torch.where(x < -0.999, log_cdf_plus,
+                       torch.where(x > 0.999, log_one_minus_cdf_min, torch.log(cdf_delta.clamp(min=1e-12))))
+
+
+def vb_terms(diff: Diffusion, out, x0, x_t, t) -> torch.Tensor:
+    """L_{t-1} = KL(q(x_{t-1}|x_t,x_0) || p(x_{t-1}|x_t)) for t > 0 and the decoder NLL -log p(x_0|x_1)
+    at t = 0, per example, in bits per dimension (DDPM Eq. 5)."""
+    x0 = x0.double()
+    true_mean, _, true_logvar = q_posterior(diff.schedule, x0, x_t.double(), t)
+    p = p_mean_variance(diff, out, x_t, t, clip_denoised=False)
+    kl = _mean_flat(normal_kl(true_mean, true_logvar, p["mean"], p["logvar"])) / math.log(2.0)
+    nll = -_mean_flat(discretized_gaussian_log_likelihood(x0, p["mean"], 0.5 * p["logvar"])) / math.log(2.0)
+    return torch.where(t == 0, nll, kl)
+
+
+def prior_bpd(sched: S.Schedule, x0: torch.Tensor) -> torch.Tensor:
+    """L_T = KL(q(x_T | x_0) || N(0, I)) per example in bits/dim; no parameters, about 0 for a good schedule."""
+    t = torch.full((x0.shape[0],), sched.T - 1, dtype=torch.long, device=x0.device)
+    mean, var = q_mean_variance(sched, x0.double(), t)
+    kl = normal_kl(mean, torch.log(var).expand_as(mean), torch.zeros_like(mean), torch.zeros_like(mean))
+    return _mean_flat(kl) / math.log(2.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Training losses: one value per example; t indexes diff.schedule
+# --------------------------------------------------------------------------------------------
+def _noisy(diff, x0, t, eps, generator):
+    eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype) if eps is None else eps
+    return eps, q_sample(diff.schedule, x0, t, eps)
+
+
+def loss_simple(model: Model, diff: Diffusion, x0, t, eps=None, generator=None) -> torch.Tensor:
+    """DDPM Eq. 14: ||target - prediction||^2 averaged over dimensions (target by parametrization)."""
+    eps, x_t = _noisy(diff, x0, t, eps, generator)
+    mean_out, _ = split_output(diff, call_model(model, diff, x_t, t))
+    return _mean_flat((target(diff, x0, x_t, t, eps).to(mean_out.dtype) - mean_out) ** 2)
+
+
+def loss_vlb(model: Model, diff: Diffusion, x0, t, eps=None, generator=None) -> torch.Tensor:
+    """The true bound: T * L_t in bits/dim, so that E_t[loss] = sum_t L_t (L_T excluded: no parameters)."""
+    eps, x_t = _noisy(diff, x0, t, eps, generator)
+    out = call_model(model, diff, x_t, t)
+    return diff.T * vb_terms(diff, out, x0, x_t, t)
+
+
+def loss_hybrid(model: Model, diff: Diffusion, x0, t, eps=None, generator=None, lam: float = 0.001) -> torch.Tensor:
+    """Improved DDPM Eq. 16: L_simple + lam * L_vlb, the bound seeing the mean through a stop-gradient.
+
+    The vlb term only trains the variance (Sec. 3.1). As in improved-diffusion, L_vlb is T * L_t,
+    so with T = 1000 and lam = 0.001 each step's KL term enters with weight 1.
+    """
+    eps, x_t = _noisy(diff, x0, t, eps, generator)
+    out = call_model(model, diff, x_t, t)
+    mean_out, var_out = split_output(diff, out)
+    simple = _mean_flat((target(diff, x0, x_t, t, eps).to(mean_out.dtype) - mean_out) ** 2)
+    if not diff.learns_variance:
+        return simple
+    frozen = torch.cat([mean_out.detach(), var_out], dim=1)
+    return simple + lam * diff.T * vb_terms(diff, frozen, x0, x_t, t).to(simple.dtype)
+
+
+LOSS_FNS = {"simple": loss_simple, "vlb": loss_vlb, "hybrid": loss_hybrid}
+
+
+def get_loss(name: str):
+    if name not in LOSS_FNS:
+        raise ValueError(f"unknown loss {name!r}; valid choices: {list(LOSSES)}")
+    return LOSS_FNS[name]
+
+
+# --------------------------------------------------------------------------------------------
+# Exact negative log-likelihood over the whole chain
+# --------------------------------------------------------------------------------------------
+@torch.no_grad()
+def nll_bpd(model: Model, diff: Diffusion, x0: torch.Tensor, generator: torch.Generator | None = None,
+            progress: bool = False) -> dict:
+    """The variational bound L = L_T + sum_{t>1} L_{t-1} + L_0 per example, in bits/dim (DDPM Eq. 5).
+
+    One model call per step (T calls per batch), fresh noise at every step. Returns
+    ``total`` (B,), ``prior`` (B,), ``terms`` (B, T) with ``terms[:, t]`` the term of step t
+    (the decoder NLL at t = 0), and ``x0_mse`` (B, T): the squared error of the predicted x_0 from
+    x_t, for rate-distortion plots.
+    """
+    from .progress import tqdm
+
+    B, T = x0.shape[0], diff.T
+    terms = torch.zeros(B, T, dtype=torch.float64, device=x0.device)
+    x0_mse = torch.zeros(B, T, dtype=torch.float64, device=x0.device)
+    for i in tqdm(range(T - 1, -1, -1), desc="NLL", disable=not progress, leave=False):
+        t = torch.full((B,), i, dtype=torch.long, device=x0.device)
+        eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        x_t = q_sample(diff.schedule, x0, t, eps)
+        out = call_model(model, diff, x_t.double(), t)
+        terms[:, i] = vb_terms(diff, out, x0, x_t, t)
+        pred = p_mean_variance(diff, out, x_t, t, clip_denoised=True)["x0"]
+        x0_mse[:, i] = _mean_flat((pred - x0.double()) ** 2)
+    prior = prior_bpd(diff.schedule, x0)
+    return dict(total=prior + terms.sum(dim=1), prior=prior, terms=terms, x0_mse=x0_mse)
+
+
+def rate_distortion(result: dict) -> dict:
+    """DDPM Fig. 5 from an ``nll_bpd`` result: progressive lossy compression along the reverse chain.
+
+    The sender transmits x_T (L_T bits/dim), then each latent given the one above it; ``terms[:, i]``
+    (i >= 1) is the cost of the latent at step i - 1 given the one at step i. Once the receiver holds
+    the latent at step j it has paid ``rate[j]`` = L_T + sum_{i > j} terms[i] bits/dim, and its best
+    guess of x_0 is the predicted x_0, whose RMSE on the [0, 255] scale is ``distortion[j]``.
+    Both are averaged over the batch; ``lossless`` = rate[0] + terms[0] is the full bound.
+    """
+    terms = result["terms"].mean(0)  # (T,)
+    prior = result["prior"].mean()
+    sent_after = torch.flip(torch.cumsum(torch.flip(terms, [0]), 0), [0]) - terms  # sum_{i > j}
+    rate = prior + sent_after
+    distortion = result["x0_mse"].mean(0).sqrt() * 127.5
+    return dict(rate=rate, distortion=distortion, lossless=rate[0] + terms[0])

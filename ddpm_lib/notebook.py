@@ -1,0 +1,204 @@
+"""What every chapter notebook does around its science: parameters, the run card, results.
+
+A chapter's first cells are::
+
+    nb = notebook.Session("02_ddpm", globals())    # setup cell: remembers the names defined so far
+    profile = "auto"                                # the papermill `parameters` cell
+    seed = 0
+    cfg = nb.start()                                # validates parameters, shows the run card
+
+``start`` treats every name that appeared after the ``Session`` call as a parameter: ``profile``,
+``seed`` or a field of the chapter's preset (``profiles.fields``). Anything else, such as a mistyped
+name passed with ``papermill -p``, raises at once with the list of valid names.
+
+``nb.finish(claims)`` shows the claims table, writes the chapter's results (JSON) and completes the
+run card with the wall time. Results of cpu/gpu runs go to ``book/results/`` (the claims page of the
+book reads them); smoke runs write under ``runs/results/`` so they never replace a real run.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import __version__, profiles
+
+HOLDS = ("yes", "no", "partly", "n/a")
+
+
+def repo_root(start: Path | None = None) -> Path | None:
+    """The book's root (the folder with _config.yml and ddpm_lib/), searching upwards from cwd."""
+    here = (start or Path.cwd()).resolve()
+    for p in [here, *here.parents]:
+        if (p / "_config.yml").exists() and (p / "ddpm_lib").is_dir():
+            return p
+    return None
+
+
+def git_commit(root: Path | None) -> str:
+    if root is None:
+        return "unknown"
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        sha = out.stdout.strip()
+        if not sha:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except Exception:
+        return "unknown"
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def device_name() -> str:
+    if torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name(0)}"
+    return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+@dataclass
+class Claim:
+    """One row of a chapter's claims table."""
+
+    claim: str
+    paper: str  # the paper's number or statement, with its provenance
+    ours: str  # what we measured
+    setting: str  # our setting (data, size, budget)
+    holds: str  # yes / no / partly / n/a
+    why: str = ""  # why, where it does not hold
+
+    def __post_init__(self):
+        if self.holds not in HOLDS:
+            raise ValueError(f"holds must be one of {list(HOLDS)}, got {self.holds!r}")
+
+
+@dataclass
+class RunCard:
+    chapter: str
+    profile: str
+    seed: int
+    device: str
+    torch: str
+    ddpm_lib: str
+    python: str
+    commit: str
+    started: str
+    config: dict = field(default_factory=dict)
+    wall_time_s: float | None = None
+
+    def rows(self) -> list[tuple[str, str]]:
+        wall = "running" if self.wall_time_s is None else f"{self.wall_time_s:.0f} s ({self.wall_time_s / 60:.1f} min)"
+        return [("chapter", self.chapter), ("profile", self.profile), ("seed", str(self.seed)),
+                ("device", self.device), ("torch", self.torch), ("ddpm_lib", self.ddpm_lib),
+                ("python", self.python), ("commit", self.commit), ("started (UTC)", self.started),
+                ("wall time", wall)]
+
+    def _repr_html_(self) -> str:
+        body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{html.escape(v)}</td></tr>"
+                       for k, v in self.rows())
+        cfg = ", ".join(f"{k}={v}" for k, v in self.config.items())
+        return (f"<table class='run-card'><caption>Run card</caption>{body}"
+                f"<tr><th style='text-align:left'>config</th><td style='text-align:left'><code>{html.escape(cfg)}</code></td></tr></table>")
+
+    def __repr__(self) -> str:
+        lines = [f"{k:>14}: {v}" for k, v in self.rows()]
+        lines.append(f"{'config':>14}: " + ", ".join(f"{k}={v}" for k, v in self.config.items()))
+        return "Run card\n" + "\n".join(lines)
+
+
+def claims_html(claims: list[Claim]) -> str:
+    head = "".join(f"<th>{h}</th>" for h in ("claim", "paper", "ours", "our setting", "holds", "why not / note"))
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in
+                                     (c.claim, c.paper, c.ours, c.setting, c.holds, c.why)) + "</tr>" for c in claims)
+    return f"<table class='claims'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+class Session:
+    """Parameters, run card and results of one notebook run (see the module docstring)."""
+
+    def __init__(self, chapter: str, namespace: dict):
+        profiles.fields(chapter)  # fails early on an unknown chapter
+        self.chapter, self.ns = chapter, namespace
+        self.before = set(namespace)
+        self.t0 = None
+        self.card: RunCard | None = None
+        self._handle = None
+
+    def params(self) -> dict:
+        new = {k: v for k, v in self.ns.items() if k not in self.before and not k.startswith("_")}
+        valid = ["profile", "seed", *profiles.fields(self.chapter)]
+        unknown = sorted(set(new) - set(valid))
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {unknown} for notebook {self.chapter}; valid choices: {valid}")
+        return new
+
+    def start(self):
+        """Validate the parameters, resolve the profile, seed everything and display the run card."""
+        p = self.params()
+        prof = profiles.resolve(p.pop("profile", "auto"))
+        seed = int(p.pop("seed", 0))
+        cfg = profiles.get(self.chapter, prof, **p)
+        torch.manual_seed(seed)
+        self.t0 = time.time()
+        root = repo_root()
+        self.card = RunCard(
+            chapter=self.chapter, profile=prof, seed=seed, device=device_name(), torch=torch.__version__,
+            ddpm_lib=__version__, python=sys.version.split()[0], commit=git_commit(root),
+            started=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M"), config=asdict(cfg))
+        self.profile, self.seed, self.cfg = prof, seed, cfg
+        self._show_card()
+        return cfg
+
+    def _show_card(self):
+        try:
+            from IPython.display import display
+
+            if self._handle is None:
+                self._handle = display(self.card, display_id=True)
+            else:
+                self._handle.update(self.card)
+        except Exception:
+            print(repr(self.card))
+
+    def elapsed(self) -> float:
+        return time.time() - (self.t0 or time.time())
+
+    def results_path(self) -> Path:
+        root = repo_root() or Path.cwd()
+        sub = Path("book/results") if self.profile in ("cpu", "gpu") else Path("runs/results")
+        override = os.environ.get("DDPM_RESULTS_DIR")
+        base = Path(override) if override else root / sub
+        return base / f"{self.chapter}.json"
+
+    def finish(self, claims: list[Claim], numbers: dict | None = None):
+        """Display the claims table, write the results file, and close the run card."""
+        self.card.wall_time_s = round(self.elapsed(), 1)
+        path = self.results_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = dict(run_card=asdict(self.card), claims=[asdict(c) for c in claims], numbers=numbers or {})
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(payload, indent=1, default=str))
+        os.replace(tmp, path)
+        self._show_card()
+        try:
+            from IPython.display import HTML, display
+
+            display(HTML(claims_html(claims)))
+        except Exception:
+            for c in claims:
+                print(c)
+        print(f"results written to {path.relative_to(repo_root()) if repo_root() and path.is_relative_to(repo_root()) else path}")
+        return path

@@ -1,0 +1,178 @@
+"""Samplers as plain functions, and guidance as wrappers around the model function.
+
+One signature per family: ``sampler(model, diff, x_T, generator=..., ...)``. ``diff`` carries the
+(possibly respaced) schedule, so the same function samples the full chain or any subset of steps.
+The sampler state stays float64; the model function casts to its own dtype (``nets.as_model``).
+
+Each sampler has a generator twin (``*_steps``) that yields ``(i, x, x0_pred)`` after every step:
+``i`` the step just taken (counting down to 0), ``x`` the new state (after step 0: the sample), and
+``x0_pred`` the prediction of x_0 made at step i. Figures of the chain are built from these.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import torch
+
+from .diffusion import Diffusion, Model, call_model, eps_from_x0, output_from_x0, p_mean_variance, split_output
+from .progress import tqdm
+
+
+def noise_like(shape, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+    """Standard normal float64 noise, reproducible given ``generator`` (on the generator's device)."""
+    device = generator.device if generator is not None else (device or "cpu")
+    return torch.randn(shape, generator=generator, device=device, dtype=torch.float64)
+
+
+def _steps(diff: Diffusion, progress: bool, desc: str):
+    return tqdm(range(diff.T - 1, -1, -1), desc=desc, disable=not progress, leave=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Ancestral sampling (DDPM Algorithm 2)
+# --------------------------------------------------------------------------------------------
+@torch.no_grad()
+def ancestral_steps(model: Model, diff: Diffusion, x_T: torch.Tensor, generator=None,
+                    progress: bool = False) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """x_{t-1} = mu_theta(x_t, t) + sigma_t z, z ~ N(0, I) for t > 1 and z = 0 at the last step."""
+    x = x_T.double()
+    for i in _steps(diff, progress, "ancestral"):
+        t = torch.full((x.shape[0],), i, dtype=torch.long, device=x.device)
+        p = p_mean_variance(diff, call_model(model, diff, x, t), x, t)
+        z = noise_like(x.shape, generator, x.device) if i > 0 else torch.zeros_like(x)
+        x = p["mean"] + (0.5 * p["logvar"]).exp() * z  # Algorithm 2, line 4
+        yield i, x, p["x0"]
+
+
+def ancestral(model: Model, diff: Diffusion, x_T: torch.Tensor, generator=None, progress: bool = False) -> torch.Tensor:
+    """Run ``ancestral_steps`` to the end and return the sample."""
+    for _, x, _ in ancestral_steps(model, diff, x_T, generator, progress):
+        pass
+    return x
+
+
+# --------------------------------------------------------------------------------------------
+# DDIM (Song et al. 2021, Eq. 12), eta in [0, 1]; eta = 1 matches ancestral sampling's marginals
+# --------------------------------------------------------------------------------------------
+@torch.no_grad()
+def ddim_steps(model: Model, diff: Diffusion, x_T: torch.Tensor, eta: float = 0.0, generator=None,
+               progress: bool = False) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta must lie in [0, 1], got {eta}")
+    sched, x = diff.schedule, x_T.double()
+    for i in _steps(diff, progress, f"DDIM(eta={eta:g})"):
+        t = torch.full((x.shape[0],), i, dtype=torch.long, device=x.device)
+        p = p_mean_variance(diff, call_model(model, diff, x, t), x, t)
+        abar, abar_prev = sched.alpha_bar[i].item(), sched.alpha_bar_prev[i].item()
+        sigma = eta * ((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev)) ** 0.5
+        x = abar_prev**0.5 * p["x0"] + (1 - abar_prev - sigma**2) ** 0.5 * p["eps"]  # Eq. 12
+        if i > 0 and sigma > 0:
+            x = x + sigma * noise_like(x.shape, generator, x.device)
+        yield i, x, p["x0"]
+
+
+def ddim(model: Model, diff: Diffusion, x_T: torch.Tensor, eta: float = 0.0, generator=None,
+         progress: bool = False) -> torch.Tensor:
+    for _, x, _ in ddim_steps(model, diff, x_T, eta, generator, progress):
+        pass
+    return x
+
+
+@torch.no_grad()
+def ddim_invert(model: Model, diff: Diffusion, x0: torch.Tensor, fixed_point_iters: int = 0,
+                progress: bool = False) -> torch.Tensor:
+    """Encode x_0 to x_T by running deterministic DDIM (eta = 0) backwards.
+
+    Step i of the sampler maps the latent at step i to the one at step i - 1 using eps(x_i, i).
+    Going up we do not know x_i yet, so the plain inversion uses eps(x_{i-1}, i) (first-order
+    accurate); ``fixed_point_iters`` > 0 refines x_i so that the sampler's step maps it back exactly.
+    """
+    sched, x = diff.schedule, x0.double()
+    for i in tqdm(range(diff.T), desc="DDIM inversion", disable=not progress, leave=False):
+        t = torch.full((x.shape[0],), i, dtype=torch.long, device=x.device)
+        abar, abar_prev = sched.alpha_bar[i].item(), sched.alpha_bar_prev[i].item()
+        x_prev, x_next = x, x
+        for _ in range(1 + fixed_point_iters):
+            p = p_mean_variance(diff, call_model(model, diff, x_next, t), x_next, t, clip_denoised=False)
+            # the sampler's step: x_prev = sqrt(abar_prev) x0(x_i) + sqrt(1 - abar_prev) eps(x_i);
+            # solve it for x_i with eps held fixed
+            eps = p["eps"]
+            x0 = (x_prev - (1 - abar_prev) ** 0.5 * eps) / abar_prev**0.5
+            x_next = abar**0.5 * x0 + (1 - abar) ** 0.5 * eps
+        x = x_next
+    return x
+
+
+# --------------------------------------------------------------------------------------------
+# Guidance as model wrappers
+# --------------------------------------------------------------------------------------------
+def classifier_free(model_cond: Model, model_uncond: Model, scale: float, channels: int | None = None) -> Model:
+    """eps = eps_u + s (eps_c - eps_u) (Ho & Salimans 2021); s = 1 is the conditional model.
+
+    With a learned variance pass ``channels`` (the image channels): only those are guided and the
+    variance channels are taken from the conditional model, as GLIDE does.
+    """
+
+    def guided(x, t):
+        c, u = model_cond(x, t), model_uncond(x, t)
+        if channels is None:
+            return u + scale * (c - u)
+        g = u[:, :channels] + scale * (c[:, :channels] - u[:, :channels])
+        return torch.cat([g, c[:, channels:]], dim=1)
+
+    return guided
+
+
+GradFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+GUIDANCE_FORMS = ("mean", "eps")
+
+
+def classifier_guidance(model: Model, grad_log_p: GradFn, diff: Diffusion, scale: float, form: str = "mean") -> Model:
+    """Classifier guidance (Dhariwal & Nichol 2021) as a wrapper that shifts the model's prediction.
+
+    ``grad_log_p(x_t, t)`` returns grad_x log p(y | x_t) at original steps t.
+    * ``form="mean"`` (their Algorithm 1, ancestral sampling): the reverse mean moves by
+      s * Sigma * grad. The mean is linear in the predicted x_0 (Eq. 7), so the wrapper moves x_0
+      by s * Sigma * grad / coef_x0 and re-expresses it in the model's parametrization.
+    * ``form="eps"`` (their Algorithm 2, DDIM): eps_hat = eps - s * sqrt(1 - alpha_bar) * grad.
+
+    ``diff`` must be the diffusion the sampler runs (respaced or not); it is used to read Sigma.
+    """
+    if form not in GUIDANCE_FORMS:
+        raise ValueError(f"unknown guidance form {form!r}; valid choices: {list(GUIDANCE_FORMS)}")
+    sched = diff.schedule
+
+    def guided(x, t_orig):
+        out = model(x, t_orig)
+        i = sched.index_of(t_orig)
+        with torch.enable_grad():
+            g = grad_log_p(x.detach(), t_orig).double()
+        p = p_mean_variance(diff, out, x, i, clip_denoised=False)
+        if form == "mean":
+            if diff.param == "mu":
+                new_mean = p["mean"] + scale * p["var"] * g
+                mean_out = new_mean
+            else:
+                x0 = p["x0"] + scale * p["var"] * g / sched.at("posterior_coef_x0", i, x)
+                mean_out = output_from_x0(diff, x, i, x0)
+        else:
+            eps = p["eps"] - scale * sched.at("sqrt_one_minus_alpha_bar", i, x) * g
+            x0 = (sched.at("sqrt_recip_alpha_bar", i, x) * x - sched.at("sqrt_recipm1_alpha_bar", i, x) * eps)
+            mean_out = output_from_x0(diff, x, i, x0)
+        _, var_out = split_output(diff, out)
+        mean_out = mean_out.to(out.dtype)
+        return mean_out if var_out is None else torch.cat([mean_out, var_out], dim=1)
+
+    return guided
+
+
+SAMPLERS = ("ancestral", "ddim")
+
+
+def sample(name: str, model: Model, diff: Diffusion, x_T: torch.Tensor, generator=None, progress=False, **kw):
+    """Dispatch by name for notebooks that sweep samplers."""
+    if name == "ancestral":
+        return ancestral(model, diff, x_T, generator, progress, **kw)
+    if name == "ddim":
+        return ddim(model, diff, x_T, generator=generator, progress=progress, **kw)
+    raise ValueError(f"unknown sampler {name!r}; valid choices: {list(SAMPLERS)}")

@@ -1,0 +1,208 @@
+"""The Gaussian diffusion: posterior, parametrizations, losses and the exact bound, against closed forms."""
+import math
+
+import pytest
+import torch
+
+from ddpm_lib import diffusion as D
+from ddpm_lib import schedules as S
+
+
+@pytest.fixture(scope="module")
+def sched():
+    return S.linear(1000)
+
+
+def _gaussian_conditioning(sched, x0, x_t, t):
+    """q(x_{t-1} | x_t, x_0) by conditioning the joint Gaussian of (x_{t-1}, x_t) given x_0."""
+    ab_prev = sched.alpha_bar_prev[t].item()
+    ab, a = sched.alpha_bar[t].item(), sched.alphas[t].item()
+    m_prev, v_prev = math.sqrt(ab_prev) * x0, 1 - ab_prev  # x_{t-1} | x_0
+    m_t, v_t = math.sqrt(ab) * x0, 1 - ab  # x_t | x_0
+    cov = math.sqrt(a) * v_prev  # Cov(x_{t-1}, x_t | x_0), since x_t = sqrt(a) x_{t-1} + noise
+    return m_prev + cov / v_t * (x_t - m_t), v_prev - cov**2 / v_t
+
+
+def test_posterior_equals_gaussian_conditioning(sched):
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(8, 3, dtype=torch.float64, generator=g)
+    x_t = torch.randn(8, 3, dtype=torch.float64, generator=g)
+    for step in [1, 2, 10, 500, 999]:
+        t = torch.full((8,), step)
+        mean, var, _ = D.q_posterior(sched, x0, x_t, t)
+        m_ref, v_ref = _gaussian_conditioning(sched, x0, x_t, step)
+        assert torch.allclose(mean, m_ref, atol=1e-8, rtol=0)
+        assert torch.allclose(var, torch.full_like(var, v_ref), atol=1e-8, rtol=0)
+    # at t = 0 the posterior is x_0 itself
+    mean, var, _ = D.q_posterior(sched, x0, x_t, torch.zeros(8, dtype=torch.long))
+    assert torch.allclose(mean, x0, atol=1e-12) and var.abs().max() == 0
+
+
+def test_q_sample_closed_form_equals_iterating_the_chain():
+    sched = S.cosine(50)
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(200_000, dtype=torch.float64, generator=g) * 0.5 + 0.3
+    x = x0.clone()
+    for step in range(50):  # x_t = sqrt(1 - beta_t) x_{t-1} + sqrt(beta_t) z
+        x = (1 - sched.betas[step]).sqrt() * x + sched.betas[step].sqrt() * torch.randn(x.shape, generator=g, dtype=torch.float64)
+    t = torch.full((200_000,), 49)
+    m, v = D.q_mean_variance(sched, x0, t)
+    resid = (x - m) / v.sqrt()
+    assert abs(resid.mean().item()) < 0.01 and abs(resid.std().item() - 1) < 0.01
+
+
+@pytest.mark.parametrize("param", D.PARAMETRIZATIONS)
+def test_each_parametrization_recovers_posterior_mean(sched, param):
+    """A model that outputs the true target in any parametrization gives the true posterior."""
+    diff = D.Diffusion(sched, param, "fixed_small", clip_denoised=False)
+    g = torch.Generator().manual_seed(1)
+    x0 = torch.randn(6, 2, 4, 4, generator=g, dtype=torch.float64)
+    eps = torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    t = torch.tensor([0, 1, 5, 100, 600, 999])
+    x_t = D.q_sample(sched, x0, t, eps)
+    out = D.target(diff, x0, x_t, t, eps)
+    p = D.p_mean_variance(diff, out, x_t, t)
+    assert torch.allclose(p["x0"], x0, atol=1e-7)
+    assert torch.allclose(p["mean"], D.q_posterior(sched, x0, x_t, t)[0], atol=1e-8)
+    assert torch.allclose(p["eps"][1:], eps[1:], atol=1e-6)  # eps is ill-conditioned at t = 0
+    assert torch.allclose(D.output_from_x0(diff, x_t, t, x0), out, atol=1e-6)
+
+
+def test_variance_choices(sched):
+    x = torch.zeros(3, 1)
+    t = torch.tensor([0, 1, 999])
+    small, _ = D.model_variance(D.Diffusion(sched, var="fixed_small"), x, t, None)
+    large, _ = D.model_variance(D.Diffusion(sched, var="fixed_large"), x, t, None)
+    assert small[1, 0].item() == pytest.approx(sched.beta_tilde[1].item(), rel=1e-12)
+    assert small[2, 0].item() == pytest.approx(sched.beta_tilde[999].item(), rel=1e-12)
+    assert small[0, 0].item() == pytest.approx(sched.beta_tilde[1].item(), rel=1e-12)  # clipped at t = 0
+    assert large[0, 0] == pytest.approx(sched.beta_tilde[1].item())  # fixed large: beta_tilde at t = 0
+    assert large[2, 0] == pytest.approx(sched.betas[999].item())
+    lr = D.Diffusion(sched, var="learned_range")
+    hi, _ = D.model_variance(lr, x, t, torch.ones(3, 1))
+    lo, _ = D.model_variance(lr, x, t, -torch.ones(3, 1))
+    assert torch.allclose(hi[1:], sched.betas[t[1:]].reshape(-1, 1))
+    assert torch.allclose(lo, small)
+    mid, _ = D.model_variance(lr, x, t, torch.zeros(3, 1))
+    assert torch.allclose(mid, (hi * lo).sqrt())  # geometric mean: interpolation in log space
+    learned, logv = D.model_variance(D.Diffusion(sched, var="learned"), x, t, torch.full((3, 1), -3.0))
+    assert torch.allclose(learned, torch.full((3, 1), math.exp(-3.0), dtype=torch.float64))
+
+
+def test_bad_choices_name_valid_ones(sched):
+    with pytest.raises(ValueError, match="eps"):
+        D.Diffusion(sched, param="score")
+    with pytest.raises(ValueError, match="fixed_small"):
+        D.Diffusion(sched, var="tiny")
+    with pytest.raises(ValueError, match="hybrid"):
+        D.get_loss("l1")
+
+
+def test_normal_kl_matches_torch_distributions():
+    g = torch.Generator().manual_seed(0)
+    m1, m2 = torch.randn(100, generator=g, dtype=torch.float64), torch.randn(100, generator=g, dtype=torch.float64)
+    lv1, lv2 = torch.randn(100, generator=g, dtype=torch.float64), torch.randn(100, generator=g, dtype=torch.float64)
+    ref = torch.distributions.kl_divergence(torch.distributions.Normal(m1, (0.5 * lv1).exp()),
+                                            torch.distributions.Normal(m2, (0.5 * lv2).exp()))
+    assert torch.allclose(D.normal_kl(m1, lv1, m2, lv2), ref, atol=1e-12)
+
+
+def test_discretized_gaussian_sums_to_one_over_the_256_bins():
+    bins = torch.linspace(-1, 1, 256, dtype=torch.float64)
+    for mean, log_scale in [(0.0, -2.0), (0.7, -4.0), (-0.99, -1.0), (0.3, 1.0)]:
+        lp = D.discretized_gaussian_log_likelihood(bins, torch.tensor(mean, dtype=torch.float64),
+                                                   torch.tensor(log_scale, dtype=torch.float64))
+        assert lp.exp().sum().item() == pytest.approx(1.0, abs=1e-6)
+        assert bool((lp <= 0).all())
+
+
+def test_prior_term_is_closed_form_kl():
+    sched = S.linear(1000)
+    x0 = torch.tensor([[0.5, -1.0, 0.0]], dtype=torch.float64)
+    ab = sched.alpha_bar[-1].item()
+    ref = 0.5 * (-1 - math.log(1 - ab) + (1 - ab) + ab * x0**2).mean() / math.log(2)
+    assert D.prior_bpd(sched, x0).item() == pytest.approx(ref.item(), rel=1e-10)
+
+
+def test_cheating_model_makes_every_kl_zero():
+    """A model that knows x_0 and returns the true posterior mean with fixed-small variance has
+    L_{t-1} = 0 at every step; the total equals the sum of its parts; the decoder term is the
+    closed-form cost of a bin under N(x_0, beta_tilde_1) (the clipped variance is wider than a bin)."""
+    sched = S.linear(200)
+    diff = D.Diffusion(sched, "mu", "fixed_small", clip_denoised=False)
+    g = torch.Generator().manual_seed(0)
+    x0 = (torch.randint(0, 256, (4, 3, 4, 4), generator=g).double() / 127.5 - 1)
+
+    def cheat(x_t, t):
+        return D.q_posterior(sched, x0, x_t, t)[0]
+
+    res = D.nll_bpd(cheat, diff, x0, generator=g)
+    assert res["terms"][:, 1:].abs().max().item() < 1e-10
+    sd = sched.beta_tilde[1].sqrt().item()
+    normal = torch.distributions.Normal(0.0, sd)
+    inner = normal.cdf(torch.tensor(1 / 255)) - normal.cdf(torch.tensor(-1 / 255))
+    edge = normal.cdf(torch.tensor(1 / 255))  # the edge bins are open towards +-inf
+    p_bin = torch.where(x0.abs() > 0.999, edge, inner)
+    ref = -(p_bin.log2()).reshape(4, -1).mean(1)
+    assert torch.allclose(res["terms"][:, 0], ref.double(), rtol=1e-4)
+    assert torch.allclose(res["total"], res["prior"] + res["terms"].sum(1))
+
+
+def test_kl_terms_never_negative_for_arbitrary_models():
+    sched = S.cosine(100)
+    g = torch.Generator().manual_seed(3)
+    x0 = (torch.randint(0, 256, (3, 1, 4, 4), generator=g).double() / 127.5 - 1)
+    for param, var in [("eps", "fixed_large"), ("x0", "learned_range"), ("mu", "learned"), ("v", "fixed_small")]:
+        diff = D.Diffusion(sched, param, var)
+        C = diff.out_channels(1)
+        rand = lambda x, t: torch.randn(x.shape[0], C, *x.shape[2:], generator=g, dtype=torch.float64)
+        res = D.nll_bpd(rand, diff, x0, generator=g)
+        assert res["terms"].min().item() >= -1e-12
+        assert torch.allclose(res["total"], res["prior"] + res["terms"].sum(1))
+        assert res["total"].min().item() > 0
+
+
+def test_hybrid_loss_stops_gradient_through_the_mean():
+    sched = S.linear(100)
+    diff = D.Diffusion(sched, "eps", "learned_range")
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand(4, 1, 4, 4, generator=g) * 2 - 1
+    t = torch.tensor([0, 10, 50, 99])
+    eps = torch.randn(x0.shape, generator=g)
+    raw = torch.randn(4, 2, 4, 4, generator=g)
+
+    def grads(loss_fn):
+        out = raw.clone().requires_grad_(True)
+        loss_fn(lambda x, t: out, diff, x0, t, eps).sum().backward()
+        return out.grad
+
+    g_hybrid, g_simple = grads(D.loss_hybrid), grads(D.loss_simple)
+    assert torch.allclose(g_hybrid[:, :1], g_simple[:, :1], atol=1e-7)  # mean: L_simple only
+    assert g_hybrid[:, 1:].abs().sum() > 0 and g_simple[:, 1:].abs().sum() == 0  # variance: L_vlb only
+    vlb = D.loss_vlb(lambda x, t: raw, diff, x0, t, eps)
+    simple = D.loss_simple(lambda x, t: raw, diff, x0, t, eps)
+    hybrid = D.loss_hybrid(lambda x, t: raw, diff, x0, t, eps)
+    assert torch.allclose(hybrid, simple + 0.001 * vlb.to(simple.dtype), rtol=1e-5)
+
+
+def test_losses_are_per_example_and_simple_targets_are_right():
+    sched = S.linear(1000)
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand(5, 1, 4, 4, generator=g) * 2 - 1
+    t = torch.randint(0, 1000, (5,), generator=g)
+    eps = torch.randn(x0.shape, generator=g)
+    for param in D.PARAMETRIZATIONS:
+        diff = D.Diffusion(sched, param)
+        perfect = lambda x, tt: D.target(diff, x0, D.q_sample(sched, x0, t, eps), t, eps)
+        loss = D.loss_simple(perfect, diff, x0, t, eps)
+        assert loss.shape == (5,) and loss.max().item() < 1e-10
+
+
+def test_rate_distortion_bookkeeping():
+    terms = torch.tensor([[0.5, 0.1, 0.2, 0.3]], dtype=torch.float64)
+    res = dict(terms=terms, prior=torch.tensor([0.05], dtype=torch.float64),
+               x0_mse=torch.tensor([[0.0, 0.01, 0.04, 0.09]], dtype=torch.float64))
+    rd = D.rate_distortion(res)
+    assert torch.allclose(rd["rate"], torch.tensor([0.65, 0.55, 0.35, 0.05], dtype=torch.float64))
+    assert rd["lossless"].item() == pytest.approx(1.15)
+    assert torch.allclose(rd["distortion"], torch.tensor([0.0, 0.1, 0.2, 0.3], dtype=torch.float64) * 127.5)

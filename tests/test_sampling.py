@@ -1,0 +1,158 @@
+"""Samplers driven by the exact denoiser of a Gaussian mixture must reproduce the mixture.
+
+Tolerances (10,000 samples, 2-D mixture ``oracle.example_2d``): component weights within 0.03,
+mean within 0.05, covariance entries within 0.08, mean log-likelihood under the true mixture within
+0.25 nats of the data's own. The Monte-Carlo error alone is about 0.01 for the weights and means.
+"""
+import pytest
+import torch
+
+from ddpm_lib import diffusion as D
+from ddpm_lib import oracle as O
+from ddpm_lib import sampling as smp
+from ddpm_lib import schedules as S
+
+N = 10_000
+
+
+@pytest.fixture(scope="module")
+def setup():
+    gm = O.example_2d()
+    sched = S.linear(1000)
+    diff = D.Diffusion(sched, "eps", "fixed_small", clip_denoised=False)
+    data = gm.sample(N, torch.Generator().manual_seed(123))[0]
+    return gm, sched, diff, data
+
+
+def assert_matches_mixture(gm, x, data, weights=None):
+    comp = gm.responsibilities(x, 1.0).argmax(1)
+    freq = torch.bincount(comp, minlength=gm.K).double() / len(x)
+    w = gm.weights if weights is None else weights
+    assert (freq - w).abs().max().item() < 0.03, (freq, w)
+    ref_mean = (w[:, None] * gm.means).sum(0)
+    assert (x.mean(0) - ref_mean).abs().max().item() < 0.05
+    ref_data = data
+    assert (torch.cov(x.T) - torch.cov(ref_data.T)).abs().max().item() < 0.08
+    assert abs(gm.log_prob(x).mean().item() - gm.log_prob(ref_data).mean().item()) < 0.25
+
+
+@pytest.mark.parametrize("name,spacing,sampler", [
+    ("ancestral, 1000 steps", None, "ancestral"),
+    ("ancestral respaced, 100 steps", "100", "ancestral"),
+    ("DDIM eta=0, 50 steps", "ddim50", "ddim"),
+])
+def test_oracle_samplers_reproduce_the_mixture(setup, name, spacing, sampler):
+    gm, sched, diff, data = setup
+    d = diff.respace(spacing) if spacing else diff
+    g = torch.Generator().manual_seed(7)
+    x = smp.sample(sampler, gm.model(sched), d, smp.noise_like((N, 2), g), generator=g)
+    assert_matches_mixture(gm, x, data)
+
+
+def test_a_wrong_denoiser_fails_the_same_check(setup):
+    """The check above can fail: a denoiser for another mixture does not pass it."""
+    gm, sched, diff, data = setup
+    other = O.GaussianMixture(gm.weights.flip(0), gm.means, gm.covs)
+    g = torch.Generator().manual_seed(7)
+    x = smp.ddim(other.model(sched), diff.respace("ddim50"), smp.noise_like((N, 2), g))
+    with pytest.raises(AssertionError):
+        assert_matches_mixture(gm, x, data)
+
+
+def test_samplers_are_deterministic_given_a_generator(setup):
+    gm, sched, diff, _ = setup
+    d = diff.respace("20")
+    runs = []
+    for _ in range(2):
+        g = torch.Generator().manual_seed(5)
+        runs.append(smp.ancestral(gm.model(sched), d, smp.noise_like((64, 2), g), generator=g))
+    assert torch.equal(runs[0], runs[1])
+
+
+def test_step_generators_yield_the_chain(setup):
+    gm, sched, diff, _ = setup
+    d = diff.respace("10")
+    g = torch.Generator().manual_seed(0)
+    xT = smp.noise_like((32, 2), g)
+    steps = list(smp.ddim_steps(gm.model(sched), d, xT, eta=0.0))
+    assert [i for i, _, _ in steps] == list(range(9, -1, -1))
+    assert torch.equal(steps[-1][1], smp.ddim(gm.model(sched), d, xT))
+    # at the last step the state equals the predicted x_0 (DDIM with eta = 0 lands on it)
+    assert torch.allclose(steps[-1][1], steps[-1][2])
+
+
+def test_ddim_eta_one_matches_ancestral_marginals(setup):
+    gm, sched, diff, data = setup
+    g = torch.Generator().manual_seed(9)
+    d = diff.respace("100")
+    x = smp.ddim(gm.model(sched), d, smp.noise_like((N, 2), g), eta=1.0, generator=g)
+    assert_matches_mixture(gm, x, data)
+    with pytest.raises(ValueError):
+        next(smp.ddim_steps(gm.model(sched), d, x, eta=1.5))
+
+
+def test_ddim_inversion_returns_the_start_point(setup):
+    gm, sched, diff, data = setup
+    x0 = data[:500]
+    d = diff.respace("ddim200")
+    xT = smp.ddim_invert(gm.model(sched), d, x0, fixed_point_iters=10)
+    err = (smp.ddim(gm.model(sched), d, xT) - x0).norm(dim=1)
+    assert err.max().item() < 1e-3
+    # the plain first-order inversion improves with more steps
+    plain = [(smp.ddim(gm.model(sched), diff.respace(s), smp.ddim_invert(gm.model(sched), diff.respace(s), x0))
+              - x0).norm(dim=1).median().item() for s in ("ddim50", "ddim200")]
+    assert plain[1] < plain[0] / 2
+    # and the encoding is Gaussian-looking: unit variance per coordinate
+    assert 0.7 < xT.std(0).min().item() and xT.std(0).max().item() < 1.3
+
+
+def test_classifier_free_guidance_at_scale_one_is_conditional_sampling(setup):
+    gm, sched, diff, _ = setup
+    d = diff.respace("50")
+    cond, uncond = gm.model(sched, y=1), gm.model(sched)
+    runs = []
+    for m in (smp.classifier_free(cond, uncond, 1.0), cond):
+        g = torch.Generator().manual_seed(11)
+        runs.append(smp.ancestral(m, d, smp.noise_like((256, 2), g), generator=g))
+    assert torch.allclose(runs[0], runs[1], atol=1e-10)
+    # scale 0 is the unconditional model
+    x = torch.randn(16, 2, dtype=torch.float64)
+    t = torch.full((16,), 300)
+    assert torch.allclose(smp.classifier_free(cond, uncond, 0.0)(x, t), uncond(x, t))
+
+
+def test_classifier_guidance_eps_form_is_exact_at_scale_one(setup):
+    gm, sched, diff, _ = setup
+    d = diff.respace("ddim50")
+    guided = smp.classifier_guidance(gm.model(sched), gm.classifier_grad(sched, 1), d, 1.0, form="eps")
+    x = torch.randn(64, 2, dtype=torch.float64)
+    t = d.schedule.timestep_map[torch.randint(0, 50, (64,))]
+    assert torch.allclose(guided(x, t), gm.model(sched, y=1)(x, t), atol=1e-8)
+
+
+def test_classifier_guidance_mean_form_samples_the_class_conditional(setup):
+    gm, sched, diff, _ = setup
+    y = 1  # two of the three components
+    cond_gm = gm.subset(y)
+    g = torch.Generator().manual_seed(3)
+    data_y = cond_gm.sample(N, g)[0]
+    d = diff.respace("250")
+    guided = smp.classifier_guidance(gm.model(sched), gm.classifier_grad(sched, y), d, 1.0, form="mean")
+    x = smp.ancestral(guided, d, smp.noise_like((N, 2), g), generator=g)
+    w = torch.zeros(gm.K, dtype=torch.float64)
+    w[gm.labels == y] = cond_gm.weights
+    assert_matches_mixture(gm, x, data_y, weights=w)
+    # a larger scale sharpens towards the class: fewer samples near the other class
+    strong = smp.classifier_guidance(gm.model(sched), gm.classifier_grad(sched, y), diff.respace("100"), 4.0)
+    xs = smp.ancestral(strong, diff.respace("100"), smp.noise_like((2000, 2), g), generator=g)
+    p_y = gm.class_log_prob(xs, 1.0)[:, y].exp().mean()
+    p_y1 = gm.class_log_prob(x[:2000], 1.0)[:, y].exp().mean()
+    assert p_y >= p_y1 - 1e-3
+
+
+def test_guidance_form_is_validated(setup):
+    gm, sched, diff, _ = setup
+    with pytest.raises(ValueError, match="mean"):
+        smp.classifier_guidance(gm.model(sched), gm.classifier_grad(sched, 0), diff, 1.0, form="score")
+    with pytest.raises(ValueError, match="ancestral"):
+        smp.sample("heun", gm.model(sched), diff, torch.zeros(1, 2))

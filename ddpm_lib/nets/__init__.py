@@ -1,0 +1,52 @@
+"""Networks (``unet``, ``transformer``) and two helpers every chapter uses next to a model:
+``as_model`` (a network as a sampler-ready model function) and ``cost`` (parameters and FLOPs)."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def as_model(net: nn.Module, **cond):
+    """``net`` as a model function ``(x_t, t) -> output`` for ``diffusion`` and ``sampling``.
+
+    Casts the (float64) sampler state to the network's dtype at the call and passes the step as a
+    float; ``cond`` (y=..., context=..., embed=...) is forwarded on every call. The output keeps the
+    network's dtype (so losses can backpropagate through it).
+    """
+    dtype = next(net.parameters()).dtype
+
+    def model(x, t):
+        return net(x.to(dtype), t.to(x.device).float(), **cond)
+
+    return model
+
+
+def count_params(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+@torch.no_grad()
+def cost(net: nn.Module, *example_args, **example_kwargs) -> dict:
+    """Parameters and forward FLOPs per example of one call ``net(*example_args, **example_kwargs)``.
+
+    FLOPs are counted by torch's FlopCounterMode: matrix multiplies, convolutions and attention, at
+    2 FLOPs per multiply-add (elementwise ops, norms and activations are not counted).
+    ``macs_per_example`` is half of it. The batch size is read from the first argument.
+    """
+    was_training = net.training
+    net.eval()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        net(*example_args, **example_kwargs)
+    net.train(was_training)
+    batch = example_args[0].shape[0]
+    flops = counter.get_total_flops() / batch
+    return dict(params=count_params(net), flops_per_example=flops, macs_per_example=flops / 2)
+
+
+def describe(net: nn.Module, *example_args, **example_kwargs) -> str:
+    """One line for the book: '35.75M parameters, 12.1 GFLOPs per image (2 x multiply-adds)'."""
+    c = cost(net, *example_args, **example_kwargs)
+    return (f"{c['params'] / 1e6:.2f}M parameters, {c['flops_per_example'] / 1e9:.3g} GFLOPs per example "
+            f"(forward, 2 FLOPs per multiply-add)")

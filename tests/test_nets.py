@@ -1,0 +1,168 @@
+"""Networks: shapes for every conditioning mode, the DDPM parameter count, KV-cache sampling."""
+import pytest
+import torch
+import torch.nn as nn
+
+from ddpm_lib import nets
+from ddpm_lib.nets import transformer as TR
+from ddpm_lib.nets import unet as U
+
+
+def test_ddpm_cifar10_has_35_7M_parameters():
+    n = nets.count_params(U.UNet(U.PRESETS["ddpm_cifar10"]))
+    assert abs(n - 35.7e6) / 35.7e6 < 0.01, n
+
+
+def _tiny(**kw):
+    base = dict(image_size=8, in_channels=3, out_channels=3, base_channels=16, channel_mult=(1, 2),
+                num_res_blocks=1, attention_resolutions=(4,), num_heads=2, dropout=0.0, groups=4)
+    base.update(kw)
+    return U.UNetConfig(**base)
+
+
+CONDITIONING = {
+    "unconditional": (dict(), dict()),
+    "learned variance": (dict(out_channels=6), dict()),
+    "class": (dict(num_classes=5), dict(y=torch.tensor([0, 4, -1]))),
+    "text tokens": (dict(context_dim=12), dict(context=torch.randn(3, 7, 12),
+                                               context_mask=torch.tensor([[1] * 7, [1] * 3 + [0] * 4, [1] + [0] * 6]).bool())),
+    "global embedding": (dict(embed_dim=10), dict(embed=torch.randn(3, 10))),
+    "ADM knobs": (dict(resblock_updown=True, scale_shift_norm=True, head_channels=8, attention_resolutions=(8, 4)), dict()),
+    "everything": (dict(num_classes=3, context_dim=4, embed_dim=5, resblock_updown=True, scale_shift_norm=True,
+                        out_channels=6), dict(y=torch.tensor([0, 1, 2]), context=torch.randn(3, 2, 4), embed=torch.randn(3, 5))),
+}
+
+
+@pytest.mark.parametrize("mode", list(CONDITIONING))
+def test_unet_shapes_for_every_conditioning_mode(mode):
+    cfg_kw, cond = CONDITIONING[mode]
+    cfg = _tiny(**cfg_kw)
+    net = U.UNet(cfg)
+    x = torch.randn(3, 3, 8, 8)
+    out = net(x, torch.tensor([0.0, 10.0, 999.0]), **cond)
+    assert out.shape == (3, cfg.out_channels, 8, 8)
+    assert out.abs().max() == 0  # zero-initialised output layer (DDPM/ADM)
+    # after perturbing the weights the conditioning inputs change the output
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    out = net(x, torch.tensor([0.0, 10.0, 999.0]), **cond)
+    assert torch.isfinite(out).all()
+    for key, val in cond.items():
+        if key == "context_mask":
+            continue
+        other = dict(cond)
+        other[key] = torch.flip(val, [0]) if key == "y" else val + 1.0
+        assert not torch.allclose(net(x, torch.tensor([0.0, 10.0, 999.0]), **other), out), key
+
+
+def test_masked_text_tokens_are_ignored():
+    net = U.UNet(_tiny(context_dim=6))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    x, t = torch.randn(2, 3, 8, 8), torch.tensor([5.0, 5.0])
+    ctx = torch.randn(2, 4, 6)
+    mask = torch.tensor([[1, 1, 0, 0], [1, 0, 0, 0]]).bool()
+    ctx2 = ctx.clone()
+    ctx2[0, 2:] += 3.0
+    ctx2[1, 1:] -= 2.0
+    assert torch.allclose(net(x, t, context=ctx, context_mask=mask), net(x, t, context=ctx2, context_mask=mask), atol=1e-6)
+
+
+def test_unet_rejects_bad_configs():
+    with pytest.raises(ValueError, match="divisible"):
+        U.UNetConfig(image_size=10, channel_mult=(1, 2, 2))
+    with pytest.raises(ValueError, match="small16"):
+        U.preset("huge")
+
+
+def test_as_model_casts_and_cost_counts_flops():
+    lin = nn.Sequential(nn.Flatten(), nn.Linear(12, 5))
+    c = nets.cost(lin, torch.randn(4, 3, 2, 2))
+    assert c["params"] == 12 * 5 + 5 and c["flops_per_example"] == 2 * 12 * 5 and c["macs_per_example"] == 60
+    net = U.UNet(_tiny())
+    model = nets.as_model(net)
+    out = model(torch.randn(2, 3, 8, 8, dtype=torch.float64), torch.tensor([1, 2]))
+    assert out.dtype == torch.float32
+
+
+def _gpt(**kw):
+    base = dict(vocab_size=11, block_size=20, n_layer=3, n_head=2, n_embd=32, norm="rms", activation="gelu2")
+    base.update(kw)
+    return TR.GPT(TR.GPTConfig(**base)).eval()
+
+
+def test_gpt_logits_are_causal_and_aligned():
+    torch.manual_seed(0)
+    gpt = _gpt()
+    idx = torch.randint(0, 11, (2, 20))
+    logits, hidden = gpt(idx, return_hidden=True)
+    assert logits.shape == (2, 20, 11) and len(hidden) == 3 and hidden[1].shape == (2, 20, 32)
+    idx2 = idx.clone()
+    idx2[:, 9] = (idx2[:, 9] + 1) % 11
+    logits2 = gpt(idx2)
+    # logits[:, i] predicts idx[:, i] from idx[:, <i]: positions <= 9 are unchanged, 10 changes
+    assert torch.allclose(logits[:, :10], logits2[:, :10], atol=1e-6)
+    assert not torch.allclose(logits[:, 10], logits2[:, 10])
+
+
+def test_bidirectional_model_sees_both_sides():
+    gpt = _gpt(causal=False, sos=False)
+    idx = torch.randint(0, 11, (1, 12))
+    idx2 = idx.clone()
+    idx2[0, 8] = (idx2[0, 8] + 1) % 11
+    assert not torch.allclose(gpt(idx)[:, :8], gpt(idx2)[:, :8])
+
+
+def test_kv_cache_sampling_equals_full_recomputation():
+    """Same tokens with and without the cache (float64, so that no rounding lands on a
+    multinomial boundary; the logits themselves are compared in float32 below)."""
+    torch.manual_seed(1)
+    gpt = _gpt().double()
+    prefix = torch.randint(0, 11, (3, 5))
+    runs = []
+    for use_cache in (True, False):
+        g = torch.Generator().manual_seed(42)
+        runs.append(gpt.generate(prefix, 20, temperature=1.0, top_k=8, generator=g, use_cache=use_cache))
+    assert torch.equal(runs[0], runs[1])
+    assert torch.equal(runs[0][:, :5], prefix) and runs[0].shape == (3, 20)
+    # from an empty prefix too
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    empty = prefix[:, :0]
+    assert torch.equal(gpt.generate(empty, 20, generator=g1), gpt.generate(empty, 20, generator=g2, use_cache=False))
+
+
+def test_kv_cache_logits_match_full_forward():
+    torch.manual_seed(2)
+    gpt = _gpt()
+    idx = torch.randint(0, 11, (2, 15))
+    full = gpt(idx)
+    cache = TR.KVCache(gpt.cfg.n_layer)
+    x = gpt.sos.expand(2, 1, -1) + gpt.pos[:1]
+    steps = []
+    for i in range(15):
+        h = x
+        for block in gpt.blocks:
+            h = block(h, cache)
+        steps.append(gpt.head(gpt.ln_f(h[:, -1])))
+        x = gpt.tok(idx[:, i:i + 1]) + gpt.pos[i + 1:i + 2]
+    assert torch.allclose(torch.stack(steps, 1), full, atol=1e-5)
+
+
+def test_cached_prefill_equals_uncached_forward():
+    """Feeding several tokens at once into an empty cache is the ordinary causal forward."""
+    torch.manual_seed(4)
+    gpt = _gpt()
+    x = gpt.embed(torch.randint(0, 11, (2, 9)), 0, with_sos=True)
+    cache, h, h_ref = TR.KVCache(gpt.cfg.n_layer), x, x
+    for block in gpt.blocks:
+        h, h_ref = block(h, cache), block(h_ref, None)
+    assert torch.allclose(h, h_ref, atol=1e-6) and cache.length(2) == 10
+
+
+def test_gpt_config_validation():
+    with pytest.raises(ValueError, match="rms"):
+        TR.GPTConfig(norm="batch")
+    with pytest.raises(ValueError, match="block_size"):
+        _gpt()(torch.zeros(1, 30, dtype=torch.long))

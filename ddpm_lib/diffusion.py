@@ -63,7 +63,16 @@ class Diffusion:
         return 2 * channels if self.learns_variance else channels
 
     def respace(self, spacing) -> "Diffusion":
-        """The same model on a subset of the steps (Improved DDPM Sec. 4)."""
+        """The same model on a subset of the steps (Improved DDPM Sec. 4).
+
+        eps, x0 and v predictions mean the same thing on any chain (they relate x_t to x_0 through
+        alpha_bar_t, which respacing keeps); a predicted mean (``mu``) or a raw log-variance
+        (``learned``) belongs to one step of the chain it was trained on, so those refuse.
+        """
+        if self.param == "mu" or self.var == "learned":
+            raise ValueError(f"a {'mu-prediction' if self.param == 'mu' else 'raw learned variance'} is tied to "
+                             f"the step size it was trained on and cannot be respaced; respace eps/x0/v models "
+                             f"with fixed_small, fixed_large or learned_range variance")
         return replace(self, schedule=self.schedule.respace(spacing))
 
 

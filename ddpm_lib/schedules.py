@@ -145,7 +145,8 @@ def linear(T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> S
     """DDPM's linear schedule, 1e-4 to 0.02 at T = 1000, both ends scaled by 1000 / T.
 
     Written as its alpha_bar function (a product of linearly spaced alphas) so that both named
-    schedules come out of ``from_alpha_bar``.
+    schedules come out of ``from_alpha_bar``. Below T = 50 the scaled end value reaches 1 (alpha_bar
+    would hit 0), so betas are clipped at 0.999 as in the cosine schedule.
     """
     _check_T(T)
     scale = 1000.0 / T
@@ -155,7 +156,7 @@ def linear(T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> S
     def alpha_bar_fn(s):  # exact at the grid points s = k / T
         return abar[np.rint(np.asarray(s) * T).astype(int)]
 
-    return from_alpha_bar(alpha_bar_fn, T, max_beta=1.0, name="linear")
+    return from_alpha_bar(alpha_bar_fn, T, max_beta=0.999, name="linear")
 
 
 def cosine_alpha_bar(s: np.ndarray, offset: float = 0.008) -> np.ndarray:

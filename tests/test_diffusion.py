@@ -98,6 +98,13 @@ def test_bad_choices_name_valid_ones(sched):
         D.get_loss("l1")
 
 
+def test_step_size_bound_outputs_refuse_respacing(sched):
+    for param, var in [("mu", "fixed_small"), ("eps", "learned")]:
+        with pytest.raises(ValueError, match="respace"):
+            D.Diffusion(sched, param, var).respace("50")
+    assert D.Diffusion(sched, "v", "learned_range").respace("50").T == 50
+
+
 def test_normal_kl_matches_torch_distributions():
     g = torch.Generator().manual_seed(0)
     m1, m2 = torch.randn(100, generator=g, dtype=torch.float64), torch.randn(100, generator=g, dtype=torch.float64)

@@ -19,6 +19,11 @@ def test_linear_endpoints_and_rescaling():
     assert abs(math.log(s250.alpha_bar[-1].item()) / math.log(s.alpha_bar[-1].item()) - 1) < 0.05
 
 
+def test_short_linear_schedule_is_clipped():
+    s = S.linear(20)  # 0.02 * 1000 / 20 = 1.0 would make alpha_bar exactly 0
+    assert s.betas.max().item() == pytest.approx(0.999) and s.alpha_bar[-1].item() > 0
+
+
 def test_cosine_matches_formula_and_clips():
     T, off = 1000, 0.008
     s = S.cosine(T)

@@ -231,7 +231,7 @@ class UNet(nn.Module):
             emb = emb + self.global_embed(embed)
         return emb
 
-    def _apply(self, layers, h, emb, context, context_mask):
+    def _run(self, layers, h, emb, context, context_mask):
         for layer in layers:
             h = layer(h, context, context_mask) if isinstance(layer, Attention) else layer(h, emb)
         return h
@@ -245,9 +245,9 @@ class UNet(nn.Module):
         h = self.conv_in(x)
         hs = [h]
         for layers in self.down:
-            h = self._apply(layers, h, emb, context, context_mask)
+            h = self._run(layers, h, emb, context, context_mask)
             hs.append(h)
-        h = self._apply(self.mid, h, emb, context, context_mask)
+        h = self._run(self.mid, h, emb, context, context_mask)
         for layers in self.up:
-            h = self._apply(layers, torch.cat([h, hs.pop()], dim=1), emb, context, context_mask)
+            h = self._run(layers, torch.cat([h, hs.pop()], dim=1), emb, context, context_mask)
         return self.out(h)

@@ -1,0 +1,445 @@
+"""The training loop: one function, ``train``, for every model in the book.
+
+It trains ``net`` on ``loss_fn(net, batch)`` and owns all infrastructure (rule 7 of the house):
+AdamW (fused on CUDA), linear warmup, gradient clipping, EMA, bf16 autocast on CUDA, optional
+channels_last and torch.compile, a tqdm bar, a JSONL metric log, checkpoints and DDP.
+
+Determinism is by construction, so that a killed run resumes exactly and N processes match one:
+* the batch at step s is a pure function of (seed, s): an epoch-wise permutation of the data;
+* the randomness a loss draws (noise levels, eps) comes from ``batch.generator``, seeded from
+  (seed, s) and identical on every rank; ``batch.randn(...)`` draws for the *global* batch and
+  returns this rank's rows, so 2 ranks x 32 rows see exactly the noise of 1 rank x 64 rows;
+* torch's global RNG (dropout) is reseeded every step from (seed, s, rank).
+A checkpoint (model, EMA, optimizer moments, step, the loss's own state such as the importance
+sampler's history) is safetensors + JSON, written atomically every ``checkpoint_every_images`` and at
+the end. A NaN or infinite loss stops the run with an error before the step is applied; the last
+good checkpoint stays on disk. Training length is counted in images seen.
+
+``train`` also is the weights cache: with ``run_dir`` under ``cache.cache_dir()`` named by a hash of
+(model config, objective, data, training config) — see ``run_dir_for`` — a finished run is loaded,
+not retrained, and a changed configuration gets a new directory.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+from . import cache
+from .progress import tqdm
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainConfig:
+    train_images: int = 100_000  # length of the run, in images seen (global)
+    batch_size: int = 64  # global batch, split evenly over ranks
+    lr: float = 2e-4
+    warmup_images: int = 0  # linear warmup of the learning rate
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    grad_clip: float | None = 1.0
+    ema_decay: float = 0.999
+    ema_warmup: bool = True  # decay_t = min(ema_decay, (1 + t) / (10 + t)), so short runs' EMA is usable
+    seed: int = 0
+    bf16: bool = True  # autocast to bf16 on CUDA (ignored on CPU)
+    channels_last: bool = False
+    compile: bool = False
+    checkpoint_every_images: int = 0  # 0: only at the end
+    log_every: int = 10  # steps
+
+    @property
+    def steps(self) -> int:
+        return math.ceil(self.train_images / self.batch_size)
+
+
+# --------------------------------------------------------------------------------------------
+# Distributed helpers (torchrun sets WORLD_SIZE, RANK, LOCAL_RANK)
+# --------------------------------------------------------------------------------------------
+def dist_info() -> tuple[int, int]:
+    """(rank, world size); initialises the process group under torchrun (gloo on CPU, nccl on CUDA)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend)
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def default_device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def _all_gather(t: torch.Tensor, world: int) -> torch.Tensor:
+    if world == 1:
+        return t
+    out = [torch.empty_like(t) for _ in range(world)]
+    dist.all_gather(out, t.contiguous())
+    return torch.cat(out)
+
+
+# --------------------------------------------------------------------------------------------
+# Batches and their randomness
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Batch:
+    """This rank's rows of the global batch at ``step``, plus randomness shared by all ranks."""
+
+    x: torch.Tensor
+    y: torch.Tensor | None
+    extras: dict
+    step: int
+    rows: slice  # this rank's rows within the global batch
+    global_size: int
+    generator: torch.Generator
+
+    def _local(self, t: torch.Tensor) -> torch.Tensor:
+        return t[self.rows].to(self.x.device)
+
+    def randn(self, *shape, dtype=torch.float32) -> torch.Tensor:
+        """Standard normal noise of per-example ``shape`` for this rank's rows."""
+        return self._local(torch.randn(self.global_size, *shape, generator=self.generator, dtype=dtype,
+                                       device=self.generator.device))
+
+    def rand(self, *shape) -> torch.Tensor:
+        return self._local(torch.rand(self.global_size, *shape, generator=self.generator, device=self.generator.device))
+
+    def randint(self, high: int) -> torch.Tensor:
+        return self._local(torch.randint(0, high, (self.global_size,), generator=self.generator,
+                                         device=self.generator.device))
+
+    def sample_t(self, sampler) -> tuple[torch.Tensor, torch.Tensor]:
+        """Noise levels and importance weights from a ``schedules`` t-sampler, for this rank's rows."""
+        t, w = sampler.sample(self.global_size, generator=self._cpu_generator())
+        return self._local(t), self._local(w)
+
+    def _cpu_generator(self) -> torch.Generator:
+        if self.generator.device.type == "cpu":
+            return self.generator
+        g = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=self.generator,
+                                                            device=self.generator.device).item()))
+        return g
+
+
+def batch_indices(step: int, batch_size: int, n: int, seed: int) -> torch.Tensor:
+    """Global indices of the batch at ``step``: consecutive slices of per-epoch permutations."""
+    start = step * batch_size
+    out, pos = [], start
+    while pos < start + batch_size:
+        epoch, offset = divmod(pos, n)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+        take = min(n - offset, start + batch_size - pos)
+        out.append(perm[offset:offset + take])
+        pos += take
+    return torch.cat(out)
+
+
+def _step_seed(seed: int, step: int, salt: int = 0) -> int:
+    return (seed * 6_364_136_223_846_793_005 + step * 1_442_695_040_888_963_407 + salt) % (2**63 - 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+@dataclass
+class TrainResult:
+    net: nn.Module  # the raw weights after the last step
+    ema: nn.Module  # the exponential moving average (what samplers should use)
+    log: list[dict] = field(default_factory=list)
+    steps: int = 0
+    wall_s: float = 0.0  # time spent training in this call (0 when loaded)
+    loaded: bool = False  # True when the finished run came from the cache
+    resumed_from: int = 0
+    run_dir: Path | None = None
+
+    def losses(self, key: str = "loss") -> tuple[list[int], list[float]]:
+        rows = [r for r in self.log if key in r]
+        return [r["images"] for r in rows], [r[key] for r in rows]
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints
+# --------------------------------------------------------------------------------------------
+CKPT = "checkpoint.safetensors"
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
+    sd = opt.state_dict()
+    tensors = {}
+    for idx, st in sd["state"].items():
+        for k, v in st.items():
+            tensors[f"optim.{idx}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    return tensors, {"param_groups": sd["param_groups"]}
+
+
+def _load_optimizer(opt, tensors: dict, meta: dict) -> None:
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        if key.startswith("optim."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def save_checkpoint(run_dir: Path, net, ema, opt, step: int, config_key: str, extra: dict) -> None:
+    tensors = {f"model.{k}": v for k, v in net.state_dict().items()}
+    tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
+    opt_t, opt_meta = _optimizer_tensors(opt)
+    tensors.update(opt_t)
+    meta = dict(step=step, config_key=config_key, optimizer=opt_meta, extra=extra,
+                rng="torch's global RNG is reseeded every step from (seed, step, rank)")
+    cache.save_tensors(run_dir / CKPT, tensors, meta)
+
+
+def load_weights(path: Path, net: nn.Module, which: str = "ema") -> nn.Module:
+    """Load the ``ema`` or ``model`` weights of a checkpoint into ``net`` (safetensors only)."""
+    if which not in ("ema", "model"):
+        raise ValueError(f"unknown weights {which!r}; valid choices: ['ema', 'model']")
+    tensors, _ = cache.load_tensors(path)
+    prefix = which + "."
+    net.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+    return net
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------
+def _unwrap(m: nn.Module) -> nn.Module:
+    m = getattr(m, "module", m)  # DDP
+    return getattr(m, "_orig_mod", m)  # torch.compile
+
+
+def _update_ema(ema: nn.Module, net: nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        for e, p in zip(ema.parameters(), net.parameters()):
+            e.lerp_(p.detach(), 1 - decay)
+        for e, b in zip(ema.buffers(), net.buffers()):
+            e.copy_(b)
+
+
+def _read_log(path: Path, upto: int) -> list[dict]:
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r.get("step", 0) <= upto]
+
+
+def train(net: nn.Module, loss_fn: Callable, data, cfg: TrainConfig, run_dir: str | Path | None = None,
+          config_key: str = "", device: torch.device | str | None = None, progress: bool = True,
+          max_steps: int | None = None, desc: str = "train") -> TrainResult:
+    """Train ``net`` on ``loss_fn(net, batch) -> loss`` or ``(loss, logs)`` or ``(loss, logs, per_example)``.
+
+    ``data``: a tensor of inputs, a (x, y) tuple, or an object with ``.x`` and ``.y`` (``data.Data``).
+    ``per_example`` (a dict of per-row tensors) is gathered over ranks and handed to
+    ``loss_fn.update(**per_example)`` if the loss has that method (the importance sampler's history).
+    ``run_dir``: where checkpoints and the log live; a finished run there is loaded instead of
+    trained, an unfinished one resumed. ``config_key`` must match the checkpoint's (else: error).
+    ``max_steps`` stops early (the run stays resumable), for chunked training and tests.
+    """
+    rank, world = dist_info()
+    device = torch.device(device) if device is not None else default_device()
+    x_all, y_all = _unpack(data)
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {world} processes")
+    net = net.to(device)
+    if cfg.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    ema = copy.deepcopy(net).eval().requires_grad_(False)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
+                            fused=device.type == "cuda")
+    run_dir = Path(run_dir) if run_dir is not None else None
+    start, log = 0, []
+    if run_dir is not None and cache.exists(run_dir / CKPT):
+        tensors, meta = cache.load_tensors(run_dir / CKPT, device=device)
+        if meta.get("config_key", "") != config_key:
+            raise ValueError(f"the checkpoint in {run_dir} belongs to another configuration "
+                             f"({meta.get('config_key')!r} != {config_key!r}); use another run_dir")
+        net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+        _load_optimizer(opt, tensors, meta["optimizer"])
+        if hasattr(loss_fn, "load_state_dict") and meta.get("extra", {}).get("loss_state") is not None:
+            loss_fn.load_state_dict(meta["extra"]["loss_state"])
+        start = int(meta["step"])
+        log = _read_log(run_dir / "log.jsonl", start)
+    total = cfg.steps
+    end = total if max_steps is None else min(total, start + max_steps)
+    result = TrainResult(net=net, ema=ema, log=log, steps=start, resumed_from=start, run_dir=run_dir)
+    if start >= total:
+        result.loaded = True
+        return result
+
+    model = net
+    if cfg.compile:
+        model = torch.compile(model)
+    if world > 1:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    per_rank = cfg.batch_size // world
+    rows = slice(rank * per_rank, (rank + 1) * per_rank)
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if (device.type == "cuda" and cfg.bf16)
+                else contextlib.nullcontext())
+    ckpt_every = max(1, math.ceil(cfg.checkpoint_every_images / cfg.batch_size)) if cfg.checkpoint_every_images else 0
+    t0 = time.time()
+    bar = tqdm(range(start, end), desc=desc, disable=not progress or rank != 0, initial=0, total=end - start)
+    log_file = None
+    if run_dir is not None and rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+        log_file = open(run_dir / "log.jsonl", "a")
+    try:
+        for step in bar:
+            torch.manual_seed(_step_seed(cfg.seed, step, 1 + rank))  # dropout and anything global
+            idx = batch_indices(step, cfg.batch_size, len(x_all), cfg.seed)[rows]
+            gen = torch.Generator(device=device).manual_seed(_step_seed(cfg.seed, step))
+            xb = x_all[idx].to(device, non_blocking=True)
+            if cfg.channels_last and xb.ndim == 4:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            batch = Batch(x=xb, y=None if y_all is None else y_all[idx].to(device), extras={}, step=step,
+                          rows=rows, global_size=cfg.batch_size, generator=gen)
+            for g in opt.param_groups:
+                g["lr"] = cfg.lr * min(1.0, (step + 1) * cfg.batch_size / cfg.warmup_images) if cfg.warmup_images else cfg.lr
+            with autocast:
+                loss, logs, per_example = _normalise(loss_fn(model, batch))
+            bad = torch.tensor(0.0 if torch.isfinite(loss.detach()).all() else 1.0, device=device)
+            if world > 1:
+                dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+            if bad.item() > 0:
+                where = f"; the last good checkpoint is {run_dir / CKPT}" if run_dir is not None and cache.exists(run_dir / CKPT) else ""
+                raise FloatingPointError(f"non-finite loss ({loss.item()}) at step {step} "
+                                         f"({step * cfg.batch_size} images): training stopped{where}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip if cfg.grad_clip else float("inf"))
+            opt.step()
+            decay = min(cfg.ema_decay, (1 + step) / (10 + step)) if cfg.ema_warmup else cfg.ema_decay
+            _update_ema(ema, net, decay)
+            if per_example and hasattr(loss_fn, "update"):
+                loss_fn.update(**{k: _all_gather(v.detach(), world) for k, v in per_example.items()})
+            done = step + 1
+            if done % cfg.log_every == 0 or done == end:
+                vals = {"loss": loss.detach().float(), **{k: torch.as_tensor(v).detach().float() for k, v in logs.items()}}
+                if world > 1:
+                    for v in vals.values():
+                        dist.all_reduce(v)
+                        v /= world
+                row = dict(step=done, images=done * cfg.batch_size, lr=opt.param_groups[0]["lr"],
+                           grad_norm=float(gnorm), time_s=round(time.time() - t0, 3),
+                           **{k: float(v) for k, v in vals.items()})
+                log.append(row)
+                if log_file:
+                    log_file.write(json.dumps(row) + "\n")
+                    log_file.flush()
+                bar.set_postfix(loss=f"{row['loss']:.4f}")
+            if run_dir is not None and ((ckpt_every and done % ckpt_every == 0) or done == end):
+                _checkpoint(run_dir, net, ema, opt, done, config_key, loss_fn, rank, world)
+    finally:
+        bar.close()
+        if log_file:
+            log_file.close()
+    result.steps, result.wall_s, result.log = end, time.time() - t0, log
+    return result
+
+
+def _checkpoint(run_dir, net, ema, opt, step, config_key, loss_fn, rank, world):
+    if rank == 0:
+        extra = {"loss_state": loss_fn.state_dict() if hasattr(loss_fn, "state_dict") else None}
+        save_checkpoint(run_dir, net, ema, opt, step, config_key, extra)
+    if world > 1:
+        dist.barrier()
+
+
+def _unpack(data):
+    if isinstance(data, torch.Tensor):
+        return data, None
+    if isinstance(data, (tuple, list)):
+        return data[0], (data[1] if len(data) > 1 else None)
+    if hasattr(data, "x"):
+        return data.x, getattr(data, "y", None)
+    raise TypeError("data must be a tensor, an (x, y) tuple or an object with .x and .y")
+
+
+def _normalise(out) -> tuple[torch.Tensor, dict, dict]:
+    if torch.is_tensor(out):
+        return out, {}, {}
+    if len(out) == 2:
+        return out[0], out[1], {}
+    return out[0], out[1], out[2]
+
+
+# --------------------------------------------------------------------------------------------
+# The weights cache and the diffusion objective
+# --------------------------------------------------------------------------------------------
+def fingerprint(data) -> dict:
+    """What identifies a data set for the cache key: a hash of its tensors and its name."""
+    x, y = _unpack(data)
+    return {"name": getattr(data, "name", "tensor"), "x": x, "y": y}
+
+
+def run_dir_for(name: str, **key: Any) -> tuple[Path, str]:
+    """(directory under the cache, config key) for a run named ``name`` with configuration ``key``."""
+    h = cache.config_hash(key)
+    return cache.cache_dir("runs") / f"{name}-{h}", h
+
+
+class DiffusionObjective:
+    """Training loss for ``diffusion.Diffusion``: draws t (uniform or importance-sampled) and eps from
+    the batch's shared generator and applies ``loss`` ("simple", "vlb" or "hybrid").
+
+    ``cond(batch) -> dict`` supplies network conditioning (e.g. ``lambda b: {"y": b.y}``); with
+    ``p_uncond`` > 0 the label is replaced by -1 (the null label) on that share of rows, for
+    classifier-free guidance.
+    """
+
+    def __init__(self, diff, loss: str = "simple", t_sampler: str = "uniform", class_cond: bool = False,
+                 p_uncond: float = 0.0):
+        from . import diffusion, schedules
+
+        self.diff, self.loss_name, self.sampler_name = diff, loss, t_sampler
+        self.loss = diffusion.get_loss(loss)
+        self.sampler = schedules.t_sampler(t_sampler, diff.T)
+        self.class_cond, self.p_uncond = class_cond, p_uncond
+
+    def config(self) -> dict:
+        s = self.diff.schedule
+        return dict(loss=self.loss_name, t_sampler=self.sampler_name, param=self.diff.param, var=self.diff.var,
+                    schedule=s.name, T=s.T, betas=s.betas, class_cond=self.class_cond, p_uncond=self.p_uncond)
+
+    def __call__(self, net, batch: Batch):
+        from .nets import as_model
+
+        t, w = batch.sample_t(self.sampler)
+        eps = batch.randn(*batch.x.shape[1:], dtype=batch.x.dtype)
+        cond = {}
+        if self.class_cond:
+            y = batch.y
+            if self.p_uncond > 0:
+                y = torch.where(batch.rand() < self.p_uncond, torch.full_like(y, -1), y)
+            cond["y"] = y
+        losses = self.loss(as_model(net, **cond), self.diff, batch.x, t, eps)
+        loss = (losses * w.to(losses.dtype)).mean()
+        return loss, {}, {"t": t, "losses": losses.detach().double()}
+
+    def update(self, t, losses):
+        self.sampler.update(t, losses)
+
+    def state_dict(self) -> dict:
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.load_state_dict(state)

@@ -24,8 +24,12 @@ def noise_like(shape, generator: torch.Generator | None = None, device=None) -> 
     return torch.randn(shape, generator=generator, device=device, dtype=torch.float64)
 
 
-def _steps(diff: Diffusion, progress: bool, desc: str):
-    return tqdm(range(diff.T - 1, -1, -1), desc=desc, disable=not progress, leave=False)
+def _steps(diff: Diffusion, progress: bool, desc: str, start: int | None = None):
+    """Step indices from ``start`` (default: the last step, T - 1) down to 0."""
+    first = diff.T - 1 if start is None else start
+    if not 0 <= first < diff.T:
+        raise ValueError(f"start must be a step of the chain, 0..{diff.T - 1}; got {start}")
+    return tqdm(range(first, -1, -1), desc=desc, disable=not progress, leave=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -33,10 +37,13 @@ def _steps(diff: Diffusion, progress: bool, desc: str):
 # --------------------------------------------------------------------------------------------
 @torch.no_grad()
 def ancestral_steps(model: Model, diff: Diffusion, x_T: torch.Tensor, generator=None,
-                    progress: bool = False) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
-    """x_{t-1} = mu_theta(x_t, t) + sigma_t z, z ~ N(0, I) for t > 1 and z = 0 at the last step."""
+                    progress: bool = False, start: int | None = None) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """x_{t-1} = mu_theta(x_t, t) + sigma_t z, z ~ N(0, I) for t > 1 and z = 0 at the last step.
+
+    ``start``: begin at that step with ``x_T`` holding x_start (DDPM Fig. 7 and 8), not at T - 1.
+    """
     x = x_T.double()
-    for i in _steps(diff, progress, "ancestral"):
+    for i in _steps(diff, progress, "ancestral", start):
         t = torch.full((x.shape[0],), i, dtype=torch.long, device=x.device)
         p = p_mean_variance(diff, call_model(model, diff, x, t), x, t)
         z = noise_like(x.shape, generator, x.device) if i > 0 else torch.zeros_like(x)
@@ -44,9 +51,10 @@ def ancestral_steps(model: Model, diff: Diffusion, x_T: torch.Tensor, generator=
         yield i, x, p["x0"]
 
 
-def ancestral(model: Model, diff: Diffusion, x_T: torch.Tensor, generator=None, progress: bool = False) -> torch.Tensor:
+def ancestral(model: Model, diff: Diffusion, x_T: torch.Tensor, generator=None, progress: bool = False,
+              start: int | None = None) -> torch.Tensor:
     """Run ``ancestral_steps`` to the end and return the sample."""
-    for _, x, _ in ancestral_steps(model, diff, x_T, generator, progress):
+    for _, x, _ in ancestral_steps(model, diff, x_T, generator, progress, start):
         pass
     return x
 
@@ -56,11 +64,11 @@ def ancestral(model: Model, diff: Diffusion, x_T: torch.Tensor, generator=None, 
 # --------------------------------------------------------------------------------------------
 @torch.no_grad()
 def ddim_steps(model: Model, diff: Diffusion, x_T: torch.Tensor, eta: float = 0.0, generator=None,
-               progress: bool = False) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+               progress: bool = False, start: int | None = None) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must lie in [0, 1], got {eta}")
     sched, x = diff.schedule, x_T.double()
-    for i in _steps(diff, progress, f"DDIM(eta={eta:g})"):
+    for i in _steps(diff, progress, f"DDIM(eta={eta:g})", start):
         t = torch.full((x.shape[0],), i, dtype=torch.long, device=x.device)
         p = p_mean_variance(diff, call_model(model, diff, x, t), x, t)
         abar, abar_prev = sched.alpha_bar[i].item(), sched.alpha_bar_prev[i].item()
@@ -72,8 +80,8 @@ def ddim_steps(model: Model, diff: Diffusion, x_T: torch.Tensor, eta: float = 0.
 
 
 def ddim(model: Model, diff: Diffusion, x_T: torch.Tensor, eta: float = 0.0, generator=None,
-         progress: bool = False) -> torch.Tensor:
-    for _, x, _ in ddim_steps(model, diff, x_T, eta, generator, progress):
+         progress: bool = False, start: int | None = None) -> torch.Tensor:
+    for _, x, _ in ddim_steps(model, diff, x_T, eta, generator, progress, start):
         pass
     return x
 
@@ -101,6 +109,49 @@ def ddim_invert(model: Model, diff: Diffusion, x0: torch.Tensor, fixed_point_ite
             x_next = abar**0.5 * x0 + (1 - abar) ** 0.5 * eps
         x = x_next
     return x
+
+
+# --------------------------------------------------------------------------------------------
+# Figures of DDPM Sec. 4.3: decoding from an intermediate step
+# --------------------------------------------------------------------------------------------
+def _seeded(seed: int, device) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+@torch.no_grad()
+def samples_from_shared_xt(model: Model, diff: Diffusion, x0: torch.Tensor, t: int, n: int, seed: int = 0,
+                           progress: bool = False) -> torch.Tensor:
+    """DDPM Fig. 7: one x_t ~ q(x_t | x_0) per image, then ``n`` independent reverse chains from it.
+
+    Returns (n, B, ...). What the samples share is what x_t still holds about x_0: large-scale
+    structure survives to large t, detail only to small t.
+    """
+    from .diffusion import q_sample
+
+    g = _seeded(seed, x0.device)
+    steps = torch.full((x0.shape[0],), t, dtype=torch.long, device=x0.device)
+    x_t = q_sample(diff.schedule, x0.double(), steps, noise_like(x0.shape, g, x0.device))
+    return torch.stack([ancestral(model, diff, x_t, _seeded(seed + 1 + k, x0.device), progress, start=t)
+                        for k in range(n)])
+
+
+@torch.no_grad()
+def interpolate(model: Model, diff: Diffusion, x0_a: torch.Tensor, x0_b: torch.Tensor, t: int,
+                lambdas, seed: int = 0, progress: bool = False) -> torch.Tensor:
+    """DDPM Fig. 8: encode two images with q at step t, mix the latents, decode with the reverse process.
+
+    x_t = (1 - lam) x_t^a + lam x_t^b for each lam; every decode uses the same reverse-process noise,
+    so rows differ only through lam. t = 0 gives pixel-space blending (almost), large t new images.
+    Returns (len(lambdas), B, ...).
+    """
+    from .diffusion import q_sample
+
+    g = _seeded(seed, x0_a.device)
+    steps = torch.full((x0_a.shape[0],), t, dtype=torch.long, device=x0_a.device)
+    xa = q_sample(diff.schedule, x0_a.double(), steps, noise_like(x0_a.shape, g, x0_a.device))
+    xb = q_sample(diff.schedule, x0_b.double(), steps, noise_like(x0_b.shape, g, x0_b.device))
+    return torch.stack([ancestral(model, diff, (1 - lam) * xa + lam * xb, _seeded(seed + 1, x0_a.device),
+                                  progress, start=t) for lam in lambdas])
 
 
 # --------------------------------------------------------------------------------------------

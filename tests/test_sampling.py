@@ -156,3 +156,28 @@ def test_guidance_form_is_validated(setup):
         smp.classifier_guidance(gm.model(sched), gm.classifier_grad(sched, 0), diff, 1.0, form="score")
     with pytest.raises(ValueError, match="ancestral"):
         smp.sample("heun", gm.model(sched), diff, torch.zeros(1, 2))
+
+
+def test_starting_mid_chain_and_the_ddpm_figures(setup):
+    gm, sched, diff, data = setup
+    d = diff.respace("100")
+    model = gm.model(sched)
+    x0 = data[:64]
+    # from step 0 the reverse process only removes the tiny first-step noise
+    shared = smp.samples_from_shared_xt(model, d, x0, t=0, n=3, seed=1)
+    assert shared.shape == (3, 64, 2) and (shared - x0).abs().max() < 0.1
+    # from a middle step the samples vary but stay near their source's component; from the top they forget it
+    comp = gm.responsibilities(x0, 1.0).argmax(1)
+    mid = smp.samples_from_shared_xt(model, d, x0, t=10, n=3, seed=1)  # alpha_bar 0.89
+    top = smp.samples_from_shared_xt(model, d, x0, t=99, n=3, seed=1)  # chance: sum of w_k^2 = 0.38
+    keep = lambda s: (gm.responsibilities(s.reshape(-1, 2), 1.0).argmax(1) == comp.repeat(3)).double().mean()
+    assert keep(mid) > 0.9 and keep(top) < 0.5
+    assert (mid[0] - mid[1]).abs().max() > 1e-3
+    # interpolation: the end points decode their own latents, the rows differ only through lambda
+    lam = [0.0, 0.5, 1.0]
+    rows = smp.interpolate(model, d, x0[:32], x0[32:], t=5, lambdas=lam, seed=2)
+    assert rows.shape == (3, 32, 2)
+    same = lambda s, c: (gm.responsibilities(s, 1.0).argmax(1) == c).double().mean()
+    assert same(rows[0], comp[:32]) > 0.9 and same(rows[2], comp[32:]) > 0.9
+    with pytest.raises(ValueError, match="start"):
+        smp.ancestral(model, d, x0, start=100)

@@ -1,0 +1,79 @@
+"""A k-means colour palette: each pixel becomes one token (iGPT, Chen et al. 2020, Sec. 3.3).
+
+iGPT clusters RGB values with k-means (k = 512, "9-bit colour") so that a 32x32 image is 1,024
+tokens rather than 3,072 sub-pixel tokens. ``fit_palette`` runs k-means++ seeding then Lloyd
+iterations on a sample of pixels, deterministically given ``seed``; ``Palette.encode`` maps each
+pixel to its nearest centre (squared Euclidean distance) in raster order, ``decode`` maps back.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from einops import rearrange
+
+
+@dataclass(frozen=True, eq=False)
+class Palette:
+    centers: torch.Tensor  # (k, C) in the data's range, [-1, 1]
+
+    @property
+    def k(self) -> int:
+        return self.centers.shape[0]
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (N, C, H, W) -> tokens (N, H * W), raster order (row by row)."""
+        pix = rearrange(x, "n c h w -> n (h w) c").float()
+        d = torch.cdist(pix, self.centers.float()[None].expand(pix.shape[0], -1, -1))  # (N, HW, k)
+        return d.argmin(-1)
+
+    def decode(self, tokens: torch.Tensor, height: int, width: int | None = None) -> torch.Tensor:
+        """Tokens (N, H * W) -> images (N, C, H, W)."""
+        pix = self.centers[tokens]  # (N, HW, C)
+        return rearrange(pix, "n (h w) c -> n c h w", h=height, w=width or height)
+
+    def quantise(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x), x.shape[2], x.shape[3])
+
+    def error(self, x: torch.Tensor) -> float:
+        """Root-mean-square quantisation error on the [0, 255] scale."""
+        return ((self.quantise(x) - x) ** 2).mean().sqrt().item() * 127.5
+
+
+def _kmeans_pp(pix: torch.Tensor, k: int, g: torch.Generator) -> torch.Tensor:
+    """k-means++ seeding (Arthur & Vassilvitskii 2007): each new centre drawn with probability
+    proportional to the squared distance to the nearest centre so far."""
+    centers = [pix[torch.randint(0, len(pix), (1,), generator=g)]]
+    d2 = ((pix - centers[0]) ** 2).sum(1)
+    for _ in range(1, k):
+        if d2.sum() <= 0:  # fewer distinct colours than k: repeat one
+            centers.append(centers[-1])
+            continue
+        nxt = pix[torch.multinomial(d2, 1, generator=g)]
+        centers.append(nxt)
+        d2 = torch.minimum(d2, ((pix - nxt) ** 2).sum(1))
+    return torch.cat(centers)
+
+
+def fit_palette(x: torch.Tensor, k: int, seed: int = 0, iters: int = 30, max_pixels: int = 100_000) -> Palette:
+    """k-means on the pixels of ``x`` (N, C, H, W); at most ``max_pixels`` sampled pixels are used.
+
+    Centres are sorted by brightness (sum of channels) so that token ids are readable in figures.
+    """
+    if k < 1:
+        raise ValueError("k must be at least 1")
+    g = torch.Generator().manual_seed(seed)
+    pix = rearrange(x, "n c h w -> (n h w) c").double()
+    if len(pix) > max_pixels:
+        pix = pix[torch.randperm(len(pix), generator=g)[:max_pixels]]
+    centers = _kmeans_pp(pix, k, g)
+    for _ in range(iters):
+        assign = torch.cdist(pix, centers).argmin(1)
+        sums = torch.zeros_like(centers).index_add_(0, assign, pix)
+        counts = torch.bincount(assign, minlength=k).double()[:, None]
+        new = torch.where(counts > 0, sums / counts.clamp(min=1), centers)  # empty cluster: keep its centre
+        if torch.allclose(new, centers, atol=1e-10):
+            break
+        centers = new
+    order = centers.sum(1).argsort()
+    return Palette(centers[order].float())

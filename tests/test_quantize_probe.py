@@ -1,0 +1,48 @@
+"""The iGPT palette and the linear probe."""
+import torch
+
+from ddpm_lib import data
+from ddpm_lib import probe
+from ddpm_lib.nets import transformer as TR
+from ddpm_lib.quantize import fit_palette
+
+
+def test_encode_decode_gives_the_nearest_palette_colour():
+    x = data.load("shapes", n=64, image_size=8).x
+    pal = fit_palette(x, 16, seed=0)
+    tok = pal.encode(x)
+    assert tok.shape == (64, 64) and tok.dtype == torch.long
+    pix = x.permute(0, 2, 3, 1).reshape(-1, 3)
+    brute = ((pix[:, None, :] - pal.centers[None]) ** 2).sum(-1).argmin(1)  # nearest by brute force
+    assert torch.equal(tok.reshape(-1), brute)
+    dec = pal.decode(tok, 8)
+    assert torch.equal(dec.permute(0, 2, 3, 1).reshape(-1, 3), pal.centers[brute])
+
+
+def test_fit_is_deterministic_and_error_falls_with_k():
+    x = data.load("digits").x[:300]
+    a, b = fit_palette(x, 8, seed=3), fit_palette(x, 8, seed=3)
+    assert torch.equal(a.centers, b.centers)
+    errs = [fit_palette(x, k, seed=0).error(x) for k in (2, 4, 8, 16)]
+    assert all(e1 > e2 for e1, e2 in zip(errs, errs[1:])), errs
+    # digits hold 17 grey levels: 17 centres quantise them exactly
+    assert fit_palette(x, 17, seed=0).error(x) < 1e-3
+
+
+def test_linear_probe_separates_what_is_linearly_separable():
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (600,), generator=g)
+    feats = torch.randn(600, 8, generator=g) + 3 * torch.nn.functional.one_hot(y, 8).float()
+    acc = probe.linear_probe(feats[:400], y[:400], feats[400:], y[400:])
+    assert acc > 0.95
+    noise = torch.randn(600, 8, generator=g)
+    assert probe.linear_probe(noise[:400], y[:400], noise[400:], y[400:]) < 0.5
+
+
+def test_layer_features_shapes():
+    gpt = TR.GPT(TR.GPTConfig(vocab_size=8, block_size=16, n_layer=3, n_head=2, n_embd=16))
+    tokens = torch.randint(0, 8, (10, 16))
+    feats = probe.layer_features(gpt, tokens, batch_size=4)
+    assert len(feats) == 4 and feats[0].shape == (10, 16)
+    accs = probe.probe_layers(gpt, tokens, torch.arange(10) % 2, tokens, torch.arange(10) % 2)
+    assert len(accs) == 4 and all(0 <= a <= 1 for a in accs)

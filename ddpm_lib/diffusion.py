@@ -307,30 +307,67 @@ def get_loss(name: str):
 # Exact negative log-likelihood over the whole chain
 # --------------------------------------------------------------------------------------------
 @torch.no_grad()
-def nll_bpd(model: Model, diff: Diffusion, x0: torch.Tensor, generator: torch.Generator | None = None,
-            progress: bool = False) -> dict:
+def nll_bpd(model: Model, diff, x0: torch.Tensor, generator: torch.Generator | None = None,
+            progress: bool = False, n_steps: int | None = None):
     """The variational bound L = L_T + sum_{t>1} L_{t-1} + L_0 per example, in bits/dim (DDPM Eq. 5).
 
-    One model call per step (T calls per batch), fresh noise at every step. Returns
-    ``total`` (B,), ``prior`` (B,), ``terms`` (B, T) with ``terms[:, t]`` the term of step t
-    (the decoder NLL at t = 0), and ``x0_mse`` (B, T): the squared error of the predicted x_0 from
-    x_t, for rate-distortion plots.
+    One model call per evaluated step, fresh noise at every step. ``diff`` is a Diffusion, or a dict
+    name -> Diffusion sharing schedule and parametrization (e.g. fixed_small vs fixed_large): every
+    variant is scored from the same model outputs and a dict of results comes back.
+
+    ``n_steps=None``: exact, all T steps. ``n_steps=K``: an unbiased stratified estimate: the decoder
+    term L_0 exactly, and one random step from each of K equal strata of 1..T-1, weighted by its
+    stratum's size (``weights``). Each result holds ``total`` (B,), ``prior`` (B,), ``terms`` (B, T)
+    (zero where not evaluated), ``weights`` (T,) and ``x0_mse`` (B, T): the squared error of the
+    predicted x_0 from x_t, for rate-distortion plots.
     """
     from .progress import tqdm
 
-    B, T = x0.shape[0], diff.T
-    terms = torch.zeros(B, T, dtype=torch.float64, device=x0.device)
-    x0_mse = torch.zeros(B, T, dtype=torch.float64, device=x0.device)
-    for i in tqdm(range(T - 1, -1, -1), desc="NLL", disable=not progress, leave=False):
+    diffs = diff if isinstance(diff, dict) else {"_": diff}
+    first = next(iter(diffs.values()))
+    B, T = x0.shape[0], first.T
+    steps, weights = _bound_steps(T, n_steps, generator)
+    res = {k: dict(terms=torch.zeros(B, T, dtype=torch.float64, device=x0.device),
+                   x0_mse=torch.zeros(B, T, dtype=torch.float64, device=x0.device)) for k in diffs}
+    for i in tqdm(steps, desc="NLL", disable=not progress, leave=False):
         t = torch.full((B,), i, dtype=torch.long, device=x0.device)
         eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-        x_t = q_sample(diff.schedule, x0, t, eps)
-        out = call_model(model, diff, x_t.double(), t)
-        terms[:, i] = vb_terms(diff, out, x0, x_t, t)
-        pred = p_mean_variance(diff, out, x_t, t, clip_denoised=True)["x0"]
-        x0_mse[:, i] = _mean_flat((pred - x0.double()) ** 2)
-    prior = prior_bpd(diff.schedule, x0)
-    return dict(total=prior + terms.sum(dim=1), prior=prior, terms=terms, x0_mse=x0_mse)
+        x_t = q_sample(first.schedule, x0, t, eps)
+        out = call_model(model, first, x_t.double(), t)
+        for k, d in diffs.items():
+            res[k]["terms"][:, i] = vb_terms(d, out, x0, x_t, t)
+            pred = p_mean_variance(d, out, x_t, t, clip_denoised=True)["x0"]
+            res[k]["x0_mse"][:, i] = _mean_flat((pred - x0.double()) ** 2)
+    prior = prior_bpd(first.schedule, x0)
+    for r in res.values():
+        r.update(prior=prior, weights=weights, total=prior + (r["terms"] * weights.to(x0.device)).sum(dim=1))
+    return res if isinstance(diff, dict) else res["_"]
+
+
+def _bound_steps(T: int, n_steps: int | None, generator) -> tuple[list[int], torch.Tensor]:
+    """Steps to evaluate (descending) and their weights: all with weight 1, or stratified."""
+    if n_steps is None or n_steps >= T - 1:
+        return list(range(T - 1, -1, -1)), torch.ones(T, dtype=torch.float64)
+    if n_steps < 1:
+        raise ValueError("n_steps must be None (exact) or at least 1")
+    edges = torch.linspace(1, T, n_steps + 1).round().long()
+    weights = torch.zeros(T, dtype=torch.float64)
+    weights[0] = 1.0
+    steps = [0]
+    for lo, hi in zip(edges[:-1].tolist(), edges[1:].tolist()):
+        g = None if generator is None else _cpu(generator)
+        pick = lo + int(torch.randint(0, hi - lo, (1,), generator=g).item())
+        steps.append(pick)
+        weights[pick] = hi - lo
+    return sorted(steps, reverse=True), weights
+
+
+def _cpu(generator: torch.Generator) -> torch.Generator:
+    """A CPU generator for index draws (seeded from ``generator`` if that one lives on a GPU)."""
+    if generator.device.type == "cpu":
+        return generator
+    return torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator,
+                                                           device=generator.device).item()))
 
 
 def rate_distortion(result: dict) -> dict:

@@ -205,6 +205,29 @@ def test_losses_are_per_example_and_simple_targets_are_right():
         assert loss.shape == (5,) and loss.max().item() < 1e-10
 
 
+def test_stratified_bound_is_unbiased_and_variants_share_one_pass():
+    sched = S.linear(100)
+    small, large = D.Diffusion(sched, "eps", "fixed_small"), D.Diffusion(sched, "eps", "fixed_large")
+    g = torch.Generator().manual_seed(0)
+    x0 = (torch.randint(0, 256, (64, 1, 2, 2), generator=g).double() / 127.5 - 1)
+    w = torch.randn(1, dtype=torch.float64, generator=g)
+    model = lambda x, t: 0.3 * x + w  # a fixed, imperfect "network"
+    exact = D.nll_bpd(model, {"small": small, "large": large}, x0, generator=g)
+    assert set(exact) == {"small", "large"}
+    assert not torch.allclose(exact["small"]["total"], exact["large"]["total"])
+    single = D.nll_bpd(model, small, x0, generator=torch.Generator().manual_seed(5))
+    # the mean over examples of the exact bound is stable across noise draws at this batch size
+    assert single["total"].mean().item() == pytest.approx(exact["small"]["total"].mean().item(), rel=0.02)
+    est = torch.tensor([D.nll_bpd(model, small, x0, generator=torch.Generator().manual_seed(s), n_steps=10)["total"].mean()
+                        for s in range(60)])
+    ref = torch.tensor([D.nll_bpd(model, small, x0, generator=torch.Generator().manual_seed(100 + s))["total"].mean()
+                        for s in range(5)])
+    se = (est.var() / len(est) + ref.var() / len(ref)).sqrt()
+    assert (est.mean() - ref.mean()).abs() < 4 * se, (est.mean(), ref.mean(), se)
+    r = D.nll_bpd(model, small, x0, generator=g, n_steps=10)
+    assert (r["terms"] != 0).any(0).sum().item() == 11 and r["weights"].sum().item() == 100
+
+
 def test_rate_distortion_bookkeeping():
     terms = torch.tensor([[0.5, 0.1, 0.2, 0.3]], dtype=torch.float64)
     res = dict(terms=terms, prior=torch.tensor([0.05], dtype=torch.float64),

@@ -1,0 +1,674 @@
+"""Sample-quality metrics: distances between feature distributions, the networks that give the
+features, conditional accuracy, bits/dim, and exact metrics for 2-D toys.
+
+* Distances between two sets of features (float64, any feature network):
+  ``frechet_distance`` (FID's formula, Heusel et al. 2017), ``kid`` (unbiased MMD^2 with the cubic
+  polynomial kernel, Binkowski et al. 2018) and ``precision_recall`` (k-NN manifolds,
+  Kynkaanniemi et al. 2019, k = 3 as in the ADM evaluator).
+* Feature networks, by name, through ``get_extractor``: ``"inception"`` (pool3, 2048-d; only where
+  ``pytorch-fid`` and its weights file are already on disk) or an *in-domain* network per data set
+  (``"digits"``, ``"shapes"``, ``"mnist"``, ``"fashion_mnist"``, ``"cifar10"``): a small GroupNorm CNN
+  trained by a fixed recipe on the real training split and cached. Its penultimate layer gives the
+  features of "FID_clf", its heads score conditional samples (``conditional_accuracy``,
+  ``attribute_accuracy``).
+* ``evaluate`` puts these together and always reports the real-vs-real floor.
+* Likelihoods: ``bits_per_dim``, ``nats_to_bits``, ``bpd_from_logits``.
+* 2-D toys: ``mmd_rbf``, ``energy_distance``, ``sliced_wasserstein``, ``mode_coverage``; all exact.
+
+FD, KID and precision/recall depend on the number of samples (FD is biased upwards at small n):
+numbers are comparable only between rows computed with the same n and the same feature network.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import cache
+from .progress import tqdm
+
+LN2 = math.log(2.0)
+
+
+def _f64(x) -> torch.Tensor:
+    """Any array-like to a float64 CPU tensor, flattened to (N, D) when it has more than 2 dims."""
+    x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).detach().cpu().double()
+    return x.reshape(len(x), -1) if x.ndim > 2 else x
+
+
+# --------------------------------------------------------------------------------------------
+# Frechet distance
+# --------------------------------------------------------------------------------------------
+def feature_stats(feats) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (D,) and unbiased covariance (D, D) of features (N, D), in float64."""
+    f = _f64(feats).numpy()
+    if len(f) < 2:
+        raise ValueError("need at least 2 feature vectors for a covariance")
+    return f.mean(0), np.cov(f, rowvar=False)
+
+
+def _psd_sqrt(a: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a symmetric PSD matrix through its eigendecomposition."""
+    w, v = np.linalg.eigh((a + a.T) / 2)
+    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
+def frechet_distance_from_stats(mu1, sigma1, mu2, sigma2) -> float:
+    """d^2 = ||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^{1/2})  (Heusel et al. 2017, Eq. 6).
+
+    tr (S1 S2)^{1/2} is computed as the sum of square roots of the eigenvalues of the symmetric PSD
+    matrix S1^{1/2} S2 S1^{1/2}, which has the same eigenvalues as S1 S2. This avoids ``sqrtm`` of a
+    non-symmetric product and the complex round-off it returns (no imaginary parts to discard).
+    """
+    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+    s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (len(mu1), len(mu1)):
+        raise ValueError(f"mismatched statistics: mu {mu1.shape} / {mu2.shape}, sigma {s1.shape} / {s2.shape}")
+    r1 = _psd_sqrt(s1)
+    m = r1 @ s2 @ r1
+    tr_covmean = np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0, None)).sum()
+    d2 = ((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr_covmean
+    return float(max(d2, 0.0))
+
+
+def frechet_distance(feats_a, feats_b) -> float:
+    """Frechet distance between Gaussians fitted to two sets of features (N, D): "FID" on Inception
+    pool3 features, "FID_clf" on an in-domain network's features."""
+    return frechet_distance_from_stats(*feature_stats(feats_a), *feature_stats(feats_b))
+
+
+# --------------------------------------------------------------------------------------------
+# Kernel inception distance
+# --------------------------------------------------------------------------------------------
+def _mmd2_unbiased(kxx: torch.Tensor, kyy: torch.Tensor, kxy: torch.Tensor) -> float:
+    """Unbiased MMD^2 (Gretton et al. 2012, Eq. 3): within-set means leave out the diagonal."""
+    m, n = len(kxx), len(kyy)
+    sxx = (kxx.sum() - kxx.diagonal().sum()) / (m * (m - 1))
+    syy = (kyy.sum() - kyy.diagonal().sum()) / (n * (n - 1))
+    return float(sxx + syy - 2 * kxy.mean())
+
+
+def mmd2_polynomial(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Unbiased MMD^2 between two whole sets with KID's kernel k(x, y) = (x.y / d + 1)^3."""
+    x, y = _f64(x), _f64(y)
+    d = x.shape[1]
+    kern = lambda p, q: (p @ q.T / d + 1) ** 3  # noqa: E731
+    return _mmd2_unbiased(kern(x, x), kern(y, y), kern(x, y))
+
+
+def kid(feats_a, feats_b, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """Kernel inception distance (Binkowski et al. 2018): ``mmd2_polynomial`` averaged over
+    ``subsets`` random subsets per set (without replacement). Returns (mean, std over subsets).
+
+    Subsets hold ``subset_size`` points, capped at half the smaller set, so that they differ and
+    their spread is an honest (slightly pessimistic) error bar. Unbiased: the expectation is 0 for
+    two samples of one distribution, so it can come out negative.
+    """
+    a, b = _f64(feats_a), _f64(feats_b)
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"feature dims differ: {a.shape[1]} vs {b.shape[1]}")
+    m = min(subset_size, len(a) // 2, len(b) // 2)
+    if m < 2:
+        raise ValueError("KID needs at least 4 samples per set")
+    g = torch.Generator().manual_seed(seed)
+    vals = np.array([mmd2_polynomial(a[torch.randperm(len(a), generator=g)[:m]],
+                                     b[torch.randperm(len(b), generator=g)[:m]]) for _ in range(subsets)])
+    return float(vals.mean()), float(vals.std())
+
+
+# --------------------------------------------------------------------------------------------
+# Precision and recall (Kynkaanniemi et al. 2019)
+# --------------------------------------------------------------------------------------------
+def _sqdist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distances (len(a), len(b)) via ||a||^2 + ||b||^2 - 2 a.b, clipped at 0."""
+    return ((a * a).sum(1, keepdim=True) + (b * b).sum(1)[None] - 2 * a @ b.T).clamp_min_(0)
+
+
+def knn_radii(x: torch.Tensor, k: int = 3, chunk: int = 512) -> torch.Tensor:
+    """Squared distance from each row of x to its k-th nearest other row (the point itself is the
+    0-th neighbour), computed in row chunks so that 10k x 10k never sits in memory at once."""
+    x = _f64(x)
+    if not 1 <= k < len(x):
+        raise ValueError(f"k must be in [1, {len(x) - 1}] for {len(x)} points, got {k}")
+    out = [_sqdist(x[i:i + chunk], x).topk(k + 1, dim=1, largest=False).values[:, k] for i in range(0, len(x), chunk)]
+    return torch.cat(out)
+
+
+def _inside_manifold(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, chunk: int) -> torch.Tensor:
+    """For each point: does it fall inside at least one ball (centre, k-NN radius)?"""
+    out = [(_sqdist(points[i:i + chunk], centres) <= radii[None]).any(1) for i in range(0, len(points), chunk)]
+    return torch.cat(out)
+
+
+def precision_recall(real, fake, k: int = 3, chunk: int = 512) -> tuple[float, float]:
+    """Improved precision and recall (Kynkaanniemi et al. 2019, Eq. 1-3).
+
+    The real manifold is the union of balls around real features with radius the distance to the
+    k-th nearest real neighbour; precision is the share of fake samples inside it. Recall swaps the
+    roles: the share of real samples inside the fake manifold. Precision measures fidelity (samples
+    look real), recall coverage (every mode of the data is produced).
+    """
+    r, f = _f64(real), _f64(fake)
+    precision = _inside_manifold(f, r, knn_radii(r, k, chunk), chunk).double().mean()
+    recall = _inside_manifold(r, f, knn_radii(f, k, chunk), chunk).double().mean()
+    return float(precision), float(recall)
+
+
+# --------------------------------------------------------------------------------------------
+# Feature networks
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FeatureNetRecipe:
+    """The fixed training recipe of an in-domain feature network. Any change gives a new cache key.
+
+    ``n_train=None`` uses the whole training split. ``shift`` is the augmentation: a random
+    translation by up to that many pixels (edges replicated); 0 turns it off.
+    """
+
+    width: int = 16  # channels of the first stage; doubled at each downsampling
+    feature_dim: int = 128  # the penultimate layer: the features
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    shift: int = 1
+    n_train: int | None = None
+    n_test: int | None = None  # held-out images for the accuracy (None: the loader's default)
+    seed: int = 0
+
+
+# One recipe per data set. digits and shapes train in well under a minute on 2 CPU cores at 16x16;
+# the online sets (60k / 50k images) are meant for a GPU session or a long CPU run.
+RECIPES: dict[str, FeatureNetRecipe] = {
+    "digits": FeatureNetRecipe(epochs=15),
+    "shapes": FeatureNetRecipe(epochs=4, n_train=8000, shift=0),  # position is an attribute: no shifts
+    "mnist": FeatureNetRecipe(width=32, epochs=3),
+    "fashion_mnist": FeatureNetRecipe(width=32, epochs=5),
+    "cifar10": FeatureNetRecipe(width=48, epochs=15, shift=2),
+}
+DEFAULT_SIZE = {"digits": 16, "shapes": 16, "mnist": 28, "fashion_mnist": 28, "cifar10": 32}
+EXTRACTORS = ("inception", *RECIPES)
+
+
+class FeatureNet(nn.Module):
+    """Conv stages (GroupNorm, SiLU), each halving the resolution, down to about 4x4; the final map
+    is pooled to 4x4 and flattened (not globally averaged, so features keep *where* things are, one
+    of the shapes attributes), then a linear layer to ``feature_dim`` features and one linear head
+    per label (``heads``: name -> number of classes)."""
+
+    def __init__(self, channels: int, image_size: int, heads: dict[str, int], width: int = 16, feature_dim: int = 128):
+        super().__init__()
+        n_down = max(0, min(3, int(math.floor(math.log2(image_size / 4)))))
+
+        def block(cin, cout, stride=1):
+            return [nn.Conv2d(cin, cout, 3, stride, 1), nn.GroupNorm(min(8, cout), cout), nn.SiLU()]
+
+        layers, ch = block(channels, width), width
+        for _ in range(n_down):
+            layers += block(ch, ch) + block(ch, 2 * ch, stride=2)
+            ch *= 2
+        self.body = nn.Sequential(*layers, block(ch, ch)[0], nn.GroupNorm(min(8, ch), ch), nn.SiLU(),
+                                  nn.AdaptiveAvgPool2d(4), nn.Flatten())
+        self.proj = nn.Linear(ch * 16, feature_dim)
+        self.heads = nn.ModuleDict({k: nn.Linear(feature_dim, n) for k, n in heads.items()})
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return F.silu(self.proj(self.body(x)))  # (B, feature_dim)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        f = self.features(x)
+        return {k: head(f) for k, head in self.heads.items()}
+
+
+class FeatureExtractor:
+    """A frozen network from images in [-1, 1] (N, C, H, W) to features (N, D) float64.
+
+    In-domain networks also ``predict`` logits: a tensor for a single-label network, a dict of
+    tensors (one per attribute) for ``shapes``. ``accuracy`` is the held-out accuracy (mean over
+    heads), ``accuracies`` per head; ``trained_now`` says whether this call trained the network
+    (False when it came from the cache).
+    """
+
+    def __init__(self, name: str, net: nn.Module, image_size: int, channels: int, meta: dict | None = None,
+                 trained_now: bool = False, device="cpu"):
+        self.name, self.net, self.image_size, self.channels = name, net.eval(), image_size, channels
+        self.meta, self.trained_now, self.device = meta or {}, trained_now, torch.device(device)
+        self.net.to(self.device).requires_grad_(False)
+
+    # ---- overridden by other backbones ----------------------------------------------------------
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.features(x)
+
+    def _logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.net(x)
+
+    # ---- public ----------------------------------------------------------------------------
+    @property
+    def heads(self) -> list[str]:
+        return list(self.meta.get("heads", {}))
+
+    @property
+    def label_head(self) -> str | None:
+        """The head that reads the data set's ``y`` (``"class"``, or ``"shape"`` for shapes)."""
+        return self.meta.get("label_head")
+
+    @property
+    def accuracies(self) -> dict[str, float]:
+        return dict(self.meta.get("accuracy", {}))
+
+    @property
+    def accuracy(self) -> float | None:
+        acc = self.accuracies
+        return float(np.mean(list(acc.values()))) if acc else None
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Cast, move, clip to [-1, 1] (as quantizing samples to uint8 would), repeat grey to RGB if
+        needed, and resize (bilinear, antialiased) to the net's size."""
+        x = torch.as_tensor(x).to(self.device, torch.float32).clamp(-1, 1)
+        if x.ndim != 4:
+            raise ValueError(f"expected images (N, C, H, W), got shape {tuple(x.shape)}")
+        if x.shape[1] != self.channels:
+            if x.shape[1] == 1 and self.channels == 3:
+                x = x.expand(-1, 3, -1, -1)
+            else:
+                raise ValueError(f"{self.name} expects {self.channels} channels, got {x.shape[1]}")
+        if x.shape[-2:] != (self.image_size, self.image_size):
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
+                              antialias=True, align_corners=False)
+        return x
+
+    @torch.no_grad()
+    def features(self, x, batch_size: int = 500) -> torch.Tensor:
+        """Features (N, D) float64 on the CPU, computed in batches without gradients."""
+        out = [self._features(self.prepare(x[i:i + batch_size])).double().cpu() for i in range(0, len(x), batch_size)]
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def predict(self, x, batch_size: int = 500):
+        """Logits: one (N, classes) tensor for a single-head net, else a dict head -> logits."""
+        parts = [{k: v.double().cpu() for k, v in self._logits(self.prepare(x[i:i + batch_size])).items()}
+                 for i in range(0, len(x), batch_size)]
+        out = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        return next(iter(out.values())) if len(out) == 1 else out
+
+    def __repr__(self) -> str:
+        acc = f", test accuracy {self.accuracy:.3f}" if self.accuracy is not None else ""
+        return f"FeatureExtractor({self.name}, {self.image_size}px{acc})"
+
+
+def _load_split(dataset: str, split: str, image_size: int, n: int | None, seed: int):
+    from . import data  # lazy: metrics on precomputed features never needs the data module
+
+    return data.load(dataset, split=split, image_size=image_size, n=n, seed=seed)
+
+
+def _targets(d) -> tuple[dict[str, torch.Tensor], dict[str, int], str]:
+    """Labels per head: every attribute when the data set has them (shapes), else the class."""
+    if getattr(d, "attrs", None):
+        targets = {k: v.long() for k, v in d.attrs.items()}
+        sizes = {k: len(d.attr_values[k]) if getattr(d, "attr_values", None) and k in d.attr_values
+                 else int(v.max()) + 1 for k, v in targets.items()}
+        label_head = next((k for k, v in targets.items() if d.y is not None and torch.equal(v, d.y.long())), None)
+        return targets, sizes, label_head
+    if d.y is None:
+        raise ValueError("a feature network needs labelled data (y or attrs)")
+    n_classes = len(d.classes) if getattr(d, "classes", None) else int(d.y.max()) + 1
+    return {"class": d.y.long()}, {"class": n_classes}, "class"
+
+
+def _shift(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
+    """Random translation of each image by up to s pixels (replicated edges)."""
+    if s == 0:
+        return x
+    n, _, h, w = x.shape
+    pad = F.pad(x, (s, s, s, s), mode="replicate")
+    dy, dx = torch.randint(0, 2 * s + 1, (2, n), generator=g)
+    out = torch.empty_like(x)
+    for oy in range(2 * s + 1):
+        for ox in range(2 * s + 1):
+            idx = ((dy == oy) & (dx == ox)).nonzero().flatten()
+            out[idx] = pad[idx, :, oy:oy + h, ox:ox + w]
+    return out
+
+
+@torch.no_grad()
+def _head_accuracy(net: FeatureNet, x: torch.Tensor, targets: dict[str, torch.Tensor], device) -> dict[str, float]:
+    net.eval()
+    logits = [net(x[i:i + 500].to(device)) for i in range(0, len(x), 500)]
+    return {k: float((torch.cat([l[k] for l in logits]).argmax(1).cpu() == t).double().mean()) for k, t in targets.items()}
+
+
+def train_feature_net(dataset: str, image_size: int, recipe: FeatureNetRecipe, device="cpu",
+                      progress: bool = True, threads: int | None = None) -> tuple[FeatureNet, dict]:
+    """Train the in-domain network by ``recipe`` (Adam with a one-cycle schedule peaking at
+    ``lr``, summed cross-entropy over heads) on the training split; measure its accuracy per head on
+    the test split. Returns (net, metadata). The caller's global RNG state is left untouched.
+
+    ``threads`` sets torch's CPU threads while training (restored after). On a CPU shared with
+    other busy processes, ``threads=1`` avoids the large slow-down of oversubscribed threads.
+    """
+    old_threads = torch.get_num_threads()
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(recipe.seed)
+            return _train(dataset, image_size, recipe, device, progress)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _train(dataset: str, image_size: int, recipe: FeatureNetRecipe, device, progress: bool):
+    t0 = time.perf_counter()
+    g = torch.Generator().manual_seed(recipe.seed)
+    tr = _load_split(dataset, "train", image_size, recipe.n_train, recipe.seed)
+    te = _load_split(dataset, "test", image_size, recipe.n_test, recipe.seed)
+    targets, sizes, label_head = _targets(tr)
+    test_targets, _, _ = _targets(te)
+    x = tr.x.float()
+    net = FeatureNet(x.shape[1], image_size, sizes, recipe.width, recipe.feature_dim).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    steps_per_epoch = math.ceil(len(x) / recipe.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, recipe.lr, total_steps=recipe.epochs * steps_per_epoch)
+    bar = tqdm(total=recipe.epochs * steps_per_epoch, desc=f"feature net {dataset} {image_size}px", disable=not progress)
+    for _ in range(recipe.epochs):
+        net.train()
+        perm = torch.randperm(len(x), generator=g)
+        for i in range(0, len(x), recipe.batch_size):
+            idx = perm[i:i + recipe.batch_size]
+            logits = net(_shift(x[idx], recipe.shift, g).to(device))
+            loss = sum(F.cross_entropy(logits[k], t[idx].to(device)) for k, t in targets.items())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    bar.close()
+    acc = _head_accuracy(net, te.x.float(), test_targets, device)
+    meta = dict(dataset=dataset, image_size=image_size, channels=x.shape[1], heads=sizes, label_head=label_head,
+                accuracy=acc, n_train=len(x), n_test=len(te.x), train_seconds=round(time.perf_counter() - t0, 2),
+                recipe=dataclasses.asdict(recipe), attr_values=getattr(tr, "attr_values", None) or None,
+                classes=list(tr.classes) if getattr(tr, "classes", None) is not None else None)
+    return net.cpu().eval(), meta
+
+
+def feature_net_path(dataset: str, image_size: int, recipe: FeatureNetRecipe) -> Path:
+    """Cache file of a feature network: keyed by data set, image size and the whole recipe."""
+    key = cache.config_hash({"kind": "feature_net", "version": 1, "dataset": dataset,
+                             "image_size": image_size, "recipe": recipe})
+    return cache.cache_dir("feature_nets") / f"{dataset}-{image_size}px-{key}.safetensors"
+
+
+def _in_domain(name: str, image_size: int | None, recipe: FeatureNetRecipe | None, device, train: bool,
+               progress: bool, threads: int | None) -> FeatureExtractor:
+    image_size = image_size or DEFAULT_SIZE[name]
+    recipe = recipe or RECIPES[name]
+    path = feature_net_path(name, image_size, recipe)
+    if cache.exists(path):
+        state, meta = cache.load_tensors(path)
+        net = FeatureNet(meta["channels"], image_size, meta["heads"], recipe.width, recipe.feature_dim)
+        net.load_state_dict(state)
+        return FeatureExtractor(name, net, image_size, meta["channels"], meta, trained_now=False, device=device)
+    if not train:
+        raise FileNotFoundError(f"no cached {name} feature net at {path} and train=False")
+    net, meta = train_feature_net(name, image_size, recipe, device=device, progress=progress, threads=threads)
+    cache.save_tensors(path, net.state_dict(), meta)
+    return FeatureExtractor(name, net, image_size, meta["channels"], meta, trained_now=True, device=device)
+
+
+# ---- Inception (optional) -----------------------------------------------------------------------
+class InceptionExtractor(FeatureExtractor):
+    """pool3 (2048-d) of the FID Inception network from ``pytorch-fid``; images are quantized to
+    256 levels first, as the ADM evaluator feeds uint8 images. No logits: ``predict`` raises."""
+
+    def __init__(self, net: nn.Module, device="cpu"):
+        super().__init__("inception", net, 299, 3, {}, device=device)
+
+    def prepare(self, x):  # the network resizes to 299 itself
+        x = torch.as_tensor(x).to(self.device, torch.float32)
+        x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+        return torch.round((x.clamp(-1, 1) + 1) * 127.5) / 255.0  # [0, 1] on the uint8 grid
+
+    def _features(self, x):
+        return self.net(x)[0].flatten(1)  # (B, 2048)
+
+    def _logits(self, x):
+        raise NotImplementedError("the FID Inception network gives features only")
+
+
+def _inception(device) -> InceptionExtractor:
+    """The pytorch-fid Inception, only if the package is importable *and* its weights file is already
+    in the torch hub cache; never downloads."""
+    alternatives = f"use an in-domain feature network instead: {list(RECIPES)}"
+    try:
+        from pytorch_fid import inception as pfi
+    except ImportError:
+        raise RuntimeError("Inception features need the `pytorch-fid` package (pip install pytorch-fid) and its "
+                           f"weights on disk; {alternatives}") from None
+    weights = Path(torch.hub.get_dir()) / "checkpoints" / pfi.FID_WEIGHTS_URL.rsplit("/", 1)[-1]
+    if not weights.exists():
+        raise RuntimeError(f"Inception weights not found at {weights}; this library never downloads them. "
+                           "Fetch them once where a network is available (running pytorch-fid once does), "
+                           f"or {alternatives}")
+    net = pfi.InceptionV3([pfi.InceptionV3.BLOCK_INDEX_BY_DIM[2048]], resize_input=True, normalize_input=True)
+    return InceptionExtractor(net, device)
+
+
+def get_extractor(name: str, image_size: int | None = None, recipe: FeatureNetRecipe | None = None,
+                  device="cpu", train: bool = True, progress: bool = True,
+                  threads: int | None = None) -> FeatureExtractor:
+    """A feature extractor by name: ``"inception"`` or a data set's in-domain network.
+
+    In-domain networks are loaded from the cache (``ddpm_lib.cache``, keyed by data set, image size
+    and recipe) or trained once by ``RECIPES[name]`` (or ``recipe``) at ``image_size`` (default
+    ``DEFAULT_SIZE[name]``) and cached; ``train=False`` refuses to train. ``threads``: CPU threads
+    while training (see ``train_feature_net``).
+    """
+    if name == "inception":
+        return _inception(device)
+    if name not in RECIPES:
+        raise ValueError(f"unknown feature extractor {name!r}; valid choices: {list(EXTRACTORS)}")
+    return _in_domain(name, image_size, recipe, device, train, progress, threads)
+
+
+# --------------------------------------------------------------------------------------------
+# Putting it together
+# --------------------------------------------------------------------------------------------
+def inception_score(logits, splits: int = 1) -> tuple[float, float]:
+    """exp E_x KL(p(y|x) || p(y)) (Salimans et al. 2016) from classifier logits (N, classes);
+    mean and std over ``splits`` equal parts. With an in-domain classifier this is the IS analogue
+    whose maximum is the number of classes."""
+    logp = torch.log_softmax(_f64(logits), 1)
+    scores = []
+    for part in torch.tensor_split(logp, splits):
+        logpy = torch.logsumexp(part, 0) - math.log(len(part))  # log of the marginal p(y)
+        scores.append(math.exp(float((part.exp() * (part - logpy)).sum(1).mean())))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """One row of a sample-quality table. ``*_floor`` are the same metrics between the real set and a
+    second real set of the same size (the best a generator can score at this n); ``kid`` is raw
+    MMD^2 (papers often print it x 1000). Compare rows only at equal n and equal extractor."""
+
+    extractor: str
+    n_real: int
+    n_fake: int
+    fd: float
+    kid: float
+    kid_std: float
+    precision: float
+    recall: float
+    fd_floor: float | None = None
+    kid_floor: float | None = None
+    isc: float | None = None  # IS analogue of the fake samples (single-head in-domain nets)
+
+    def as_row(self, digits: int = 4) -> dict:
+        fmt = lambda v: None if v is None else float(f"{v:.{digits}g}")  # noqa: E731
+        row = {"extractor": self.extractor, "n_real": self.n_real, "n_fake": self.n_fake}
+        for k in ("fd", "fd_floor", "kid", "kid_std", "kid_floor", "precision", "recall", "isc"):
+            row[k] = fmt(getattr(self, k))
+        return row
+
+    def __str__(self) -> str:
+        return "  ".join(f"{k}={v}" for k, v in self.as_row().items() if v is not None)
+
+
+def evaluate(extractor: FeatureExtractor | None, real, fake, real_ref=None, k: int = 3,
+             kid_subsets: int = 100, kid_subset_size: int = 1000, seed: int = 0) -> EvalResult:
+    """FD, KID and k-NN precision/recall of ``fake`` against ``real``, plus the floor: FD and KID of
+    ``real`` against ``real_ref`` (another real sample, e.g. the test split, of the fake set's size).
+
+    ``extractor=None`` means ``real``, ``fake`` and ``real_ref`` are already features (N, D), e.g.
+    2-D toy points. FD falls with n even for a perfect generator, so keep n fixed across a table.
+    """
+    feats = (lambda v: _f64(v)) if extractor is None else extractor.features
+    fr, ff = feats(real), feats(fake)
+    kid_mean, kid_std = kid(fr, ff, kid_subsets, kid_subset_size, seed)
+    precision, recall = precision_recall(fr, ff, k)
+    fd_floor = kid_floor = None
+    if real_ref is not None:
+        if len(real_ref) != len(fake):
+            warnings.warn(f"the floor uses {len(real_ref)} reference images but there are {len(fake)} samples; "
+                          "FD depends on n, so the floor is only comparable at equal n")
+        fref = feats(real_ref)
+        fd_floor = frechet_distance(fr, fref)
+        kid_floor = kid(fr, fref, kid_subsets, kid_subset_size, seed)[0]
+    isc = None
+    if extractor is not None and len(extractor.heads) == 1:
+        isc = inception_score(extractor.predict(fake))[0]
+    return EvalResult(extractor.name if extractor is not None else "features", len(fr), len(ff),
+                      frechet_distance(fr, ff), kid_mean, kid_std, precision, recall, fd_floor, kid_floor, isc)
+
+
+def _head_logits(extractor: FeatureExtractor, samples, head: str | None) -> torch.Tensor:
+    out = extractor.predict(samples)
+    if isinstance(out, torch.Tensor):
+        return out
+    head = head or extractor.label_head
+    if head not in out:
+        raise ValueError(f"unknown head {head!r}; valid choices: {list(out)}")
+    return out[head]
+
+
+def conditional_accuracy(extractor: FeatureExtractor, samples, labels, head: str | None = None) -> float:
+    """Share of class-conditional samples that the in-domain classifier reads as their condition
+    (the "classification accuracy score" analogue). For a multi-head net, ``head`` defaults to the
+    head of the data set's ``y`` (``"shape"`` for shapes)."""
+    pred = _head_logits(extractor, samples, head).argmax(1)
+    return float((pred == torch.as_tensor(labels).long().cpu()).double().mean())
+
+
+def attribute_accuracy(extractor: FeatureExtractor, samples, attrs: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Per-attribute accuracy of samples against the attributes they were asked for, plus ``"all"``:
+    the share of samples with every listed attribute right (binding accuracy)."""
+    out = extractor.predict(samples)
+    if isinstance(out, torch.Tensor):
+        raise ValueError(f"{extractor.name} has a single head; attribute accuracy needs a multi-head net (shapes)")
+    unknown = set(attrs) - set(out)
+    if unknown:
+        raise ValueError(f"unknown attributes {sorted(unknown)}; valid choices: {list(out)}")
+    hits = {k: out[k].argmax(1) == torch.as_tensor(v).long().cpu() for k, v in attrs.items()}
+    acc = {k: float(h.double().mean()) for k, h in hits.items()}
+    acc["all"] = float(torch.stack(list(hits.values())).all(0).double().mean())
+    return acc
+
+
+# --------------------------------------------------------------------------------------------
+# Likelihoods
+# --------------------------------------------------------------------------------------------
+def nats_to_bits(nats):
+    """Divide by ln 2."""
+    return nats / LN2
+
+
+def bits_per_dim(nll_nats, num_dims: int):
+    """Negative log-likelihood per example in nats -> bits per dimension: nll / (num_dims ln 2)."""
+    return nll_nats / (num_dims * LN2)
+
+
+def bpd_from_logits(logits: torch.Tensor, targets: torch.Tensor, num_dims: int | None = None) -> torch.Tensor:
+    """Bits/dim of a discrete autoregressive model per example (B,): the summed cross-entropy of
+    logits (B, ..., V) at targets (B, ...), in float64, divided by ``num_dims`` ln 2.
+
+    ``num_dims`` defaults to the number of target tokens per example; pass the number of sub-pixels
+    (H * W * 3) when one token codes several dimensions (iGPT's colour palette).
+    """
+    B, V = logits.shape[0], logits.shape[-1]
+    if targets.shape != logits.shape[:-1]:
+        raise ValueError(f"targets {tuple(targets.shape)} must match logits {tuple(logits.shape)} without the last dim")
+    nll = F.cross_entropy(logits.reshape(-1, V).double(), targets.reshape(-1).long(), reduction="none")
+    return bits_per_dim(nll.reshape(B, -1).sum(1), num_dims or targets[0].numel())
+
+
+# --------------------------------------------------------------------------------------------
+# 2-D toys: exact sample distances
+# --------------------------------------------------------------------------------------------
+def _pair_sum(x: torch.Tensor, y: torch.Tensor, fn, chunk: int = 1024) -> torch.Tensor:
+    """sum_ij fn(||x_i - y_j||), in row chunks; distances from coordinate differences (no
+    ||a||^2 + ||b||^2 - 2 a.b round-off: these metrics are meant for low-dimensional points)."""
+    dist = lambda a: torch.cdist(a, y, compute_mode="donot_use_mm_for_euclid_dist")  # noqa: E731
+    return sum(fn(dist(x[i:i + chunk])).sum() for i in range(0, len(x), chunk))
+
+
+def mmd_rbf(x, y, bandwidths=(0.05, 0.1, 0.2, 0.5, 1.0, 2.0), unbiased: bool = True) -> float:
+    """MMD^2 (Gretton et al. 2012) with a sum of Gaussian kernels exp(-||x - y||^2 / (2 h^2)) over
+    ``bandwidths`` (in data units; the defaults suit data of scale ~1, like the 2-D toys).
+    Unbiased by default (can dip below 0); ``unbiased=False`` gives the V-statistic (>= 0)."""
+    x, y = _f64(x), _f64(y)
+    hs = torch.as_tensor(bandwidths, dtype=torch.float64)
+    k = lambda d: torch.exp(-(d**2)[..., None] / (2 * hs**2)).sum(-1)  # noqa: E731
+    m, n, kdiag = len(x), len(y), float(len(hs))  # k(x, x) = number of bandwidths
+    if unbiased:
+        sxx = (_pair_sum(x, x, k) - m * kdiag) / (m * (m - 1))
+        syy = (_pair_sum(y, y, k) - n * kdiag) / (n * (n - 1))
+    else:
+        sxx, syy = _pair_sum(x, x, k) / m**2, _pair_sum(y, y, k) / n**2
+    return float(sxx + syy - 2 * _pair_sum(x, y, k) / (m * n))
+
+
+def energy_distance(x, y) -> float:
+    """Energy distance 2 E||X - Y|| - E||X - X'|| - E||Y - Y'|| (Szekely & Rizzo 2013), with the
+    within-set means over distinct pairs (unbiased). Zero iff the distributions agree."""
+    x, y = _f64(x), _f64(y)
+    m, n = len(x), len(y)
+    same = lambda d: d  # noqa: E731
+    return float(2 * _pair_sum(x, y, same) / (m * n) - _pair_sum(x, x, same) / (m * (m - 1))
+                 - _pair_sum(y, y, same) / (n * (n - 1)))
+
+
+def sliced_wasserstein(x, y, n_projections: int = 256, p: int = 2, seed: int = 0) -> float:
+    """Sliced p-Wasserstein distance: (E_theta W_p^p(theta.X, theta.Y))^{1/p} over random unit
+    directions theta; each 1-D W_p compares quantiles (sorted values when the sizes match)."""
+    x, y = _f64(x), _f64(y)
+    g = torch.Generator().manual_seed(seed)
+    theta = torch.randn(x.shape[1], n_projections, generator=g, dtype=torch.float64)
+    theta /= theta.norm(dim=0, keepdim=True)
+    px, py = (x @ theta).sort(0).values, (y @ theta).sort(0).values  # (N, P)
+    if len(px) != len(py):
+        q = (torch.arange(max(len(px), len(py)), dtype=torch.float64) + 0.5) / max(len(px), len(py))
+        px, py = torch.quantile(px, q, dim=0), torch.quantile(py, q, dim=0)
+    return float(((px - py).abs() ** p).mean() ** (1 / p))
+
+
+def mode_coverage(samples, centres, radius: float) -> dict:
+    """For mixtures of well separated modes: ``modes_hit`` (modes with at least one sample within
+    ``radius``), ``coverage`` (their share), ``in_mode`` (share of samples within ``radius`` of some
+    mode: a precision) and ``counts`` per mode."""
+    s, c = _f64(samples), _f64(centres)
+    d2 = _sqdist(s, c)  # (N, K)
+    nearest = d2.argmin(1)
+    near = d2.gather(1, nearest[:, None]).squeeze(1) <= radius**2
+    counts = torch.bincount(nearest[near], minlength=len(c))
+    hit = int((counts > 0).sum())
+    return dict(modes_hit=hit, coverage=hit / len(c), in_mode=float(near.double().mean()), counts=counts.tolist())

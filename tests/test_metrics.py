@@ -1,0 +1,331 @@
+"""Sample-quality metrics against closed forms, second implementations and known failure modes."""
+import dataclasses
+import math
+import time
+
+import numpy as np
+import pytest
+import scipy.linalg
+import scipy.spatial.distance as ssd
+import scipy.stats
+import torch
+
+from ddpm_lib import metrics as M
+
+
+def _spd(d, rng):
+    a = rng.standard_normal((d, d))
+    return a @ a.T / d + 0.1 * np.eye(d)
+
+
+# --------------------------------------------------------------------------------------------
+# Frechet distance
+# --------------------------------------------------------------------------------------------
+def test_frechet_distance_matches_the_sqrtm_formula():
+    """Our eigen route vs the TTUR route: tr sqrtm(S1 S2) of the non-symmetric product."""
+    rng = np.random.default_rng(0)
+    for d in (1, 3, 16):
+        mu1, mu2 = rng.standard_normal(d), rng.standard_normal(d)
+        s1, s2 = _spd(d, rng), _spd(d, rng)
+        covmean = scipy.linalg.sqrtm(s1 @ s2).real
+        ref = ((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean)
+        assert M.frechet_distance_from_stats(mu1, s1, mu2, s2) == pytest.approx(ref, rel=1e-6)
+
+
+def test_frechet_distance_of_commuting_covariances():
+    """Diagonal covariances: d^2 = ||mu1 - mu2||^2 + sum (sqrt(s1) - sqrt(s2))^2."""
+    rng = np.random.default_rng(1)
+    mu1, mu2 = rng.standard_normal(5), rng.standard_normal(5)
+    v1, v2 = rng.uniform(0.1, 3, 5), rng.uniform(0.1, 3, 5)
+    ref = ((mu1 - mu2) ** 2).sum() + ((np.sqrt(v1) - np.sqrt(v2)) ** 2).sum()
+    assert M.frechet_distance_from_stats(mu1, np.diag(v1), mu2, np.diag(v2)) == pytest.approx(ref, rel=1e-9)
+
+
+def test_frechet_distance_on_features_is_zero_on_itself_and_symmetric():
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((500, 32)) @ rng.standard_normal((32, 32))
+    b = rng.standard_normal((400, 32)) + 0.3
+    assert M.frechet_distance(a, a) < 1e-8
+    assert M.frechet_distance(a, b) == pytest.approx(M.frechet_distance(b, a), rel=1e-9)
+    # features in: the same as stats computed by numpy
+    ref = M.frechet_distance_from_stats(a.mean(0), np.cov(a.T), b.mean(0), np.cov(b.T))
+    assert M.frechet_distance(torch.tensor(a), b) == pytest.approx(ref, rel=1e-12)
+
+
+def test_frechet_distance_of_large_samples_approaches_the_population_value():
+    rng = np.random.default_rng(3)
+    d = 4
+    mu1, mu2, s1, s2 = np.zeros(d), np.full(d, 0.5), _spd(d, rng), _spd(d, rng)
+    a = rng.multivariate_normal(mu1, s1, 40_000)
+    b = rng.multivariate_normal(mu2, s2, 40_000)
+    assert M.frechet_distance(a, b) == pytest.approx(M.frechet_distance_from_stats(mu1, s1, mu2, s2), rel=0.05)
+
+
+# --------------------------------------------------------------------------------------------
+# Mixture data: the floor, dropped modes, samples off the manifold
+# --------------------------------------------------------------------------------------------
+D, K = 8, 10
+_MEANS = np.random.default_rng(10).standard_normal((K, D)) * 3.0
+
+
+def _mixture(n, seed, comps=range(K)):
+    rng = np.random.default_rng(seed)
+    k = rng.choice(list(comps), n)
+    return _MEANS[k] + 0.5 * rng.standard_normal((n, D))
+
+
+@pytest.fixture(scope="module")
+def mixture_results():
+    n = 1500
+    real, ref, same = _mixture(n, 1), _mixture(n, 2), _mixture(n, 3)
+    half = _mixture(n, 4, comps=range(K // 2))
+    mom = np.random.default_rng(5).multivariate_normal(real.mean(0), np.cov(real.T), n)  # moment-matched noise
+    kw = dict(kid_subsets=20, kid_subset_size=500)
+    return {name: M.evaluate(None, real, fake, real_ref=ref, **kw)
+            for name, fake in [("same", same), ("half", half), ("noise", mom)]}
+
+
+def test_a_second_sample_of_the_data_sits_at_the_floor(mixture_results):
+    r = mixture_results["same"]
+    assert r.fd < 3 * r.fd_floor
+    assert r.precision > 0.8 and r.recall > 0.8  # k-NN balls at k = 3 miss some of the tails
+    assert abs(r.kid) < 3 * r.kid_std + 1e-3
+
+
+def test_dropping_modes_lowers_recall_and_raises_fd(mixture_results):
+    same, half = mixture_results["same"], mixture_results["half"]
+    assert half.recall < 0.65 < same.recall
+    assert half.fd > 20 * same.fd_floor
+    assert half.kid > 5 * half.kid_std and half.kid > 10 * (abs(same.kid) + same.kid_std)
+    assert half.precision > 0.8  # what it makes still looks real
+
+
+def test_samples_off_the_manifold_lose_precision(mixture_results):
+    """Gaussian noise with the data's mean and covariance: FD is low (it matches two moments), but
+    precision shows that almost nothing lands on the data."""
+    noise, same = mixture_results["noise"], mixture_results["same"]
+    assert noise.precision < 0.2 < 0.8 < same.precision
+    assert noise.fd < 2 * noise.fd_floor < 0.05 * mixture_results["half"].fd
+
+
+def test_eval_result_prints_as_a_row(mixture_results):
+    r = mixture_results["same"]
+    row = r.as_row()
+    assert {"fd", "fd_floor", "kid", "kid_std", "kid_floor", "precision", "recall", "n_real", "n_fake"} <= set(row)
+    assert row["n_real"] == row["n_fake"] == 1500
+    assert "fd=" in str(r) and "recall=" in str(r)
+
+
+# --------------------------------------------------------------------------------------------
+# KID and precision/recall against second implementations
+# --------------------------------------------------------------------------------------------
+def _kid_loops(x, y):
+    """Unbiased MMD^2 with the cubic kernel, with explicit loops over pairs."""
+    d = x.shape[1]
+    k = lambda a, b: (a @ b / d + 1) ** 3  # noqa: E731
+    m, n = len(x), len(y)
+    sxx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    syy = sum(k(y[i], y[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    sxy = sum(k(x[i], y[j]) for i in range(m) for j in range(n)) / (m * n)
+    return sxx + syy - 2 * sxy
+
+
+def test_kid_matches_explicit_loops():
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((25, 4)), rng.standard_normal((30, 4)) + 0.2
+    assert M.mmd2_polynomial(torch.tensor(x), y) == pytest.approx(_kid_loops(x, y), rel=1e-9)
+    mean, std = M.kid(x, y, subsets=5, subset_size=1000)  # capped at half the smaller set: subsets differ
+    assert std > 0
+
+
+def test_kid_is_unbiased():
+    """Over independent sample pairs of one distribution the mean KID is 0 within 3 standard errors;
+    the biased (V-statistic) estimate on the same pairs is not, so the check has power."""
+    rng = np.random.default_rng(1)
+    d, n, reps = 16, 60, 60
+    unbiased, biased = [], []
+    for _ in range(reps):
+        x, y = rng.standard_normal((n, d)), rng.standard_normal((n, d))
+        unbiased.append(M.mmd2_polynomial(x, y))
+        k = lambda a, b: (a @ b.T / d + 1) ** 3  # noqa: E731
+        biased.append(k(x, x).mean() + k(y, y).mean() - 2 * k(x, y).mean())
+    se = np.std(unbiased) / math.sqrt(reps)
+    assert abs(np.mean(unbiased)) < 3 * se
+    assert np.mean(biased) > 10 * se
+    x, y = rng.standard_normal((500, d)), rng.standard_normal((500, d)) + 0.5
+    mean, std = M.kid(x, y, subsets=20, subset_size=200)
+    assert mean > 5 * std > 0
+
+
+def test_precision_recall_matches_brute_force():
+    rng = np.random.default_rng(2)
+    real, fake = rng.standard_normal((150, 3)), rng.standard_normal((120, 3)) * 1.5 + 0.5
+    k = 3
+
+    def coverage(points, centres):
+        dc = ssd.cdist(centres, centres)
+        radii = np.sort(dc, axis=1)[:, k]  # column 0 is the point itself
+        return float((ssd.cdist(points, centres) <= radii[None]).any(1).mean())
+
+    p, r = M.precision_recall(real, fake, k=k, chunk=17)  # chunks that do not divide n
+    assert p == pytest.approx(coverage(fake, real), abs=1e-12)
+    assert r == pytest.approx(coverage(real, fake), abs=1e-12)
+    assert 0 < p < 1 and 0 < r < 1
+    with pytest.raises(ValueError, match="k must be"):
+        M.precision_recall(real[:3], fake, k=3)
+
+
+# --------------------------------------------------------------------------------------------
+# Bits/dim
+# --------------------------------------------------------------------------------------------
+def test_bits_per_dim_helpers():
+    assert M.nats_to_bits(math.log(2) * 3) == pytest.approx(3.0)
+    assert M.bits_per_dim(torch.tensor([math.log(2) * 3072 * 2.5]), 3072).item() == pytest.approx(2.5)
+    logits = torch.zeros(2, 5, 256)  # uniform over 256 values: exactly 8 bits per dim
+    targets = torch.randint(0, 256, (2, 5))
+    assert torch.allclose(M.bpd_from_logits(logits, targets), torch.full((2,), 8.0, dtype=torch.float64))
+    logits = torch.randn(3, 7, 11)
+    targets = torch.randint(0, 11, (3, 7))
+    ref = -torch.log_softmax(logits.double(), -1).gather(-1, targets[..., None]).squeeze(-1).sum(1) / (7 * math.log(2))
+    assert torch.allclose(M.bpd_from_logits(logits, targets), ref, atol=1e-12)
+    # one palette token coding 3 sub-pixels: three times fewer bits per dim
+    assert torch.allclose(M.bpd_from_logits(logits, targets, num_dims=21), ref / 3, atol=1e-12)
+    with pytest.raises(ValueError, match="targets"):
+        M.bpd_from_logits(logits, targets[:, :3])
+
+
+# --------------------------------------------------------------------------------------------
+# 2-D toy metrics
+# --------------------------------------------------------------------------------------------
+def test_energy_distance_matches_scipy_pair_distances():
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((80, 2)), rng.standard_normal((60, 2)) + [0.5, 0.0]
+    m, n = len(x), len(y)
+    ref = 2 * ssd.cdist(x, y).mean() - ssd.pdist(x).sum() * 2 / (m * (m - 1)) - ssd.pdist(y).sum() * 2 / (n * (n - 1))
+    assert M.energy_distance(x, y) == pytest.approx(ref, rel=1e-10)
+    same = M.energy_distance(rng.standard_normal((400, 2)), rng.standard_normal((400, 2)))
+    assert abs(same) < 0.2 * M.energy_distance(x, y)
+
+
+def test_sliced_wasserstein():
+    rng = np.random.default_rng(4)
+    x1, y1 = rng.standard_normal((300, 1)), rng.exponential(size=(300, 1))
+    assert M.sliced_wasserstein(x1, y1, p=1, n_projections=4) == pytest.approx(
+        scipy.stats.wasserstein_distance(x1[:, 0], y1[:, 0]), rel=1e-10)  # in 1-D every direction is +-1
+    x = rng.standard_normal((500, 2))
+    c = np.array([1.0, 0.0])
+    # a pure shift c: W_2 along theta is |theta.c|, so SW_2^2 = E (theta.c)^2 = |c|^2 / 2 in 2-D
+    assert M.sliced_wasserstein(x, x + c, n_projections=2000) == pytest.approx(math.sqrt(0.5), rel=0.03)
+    assert M.sliced_wasserstein(x, x[:300] + c) > 0.5  # unequal sizes go through quantiles
+
+
+def test_mmd_rbf_and_mode_coverage():
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((400, 2)), rng.standard_normal((400, 2))
+    shifted = b + [0.7, 0.0]
+    assert abs(M.mmd_rbf(a, b)) < 0.1 * M.mmd_rbf(a, shifted)
+    assert M.mmd_rbf(a, b, unbiased=False) > 0
+    ang = np.arange(8) * np.pi / 4
+    centres = 2 * np.stack([np.cos(ang), np.sin(ang)], 1)
+    pts = centres[rng.choice(4, 200)] + 0.05 * rng.standard_normal((200, 2))
+    pts[:20] = 0.0  # between the modes
+    cov = M.mode_coverage(pts, centres, radius=0.3)
+    assert cov["modes_hit"] == 4 and cov["coverage"] == 0.5
+    assert cov["in_mode"] == pytest.approx(0.9)
+    assert sum(cov["counts"]) == 180
+
+
+# --------------------------------------------------------------------------------------------
+# Feature extractors
+# --------------------------------------------------------------------------------------------
+def test_unknown_extractor_and_missing_inception(monkeypatch, tmp_path):
+    with pytest.raises(ValueError, match="digits"):
+        M.get_extractor("imagenet")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty hub cache: no weights anywhere
+    with pytest.raises(RuntimeError, match="in-domain"):
+        M.get_extractor("inception")
+    assert not any(tmp_path.rglob("*.pth"))  # nothing was downloaded
+
+
+def test_cache_key_follows_recipe_dataset_and_size(monkeypatch, tmp_path):
+    monkeypatch.setenv("DDPM_CACHE", str(tmp_path))
+    base = M.RECIPES["digits"]
+    p = M.feature_net_path("digits", 16, base)
+    assert p == M.feature_net_path("digits", 16, dataclasses.replace(base))
+    assert p != M.feature_net_path("digits", 16, dataclasses.replace(base, epochs=base.epochs + 1))
+    assert p != M.feature_net_path("digits", 8, base)
+    assert p != M.feature_net_path("shapes", 16, base)
+    assert str(p).startswith(str(tmp_path))
+
+
+@pytest.fixture(scope="module")
+def digits_net(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DDPM_CACHE", str(tmp_path_factory.mktemp("cache")))
+        threads = torch.get_num_threads()
+        t0 = time.perf_counter()
+        # one thread: about 1.5x slower than two on an idle 2-core CPU, but many times faster when
+        # other processes share the cores (oversubscribed threads stall each other)
+        first = M.get_extractor("digits", image_size=16, progress=False, threads=1)
+        t_first = time.perf_counter() - t0
+        assert torch.get_num_threads() == threads  # restored after training
+        t0 = time.perf_counter()
+        second = M.get_extractor("digits", image_size=16, train=False, progress=False)
+        t_second = time.perf_counter() - t0
+        yield dict(first=first, second=second, t_first=t_first, t_second=t_second)
+
+
+def test_digits_net_trains_fast_reaches_accuracy_and_is_cached(digits_net):
+    first, second = digits_net["first"], digits_net["second"]
+    assert first.trained_now and not second.trained_now
+    assert digits_net["t_first"] < 60, f"training took {digits_net['t_first']:.1f} s"
+    assert digits_net["t_second"] < 1.0
+    assert first.accuracy > 0.95 and second.accuracy == first.accuracy
+    assert first.heads == ["class"] and first.label_head == "class"
+    x = torch.rand(7, 1, 16, 16) * 2 - 1
+    f1, f2 = first.features(x), second.features(x)
+    assert f1.shape == (7, M.RECIPES["digits"].feature_dim) and f1.dtype == torch.float64
+    assert torch.allclose(f1, f2)
+    assert first.predict(x).shape == (7, 10)
+    assert first.features(torch.rand(3, 1, 8, 8)).shape == (3, 128)  # resized to 16x16
+
+
+def test_digits_net_scores_conditional_samples_and_sample_sets(digits_net):
+    from ddpm_lib import data
+
+    net = digits_net["first"]
+    test = data.load("digits", "test", image_size=16)
+    assert M.conditional_accuracy(net, test.x, test.y) > 0.95
+    shuffled = test.y[torch.randperm(len(test.y), generator=torch.Generator().manual_seed(0))]
+    assert M.conditional_accuracy(net, test.x, shuffled) < 0.25  # chance is 0.1
+    train = data.load("digits", "train", image_size=16)
+    real, ref = train.x[:360], test.x
+    dropped = train.x[360:][train.y[360:] < 5][:360]  # only the digits 0-4
+    good = M.evaluate(net, real, train.x[-360:], real_ref=ref, kid_subsets=10, kid_subset_size=300)
+    half = M.evaluate(net, real, dropped, real_ref=ref, kid_subsets=10, kid_subset_size=300)
+    noise = M.evaluate(net, real, torch.rand(360, 1, 16, 16) * 2 - 1, kid_subsets=10, kid_subset_size=300)
+    assert good.fd < 2 * good.fd_floor and half.fd > 2 * good.fd
+    assert half.recall < good.recall - 0.2
+    assert noise.precision < 0.05 and noise.fd > 10 * good.fd
+    assert good.isc > 7 > half.isc  # IS analogue: about the number of classes present
+
+
+def test_shapes_net_reads_every_attribute(monkeypatch, tmp_path):
+    """A tiny recipe (fewer images and epochs than RECIPES['shapes']) and lower bounds."""
+    from ddpm_lib import data
+
+    monkeypatch.setenv("DDPM_CACHE", str(tmp_path))
+    recipe = dataclasses.replace(M.RECIPES["shapes"], n_train=3000, n_test=500, epochs=3)
+    net = M.get_extractor("shapes", image_size=16, recipe=recipe, progress=False, threads=1)
+    assert set(net.heads) == {"shape", "colour", "size", "position", "background"}
+    assert net.label_head == "shape"
+    assert net.accuracies["colour"] > 0.9 and net.accuracies["background"] > 0.9 and net.accuracy > 0.8
+    test = data.load("shapes", "test", image_size=16, n=500)
+    acc = M.attribute_accuracy(net, test.x, test.attrs)
+    assert acc["colour"] > 0.9 and acc["all"] > 0.5
+    g = torch.Generator().manual_seed(0)
+    wrong = {k: v[torch.randperm(len(v), generator=g)] for k, v in test.attrs.items()}
+    assert M.attribute_accuracy(net, test.x, wrong)["all"] < 0.05
+    assert M.conditional_accuracy(net, test.x, test.y) == pytest.approx(acc["shape"])
+    with pytest.raises(ValueError, match="colour"):
+        M.attribute_accuracy(net, test.x, {"texture": test.y})

@@ -126,6 +126,40 @@ def claims_html(claims: list[Claim]) -> str:
     return f"<table class='claims'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
+def show_source(*objs) -> None:
+    """Display the source of library functions or classes, so a chapter shows the code that
+    implements each equation right next to it."""
+    import inspect
+
+    from IPython.display import Markdown, display
+
+    blocks = [f"```python\n{inspect.getsource(o).rstrip()}\n```" for o in objs]
+    display(Markdown("\n\n".join(blocks)))
+
+
+def table_html(rows: list[dict], caption: str = "") -> str:
+    """An HTML table from a list of dicts (columns from the first row)."""
+    if not rows:
+        return f"<p><em>{html.escape(caption)}: no rows</em></p>"
+    cols = list(rows[0])
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in cols) + "</tr>" for r in rows)
+    cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+    return f"<table class='results'>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def show_table(rows: list[dict], caption: str = "") -> None:
+    """Display a results table (HTML in Jupyter, plain text elsewhere)."""
+    try:
+        from IPython.display import HTML, display
+
+        display(HTML(table_html(rows, caption)))
+    except ImportError:
+        print(caption)
+        for r in rows:
+            print(r)
+
+
 class Session:
     """Parameters, run card and results of one notebook run (see the module docstring)."""
 

@@ -220,6 +220,17 @@ def classifier_guidance(model: Model, grad_log_p: GradFn, diff: Diffusion, scale
 SAMPLERS = ("ancestral", "ddim")
 
 
+def sample_batched(name: str, model: Model, diff: Diffusion, n: int, shape: tuple, seed: int = 0, device="cpu",
+                   batch_size: int = 256, progress: bool = False, **kw) -> torch.Tensor:
+    """``n`` samples of per-example ``shape`` in batches, reproducible given ``seed``; returns float32."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    out = []
+    for start in tqdm(range(0, n, batch_size), desc=f"{name} sampling", disable=not progress, leave=False):
+        b = min(batch_size, n - start)
+        out.append(sample(name, model, diff, noise_like((b, *shape), g, device), generator=g, **kw).float().cpu())
+    return torch.cat(out)
+
+
 def sample(name: str, model: Model, diff: Diffusion, x_T: torch.Tensor, generator=None, progress=False, **kw):
     """Dispatch by name for notebooks that sweep samplers."""
     if name == "ancestral":

@@ -397,6 +397,17 @@ def run_dir_for(name: str, **key: Any) -> tuple[Path, str]:
     return cache.cache_dir("runs") / f"{name}-{h}", h
 
 
+def train_cached(name: str, net: nn.Module, loss_fn, data, cfg: TrainConfig, extra: dict | None = None,
+                 **kw) -> TrainResult:
+    """``train`` in a cache directory keyed by everything that determines the weights: the network's
+    config (``net.cfg``), the objective (``loss_fn.config()``), the data's tensors, the training config
+    and ``extra``. Run twice, it loads; change anything, it trains anew."""
+    key = dict(model=getattr(net, "cfg", None), objective=loss_fn.config() if hasattr(loss_fn, "config") else None,
+               train=cfg, data=fingerprint(data), extra=extra or {})
+    run_dir, h = run_dir_for(name, **key)
+    return train(net, loss_fn, data, cfg, run_dir=run_dir, config_key=h, desc=name, **kw)
+
+
 class DiffusionObjective:
     """Training loss for ``diffusion.Diffusion``: draws t (uniform or importance-sampled) and eps from
     the batch's shared generator and applies ``loss`` ("simple", "vlb" or "hybrid").

@@ -172,7 +172,8 @@ class Session:
         self._handle = None
 
     def params(self) -> dict:
-        new = {k: v for k, v in self.ns.items() if k not in self.before and not k.startswith("_")}
+        new = {k: v for k, v in self.ns.items()
+               if k not in self.before and not k.startswith("_") and not isinstance(v, Session)}
         valid = ["profile", "seed", *profiles.fields(self.chapter)]
         unknown = sorted(set(new) - set(valid))
         if unknown:

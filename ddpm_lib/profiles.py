@@ -79,11 +79,45 @@ class DDPMChapter:
     feature_epochs: int | None = None  # None: the extractor's fixed recipe
 
 
+@dataclass(frozen=True)
+class IGPTChapter:
+    """01_igpt: a palette, an autoregressive GPT and a BERT-style model on the same token sequences,
+    linear probes by layer and across checkpoints."""
+
+    data: str = "digits"
+    data_fallback: str = "shapes"
+    image_size: int = 8
+    k: int = 8  # palette size
+    palette_data: str = "shapes"  # RGB data for the palette-size study
+    palette_size: int = 16
+    palette_ks: tuple[int, ...] = (2, 4, 8, 16, 32, 64, 128)
+    n_layer: int = 8
+    n_embd: int = 64
+    n_head: int = 4
+    dropout: float = 0.1
+    train_images: int = 1500 * 64
+    batch_size: int = 64
+    lr: float = 2e-3
+    warmup_images: int = 5000
+    checkpoints: int = 5  # probes along training
+    n_train: int | None = None  # None: the data set's training split
+    n_samples: int = 32
+    probe_C: float = 0.5  # inverse L2 strength of the logistic-regression probe
+
+
 PRESETS: dict[str, dict[str, object]] = {
     "00_forward_process": {
         "smoke": ForwardProcess(n_toy=500, n_images=4),
         "cpu": ForwardProcess(),
         "gpu": ForwardProcess(n_toy=5000, image_size=32),
+    },
+    "01_igpt": {
+        "smoke": IGPTChapter(palette_ks=(2, 8), n_layer=4, n_embd=32, train_images=40 * 32, batch_size=32,
+                             warmup_images=0, checkpoints=2, n_samples=8),
+        "cpu": IGPTChapter(),
+        # one GPU: MNIST 28x28 (784 tokens) where the Hub is reachable, else shapes 16x16
+        "gpu": IGPTChapter(data="mnist", image_size=28, k=16, palette_size=32, n_layer=12, n_embd=256, n_head=8,
+                           train_images=20_000 * 64, lr=5e-4, warmup_images=50_000, n_train=20_000, n_samples=64),
     },
     "02_ddpm": {
         "smoke": DDPMChapter(T=100, train_images=30 * 32, batch_size=32, warmup_images=0, sample_steps=20,

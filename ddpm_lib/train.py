@@ -58,6 +58,7 @@ class TrainConfig:
     channels_last: bool = False
     compile: bool = False
     checkpoint_every_images: int = 0  # 0: only at the end
+    snapshot_every_images: int = 0  # also keep the EMA weights at these points (ema-<images>.safetensors)
     log_every: int = 10  # steps
 
     @property
@@ -168,6 +169,15 @@ class TrainResult:
     loaded: bool = False  # True when the finished run came from the cache
     resumed_from: int = 0
     run_dir: Path | None = None
+
+    @property
+    def snapshots(self) -> dict[int, Path]:
+        """EMA snapshots kept during training (``snapshot_every_images``), by images seen."""
+        if self.run_dir is None:
+            return {}
+        found = {int(p.stem.split("-")[1].split(".")[0]): p for p in self.run_dir.glob("ema-*.safetensors")
+                 if cache.exists(p)}
+        return dict(sorted(found.items()))
 
     def losses(self, key: str = "loss") -> tuple[list[int], list[float]]:
         rows = [r for r in self.log if key in r]
@@ -295,6 +305,7 @@ def train(net: nn.Module, loss_fn: Callable, data, cfg: TrainConfig, run_dir: st
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if (device.type == "cuda" and cfg.bf16)
                 else contextlib.nullcontext())
     ckpt_every = max(1, math.ceil(cfg.checkpoint_every_images / cfg.batch_size)) if cfg.checkpoint_every_images else 0
+    snap_every = max(1, math.ceil(cfg.snapshot_every_images / cfg.batch_size)) if cfg.snapshot_every_images else 0
     t0 = time.time()
     bar = tqdm(range(start, end), desc=desc, disable=not progress or rank != 0, initial=0, total=end - start)
     log_file = None
@@ -346,6 +357,9 @@ def train(net: nn.Module, loss_fn: Callable, data, cfg: TrainConfig, run_dir: st
                     log_file.write(json.dumps(row) + "\n")
                     log_file.flush()
                 bar.set_postfix(loss=f"{row['loss']:.4f}")
+            if run_dir is not None and snap_every and (done % snap_every == 0 or done == total) and rank == 0:
+                cache.save_tensors(run_dir / f"ema-{done * cfg.batch_size}.safetensors",
+                                   {f"ema.{k}": v for k, v in ema.state_dict().items()}, {"step": done})
             if run_dir is not None and ((ckpt_every and done % ckpt_every == 0) or done == end):
                 _checkpoint(run_dir, net, ema, opt, done, config_key, loss_fn, rank, world)
     finally:

@@ -130,6 +130,21 @@ def test_finished_run_loads_instead_of_training(tmp_path):
         TR.train(make_run(10)[0], loss_fn, data, cfg, run_dir=tmp_path, config_key="k2", progress=False)
 
 
+def test_snapshots_are_kept_and_survive_a_cached_rerun(tmp_path):
+    import dataclasses
+
+    net, loss_fn, data, cfg = make_run(12)
+    cfg = dataclasses.replace(cfg, snapshot_every_images=4 * cfg.batch_size)
+    res = TR.train(net, loss_fn, data, cfg, run_dir=tmp_path, progress=False)
+    assert list(res.snapshots) == [4 * 64, 8 * 64, 12 * 64]
+    last = TR.load_weights(res.snapshots[12 * 64], make_run(12)[0], "ema")
+    _same(last.state_dict(), res.ema.state_dict())
+    first = TR.load_weights(res.snapshots[4 * 64], make_run(12)[0], "ema")
+    assert not torch.equal(first.net[0].weight, last.net[0].weight)
+    again = TR.train(make_run(12)[0], loss_fn, data, cfg, run_dir=tmp_path, progress=False)
+    assert again.loaded and again.snapshots == res.snapshots
+
+
 def test_run_dir_depends_on_every_part_of_the_configuration():
     diff = D.Diffusion(S.linear(100))
     base = dict(model=U.PRESETS["tiny8"], objective=TR.DiffusionObjective(diff).config(),

@@ -1,0 +1,198 @@
+"""The claims ledger: every chapter's claims table, gathered at build time from the notebooks' results.
+
+A chapter notebook ends with ``nb.finish(claims=[...])``, which writes ``book/results/<chapter>.json``
+for a cpu or gpu run (see ``ddpm_lib.notebook.Session.finish``)::
+
+    {"run_card": {"chapter", "profile", "device", "wall_time_s", "commit", "started", "torch", ...},
+     "claims": [{"claim", "paper", "ours", "setting", "holds", "why"}, ...],
+     "numbers": {...}}
+
+The directive ::
+
+    ```{claims-ledger}
+    :results: book/results
+    ```
+
+renders a summary of all chapters, then one section per chapter: a link to the chapter, the run
+card's profile, device and wall time, and the claims table. Notebooks in ``notebooks/`` that have
+no results yet are listed as such. The page is re-read on every build, so it is always current.
+A malformed results file is a build warning (an error under ``-W``).
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from docutils import nodes
+from docutils.parsers.rst import directives
+from sphinx import addnodes
+from sphinx.util import logging
+from sphinx.util.docutils import SphinxDirective
+
+logger = logging.getLogger(__name__)
+HERE = Path(__file__).resolve().parent
+COLUMNS = [("claim", "claim", 26), ("paper", "the paper", 20), ("ours", "ours", 20),
+           ("setting", "our setting", 16), ("holds", "holds", 6), ("why", "why not / note", 16)]
+HOLDS = ("yes", "partly", "no", "n/a")
+
+
+def _chapter_title(root: Path, chapter: str) -> str:
+    """The first markdown heading of the chapter's notebook, else the chapter id."""
+    nb = root / "notebooks" / f"{chapter}.ipynb"
+    try:
+        for cell in json.loads(nb.read_text())["cells"]:
+            if cell["cell_type"] != "markdown":
+                continue
+            for line in "".join(cell["source"]).splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    except (OSError, ValueError, KeyError):
+        pass
+    return chapter
+
+
+def _wall(seconds) -> str:
+    if seconds is None:
+        return "unfinished"
+    seconds = float(seconds)
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def _table(header: list[str], rows: list[list[nodes.Node | str]], widths: list[int], classes: list[str]) -> nodes.table:
+    table = nodes.table(classes=classes)
+    group = nodes.tgroup(cols=len(header))
+    table += group
+    for w in widths:
+        group += nodes.colspec(colwidth=w)
+
+    def row(cells, head=False):
+        r = nodes.row()
+        for c in cells:
+            entry = nodes.entry()
+            entry += c if isinstance(c, nodes.Node) else nodes.paragraph(text=str(c))
+            r += entry
+        return r
+
+    thead = nodes.thead()
+    thead += row(header, head=True)
+    tbody = nodes.tbody()
+    for cells in rows:
+        tbody += row(cells)
+    group += thead
+    group += tbody
+    return table
+
+
+def _holds_node(value: str) -> nodes.paragraph:
+    p = nodes.paragraph()
+    p += nodes.inline(text=value, classes=["claim-holds", f"claim-holds-{value.replace('/', '')}"])
+    return p
+
+
+def _doc_link(env, chapter: str, title: str) -> nodes.Node:
+    docname = f"notebooks/{chapter}"
+    if docname not in env.found_docs:
+        return nodes.Text(title)
+    ref = addnodes.pending_xref("", refdomain="std", reftype="doc", reftarget=f"/{docname}",
+                                refexplicit=True, refwarn=True)
+    ref += nodes.inline(text=title)
+    return ref
+
+
+class ClaimsLedger(SphinxDirective):
+    has_content = False
+    option_spec = {"results": directives.unchanged}
+
+    def run(self):
+        env = self.env
+        root = Path(env.srcdir)
+        folder = root / self.options.get("results", "book/results")
+        env.claims_ledger_docs = getattr(env, "claims_ledger_docs", set()) | {env.docname}
+
+        results = {}
+        for path in sorted(folder.glob("*.json")):
+            env.note_dependency(str(path))
+            try:
+                data = json.loads(path.read_text())
+                card, claims = data["run_card"], data["claims"]
+                for c in claims:
+                    missing = {k for k, *_ in COLUMNS if k != "why"} - set(c)
+                    if missing:
+                        raise KeyError(f"claim without {sorted(missing)}")
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                logger.warning(f"claims-ledger: cannot read {path.relative_to(root)}: {err}",
+                               location=self.get_location())
+                continue
+            results[path.stem] = (card, claims)
+
+        out: list[nodes.Node] = []
+        if not results:
+            out.append(nodes.paragraph(text="No chapter has written results yet."))
+            return out
+
+        # The summary: one row per chapter
+        summary_rows = []
+        for chapter, (card, claims) in results.items():
+            counts = Counter(c.get("holds", "n/a") for c in claims)
+            tally = ", ".join(f"{counts[h]} {h}" for h in HOLDS if counts[h]) or "no claims"
+            link = nodes.paragraph()
+            link += _doc_link(env, chapter, _chapter_title(root, chapter))
+            summary_rows.append([link, card.get("profile", "?"), card.get("device", "?"),
+                                 _wall(card.get("wall_time_s")), tally])
+        out.append(_table(["chapter", "profile", "device", "wall time", "claims"], summary_rows,
+                          [30, 8, 30, 10, 22], ["claims-summary"]))
+
+        missing = [p.stem for p in sorted((root / "notebooks").glob("*.ipynb")) if p.stem not in results]
+        if missing:
+            para = nodes.paragraph(text="Not yet run with the cpu or gpu profile: ")
+            for i, chapter in enumerate(missing):
+                para += _doc_link(env, chapter, _chapter_title(root, chapter))
+                if i < len(missing) - 1:
+                    para += nodes.Text(", ")
+            out.append(para)
+
+        # One section per chapter
+        for chapter, (card, claims) in results.items():
+            title = _chapter_title(root, chapter)
+            section = nodes.section(ids=[f"claims-{chapter.replace('_', '-')}"])
+            section += nodes.title(text=title)
+            meta = nodes.paragraph(classes=["claims-run-card"])
+            meta += _doc_link(env, chapter, "the chapter")
+            meta += nodes.Text(f" · profile {card.get('profile', '?')} · device {card.get('device', '?')} · "
+                               f"wall time {_wall(card.get('wall_time_s'))} · torch {card.get('torch', '?')} · "
+                               f"ddpm_lib {card.get('ddpm_lib', '?')} · commit {card.get('commit', '?')} · "
+                               f"run {card.get('started', '?')} UTC")
+            section += meta
+            rows = [[str(c.get(k, "")) if k != "holds" else _holds_node(str(c.get("holds", "")))
+                     for k, *_ in COLUMNS] for c in claims]
+            section += _table([h for _, h, _ in COLUMNS], rows, [w for *_, w in COLUMNS], ["claims-table"])
+            out.append(section)
+        return out
+
+
+def _always_reread(app, env, added, changed, removed):
+    """The ledger depends on files that may appear between builds: read its page every time."""
+    return sorted(getattr(env, "claims_ledger_docs", set()) & env.found_docs)
+
+
+def _purge(app, env, docname):
+    getattr(env, "claims_ledger_docs", set()).discard(docname)
+
+
+def _merge(app, env, docnames, other):
+    env.claims_ledger_docs = getattr(env, "claims_ledger_docs", set()) | getattr(other, "claims_ledger_docs", set())
+
+
+def _static(app):
+    app.config.html_static_path.append(str(HERE / "static"))
+
+
+def setup(app):
+    app.add_directive("claims-ledger", ClaimsLedger)
+    app.connect("env-get-outdated", _always_reread)
+    app.connect("env-purge-doc", _purge)
+    app.connect("env-merge-info", _merge)
+    app.connect("builder-inited", _static)
+    app.add_css_file("claims.css")
+    return {"version": "0.1", "parallel_read_safe": True, "parallel_write_safe": True, "env_version": 1}

@@ -1,0 +1,219 @@
+"""The book: it builds with warnings as errors, gathers the claims, ships its math, and a real
+browser (Debian's headless Chromium driven by Playwright) finds every page whole.
+
+The browser test serves the built HTML on 127.0.0.1 and opens every page. It fails on
+* a request to any host other than the local server (the book must load nothing from outside);
+* a console error, an uncaught page error or a failed local request;
+* an image that did not load (naturalWidth 0);
+* LaTeX left untypeset in the visible text once MathJax has finished, or a MathJax error.
+It saves a full-page screenshot of every page under _build/test/screenshots/.
+
+Chromium comes from Debian (``make chromium``; Playwright never downloads a browser here).
+"""
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import re
+import shutil
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+
+from conftest import ROOT, TEST_BUILD
+
+REQUIRED_REFERENCES = [  # every paper the book covers, and the methods and metrics it uses
+    "chen2020igpt", "ho2020ddpm", "nichol2021improved", "dhariwal2021adm", "ramesh2021dalle",
+    "nichol2022glide", "ramesh2022unclip", "betker2023dalle3", "song2023consistency", "song2024ict",
+    "lu2025scm", "song2021ddim", "ho2021cfg", "karras2022edm", "kynkaanniemi2019pr", "heusel2017fid",
+    "binkowski2018kid",
+]
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-default-apps", "--disable-extensions"]
+RAW_TEX = re.compile(r"\$\$|\\begin\{|\\end\{|\\(frac|sqrt|bar|alpha|beta|epsilon|mathcal|mathrm|qquad|left|right|cdot|mid)\b"
+                     r"|\\\(|\\\[")
+
+
+def toc_files() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc.get("parts", []):
+        files += [c["file"] for c in part.get("chapters", [])]
+    return files
+
+
+# ---- sources ---------------------------------------------------------------------------------
+def test_references_hold_every_paper():
+    bib = (ROOT / "book" / "references.bib").read_text()
+    keys = set(re.findall(r"^@\w+\{([^,]+),", bib, flags=re.M))
+    missing = [k for k in REQUIRED_REFERENCES if k not in keys]
+    assert not missing, f"book/references.bib lacks {missing}"
+
+
+def test_toc_lists_only_existing_files():
+    for f in toc_files():
+        assert any((ROOT / f).with_suffix(s).exists() for s in (".md", ".ipynb")), f"_toc.yml lists {f}, which does not exist"
+
+
+def test_config_builds_offline():
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert cfg["execute"]["execute_notebooks"] == "off"
+    sphinx = cfg["sphinx"]["config"]
+    assert "://" not in sphinx["mathjax_path"], "MathJax must ship with the book, not come from a CDN"
+    assert not any("_static" == Path(p).name for p in sphinx.get("html_extra_path", [])), \
+        "MathJax must not live in a _static folder of the book (Jupyter Book injects every .js there)"
+
+
+# ---- the build -------------------------------------------------------------------------------
+@pytest.mark.book
+@pytest.mark.timeout(900)
+def test_book_builds_every_page(built_book: Path):
+    for f in toc_files():
+        assert (built_book / f"{f}.html").exists(), f"no page for {f}"
+    mathjax = built_book / "_static" / "mathjax" / "tex-mml-chtml.js"
+    assert mathjax.exists(), "MathJax was not shipped into the build"
+    page = (built_book / "notebooks" / "00_forward_process.html").read_text()
+    assert "_static/mathjax/tex-mml-chtml.js" in page
+    assert "cdn.jsdelivr" not in page and "googleapis" not in page
+
+
+@pytest.mark.book
+@pytest.mark.timeout(900)
+def test_claims_page_gathers_every_chapter(built_book: Path):
+    page = (built_book / "book" / "claims.html").read_text()
+    results = sorted((ROOT / "book" / "results").glob("*.json"))
+    assert results, "no chapter has results in book/results/"
+    for path in results:
+        data = json.loads(path.read_text())
+        card = data["run_card"]
+        assert card["profile"] in ("cpu", "gpu"), f"{path.name} comes from a {card['profile']} run"
+        assert f"claims-{path.stem.replace('_', '-')}" in page, f"no section for {path.stem}"
+        assert card["device"] in page
+        for claim in data["claims"]:
+            assert _html_escape(claim["claim"]) in page, f"claim missing from the ledger: {claim['claim']}"
+
+
+def _html_escape(text: str) -> str:
+    import html
+
+    return html.escape(text, quote=False)
+
+
+# ---- a real browser --------------------------------------------------------------------------
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def served_book(built_book: Path):
+    handler = functools.partial(_QuietHandler, directory=str(built_book))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", built_book
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+PAGE_CHECK_JS = r"""
+async () => {
+  // Images: load every one now (none may be lazy), then look for a broken one.
+  const imgs = Array.from(document.images);
+  imgs.forEach(img => { img.loading = "eager"; });
+  await Promise.all(imgs.map(img => img.complete ? null :
+      new Promise(resolve => { img.addEventListener("load", resolve); img.addEventListener("error", resolve); })));
+  const broken = imgs.filter(img => img.naturalWidth === 0).map(img => img.getAttribute("src"));
+  // MathJax: wait until it has typeset the page.
+  let mathjax = false;
+  if (window.MathJax && window.MathJax.startup && window.MathJax.startup.promise) {
+    await window.MathJax.startup.promise;
+    mathjax = true;
+  }
+  const typeset = document.querySelectorAll("mjx-container").length;
+  const mathErrors = Array.from(document.querySelectorAll("mjx-merror, [data-mjx-error]"))
+      .map(e => e.getAttribute("data-mjx-error") || e.textContent);
+  const mathNodes = document.querySelectorAll(".math, div.math, span.math").length;
+  // Visible prose: drop code, scripts and typeset math, keep the rest.
+  const clone = document.querySelector("main, article, body").cloneNode(true);
+  clone.querySelectorAll("pre, code, script, style, mjx-container, .highlight, textarea").forEach(e => e.remove());
+  return {broken, mathjax, typeset, mathErrors, mathNodes, text: clone.textContent};
+}
+"""
+
+
+@pytest.mark.book
+@pytest.mark.browser
+@pytest.mark.timeout(900)
+def test_every_page_in_a_real_browser(served_book):
+    if os.environ.get("DDPM_SKIP_BROWSER") == "1":
+        pytest.skip("DDPM_SKIP_BROWSER=1")
+    if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
+        pytest.fail("Debian's chromium is not installed: run `make chromium` "
+                    "(apt-get install chromium), or set CHROMIUM=/path/to/chromium", pytrace=False)
+    from playwright.sync_api import sync_playwright
+
+    base, html_dir = served_book
+    host = urlparse(base).netloc
+    shots = TEST_BUILD / "screenshots"
+    if shots.exists():
+        shutil.rmtree(shots)
+    shots.mkdir(parents=True)
+    pages = sorted(p.relative_to(html_dir).as_posix() for p in html_dir.rglob("*.html")
+                   if not p.relative_to(html_dir).parts[0].startswith("_"))
+    assert len(pages) >= len(toc_files())
+
+    problems: dict[str, list[str]] = {}
+    external: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
+                                     headless=True, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, service_workers="block")
+
+        def route(r):
+            if urlparse(r.request.url).netloc == host or r.request.url.startswith(("data:", "blob:", "about:")):
+                r.continue_()
+            else:
+                external.append(r.request.url)
+                r.abort()
+
+        context.route("**/*", route)
+        for rel in pages:
+            found: list[str] = []
+            page = context.new_page()
+            page.on("console", lambda m, f=found: f.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+            page.on("pageerror", lambda e, f=found: f.append(f"page error: {e}"))
+            page.on("requestfailed", lambda r, f=found: f.append(f"request failed: {r.url} ({r.failure})")
+                    if urlparse(r.url).netloc == host else None)
+            page.on("response", lambda r, f=found: f.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
+            page.goto(f"{base}/{rel}", wait_until="load", timeout=60_000)
+            page.wait_for_load_state("networkidle", timeout=30_000)
+            info = page.evaluate(PAGE_CHECK_JS)
+            found += [f"image did not load: {src}" for src in info["broken"]]
+            found += [f"MathJax error: {e}" for e in info["mathErrors"]]
+            if info["mathNodes"] and not info["typeset"]:
+                found.append(f"{info['mathNodes']} math elements but nothing typeset (MathJax loaded: {info['mathjax']})")
+            for m in RAW_TEX.finditer(info["text"]):
+                context_text = info["text"][max(0, m.start() - 40): m.end() + 40].replace("\n", " ")
+                found.append(f"raw LaTeX {m.group(0)!r} in the page text: ...{context_text}...")
+            page.wait_for_timeout(300)  # let the theme's sidebar settle before the picture
+            page.screenshot(path=str(shots / (rel.replace("/", "__").removesuffix(".html") + ".png")), full_page=True)
+            page.close()
+            if found:
+                problems[rel] = found
+        browser.close()
+
+    print(f"\nbrowser: {len(pages)} pages checked; screenshots in {shots}")
+    report = [f"{rel}:\n    " + "\n    ".join(items) for rel, items in problems.items()]
+    if external:
+        report.append("requests to non-local hosts (blocked):\n    " + "\n    ".join(sorted(set(external))))
+    assert not report, "\n".join(report)

@@ -1,0 +1,178 @@
+"""Every chapter notebook in notebooks/, found automatically.
+
+For each notebook:
+* papermill with ``-p profile smoke`` runs it end to end within the smoke budget (90 s), and its
+  run card and results say smoke;
+* nbval (``--nbval-lax``, under DDPM_PROFILE=smoke) reproduces the committed outputs of the cells
+  marked ``# NBVAL_CHECK_OUTPUT``;
+* the .ipynb and its py:percent twin hold the same cells;
+* the committed .ipynb carries the outputs of a real cpu or gpu run and weighs under 5 MB;
+* its Colab badge and install line match _config.yml's repository URL.
+
+And once: an unknown papermill parameter fails fast naming the valid ones, and ``make run`` rejects
+an unknown notebook or profile before papermill starts.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jupytext
+import pytest
+
+from conftest import ROOT, notebooks, tail
+
+sys.path.insert(0, str(ROOT / "tools"))
+import sync_repo_url  # noqa: E402
+
+NOTEBOOKS = notebooks()
+IDS = [p.stem for p in NOTEBOOKS]
+SMOKE_BUDGET_S = 90
+MAX_NOTEBOOK_MB = 5
+
+
+def run_card_profiles(nb: dict) -> list[str]:
+    """The profile printed by every run card among the notebook's outputs."""
+    found = []
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            text = out.get("data", {}).get("text/plain") or out.get("text") or ""
+            text = "".join(text) if isinstance(text, list) else text
+            if text.startswith("Run card"):
+                found += re.findall(r"^\s*profile: (\S+)", text, flags=re.M)
+    return found
+
+
+def papermill(src: Path, dst: Path, env: dict, *params: str, timeout: float = 300) -> tuple[subprocess.CompletedProcess, float]:
+    cmd = [sys.executable, "-m", "papermill", str(src), str(dst), "--cwd", str(src.parent),
+           "--kernel", "python3", "--no-progress-bar", *params]
+    t0 = time.time()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    return proc, time.time() - t0
+
+
+def test_notebooks_exist():
+    assert NOTEBOOKS, "no notebooks found in notebooks/"
+
+
+# ---- static checks of the committed files -----------------------------------------------------
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_pair_in_sync(path: Path):
+    twin = path.with_suffix(".py")
+    assert twin.exists(), f"{path.name} has no py:percent twin; run `make sync`"
+    cells_ipynb = [(c.cell_type, c.source.strip()) for c in jupytext.read(path).cells]
+    cells_py = [(c.cell_type, c.source.strip()) for c in jupytext.read(twin).cells]
+    assert len(cells_ipynb) == len(cells_py), f"{path.name}: {len(cells_ipynb)} cells vs {len(cells_py)} in {twin.name}; run `make sync`"
+    for i, (a, b) in enumerate(zip(cells_ipynb, cells_py)):
+        assert a == b, f"{path.name}: cell {i} differs from {twin.name}; run `make sync`"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_committed_outputs_are_a_real_run(path: Path):
+    size_mb = path.stat().st_size / 1e6
+    assert size_mb < MAX_NOTEBOOK_MB, f"{path.name} weighs {size_mb:.1f} MB (limit {MAX_NOTEBOOK_MB} MB)"
+    nb = json.loads(path.read_text())
+    profiles = run_card_profiles(nb)
+    assert profiles, f"{path.name}: no run card among the committed outputs; record it with `make record NB={path.stem}`"
+    assert set(profiles) <= {"cpu", "gpu"}, f"{path.name}: committed outputs come from a {profiles} run, not cpu or gpu"
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(c.get("execution_count") for c in code), f"{path.name}: some code cells were never executed"
+    errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, f"{path.name}: committed outputs hold an error: {errors[0].get('ename')}"
+    tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"{path.name}: expected one cell tagged `parameters`, found {len(tagged)}"
+    injected = [c for c in code if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
+    assert not injected, f"{path.name}: papermill's injected parameters were committed; record with `make record`"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_repository_url_matches_config(path: Path):
+    bad = [p for p in sync_repo_url.problems(ROOT) if Path(p.split(":")[0]).stem == path.stem]
+    assert not bad, "\n".join(bad) + "\nrun `make sync` to derive them from _config.yml"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_is_in_the_toc(path: Path):
+    toc = (ROOT / "_toc.yml").read_text()
+    listed = re.findall(r"^\s*-\s*file:\s*(\S+)", toc, flags=re.M)
+    assert f"notebooks/{path.stem}" in listed, f"{path.name} is not in _toc.yml"
+
+
+# ---- execution ----------------------------------------------------------------------------------
+@pytest.mark.notebook
+@pytest.mark.timeout(SMOKE_BUDGET_S * 3)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_papermill_smoke(path: Path, notebook_env: dict, tmp_path: Path):
+    out = tmp_path / path.name
+    proc, wall = papermill(path, out, notebook_env, "-p", "profile", "smoke", timeout=SMOKE_BUDGET_S * 3)
+    print(f"{path.stem}: papermill smoke {wall:.1f} s")
+    assert proc.returncode == 0, f"{path.name} failed under papermill (smoke):\n{tail(proc.stderr)}"
+    assert wall < SMOKE_BUDGET_S, f"{path.name}: smoke run took {wall:.0f} s (budget {SMOKE_BUDGET_S} s)"
+    profiles = run_card_profiles(json.loads(out.read_text()))
+    assert profiles and set(profiles) == {"smoke"}, f"{path.name}: run card says {profiles}, expected smoke"
+    results = Path(notebook_env["DDPM_RESULTS_DIR"]) / f"{path.stem}.json"
+    if results.exists():  # written by nb.finish; a smoke run never writes to book/results
+        assert json.loads(results.read_text())["run_card"]["profile"] == "smoke"
+
+
+@pytest.mark.notebook
+@pytest.mark.timeout(SMOKE_BUDGET_S * 4)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_nbval_against_committed_outputs(path: Path, notebook_env: dict):
+    env = dict(notebook_env, DDPM_PROFILE="smoke")
+    cmd = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-cell-timeout", str(SMOKE_BUDGET_S * 2),
+           "-p", "no:cacheprovider", "-q", "--no-header", "-o", "addopts=", str(path)]
+    t0 = time.time()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=SMOKE_BUDGET_S * 4)
+    wall = time.time() - t0
+    summary = [l for l in proc.stdout.splitlines() if re.search(r"\d+ (passed|failed|error)", l)]
+    print(f"{path.stem}: nbval {wall:.1f} s: {summary[-1] if summary else '(no summary)'}")
+    assert proc.returncode == 0, f"nbval failed on {path.name}:\n{tail(proc.stdout + proc.stderr, 80)}"
+
+
+@pytest.mark.notebook
+@pytest.mark.timeout(180)
+def test_unknown_parameter_fails_fast(notebook_env: dict, tmp_path: Path):
+    path = NOTEBOOKS[0]
+    proc, wall = papermill(path, tmp_path / path.name, notebook_env, "-p", "bogus", "1", timeout=170)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0, f"{path.name} accepted an unknown parameter"
+    assert "bogus" in text and "valid choices" in text, f"the error does not name the valid parameters:\n{tail(text)}"
+    assert "profile" in text and "seed" in text
+    executed = json.loads((tmp_path / path.name).read_text())
+    ran = [c for c in executed["cells"] if c["cell_type"] == "code" and c.get("execution_count")]
+    start = next(i for i, c in enumerate(ran) if "nb.start()" in "".join(c["source"]))
+    assert start == len(ran) - 1, "cells after nb.start() ran despite the unknown parameter"
+    assert wall < 60, f"an unknown parameter took {wall:.0f} s to fail"
+
+
+# ---- make run ----------------------------------------------------------------------------------
+def _make_run(nb: str, profile: str) -> subprocess.CompletedProcess:
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    venv = Path(sys.prefix)
+    env = dict(os.environ)
+    return subprocess.run(["make", "-s", "run", f"NB={nb}", f"PROFILE={profile}", f"VENV={venv}"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_make_run_rejects_unknown_notebook():
+    proc = _make_run("99_no_such_chapter", "smoke")
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "unknown notebook" in text and all(p.stem in text for p in NOTEBOOKS), tail(text)
+    assert "running" not in text, "papermill started before the notebook was checked"
+
+
+def test_make_run_rejects_unknown_profile():
+    proc = _make_run(NOTEBOOKS[0].stem, "huge")
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "unknown profile" in text and all(p in text for p in ("smoke", "cpu", "gpu")), tail(text)
+    assert "running" not in text, "papermill started before the profile was checked"

@@ -1,0 +1,158 @@
+"""Run chapter notebooks through papermill: the engine behind `make run`, `make smoke`, `make record`.
+
+    python tools/run_notebook.py 00_forward_process --profile cpu [--param n_toy=500 ...]
+    python tools/run_notebook.py --all --profile smoke
+    python tools/run_notebook.py 00_forward_process --record [--profile gpu]
+
+A notebook is named by its stem (``00_forward_process``), its number (``00``) or its path. The
+notebook, the profile and the parameter names are checked before papermill starts, and a wrong one
+fails at once with the list of valid choices.
+
+``run`` writes the executed notebook to ``runs/<notebook>-<profile>.ipynb`` (kept, for reading).
+``--record`` re-executes the committed notebook in place with the cpu (or gpu) profile, taken from
+``DDPM_PROFILE`` so that no parameters cell is injected, drops papermill's bookkeeping metadata, and
+re-syncs the ``.py`` twin: that is the notebook that gets committed.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+sys.path.insert(0, str(ROOT))
+
+
+def available() -> list[str]:
+    return sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
+
+
+def resolve_notebook(name: str) -> str:
+    names = available()
+    key = Path(name.strip()).name
+    for suffix in (".ipynb", ".py"):
+        key = key.removesuffix(suffix)
+    matches = [n for n in names if n == key or n.split("_", 1)[0] == key]
+    if len(matches) != 1:
+        what = "no notebook given" if not key else f"unknown notebook {name!r}"
+        raise SystemExit(f"error: {what}; valid choices: {', '.join(names)}")
+    return matches[0]
+
+
+def resolve_profile(profile: str) -> str:
+    from ddpm_lib.profiles import PROFILES
+
+    if profile not in PROFILES:
+        what = "no profile given" if not profile else f"unknown profile {profile!r}"
+        raise SystemExit(f"error: {what}; valid choices: {', '.join(PROFILES)}")
+    return profile
+
+
+def parse_params(chapter: str, items: list[str]) -> dict:
+    from ddpm_lib import profiles
+
+    try:
+        valid = ["seed", *profiles.fields(chapter)]
+    except ValueError:  # a notebook whose chapter has no presets yet: let the notebook judge
+        valid = None
+    params = {}
+    for item in items:
+        if "=" not in item:
+            raise SystemExit(f"error: parameter {item!r} must look like name=value")
+        key, raw = item.split("=", 1)
+        if key == "profile":
+            raise SystemExit("error: give the profile with PROFILE=..., not as a parameter")
+        if valid is not None and key not in valid:
+            raise SystemExit(f"error: unknown parameter {key!r} for {chapter}; valid choices: {', '.join(valid)}")
+        try:
+            params[key] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            params[key] = raw
+    return params
+
+
+def _env(profile_env: str | None = None) -> dict:
+    env = dict(os.environ, DDPM_PLAIN_PROGRESS="1", HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1"))
+    env.pop("DDPM_PROFILE", None)
+    if profile_env:
+        env["DDPM_PROFILE"] = profile_env
+    return env
+
+
+def execute(src: Path, dst: Path, parameters: dict | None, env: dict) -> float:
+    """papermill in a child process (so that the environment applies to the kernel), timed."""
+    code = ("import json, sys, papermill as pm; a = json.loads(sys.argv[1]); "
+            "pm.execute_notebook(a['src'], a['dst'], parameters=a['params'], kernel_name='python3', "
+            "cwd=a['cwd'], progress_bar=sys.stderr.isatty())")
+    args = json.dumps(dict(src=str(src), dst=str(dst), params=parameters or {}, cwd=str(NOTEBOOKS)))
+    t0 = time.time()
+    rc = subprocess.call([sys.executable, "-c", code, args], env=env)
+    if rc:
+        raise SystemExit(f"error: {src.name} failed (papermill exit {rc}); the partial run is in {dst}")
+    return time.time() - t0
+
+
+def strip_papermill(path: Path) -> None:
+    """Drop papermill's timing metadata, which changes on every run and means nothing to a reader."""
+    nb = json.loads(path.read_text())
+    nb.get("metadata", {}).pop("papermill", None)
+    for cell in nb["cells"]:
+        meta = cell.get("metadata", {})
+        for key in ("papermill", "execution"):
+            meta.pop(key, None)
+        if meta.get("tags") == []:
+            del meta["tags"]
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+
+
+def run(name: str, profile: str, params: dict) -> Path:
+    out = ROOT / "runs" / f"{name}-{profile}.ipynb"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    print(f"running {name} with profile {profile}{' ' + str(params) if params else ''} -> {out.relative_to(ROOT)}")
+    wall = execute(NOTEBOOKS / f"{name}.ipynb", out, {"profile": profile, **params}, _env())
+    print(f"{name}: done in {wall:.0f} s; executed notebook: {out.relative_to(ROOT)}")
+    return out
+
+
+def record(name: str, profile: str) -> None:
+    if profile not in ("cpu", "gpu"):
+        raise SystemExit("error: a committed notebook carries a cpu or gpu run; use --profile cpu or gpu")
+    nb = NOTEBOOKS / f"{name}.ipynb"
+    tmp = ROOT / "runs" / f"{name}-record.ipynb"
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    print(f"recording {name} with profile {profile} (DDPM_PROFILE={profile}, no injected parameters)")
+    wall = execute(nb, tmp, None, _env(profile))
+    strip_papermill(tmp)
+    os.replace(tmp, nb)
+    subprocess.check_call([sys.executable, str(ROOT / "tools" / "sync_repo_url.py")])
+    subprocess.check_call([sys.executable, "-m", "jupytext", "--sync", str(nb)])
+    size = nb.stat().st_size / 1e6
+    print(f"{name}: recorded in {wall:.0f} s; {nb.relative_to(ROOT)} is {size:.2f} MB")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("notebook", nargs="?", default="")
+    ap.add_argument("--profile", default=None)
+    ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    ap.add_argument("--all", action="store_true", help="every notebook in notebooks/")
+    ap.add_argument("--record", action="store_true", help="re-execute in place for committing")
+    a = ap.parse_args(argv)
+    if a.record:
+        record(resolve_notebook(a.notebook), a.profile or "cpu")
+        return
+    profile = resolve_profile(a.profile or "")
+    names = available() if a.all else [resolve_notebook(a.notebook)]
+    params = {n: parse_params(n, a.param) for n in names}
+    for n in names:
+        run(n, profile, params[n])
+
+
+if __name__ == "__main__":
+    main()

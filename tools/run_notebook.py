@@ -111,7 +111,14 @@ def strip_papermill(path: Path) -> None:
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
+def sync_pair(nb: Path) -> None:
+    """Bring the pair in step first (jupytext takes the newer file as the source), so that an edit
+    made to either file is what runs."""
+    subprocess.check_call([sys.executable, "-m", "jupytext", "--sync", "--quiet", str(nb)])
+
+
 def run(name: str, profile: str, params: dict) -> Path:
+    sync_pair(NOTEBOOKS / f"{name}.ipynb")
     out = ROOT / "runs" / f"{name}-{profile}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
     print(f"running {name} with profile {profile}{' ' + str(params) if params else ''} -> {out.relative_to(ROOT)}")
@@ -124,6 +131,7 @@ def record(name: str, profile: str) -> None:
     if profile not in ("cpu", "gpu"):
         raise SystemExit("error: a committed notebook carries a cpu or gpu run; use --profile cpu or gpu")
     nb = NOTEBOOKS / f"{name}.ipynb"
+    sync_pair(nb)
     tmp = ROOT / "runs" / f"{name}-record.ipynb"
     tmp.parent.mkdir(parents=True, exist_ok=True)
     print(f"recording {name} with profile {profile} (DDPM_PROFILE={profile}, no injected parameters)")

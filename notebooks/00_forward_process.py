@@ -35,6 +35,7 @@ import torch
 from ddpm_lib import data, diffusion, notebook, schedules
 
 plt.rcParams.update({"figure.dpi": 80, "savefig.dpi": 80, "font.size": 9})
+nb = None  # bound before the session looks at globals(), so that `nb` is not taken for a parameter
 nb = notebook.Session("00_forward_process", globals())
 
 # %% tags=["parameters"]

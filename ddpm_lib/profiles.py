@@ -61,7 +61,7 @@ class DDPMChapter:
     base_channels: int = 24
     num_res_blocks: int = 1
     dropout: float = 0.0
-    train_images: int = 1200 * 64
+    train_images: int = 1000 * 64
     batch_size: int = 64
     lr: float = 1e-3
     warmup_images: int = 5000
@@ -105,6 +105,32 @@ class IGPTChapter:
     probe_C: float = 0.5  # inverse L2 strength of the logistic-regression probe
 
 
+@dataclass(frozen=True)
+class ImprovedDDPMChapter:
+    """03_improved_ddpm. Six models (linear / cosine x L_simple / L_hybrid / L_vlb) with one shared
+    budget, plus L_vlb with importance-sampled t; all on ``data`` at ``image_size``."""
+
+    T: int = 1000
+    data: str = "digits"
+    data_fallback: str = "shapes"
+    image_size: int = 8
+    unet: str = "tiny8"
+    base_channels: int = 32
+    train_images: int = 500 * 64  # per model, the same for every model
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup_images: int = 2000
+    ema_decay: float = 0.995
+    snapshots: int = 5  # held-out bound along training, for the importance-sampling curves
+    nll_steps: int = 100  # stratified estimate of the bound for the table (decoder term exact)
+    nll_images: int = 256
+    n_samples: int = 128
+    table_sample_steps: int = 250  # respaced sampler for the table's FD column
+    step_counts: tuple[int, ...] = (10, 25, 50, 100, 250, 1000)
+    skip_fractions: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.5)
+    feature_epochs: int | None = None
+
+
 PRESETS: dict[str, dict[str, object]] = {
     "00_forward_process": {
         "smoke": ForwardProcess(n_toy=500, n_images=4),
@@ -118,6 +144,18 @@ PRESETS: dict[str, dict[str, object]] = {
         # one GPU: MNIST 28x28 (784 tokens) where the Hub is reachable, else shapes 16x16
         "gpu": IGPTChapter(data="mnist", image_size=28, k=16, palette_size=32, n_layer=12, n_embd=256, n_head=8,
                            train_images=20_000 * 64, lr=5e-4, warmup_images=50_000, n_train=20_000, n_samples=64),
+    },
+    "03_improved_ddpm": {
+        "smoke": ImprovedDDPMChapter(T=100, train_images=12 * 32, batch_size=32, warmup_images=0, snapshots=2,
+                                     nll_steps=8, nll_images=16, n_samples=16, table_sample_steps=10,
+                                     step_counts=(5, 10, 100), skip_fractions=(0.0, 0.3), feature_epochs=1),
+        "cpu": ImprovedDDPMChapter(),
+        # one GPU: 32x32 (CIFAR-10 where reachable, else shapes), DDPM-sized models are too slow for six
+        # rows in 30 minutes, so a 16-32M parameter UNet with a shorter budget
+        "gpu": ImprovedDDPMChapter(data="cifar10", image_size=32, unet="small32", base_channels=64,
+                                   train_images=6000 * 128, batch_size=128, lr=2e-4, warmup_images=20_000,
+                                   ema_decay=0.9995, nll_steps=1000, nll_images=512, n_samples=2000,
+                                   table_sample_steps=100),
     },
     "02_ddpm": {
         "smoke": DDPMChapter(T=100, train_images=30 * 32, batch_size=32, warmup_images=0, sample_steps=20,

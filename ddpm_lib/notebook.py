@@ -59,14 +59,24 @@ def git_commit(root: Path | None) -> str:
         return "unknown"
 
 
+def rank() -> int:
+    """This process's rank under torchrun (0 otherwise): only rank 0 shows cards and writes results."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The device for this process: cuda (this rank's GPU under torchrun) if available, else cpu."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
 
 
 def device_name() -> str:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    procs = f", {world} processes (torchrun)" if world > 1 else ""
     if torch.cuda.is_available():
-        return f"cuda: {torch.cuda.get_device_name(0)}"
-    return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+        return f"cuda: {torch.cuda.get_device_name(0)}{procs}"
+    return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads{procs}"
 
 
 @dataclass
@@ -98,13 +108,14 @@ class RunCard:
     started: str
     config: dict = field(default_factory=dict)
     wall_time_s: float | None = None
+    training: str = ""  # what train_cached did: models trained vs loaded from the weights cache
 
     def rows(self) -> list[tuple[str, str]]:
         wall = "running" if self.wall_time_s is None else f"{self.wall_time_s:.0f} s ({self.wall_time_s / 60:.1f} min)"
         return [("chapter", self.chapter), ("profile", self.profile), ("seed", str(self.seed)),
                 ("device", self.device), ("torch", self.torch), ("ddpm_lib", self.ddpm_lib),
                 ("python", self.python), ("commit", self.commit), ("started (UTC)", self.started),
-                ("wall time", wall)]
+                ("wall time", wall)] + ([("training", self.training)] if self.training else [])
 
     def _repr_html_(self) -> str:
         body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{html.escape(v)}</td></tr>"
@@ -117,6 +128,24 @@ class RunCard:
         lines = [f"{k:>14}: {v}" for k, v in self.rows()]
         lines.append(f"{'config':>14}: " + ", ".join(f"{k}={v}" for k, v in self.config.items()))
         return "Run card\n" + "\n".join(lines)
+
+
+def training_summary() -> str:
+    """'7 models: 6 trained (512 s), 1 loaded from the weights cache' from ``train.HISTORY``."""
+    from . import train
+
+    h = train.HISTORY
+    if not h:
+        return ""
+    trained = [r for r in h if not r["loaded"]]
+    parts = [f"{len(trained)} trained ({sum(r['wall_s'] for r in trained):.0f} s)"]
+    loaded = len(h) - len(trained)
+    if loaded:
+        parts.append(f"{loaded} loaded from the weights cache")
+    resumed = [r for r in trained if r["resumed_from"]]
+    if resumed:
+        parts.append(f"{len(resumed)} resumed from a checkpoint")
+    return f"{len(h)} model{'s' if len(h) != 1 else ''}: " + ", ".join(parts)
 
 
 def claims_html(claims: list[Claim]) -> str:
@@ -194,10 +223,15 @@ class Session:
             ddpm_lib=__version__, python=sys.version.split()[0], commit=git_commit(root),
             started=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M"), config=asdict(cfg))
         self.profile, self.seed, self.cfg = prof, seed, cfg
+        from . import train
+
+        train.HISTORY.clear()
         self._show_card()
         return cfg
 
     def _show_card(self):
+        if rank() != 0:
+            return
         try:
             from IPython.display import display
 
@@ -219,9 +253,12 @@ class Session:
         return base / f"{self.chapter}.json"
 
     def finish(self, claims: list[Claim], numbers: dict | None = None):
-        """Display the claims table, write the results file, and close the run card."""
+        """Display the claims table, write the results file, and close the run card (rank 0 only)."""
         self.card.wall_time_s = round(self.elapsed(), 1)
+        self.card.training = training_summary()
         path = self.results_path()
+        if rank() != 0:
+            return path
         path.parent.mkdir(parents=True, exist_ok=True)
         payload = dict(run_card=asdict(self.card), claims=[asdict(c) for c in claims], numbers=numbers or {})
         tmp = path.with_suffix(".json.tmp")

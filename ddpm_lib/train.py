@@ -411,6 +411,11 @@ def run_dir_for(name: str, **key: Any) -> tuple[Path, str]:
     return cache.cache_dir("runs") / f"{name}-{h}", h
 
 
+# What train_cached did in this process: one entry per call (name, trained or loaded, seconds).
+# A notebook's run card reports it, so that a wall time measured with cached weights says so.
+HISTORY: list[dict] = []
+
+
 def train_cached(name: str, net: nn.Module, loss_fn, data, cfg: TrainConfig, extra: dict | None = None,
                  **kw) -> TrainResult:
     """``train`` in a cache directory keyed by everything that determines the weights: the network's
@@ -419,7 +424,10 @@ def train_cached(name: str, net: nn.Module, loss_fn, data, cfg: TrainConfig, ext
     key = dict(model=getattr(net, "cfg", None), objective=loss_fn.config() if hasattr(loss_fn, "config") else None,
                train=cfg, data=fingerprint(data), extra=extra or {})
     run_dir, h = run_dir_for(name, **key)
-    return train(net, loss_fn, data, cfg, run_dir=run_dir, config_key=h, desc=name, **kw)
+    res = train(net, loss_fn, data, cfg, run_dir=run_dir, config_key=h, desc=name, **kw)
+    HISTORY.append(dict(name=name, loaded=res.loaded, resumed_from=res.resumed_from, steps=res.steps,
+                        wall_s=round(res.wall_s, 1)))
+    return res
 
 
 class DiffusionObjective:

@@ -26,7 +26,7 @@ from pathlib import Path
 import jupytext
 import pytest
 
-from conftest import ROOT, notebooks, tail
+from conftest import NOTEBOOK_DIR, ROOT, notebooks, tail
 
 sys.path.insert(0, str(ROOT / "tools"))
 import sync_repo_url  # noqa: E402
@@ -150,6 +150,25 @@ def test_unknown_parameter_fails_fast(notebook_env: dict, tmp_path: Path):
     start = next(i for i, c in enumerate(ran) if "nb.start()" in "".join(c["source"]))
     assert start == len(ran) - 1, "cells after nb.start() ran despite the unknown parameter"
     assert wall < 60, f"an unknown parameter took {wall:.0f} s to fail"
+
+
+def test_a_training_chapter_runs_under_torchrun(notebook_env: dict, tmp_path: Path):
+    """The documented multi-GPU path, on CPU: a chapter's .py twin under torchrun with 2 processes
+    (gloo) and the smoke profile. Training runs with DDP; only rank 0 shows the run card and writes
+    the results, whose run card records the 2 processes."""
+    script = NOTEBOOK_DIR / "01_igpt.py"
+    if not script.exists():
+        pytest.skip("01_igpt is not in this book")
+    env = {**notebook_env, "DDPM_PROFILE": "smoke", "DDPM_CACHE": str(tmp_path / "cache"),
+           "DDPM_RESULTS_DIR": str(tmp_path / "results"), "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541", str(script)]
+    proc = subprocess.run(cmd, cwd=NOTEBOOK_DIR, env=env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, tail(proc.stdout + proc.stderr)
+    res = json.loads((tmp_path / "results" / "01_igpt.json").read_text())
+    assert res["run_card"]["profile"] == "smoke" and "2 processes" in res["run_card"]["device"]
+    assert proc.stdout.count("Run card") == 2, "rank 0 shows the card at start and finish; rank 1 stays silent"
+    ckpts = list((tmp_path / "cache" / "runs").glob("01_igpt_ar-*/checkpoint.safetensors"))
+    assert len(ckpts) == 1
 
 
 # ---- make run ----------------------------------------------------------------------------------

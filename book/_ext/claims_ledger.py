@@ -162,7 +162,8 @@ class ClaimsLedger(SphinxDirective):
             meta += nodes.Text(f" · profile {card.get('profile', '?')} · device {card.get('device', '?')} · "
                                f"wall time {_wall(card.get('wall_time_s'))} · torch {card.get('torch', '?')} · "
                                f"ddpm_lib {card.get('ddpm_lib', '?')} · commit {card.get('commit', '?')} · "
-                               f"run {card.get('started', '?')} UTC")
+                               f"run {card.get('started', '?')} UTC"
+                               + (f" · {card['training']}" if card.get("training") else ""))
             section += meta
             rows = [[str(c.get(k, "")) if k != "holds" else _holds_node(str(c.get("holds", "")))
                      for k, *_ in COLUMNS] for c in claims]

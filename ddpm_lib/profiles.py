@@ -142,8 +142,9 @@ PRESETS: dict[str, dict[str, object]] = {
                              warmup_images=0, checkpoints=2, n_samples=8),
         "cpu": IGPTChapter(),
         # one GPU: MNIST 28x28 (784 tokens) where the Hub is reachable, else shapes 16x16
+        # (not yet run on a GPU; sized from estimates)
         "gpu": IGPTChapter(data="mnist", image_size=28, k=16, palette_size=32, n_layer=12, n_embd=256, n_head=8,
-                           train_images=20_000 * 64, lr=5e-4, warmup_images=50_000, n_train=20_000, n_samples=64),
+                           train_images=8_000 * 64, lr=5e-4, warmup_images=50_000, n_train=20_000, n_samples=64),
     },
     "03_improved_ddpm": {
         "smoke": ImprovedDDPMChapter(T=100, train_images=12 * 32, batch_size=32, warmup_images=0, snapshots=2,
@@ -152,10 +153,11 @@ PRESETS: dict[str, dict[str, object]] = {
         "cpu": ImprovedDDPMChapter(),
         # one GPU: 32x32 (CIFAR-10 where reachable, else shapes), DDPM-sized models are too slow for six
         # rows in 30 minutes, so a 16-32M parameter UNet with a shorter budget
+        # (not yet run on a GPU; sized from estimates)
         "gpu": ImprovedDDPMChapter(data="cifar10", image_size=32, unet="small32", base_channels=64,
-                                   train_images=6000 * 128, batch_size=128, lr=2e-4, warmup_images=20_000,
-                                   ema_decay=0.9995, nll_steps=1000, nll_images=512, n_samples=2000,
-                                   table_sample_steps=100),
+                                   train_images=2500 * 128, batch_size=128, lr=2e-4, warmup_images=20_000,
+                                   ema_decay=0.9995, nll_steps=200, nll_images=256, n_samples=1000,
+                                   table_sample_steps=100, step_counts=(10, 25, 50, 100, 250)),
     },
     "02_ddpm": {
         "smoke": DDPMChapter(T=100, train_images=30 * 32, batch_size=32, warmup_images=0, sample_steps=20,
@@ -164,11 +166,12 @@ PRESETS: dict[str, dict[str, object]] = {
         "cpu": DDPMChapter(),
         # one GPU: CIFAR-10 with DDPM's CIFAR model (shorter than the paper's 800k steps) where the Hub
         # is reachable, else shapes at 32x32; the ablation at 16x16
+        # (not yet run on a GPU: sized from estimates of ~0.1 s per step of the 35.7M model at batch 128)
         "gpu": DDPMChapter(data="cifar10", image_size=32, unet="ddpm_cifar10", base_channels=128, num_res_blocks=2,
-                           dropout=0.1, train_images=12_000 * 128, batch_size=128, lr=2e-4, ema_decay=0.9995,
-                           sample_steps=1000, n_samples=5000, nll_images=256, ablation_size=16,
-                           ablation_unet="small16", ablation_images=3000 * 128, ablation_samples=2000,
-                           ablation_nll_steps=1000),
+                           dropout=0.1, train_images=8_000 * 128, batch_size=128, lr=2e-4, ema_decay=0.9995,
+                           sample_steps=250, n_samples=2000, nll_images=128, ablation_size=16,
+                           ablation_unet="small16", ablation_images=2000 * 64, ablation_samples=1000,
+                           ablation_nll_steps=200),
     },
 }
 

@@ -300,7 +300,7 @@ claims = [
          else f"the best layer is the last at this scale; layers 2-{cfg.n_layer} span "
               f"{max(ar_acc[2:]) - min(ar_acc[2:]):.1%}, about "
               f"{(max(ar_acc[2:]) - min(ar_acc[2:])) / se:.1f} standard errors, so a shallow model trained "
-              "this briefly shows no clear peak (the paper's drop appears in models 10^3-10^4 times larger)")),
+              "this briefly shows no clear peak (the paper measures it on iGPT models of 76M-1.4B parameters, 10^2-10^4 times ours)")),
     notebook.Claim(
         "lower validation loss goes with better probe accuracy across checkpoints",
         "Fig. 3: 'the positive slope suggests a link between improved generative performance and improved "

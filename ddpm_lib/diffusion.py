@@ -316,10 +316,13 @@ def nll_bpd(model: Model, diff, x0: torch.Tensor, generator: torch.Generator | N
     variant is scored from the same model outputs and a dict of results comes back.
 
     ``n_steps=None``: exact, all T steps. ``n_steps=K``: an unbiased stratified estimate: the decoder
-    term L_0 exactly, and one random step from each of at most K strata of 1..T-1, weighted by its
-    stratum's size (``weights``). The strata grow geometrically with t, because the terms fall
-    steeply over the first steps and are flat later (Improved DDPM Fig. 2), so the first steps are
-    evaluated (nearly) exactly and the estimate's variance stays small. Each result holds ``total`` (B,), ``prior`` (B,), ``terms`` (B, T)
+    term L_0 and the last term L_{T-1} exactly, and one random step from each of at most K strata of
+    1..T-2, weighted by its stratum's size (``weights``). The strata grow geometrically with t,
+    because the terms fall steeply over the first steps and are flat later (Improved DDPM Fig. 2), so
+    the first steps are evaluated (nearly) exactly and the estimate's variance stays small. The last
+    step is kept apart because it can be a spike: where beta_T is clipped (cosine, 0.999) an eps
+    model's mean at t = T is 1/sqrt(alpha_T) ~ 32 times its eps error, and a random draw from the top
+    stratum would almost always miss that term (unbiased, but with a heavy tail). Each result holds ``total`` (B,), ``prior`` (B,), ``terms`` (B, T)
     (zero where not evaluated), ``weights`` (T,) and ``x0_mse`` (B, T): the squared error of the
     predicted x_0 from x_t, for rate-distortion plots.
     """
@@ -352,10 +355,10 @@ def _bound_steps(T: int, n_steps: int | None, generator) -> tuple[list[int], tor
         return list(range(T - 1, -1, -1)), torch.ones(T, dtype=torch.float64)
     if n_steps < 1:
         raise ValueError("n_steps must be None (exact) or at least 1")
-    edges = torch.unique(torch.logspace(0, math.log10(T), n_steps + 1, dtype=torch.float64).round().long())
+    edges = torch.unique(torch.logspace(0, math.log10(T - 1), n_steps + 1, dtype=torch.float64).round().long())
     weights = torch.zeros(T, dtype=torch.float64)
-    weights[0] = 1.0
-    steps = [0]
+    weights[0] = weights[T - 1] = 1.0
+    steps = [0, T - 1]
     for lo, hi in zip(edges[:-1].tolist(), edges[1:].tolist()):
         g = None if generator is None else _cpu(generator)
         pick = lo + int(torch.randint(0, hi - lo, (1,), generator=g).item())

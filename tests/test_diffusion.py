@@ -226,8 +226,27 @@ def test_stratified_bound_is_unbiased_and_variants_share_one_pass():
     assert (est.mean() - ref.mean()).abs() < 4 * se, (est.mean(), ref.mean(), se)
     r = D.nll_bpd(model, small, x0, generator=g, n_steps=10)
     evaluated = (r["terms"] != 0).any(0)
-    assert 5 <= evaluated.sum().item() <= 11 and r["weights"].sum().item() == 100
+    assert 5 <= evaluated.sum().item() <= 12 and r["weights"].sum().item() == 100
     assert torch.equal(evaluated, r["weights"] > 0) and evaluated[:3].all()  # the first steps exactly
+    assert evaluated[-1] and r["weights"][-1] == 1  # and the last one, which can be a spike
+
+
+def test_stratified_bound_never_misses_a_spike_at_the_last_step():
+    sched = S.cosine(200)  # beta clipped at 0.999 at the end
+    d = D.Diffusion(sched, "eps", "fixed_small")
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand(16, 1, 2, 2, generator=g).double() * 2 - 1
+    ab = torch.as_tensor(sched.alpha_bar)
+
+    def model(x, t):  # the exact eps of x_t given x0, off by 0.05 at the last step only
+        eps = (x - ab[t].sqrt().view(-1, 1, 1, 1) * x0) / (1 - ab[t]).sqrt().view(-1, 1, 1, 1)
+        return eps + 0.05 * (t == sched.T - 1).double().view(-1, 1, 1, 1)
+
+    exact = D.nll_bpd(model, d, x0, generator=torch.Generator().manual_seed(1))
+    assert exact["terms"][:, -1].mean() > 0.4 * exact["total"].mean()  # the spike is a large part of the bound
+    for s in range(5):
+        est = D.nll_bpd(model, d, x0, generator=torch.Generator().manual_seed(10 + s), n_steps=8)
+        assert est["total"].mean().item() == pytest.approx(exact["total"].mean().item(), rel=0.05)
 
 
 def test_rate_distortion_bookkeeping():

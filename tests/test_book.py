@@ -97,13 +97,17 @@ def test_claims_page_gathers_every_chapter(built_book: Path):
         assert f"claims-{path.stem.replace('_', '-')}" in page, f"no section for {path.stem}"
         assert card["device"] in page
         for claim in data["claims"]:
-            assert _html_escape(claim["claim"]) in page, f"claim missing from the ledger: {claim['claim']}"
+            assert claim["claim"] in _page_text(page), f"claim missing from the ledger: {claim['claim']}"
 
 
-def _html_escape(text: str) -> str:
+def _page_text(page: str) -> str:
+    """The page with entities decoded and Sphinx's smart quotes turned back into plain ones."""
     import html
 
-    return html.escape(text, quote=False)
+    text = html.unescape(page)
+    for smart, plain in {"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "--", "\u2014": "---"}.items():
+        text = text.replace(smart, plain)
+    return text
 
 
 # ---- a real browser --------------------------------------------------------------------------

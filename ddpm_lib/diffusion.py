@@ -322,9 +322,11 @@ def nll_bpd(model: Model, diff, x0: torch.Tensor, generator: torch.Generator | N
     the first steps are evaluated (nearly) exactly and the estimate's variance stays small. The last
     step is kept apart because it can be a spike: where beta_T is clipped (cosine, 0.999) an eps
     model's mean at t = T is 1/sqrt(alpha_T) ~ 32 times its eps error, and a random draw from the top
-    stratum would almost always miss that term (unbiased, but with a heavy tail). Each result holds ``total`` (B,), ``prior`` (B,), ``terms`` (B, T)
-    (zero where not evaluated), ``weights`` (T,) and ``x0_mse`` (B, T): the squared error of the
-    predicted x_0 from x_t, for rate-distortion plots.
+    stratum would almost always miss that term (unbiased, but with a heavy tail).
+
+    Each result holds ``total`` (B,), ``prior`` (B,), ``terms`` (B, T) (zero where not evaluated),
+    ``weights`` (T,) and ``x0_mse`` (B, T): the squared error of the predicted x_0 from x_t, for
+    rate-distortion plots.
     """
     from .progress import tqdm
 

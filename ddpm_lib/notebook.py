@@ -66,9 +66,9 @@ def rank() -> int:
 
 def device() -> torch.device:
     """The device for this process: cuda (this rank's GPU under torchrun) if available, else cpu."""
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
+    from .train import default_device
+
+    return default_device()
 
 
 def device_name() -> str:

@@ -75,7 +75,7 @@ class DDPMChapter:
     ablation_images: int = 400 * 64  # per row, the same for every row
     ablation_lr: float = 1e-3
     ablation_samples: int = 96  # each sampled with all T ancestral steps
-    ablation_nll_steps: int = 64  # stratified estimate of the bound (decoder term exact)
+    ablation_nll_steps: int = 64  # stratified estimate of the bound (first and last terms exact)
     feature_epochs: int | None = None  # None: the extractor's fixed recipe
 
 
@@ -122,7 +122,7 @@ class ImprovedDDPMChapter:
     warmup_images: int = 2000
     ema_decay: float = 0.995
     snapshots: int = 5  # held-out bound along training, for the importance-sampling curves
-    nll_steps: int = 100  # stratified estimate of the bound for the table (decoder term exact)
+    nll_steps: int = 100  # stratified estimate of the bound for the table (first and last terms exact)
     nll_images: int = 128
     n_samples: int = 128
     table_sample_steps: int = 250  # respaced sampler for the table's FD column

@@ -8,7 +8,7 @@
 # constraints file are unchanged (a stamp file in the venv keyed on their hash).
 #
 # Also:
-#   make smoke                              every notebook with the smoke profile, into runs/smoke/
+#   make smoke [NB=01] [PARAMS="seed=1"]    every notebook (or NB) with the smoke profile, into runs/
 #   make run NB=00_forward_process PROFILE=cpu [PARAMS="n_toy=500 T=200"]
 #                                           one notebook through papermill, into runs/
 #   make record NB=00_forward_process       re-execute a notebook in place with the cpu profile
@@ -84,7 +84,9 @@ test: install chromium
 
 # ---- notebooks ----------------------------------------------------------------------------
 smoke: install
-	$(PY) tools/run_notebook.py --all --profile smoke
+	@if [ -n "$(PROFILE)" ] && [ "$(PROFILE)" != smoke ]; then \
+	  echo "error: make smoke runs the smoke profile only (PROFILE=$(PROFILE) given); use make run NB=.. PROFILE=$(PROFILE)"; exit 2; fi
+	$(PY) tools/run_notebook.py $(if $(NB),"$(NB)",--all) --profile smoke $(foreach p,$(PARAMS),--param $(p))
 
 run: install
 	$(PY) tools/run_notebook.py "$(NB)" --profile "$(PROFILE)" $(foreach p,$(PARAMS),--param $(p))

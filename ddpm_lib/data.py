@@ -612,17 +612,26 @@ def _load_hub(name: str, split: str, image_size, n, resize: str = "bilinear") ->
             raise
         raise DatasetUnavailable(
             f"cannot load {name!r}: the Hugging Face Hub is unreachable ({reason}) and {name!r} is not in "
-            f"the local datasets cache. Offline datasets: {', '.join(OFFLINE)} (also 'toy2d:<name>', "
-            "'gmm:<name>'); or pass a local image folder or save_to_disk directory.") from e
+            f"the local datasets cache, and no local folder {name!r} exists in {Path.cwd()}. Offline datasets: "
+            f"{', '.join(OFFLINE)} (also 'toy2d:<name>', 'gmm:<name>'); or pass a local image folder or "
+            "save_to_disk directory (as ./name for a relative one).") from e
     return _from_hf(ds, name, split, image_size, n, resize, source=f"hub:{name}")
+
+
+def _looks_like_path(name: str) -> bool:
+    """A name meant as a folder: absolute, ./ ../ ~, a trailing slash, more than one slash (a Hub id
+    has one at most), a Windows separator, or 'a/b' where the folder 'a' exists here."""
+    head = name.split("/", 1)[0]
+    return (name.startswith(("/", "./", "../", "~")) or name.endswith("/") or name.count("/") > 1
+            or "\\" in name or ("/" in name and head not in ("", ".") and Path(head).is_dir()))
 
 
 def _local_path(name: str) -> Path | None:
     path = Path(name).expanduser()
     if path.is_dir():
         return path
-    if name.startswith(("/", "./", "../", "~")):
-        raise ValueError(f"no directory at {name!r}; {_choices()}")
+    if _looks_like_path(name):
+        raise ValueError(f"no directory at {name!r} (looked in {path.resolve()}); {_choices()}")
     return None
 
 

@@ -413,8 +413,15 @@ def _in_domain(name: str, image_size: int | None, recipe: FeatureNetRecipe | Non
     image_size = image_size or DEFAULT_SIZE[name]
     recipe = recipe or RECIPES[name]
     path = feature_net_path(name, image_size, recipe)
+    state = None
     if cache.exists(path):
-        state, meta = cache.load_tensors(path)
+        try:
+            state, meta = cache.load_tensors(path)
+        except cache.CorruptCheckpoint as e:
+            if not train:
+                raise
+            cache.quarantine(path, e.why)
+    if state is not None:
         net = FeatureNet(meta["channels"], image_size, meta["heads"], recipe.width, recipe.feature_dim)
         net.load_state_dict(state)
         return FeatureExtractor(name, net, image_size, meta["channels"], meta, trained_now=False, device=device)

@@ -20,8 +20,10 @@ from __future__ import annotations
 import datetime as _dt
 import html
 import json
+import math
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -30,16 +32,25 @@ from pathlib import Path
 
 import torch
 
-from . import __version__, profiles
+from . import OMP_GUARD, __version__, profiles
 
 HOLDS = ("yes", "no", "partly", "n/a")
 
 
+def _is_book_root(p: Path) -> bool:
+    return (p / "_config.yml").exists() and (p / "ddpm_lib").is_dir()
+
+
 def repo_root(start: Path | None = None) -> Path | None:
-    """The book's root (the folder with _config.yml and ddpm_lib/), searching upwards from cwd."""
+    """The book's root (the folder with _config.yml and ddpm_lib/): the checkout this library was
+    imported from (an editable install), else the first such folder upwards from ``start`` (cwd).
+    So results land in the book wherever a notebook is run from."""
+    lib_root = Path(__file__).resolve().parents[1]
+    if start is None and _is_book_root(lib_root):
+        return lib_root
     here = (start or Path.cwd()).resolve()
     for p in [here, *here.parents]:
-        if (p / "_config.yml").exists() and (p / "ddpm_lib").is_dir():
+        if _is_book_root(p):
             return p
     return None
 
@@ -109,13 +120,17 @@ class RunCard:
     config: dict = field(default_factory=dict)
     wall_time_s: float | None = None
     training: str = ""  # what train_cached did: models trained vs loaded from the weights cache
+    omp: str = OMP_GUARD  # the OpenMP wait policy and who set it (see ddpm_lib/__init__.py)
+    notes: list = field(default_factory=list)  # what differs from the preset: data fallbacks, ...
 
     def rows(self) -> list[tuple[str, str]]:
         wall = "running" if self.wall_time_s is None else f"{self.wall_time_s:.0f} s ({self.wall_time_s / 60:.1f} min)"
-        return [("chapter", self.chapter), ("profile", self.profile), ("seed", str(self.seed)),
-                ("device", self.device), ("torch", self.torch), ("ddpm_lib", self.ddpm_lib),
-                ("python", self.python), ("commit", self.commit), ("started (UTC)", self.started),
-                ("wall time", wall)] + ([("training", self.training)] if self.training else [])
+        return ([("chapter", self.chapter), ("profile", self.profile), ("seed", str(self.seed)),
+                 ("device", self.device), ("torch", self.torch), ("ddpm_lib", self.ddpm_lib),
+                 ("python", self.python), ("commit", self.commit), ("started (UTC)", self.started),
+                 ("wall time", wall), ("OpenMP wait", self.omp)]
+                + ([("training", self.training)] if self.training else [])
+                + [("note", n) for n in self.notes])
 
     def _repr_html_(self) -> str:
         body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{html.escape(v)}</td></tr>"
@@ -149,10 +164,13 @@ def training_summary() -> str:
 
 
 def claims_html(claims: list[Claim]) -> str:
-    head = "".join(f"<th>{h}</th>" for h in ("claim", "paper", "ours", "our setting", "holds", "why not / note"))
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in
-                                     (c.claim, c.paper, c.ours, c.setting, c.holds, c.why)) + "</tr>" for c in claims)
-    return f"<table class='claims'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    head = "".join(f"<th style='{_CELL}text-align:left'>{h}</th>"
+                   for h in ("claim", "paper", "ours", "our setting", "holds", "why not / note"))
+    rows = "".join("<tr>" + "".join(f"<td style='{_CELL}text-align:left;vertical-align:top'>{html.escape(str(v))}</td>"
+                                     for v in (c.claim, c.paper, c.ours, c.setting, c.holds, c.why)) + "</tr>"
+                   for c in claims)
+    return (f"<div class='table-scroll' style='overflow-x:auto;max-width:100%'><table class='claims' "
+            f"style='border-collapse:collapse'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>")
 
 
 def show_source(*objs) -> None:
@@ -166,15 +184,42 @@ def show_source(*objs) -> None:
     display(Markdown("\n\n".join(blocks)))
 
 
-def table_html(rows: list[dict], caption: str = "") -> str:
-    """An HTML table from a list of dicts (columns from the first row)."""
+_NUMBER = re.compile(r"^[-+\u2212]?(\d[\d,]*\.?\d*|\.\d+)(e[-+]?\d+)?%?(\s*(\+-|\u00b1|\+/-)\s*\d*\.?\d+(e[-+]?\d+)?%?)?"
+                     r"(\s*\[[^\]]*\])?$", re.I)
+# Inline styles, so that a table reads the same in Jupyter, Colab and the book (whose CSS adds to them).
+_CELL = "padding:0.25em 0.7em;border-bottom:1px solid #ddd;"
+
+
+def fmt(v, digits: int = 3) -> str:
+    """A table cell: floats to ``digits`` significant figures, everything else as text."""
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.{digits}g}"
+    return "" if v is None else str(v)
+
+
+def _cell(tag: str, value, numeric: bool) -> str:
+    align = "right" if numeric else "left"
+    cls = " class='num'" if numeric else ""
+    return f"<{tag}{cls} style='{_CELL}text-align:{align};white-space:nowrap'>{html.escape(value)}</{tag}>" if numeric \
+        else f"<{tag}{cls} style='{_CELL}text-align:{align}'>{html.escape(value)}</{tag}>"
+
+
+def table_html(rows: list[dict], caption: str = "", digits: int = 3) -> str:
+    """An HTML table from a list of dicts (columns from the first row): padded cells, numbers (and
+    'x +- y' intervals) right-aligned, floats to ``digits`` significant figures, inside a
+    horizontally scrolling wrapper so a wide table never overflows the text column."""
     if not rows:
         return f"<p><em>{html.escape(caption)}: no rows</em></p>"
     cols = list(rows[0])
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in cols) + "</tr>" for r in rows)
-    cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
-    return f"<table class='results'>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    cells = [[fmt(r.get(c, ""), digits) for c in cols] for r in rows]
+    numeric = [all(_NUMBER.match(row[j].strip()) or not row[j].strip() for row in cells)
+               and any(row[j].strip() for row in cells) for j in range(len(cols))]
+    head = "".join(_cell("th", str(c), numeric[j]) for j, c in enumerate(cols))
+    body = "".join("<tr>" + "".join(_cell("td", v, numeric[j]) for j, v in enumerate(row)) + "</tr>" for row in cells)
+    cap = (f"<caption style='caption-side:top;text-align:left;padding:0.3em 0'>{html.escape(caption)}</caption>"
+           if caption else "")
+    return (f"<div class='table-scroll' style='overflow-x:auto;max-width:100%'><table class='results' "
+            f"style='border-collapse:collapse'>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>")
 
 
 def show_table(rows: list[dict], caption: str = "") -> None:
@@ -213,7 +258,8 @@ class Session:
         """Validate the parameters, resolve the profile, seed everything and display the run card."""
         p = self.params()
         prof = profiles.resolve(p.pop("profile", "auto"))
-        seed = int(p.pop("seed", 0))
+        p = profiles.validate(self.chapter, p)  # names, types and ranges, before any work
+        seed = p.pop("seed", 0)
         cfg = profiles.get(self.chapter, prof, **p)
         torch.manual_seed(seed)
         self.t0 = time.time()
@@ -228,6 +274,28 @@ class Session:
         train.HISTORY.clear()
         self._show_card()
         return cfg
+
+    def note(self, text: str) -> None:
+        """Record something a reader of the results must know (a fallback, a skipped step) on the run card."""
+        self.card.notes.append(text)
+        self._show_card()
+
+    def load_pair(self, name: str, image_size: int | None, fallback: str, **kw):
+        """(train, test) splits of data set ``name``; when it is an unreachable Hub id, of ``fallback``
+        instead, said loudly and recorded on the run card. Any other failure (a missing folder, a
+        typo) is an error."""
+        from . import data
+
+        try:
+            return (data.load(name, image_size=image_size, **kw),
+                    data.load(name, split="test", image_size=image_size, **{k: v for k, v in kw.items() if k != "n"}))
+        except data.DatasetUnavailable as e:
+            if fallback == name:
+                raise
+            msg = f"data {name!r} is unavailable ({e}); this run uses {fallback!r} instead"
+            print(f"\n{'!' * 80}\nWARNING: {msg}\n{'!' * 80}\n", file=sys.stderr)
+            self.note(f"data fallback: {name} -> {fallback} ({name} unreachable)")
+            return self.load_pair(fallback, image_size, fallback, **kw)
 
     def _show_card(self):
         if rank() != 0:
@@ -252,13 +320,14 @@ class Session:
         base = Path(override) if override else root / sub
         return base / f"{self.chapter}.json"
 
-    def finish(self, claims: list[Claim], numbers: dict | None = None):
-        """Display the claims table, write the results file, and close the run card (rank 0 only)."""
+    def finish(self, claims: list[Claim], numbers: dict | None = None) -> None:
+        """Display the claims table, write the results file (``results_path()``), and close the run card
+        (rank 0 only). Returns nothing, so that no path of the recording machine is shown as a result."""
         self.card.wall_time_s = round(self.elapsed(), 1)
         self.card.training = training_summary()
         path = self.results_path()
         if rank() != 0:
-            return path
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
         payload = dict(run_card=asdict(self.card), claims=[asdict(c) for c in claims], numbers=numbers or {})
         tmp = path.with_suffix(".json.tmp")
@@ -272,5 +341,5 @@ class Session:
         except Exception:
             for c in claims:
                 print(c)
-        print(f"results written to {path.relative_to(repo_root()) if repo_root() and path.is_relative_to(repo_root()) else path}")
-        return path
+        root = repo_root()
+        print(f"results written to {path.relative_to(root) if root and path.is_relative_to(root) else path.name}")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import types
+import typing
 from dataclasses import dataclass
 
 PROFILES = ("smoke", "cpu", "gpu", "auto")
@@ -198,11 +200,56 @@ def _presets(chapter: str) -> dict:
 
 
 def get(chapter: str, profile: str | None = "auto", **overrides):
-    """The chapter's config for ``profile`` with ``overrides`` applied (None values are ignored)."""
+    """The chapter's config for ``profile`` with ``overrides`` applied (None values are ignored),
+    each checked by ``validate``."""
     cfg = _presets(chapter)[resolve(profile)]
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    valid = fields(chapter)
-    unknown = sorted(set(overrides) - set(valid))
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {unknown} for chapter {chapter}; valid choices: {valid}")
+    overrides = validate(chapter, {k: v for k, v in overrides.items() if v is not None})
     return dataclasses.replace(cfg, **overrides)
+
+
+# Numeric fields that may be 0 (every other number must be positive); fractions live in [0, 1).
+ZERO_ALLOWED = {"warmup_images", "dropout", "ema_decay", "seed", "skip_fractions"}
+FRACTIONS = {"dropout", "ema_decay", "skip_fractions"}
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(name: str, value, tp):
+    """``value`` as the annotated type ``tp`` (int, float, str, bool, tuple[X, ...], X | None), or a
+    ValueError that names the parameter, the expected type and what was given."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(name, value, inner[0])
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"parameter {name} must be a tuple of {_type_name(args[0])}, got {value!r}")
+        return tuple(_coerce(name, v, args[0]) for v in value)
+    ok = {int: isinstance(value, int) and not isinstance(value, bool),
+          float: isinstance(value, (int, float)) and not isinstance(value, bool),
+          str: isinstance(value, str), bool: isinstance(value, bool)}.get(tp, True)
+    if not ok:
+        raise ValueError(f"parameter {name} must be {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+    value = float(value) if tp is float else value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        low_ok = value >= 0 if name in ZERO_ALLOWED else value > 0
+        if not low_ok or (name in FRACTIONS and value >= 1):
+            bound = "in [0, 1)" if name in FRACTIONS else (">= 0" if name in ZERO_ALLOWED else "> 0")
+            raise ValueError(f"parameter {name} must be {bound}, got {value!r}")
+    return value
+
+
+def validate(chapter: str, params: dict) -> dict:
+    """Check names, types and ranges of a chapter's parameters (``seed`` and its preset's fields);
+    returns them converted (an int where a float is expected, a list where a tuple is)."""
+    valid = fields(chapter)
+    unknown = sorted(set(params) - set(valid) - {"seed"})
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown} for chapter {chapter}; valid choices: {['seed', *valid]}")
+    hints = typing.get_type_hints(type(_presets(chapter)["cpu"]))
+    hints["seed"] = int
+    return {k: _coerce(k, v, hints[k]) for k, v in params.items()}

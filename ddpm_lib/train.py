@@ -10,10 +10,15 @@ Determinism is by construction, so that a killed run resumes exactly and N proce
   (seed, s) and identical on every rank; ``batch.randn(...)`` draws for the *global* batch and
   returns this rank's rows, so 2 ranks x 32 rows see exactly the noise of 1 rank x 64 rows;
 * torch's global RNG (dropout) is reseeded every step from (seed, s, rank).
+* torch's global RNG is forked for the run: the caller's RNG state after ``train`` is the same
+  whether the run trained, resumed or loaded (so what a notebook does next never depends on it).
 A checkpoint (model, EMA, optimizer moments, step, the loss's own state such as the importance
-sampler's history) is safetensors + JSON, written atomically every ``checkpoint_every_images`` and at
-the end. A NaN or infinite loss stops the run with an error before the step is applied; the last
-good checkpoint stays on disk. Training length is counted in images seen.
+sampler's history) is one safetensors file whose header carries the metadata and a checksum, written
+atomically (one rename) every ``checkpoint_every_images``, every ``checkpoint_every_s`` seconds of
+training and at the end. A corrupt checkpoint is moved aside and the run starts again. One process at
+a time trains a run directory (a file lock): a second waits, then loads. A NaN or infinite loss stops
+the run with an error before the step is applied; the last good checkpoint stays on disk. Training
+length is counted in images seen.
 
 ``train`` also is the weights cache: with ``run_dir`` under ``cache.cache_dir()`` named by a hash of
 (model config, objective, data, training config) — see ``run_dir_for`` — a finished run is loaded,
@@ -60,6 +65,18 @@ class TrainConfig:
     checkpoint_every_images: int = 0  # 0: only at the end
     snapshot_every_images: int = 0  # also keep the EMA weights at these points (ema-<images>.safetensors)
     log_every: int = 10  # steps
+
+    def __post_init__(self):
+        for name in ("train_images", "batch_size", "lr", "log_every"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+                raise ValueError(f"TrainConfig.{name} must be a positive number, got {v!r}")
+        for name in ("warmup_images", "checkpoint_every_images", "snapshot_every_images", "weight_decay"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                raise ValueError(f"TrainConfig.{name} must be a number >= 0, got {v!r}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"TrainConfig.ema_decay must lie in [0, 1), got {self.ema_decay!r}")
 
     @property
     def steps(self) -> int:
@@ -222,7 +239,7 @@ def load_weights(path: Path, net: nn.Module, which: str = "ema") -> nn.Module:
     """Load the ``ema`` or ``model`` weights of a checkpoint into ``net`` (safetensors only)."""
     if which not in ("ema", "model"):
         raise ValueError(f"unknown weights {which!r}; valid choices: ['ema', 'model']")
-    tensors, _ = cache.load_tensors(path)
+    tensors, _ = cache.load_tensors(path)  # verified: a corrupt file raises, naming itself
     prefix = which + "."
     net.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
     return net
@@ -253,7 +270,7 @@ def _read_log(path: Path, upto: int) -> list[dict]:
 
 def train(net: nn.Module, loss_fn: Callable, data, cfg: TrainConfig, run_dir: str | Path | None = None,
           config_key: str = "", device: torch.device | str | None = None, progress: bool = True,
-          max_steps: int | None = None, desc: str = "train") -> TrainResult:
+          max_steps: int | None = None, desc: str = "train", checkpoint_every_s: float | None = None) -> TrainResult:
     """Train ``net`` on ``loss_fn(net, batch) -> loss`` or ``(loss, logs)`` or ``(loss, logs, per_example)``.
 
     ``data``: a tensor of inputs, a (x, y) tuple, or an object with ``.x`` and ``.y`` (``data.Data``).
@@ -262,9 +279,40 @@ def train(net: nn.Module, loss_fn: Callable, data, cfg: TrainConfig, run_dir: st
     ``run_dir``: where checkpoints and the log live; a finished run there is loaded instead of
     trained, an unfinished one resumed. ``config_key`` must match the checkpoint's (else: error).
     ``max_steps`` stops early (the run stays resumable), for chunked training and tests.
+    ``checkpoint_every_s``: also checkpoint after this many seconds of training (an interrupted
+    notebook then loses at most that much work).
     """
     rank, world = dist_info()
     device = torch.device(device) if device is not None else default_device()
+    run_dir = Path(run_dir) if run_dir is not None else None
+    lock = cache.run_lock(run_dir) if run_dir is not None and rank == 0 else contextlib.nullcontext()
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with lock, torch.random.fork_rng(devices=devices):
+        if world > 1:
+            dist.barrier()  # every rank reads the checkpoint only after rank 0 holds the lock
+        if run_dir is not None and rank == 0:
+            cache.remove_orphans(run_dir, every=True)
+        return _train(net, loss_fn, data, cfg, run_dir, config_key, device, progress, max_steps, desc,
+                      checkpoint_every_s, rank, world)
+
+
+def _resume_state(run_dir: Path | None, config_key: str, device) -> tuple[dict, dict] | None:
+    """The checkpoint in ``run_dir`` (tensors, meta), or None; a corrupt one is moved aside."""
+    if run_dir is None or not cache.exists(run_dir / CKPT):
+        return None
+    try:
+        tensors, meta = cache.load_tensors(run_dir / CKPT, device=device)
+    except cache.CorruptCheckpoint as e:
+        cache.quarantine(run_dir / CKPT, e.why)
+        return None
+    if meta.get("config_key", "") != config_key:
+        raise ValueError(f"the checkpoint in {run_dir} belongs to another configuration "
+                         f"({meta.get('config_key')!r} != {config_key!r}); use another run_dir")
+    return tensors, meta
+
+
+def _train(net, loss_fn, data, cfg, run_dir, config_key, device, progress, max_steps, desc, checkpoint_every_s,
+           rank, world) -> TrainResult:
     x_all, y_all = _unpack(data)
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {world} processes")
@@ -274,13 +322,10 @@ def train(net: nn.Module, loss_fn: Callable, data, cfg: TrainConfig, run_dir: st
     ema = copy.deepcopy(net).eval().requires_grad_(False)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
                             fused=device.type == "cuda")
-    run_dir = Path(run_dir) if run_dir is not None else None
     start, log = 0, []
-    if run_dir is not None and cache.exists(run_dir / CKPT):
-        tensors, meta = cache.load_tensors(run_dir / CKPT, device=device)
-        if meta.get("config_key", "") != config_key:
-            raise ValueError(f"the checkpoint in {run_dir} belongs to another configuration "
-                             f"({meta.get('config_key')!r} != {config_key!r}); use another run_dir")
+    state = _resume_state(run_dir, config_key, device)
+    if state is not None:
+        tensors, meta = state
         net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
         _load_optimizer(opt, tensors, meta["optimizer"])
@@ -306,7 +351,7 @@ def train(net: nn.Module, loss_fn: Callable, data, cfg: TrainConfig, run_dir: st
                 else contextlib.nullcontext())
     ckpt_every = max(1, math.ceil(cfg.checkpoint_every_images / cfg.batch_size)) if cfg.checkpoint_every_images else 0
     snap_every = max(1, math.ceil(cfg.snapshot_every_images / cfg.batch_size)) if cfg.snapshot_every_images else 0
-    t0 = time.time()
+    t0 = last_ckpt = time.time()
     bar = tqdm(range(start, end), desc=desc, disable=not progress or rank != 0, initial=0, total=end - start)
     log_file = None
     if run_dir is not None and rank == 0:
@@ -360,14 +405,26 @@ def train(net: nn.Module, loss_fn: Callable, data, cfg: TrainConfig, run_dir: st
             if run_dir is not None and snap_every and (done % snap_every == 0 or done == total) and rank == 0:
                 cache.save_tensors(run_dir / f"ema-{done * cfg.batch_size}.safetensors",
                                    {f"ema.{k}": v for k, v in ema.state_dict().items()}, {"step": done})
-            if run_dir is not None and ((ckpt_every and done % ckpt_every == 0) or done == end):
+            if run_dir is not None and ((ckpt_every and done % ckpt_every == 0) or done == end
+                                        or _time_to_checkpoint(last_ckpt, checkpoint_every_s, device, world)):
                 _checkpoint(run_dir, net, ema, opt, done, config_key, loss_fn, rank, world)
+                last_ckpt = time.time()
     finally:
         bar.close()
         if log_file:
             log_file.close()
     result.steps, result.wall_s, result.log = end, time.time() - t0, log
     return result
+
+
+def _time_to_checkpoint(last: float, every_s: float | None, device, world: int) -> bool:
+    """Whether ``every_s`` seconds have passed since the last checkpoint (rank 0's clock decides)."""
+    if not every_s:
+        return False
+    due = torch.tensor(float(time.time() - last >= every_s), device=device)
+    if world > 1:
+        dist.broadcast(due, 0)
+    return bool(due.item())
 
 
 def _checkpoint(run_dir, net, ema, opt, step, config_key, loss_fn, rank, world):
@@ -414,16 +471,25 @@ def run_dir_for(name: str, **key: Any) -> tuple[Path, str]:
 # What train_cached did in this process: one entry per call (name, trained or loaded, seconds).
 # A notebook's run card reports it, so that a wall time measured with cached weights says so.
 HISTORY: list[dict] = []
+# 2: network inits seeded from their config, one-file checkpoints (runs cached before are not reused)
+CACHE_VERSION = 2
+CHECKPOINT_EVERY_S = 300.0
 
 
 def train_cached(name: str, net: nn.Module, loss_fn, data, cfg: TrainConfig, extra: dict | None = None,
                  **kw) -> TrainResult:
     """``train`` in a cache directory keyed by everything that determines the weights: the network's
     config (``net.cfg``), the objective (``loss_fn.config()``), the data's tensors, the training config
-    and ``extra``. Run twice, it loads; change anything, it trains anew."""
+    and ``extra``. Run twice, it loads; change anything, it trains anew.
+
+    The library's networks draw their initial weights from a generator seeded by their config
+    (``nets.seeded_init``) and ``train`` draws everything else from (seed, step), so the weights under a
+    key never depend on what ran before in the process. Checkpoints every ``checkpoint_every_s``
+    (default 300 s): an interrupted notebook resumes on re-run."""
     key = dict(model=getattr(net, "cfg", None), objective=loss_fn.config() if hasattr(loss_fn, "config") else None,
-               train=cfg, data=fingerprint(data), extra=extra or {})
+               train=cfg, data=fingerprint(data), extra=extra or {}, version=CACHE_VERSION)
     run_dir, h = run_dir_for(name, **key)
+    kw.setdefault("checkpoint_every_s", CHECKPOINT_EVERY_S)
     res = train(net, loss_fn, data, cfg, run_dir=run_dir, config_key=h, desc=name, **kw)
     HISTORY.append(dict(name=name, loaded=res.loaded, resumed_from=res.resumed_from, steps=res.steps,
                         wall_s=round(res.wall_s, 1)))

@@ -26,13 +26,15 @@ if "google.colab" in sys.modules:  # on Colab, install the book's library first 
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
                     "ddpm_lib[hub] @ git+https://github.com/ddpm-book/ddpm-reproduction-book@main"], check=True)
 
+import ddpm_lib  # before torch: it makes idle OpenMP threads sleep, not spin (see the run card)
+
 import math
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ddpm_lib import data, diffusion, notebook, schedules
+from ddpm_lib import data as DS, diffusion, notebook, schedules
 
 plt.rcParams.update({"figure.dpi": 80, "savefig.dpi": 80, "font.size": 9})
 nb = None  # bound before the session looks at globals(), so that `nb` is not taken for a parameter
@@ -99,8 +101,7 @@ cfg = nb.start()
 # posterior coefficients from the betas; `ddpm_lib.diffusion.q_sample` is Eq. 4 in one line.
 # The library indexes steps $0, \dots, T-1$ for the paper's $t = 1, \dots, T$.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 lin, cos = schedules.linear(cfg.T), schedules.cosine(cfg.T)
 show_t = [1, cfg.T // 4, cfg.T // 2, 3 * cfg.T // 4, cfg.T]  # the paper's t (1-based)
 print(f"{'t':>6} | {'linear abar':>12} {'log10 SNR':>10} | {'cosine abar':>12} {'log10 SNR':>10}")
@@ -135,8 +136,7 @@ plt.show()
 # %% [markdown]
 # How much of each chain is spent in that regime, and how much is left of the data at $t = T$:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 noise_fraction = {s.name: float((s.snr() < SNR_NOISE).double().mean()) for s in (lin, cos)}
 first_noisy = {s.name: int((s.snr() < SNR_NOISE).double().argmax()) + 1 for s in (lin, cos)}
 for name in noise_fraction:
@@ -156,7 +156,7 @@ for name in noise_fraction:
 # $(x_t - \sqrt{\bar\alpha_t}\, x_0) / \sqrt{1 - \bar\alpha_t}$ is standard normal at several $t$.
 
 # %%
-toy = data.load(cfg.toy, n=cfg.n_toy, seed=seed).x.double()  # (N, 2)
+toy = DS.load(cfg.toy, n=cfg.n_toy, seed=seed).x.double()  # (N, 2)
 snap = np.unique(np.round(np.linspace(0, 1, cfg.n_snapshots) ** 2 * (cfg.T - 1)).astype(int))  # 0-based
 
 
@@ -235,7 +235,7 @@ plt.show()
 # digits are unreadable well before $t = T$; under the cosine schedule they survive longer.
 
 # %%
-digits = data.load(cfg.image_data, image_size=cfg.image_size, n=cfg.n_images).x.double()  # (B, 1, H, W)
+digits = DS.load(cfg.image_data, image_size=cfg.image_size, n=cfg.n_images).x.double()  # (B, 1, H, W)
 eps_img = torch.randn(digits.shape, generator=torch.Generator().manual_seed(seed + 3), dtype=digits.dtype)
 
 
@@ -264,9 +264,8 @@ plt.show()
 # The prior term $L_T$ in bits per dimension, over the digits (`diffusion.prior_bpd`); DDPM reports
 # $L_T \approx 10^{-5}$ bits/dim for its linear schedule on CIFAR-10 (Sec. 4).
 
-# %%
-# NBVAL_CHECK_OUTPUT
-all_digits = data.load(cfg.image_data, image_size=cfg.image_size).x.double()
+# %% tags=["nbval-check-output"]
+all_digits = DS.load(cfg.image_data, image_size=cfg.image_size).x.double()
 prior = {s.name: float(diffusion.prior_bpd(s, all_digits).mean()) for s in (lin, cos)}
 for name, bits in prior.items():
     print(f"{name:>6}: L_T = {bits:.1e} bits/dim")
@@ -308,4 +307,4 @@ claims = [
 ]
 numbers = dict(moment_err=moment_err, z_mean_err=z_mean_err, z_std_err=z_std_err, noise_fraction=noise_fraction,
                first_noisy_t=first_noisy, prior_bpd=prior)
-results_file = nb.finish(claims=claims, numbers=numbers)
+nb.finish(claims=claims, numbers=numbers)

@@ -28,13 +28,15 @@ if "google.colab" in sys.modules:  # on Colab, install the book's library first 
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
                     "ddpm_lib[hub] @ git+https://github.com/ddpm-book/ddpm-reproduction-book@main"], check=True)
 
+import ddpm_lib  # before torch: it makes idle OpenMP threads sleep, not spin (see the run card)
+
 import math
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ddpm_lib import autoregressive as AR, data, metrics, nets, notebook, probe, train as TR, viz
+from ddpm_lib import autoregressive as AR, data as DS, metrics, nets, notebook, probe, train as TR, viz
 from ddpm_lib.nets import transformer as GPT_
 from ddpm_lib.quantize import Palette, fit_palette
 
@@ -102,8 +104,8 @@ notebook.show_source(fit_palette, Palette.encode, AR.ARObjective, AR.MaskedObjec
 # quantised ones. Without a palette the sequence is 3 tokens per pixel.
 
 # %%
-pal_data = data.load(cfg.palette_data, image_size=cfg.palette_size, n=2000, seed=seed)
-pal_test = data.load(cfg.palette_data, split="test", image_size=cfg.palette_size, n=500, seed=seed)
+pal_data = DS.load(cfg.palette_data, image_size=cfg.palette_size, n=2000, seed=seed)
+pal_test = DS.load(cfg.palette_data, split="test", image_size=cfg.palette_size, n=500, seed=seed)
 reader = metrics.get_extractor(cfg.palette_data, image_size=cfg.palette_size, device=device,
                                recipe=None if nb.profile != "smoke" else
                                __import__("dataclasses").replace(metrics.RECIPES[cfg.palette_data], epochs=1, n_train=2000))
@@ -134,15 +136,7 @@ plt.show()
 # levels, quantised to a $k$-colour palette. Labels are used only by the probes.
 
 # %%
-def load_pair(name, size, fallback):
-    try:
-        return data.load(name, image_size=size, n=cfg.n_train), data.load(name, split="test", image_size=size)
-    except data.DatasetUnavailable as e:
-        print(f"{name} is not reachable ({e.__class__.__name__}); using {fallback} instead")
-        return data.load(fallback, image_size=size, n=cfg.n_train), data.load(fallback, split="test", image_size=size)
-
-
-train_set, test_set = load_pair(cfg.data, cfg.image_size, cfg.data_fallback)
+train_set, test_set = nb.load_pair(cfg.data, cfg.image_size, cfg.data_fallback, n=cfg.n_train)
 palette = fit_palette(train_set.x, cfg.k, seed=seed)
 tok_train, tok_test = palette.encode(train_set.x), palette.encode(test_set.x)
 n_tok = tok_train.shape[1]

@@ -27,6 +27,8 @@ if "google.colab" in sys.modules:  # on Colab, install the book's library first 
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
                     "ddpm_lib[hub] @ git+https://github.com/ddpm-book/ddpm-reproduction-book@main"], check=True)
 
+import ddpm_lib  # before torch: it makes idle OpenMP threads sleep, not spin (see the run card)
+
 import dataclasses
 import math
 
@@ -35,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ddpm_lib import data, diffusion as D, metrics, nets, notebook, oracle, sampling as smp
+from ddpm_lib import data as DS, diffusion as D, metrics, nets, notebook, oracle, sampling as smp
 from ddpm_lib import schedules as S, train as TR, viz
 from ddpm_lib.nets import unet as U
 
@@ -123,8 +125,7 @@ numbers = {}  # every number the claims table quotes, saved with the results
 # network's capacity on the harder, noisier steps. That is the paper's explanation of why it gives
 # better samples and a worse bound. The weights, for the linear schedule with $\sigma_t^2 = \beta_t$:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 lin1000 = S.linear(1000)
 weight = lin1000.betas**2 / (2 * lin1000.betas * lin1000.alphas * (1 - lin1000.alpha_bar))  # sigma^2 = beta
 for t in [1, 2, 10, 100, 500, 1000]:
@@ -179,22 +180,12 @@ plt.show()
 # the weights. The data and the network are the profile's (see the run card); the paper's CIFAR-10
 # model is the `ddpm_cifar10` preset, reported here for scale:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 cifar_unet = U.UNet(U.PRESETS["ddpm_cifar10"])
 print("DDPM CIFAR-10 UNet:", nets.describe(cifar_unet, torch.zeros(1, 3, 32, 32), torch.zeros(1)))
 del cifar_unet
 
 # %%
-def load_pair(name, size, fallback):
-    """Train and test splits; a Hub data set that cannot be reached falls back (and says so)."""
-    try:
-        return data.load(name, image_size=size), data.load(name, split="test", image_size=size)
-    except data.DatasetUnavailable as e:
-        print(f"{name} is not reachable ({e.__class__.__name__}); using {fallback} instead")
-        return data.load(fallback, image_size=size), data.load(fallback, split="test", image_size=size)
-
-
 def feature_extractor(name, size):
     recipe = None
     if cfg.feature_epochs is not None:
@@ -202,7 +193,7 @@ def feature_extractor(name, size):
     return metrics.get_extractor(name, image_size=size, recipe=recipe, device=device)
 
 
-train_set, test_set = load_pair(cfg.data, cfg.image_size, cfg.data_fallback)
+train_set, test_set = nb.load_pair(cfg.data, cfg.image_size, cfg.data_fallback)
 C = train_set.x.shape[1]
 net_cfg = U.preset(cfg.unet, image_size=cfg.image_size, in_channels=C, out_channels=C,
                    base_channels=cfg.base_channels, num_res_blocks=cfg.num_res_blocks, dropout=cfg.dropout)
@@ -271,7 +262,7 @@ ROWS = [  # (label, parametrization, variance, loss, paper IS, paper FID); None:
     ("eps: L, fixed isotropic Sigma", "eps", "fixed_large", "vlb", "7.67±0.13", "13.51"),
     ("eps: ||eps - eps_theta||^2 (L_simple)", "eps", "fixed_large", "simple", "9.46±0.11", "3.17"),
 ]
-abl_train, abl_test = load_pair(cfg.ablation_data, cfg.ablation_size, cfg.data_fallback)
+abl_train, abl_test = nb.load_pair(cfg.ablation_data, cfg.ablation_size, cfg.data_fallback)
 Ca = abl_train.x.shape[1]
 abl_sched = S.linear(cfg.T)
 abl_tcfg = TR.TrainConfig(train_images=cfg.ablation_images, batch_size=64, lr=cfg.ablation_lr,

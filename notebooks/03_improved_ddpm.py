@@ -27,6 +27,8 @@ if "google.colab" in sys.modules:  # on Colab, install the book's library first 
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
                     "ddpm_lib[hub] @ git+https://github.com/ddpm-book/ddpm-reproduction-book@main"], check=True)
 
+import ddpm_lib  # before torch: it makes idle OpenMP threads sleep, not spin (see the run card)
+
 import dataclasses
 import math
 
@@ -34,7 +36,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ddpm_lib import data, diffusion as D, metrics, nets, notebook, sampling as smp
+from ddpm_lib import data as DS, diffusion as D, metrics, nets, notebook, sampling as smp
 from ddpm_lib import schedules as S, train as TR, viz
 from ddpm_lib.nets import unet as U
 
@@ -112,8 +114,7 @@ notebook.show_source(S.cosine_alpha_bar, D.model_variance, D.loss_hybrid, S.Impo
 # $\bar\alpha_t$, the signal-to-noise ratio and $\tilde\beta_t/\beta_t$ for both schedules at $T = 1000$
 # (the paper's Fig. 1 and Fig. 5 views), and how much of each chain is spent near pure noise.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 lin, cos = S.linear(1000), S.cosine(1000)
 for s in (lin, cos):
     snr = s.snr()
@@ -145,15 +146,7 @@ plt.show()
 # estimates) and the Frechet distance of samples on in-domain features, with its real-vs-real floor.
 
 # %%
-def load_pair(name, size, fallback):
-    try:
-        return data.load(name, image_size=size), data.load(name, split="test", image_size=size)
-    except data.DatasetUnavailable as e:
-        print(f"{name} is not reachable ({e.__class__.__name__}); using {fallback} instead")
-        return data.load(fallback, image_size=size), data.load(fallback, split="test", image_size=size)
-
-
-train_set, test_set = load_pair(cfg.data, cfg.image_size, cfg.data_fallback)
+train_set, test_set = nb.load_pair(cfg.data, cfg.image_size, cfg.data_fallback)
 C = train_set.x.shape[1]
 recipe = None if cfg.feature_epochs is None else dataclasses.replace(metrics.RECIPES[train_set.name], epochs=cfg.feature_epochs)
 extractor = metrics.get_extractor(train_set.name, image_size=cfg.image_size, recipe=recipe, device=device)

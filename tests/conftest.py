@@ -35,6 +35,7 @@ def notebook_env(tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("notebooks")
     env = dict(os.environ)
     env.pop("DDPM_PROFILE", None)
+    env.pop("OMP_WAIT_POLICY", None)  # each notebook must set it itself (it imports ddpm_lib before torch)
     env.update(
         DDPM_CACHE=str(base / "cache"),
         DDPM_RESULTS_DIR=str(base / "results"),

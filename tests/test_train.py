@@ -19,7 +19,7 @@ from ddpm_lib import schedules as S
 from ddpm_lib import train as TR
 from ddpm_lib.nets import as_model
 from ddpm_lib.nets import unet as U
-from tests.helpers.setups import make_run
+from tests.helpers.setups import make_run, same_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,10 +29,7 @@ def _tmp_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("DDPM_CACHE", str(tmp_path / "cache"))
 
 
-def _same(a: dict, b: dict):
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+_same = same_weights
 
 
 def test_batches_are_deterministic_epoch_permutations():

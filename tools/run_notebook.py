@@ -74,12 +74,21 @@ def parse_params(chapter: str, items: list[str]) -> dict:
             params[key] = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
             params[key] = raw
+    if valid is not None:
+        try:  # types and ranges too, before papermill starts (train_images=abc, train_images=0)
+            params = profiles.validate(chapter, params)
+        except ValueError as e:
+            raise SystemExit(f"error: {e}")
+        params = {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}  # JSON for papermill
     return params
 
 
-def _env(profile_env: str | None = None) -> dict:
+def _env(profile_env: str | None = None, keep_profile: bool = False) -> dict:
+    """The kernel's environment: plain progress bars, offline unless told otherwise; DDPM_PROFILE is
+    ``profile_env``, the user's own with ``keep_profile`` (PROFILE=auto), else unset."""
     env = dict(os.environ, DDPM_PLAIN_PROGRESS="1", HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1"))
-    env.pop("DDPM_PROFILE", None)
+    if not keep_profile:
+        env.pop("DDPM_PROFILE", None)
     if profile_env:
         env["DDPM_PROFILE"] = profile_env
     return env
@@ -122,7 +131,8 @@ def run(name: str, profile: str, params: dict) -> Path:
     out = ROOT / "runs" / f"{name}-{profile}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
     print(f"running {name} with profile {profile}{' ' + str(params) if params else ''} -> {out.relative_to(ROOT)}")
-    wall = execute(NOTEBOOKS / f"{name}.ipynb", out, {"profile": profile, **params}, _env())
+    # PROFILE=auto means what the README says: DDPM_PROFILE if set, else gpu with CUDA, else cpu
+    wall = execute(NOTEBOOKS / f"{name}.ipynb", out, {"profile": profile, **params}, _env(keep_profile=profile == "auto"))
     print(f"{name}: done in {wall:.0f} s; executed notebook: {out.relative_to(ROOT)}")
     return out
 
@@ -135,7 +145,7 @@ def record(name: str, profile: str) -> None:
     tmp = ROOT / "runs" / f"{name}-record.ipynb"
     tmp.parent.mkdir(parents=True, exist_ok=True)
     print(f"recording {name} with profile {profile} (DDPM_PROFILE={profile}, no injected parameters)")
-    wall = execute(nb, tmp, None, _env(profile))
+    wall = execute(nb, tmp, None, {**_env(profile), "DDPM_NO_PROGRESS": "1"})
     strip_papermill(tmp)
     os.replace(tmp, nb)
     subprocess.check_call([sys.executable, str(ROOT / "tools" / "sync_repo_url.py")])

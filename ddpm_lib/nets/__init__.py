@@ -2,9 +2,27 @@
 ``as_model`` (a network as a sampler-ready model function) and ``cost`` (parameters and FLOPs)."""
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
+
+
+def seeded_init(init):
+    """Decorator for a network's ``__init__(self, cfg, ...)``: the initial weights are drawn from a
+    generator seeded by ``cfg`` (``cache.seed_of``), never from torch's global RNG, so the same config
+    always starts from the same weights whatever ran before. The caller's RNG state is left as it was."""
+
+    @functools.wraps(init)
+    def wrapper(self, cfg, *args, **kwargs):
+        from ..cache import seed_of
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed_of(cfg))
+            init(self, cfg, *args, **kwargs)
+
+    return wrapper
 
 
 def as_model(net: nn.Module, **cond):

@@ -19,6 +19,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
+from . import seeded_init
+
 
 @dataclass(frozen=True)
 class GPTConfig:
@@ -111,6 +113,7 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
+    @seeded_init  # the initial weights are a function of cfg alone
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         self.cfg = cfg

@@ -23,6 +23,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
+from . import seeded_init
+
 
 @dataclass(frozen=True)
 class UNetConfig:
@@ -173,6 +175,7 @@ class Up(nn.Module):
 
 
 class UNet(nn.Module):
+    @seeded_init  # the initial weights are a function of cfg alone
     def __init__(self, cfg: UNetConfig):
         super().__init__()
         self.cfg = cfg

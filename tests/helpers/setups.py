@@ -42,3 +42,10 @@ def make_run(steps, ckpt_every=0, slow=0.0, dropout=0.1, t_sampler="importance",
     cfg = TR.TrainConfig(train_images=steps * batch_size, batch_size=batch_size, lr=1e-3, warmup_images=64,
                          ema_decay=0.99, checkpoint_every_images=ckpt_every * batch_size, log_every=5)
     return net, loss_fn, data, cfg
+
+
+def same_weights(a: dict, b: dict) -> None:
+    """Two state dicts hold bit-identical tensors under the same names."""
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

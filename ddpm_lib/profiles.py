@@ -4,7 +4,7 @@
 ``DDPM_PROFILE`` environment variable when it is set, else ``gpu`` when CUDA is available, else ``cpu``.
 Overrides replace single fields; an unknown chapter, profile or field raises a ValueError that lists
 the valid ones. Budgets: smoke <= ~90 s on a 2-core CPU (CI), cpu <= ~20 min on a 2-core CPU,
-gpu <= ~30 min on one GPU.
+gpu ~30 min on one GPU by estimate (untested: no gpu run has been recorded yet).
 """
 from __future__ import annotations
 

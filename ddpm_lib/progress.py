@@ -1,7 +1,8 @@
 """Progress bars that pick the notebook widget inside Jupyter and plain text elsewhere.
 
 Set ``DDPM_PLAIN_PROGRESS=1`` for headless runs (papermill, nbval): executed notebooks then keep
-a readable text record instead of a widget placeholder that no front-end will draw.
+a readable text record instead of a widget placeholder that no front-end will draw. ``make record``
+sets ``DDPM_NO_PROGRESS=1``: the notebook committed for the book shows no progress bars.
 """
 from __future__ import annotations
 
@@ -25,7 +26,10 @@ def _in_notebook() -> bool:
 
 
 def tqdm(*args, **kwargs):
-    """``tqdm.auto`` behaviour, minus widgets where no front-end can show them."""
+    """``tqdm.auto`` behaviour, minus widgets where no front-end can show them; no bar at all under
+    ``DDPM_NO_PROGRESS=1`` (set by ``make record``: a committed notebook carries no bar fragments)."""
+    if os.environ.get("DDPM_NO_PROGRESS"):
+        kwargs["disable"] = True
     kwargs.setdefault("dynamic_ncols", True)
     kwargs.setdefault("mininterval", 1.0)
     if _in_notebook():

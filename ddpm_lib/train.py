@@ -1,7 +1,8 @@
 """The training loop: one function, ``train``, for every model in the book.
 
 It trains ``net`` on ``loss_fn(net, batch)`` and owns all infrastructure (rule 7 of the house):
-AdamW (fused on CUDA), linear warmup, gradient clipping, EMA, bf16 autocast on CUDA, optional
+AdamW (fused on CUDA), linear warmup, gradient clipping, EMA, mixed precision on CUDA (bf16 where
+the GPU has it, else fp16 with a gradient scaler: Colab's T4 has no bf16), optional
 channels_last and torch.compile, a tqdm bar, a JSONL metric log, checkpoints and DDP.
 
 Determinism is by construction, so that a killed run resumes exactly and N processes match one:
@@ -59,7 +60,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     ema_warmup: bool = True  # decay_t = min(ema_decay, (1 + t) / (10 + t)), so short runs' EMA is usable
     seed: int = 0
-    bf16: bool = True  # autocast to bf16 on CUDA (ignored on CPU)
+    bf16: bool = True  # mixed precision on CUDA: bf16 where supported, else fp16 + grad scaler (ignored on CPU)
     channels_last: bool = False
     compile: bool = False
     checkpoint_every_images: int = 0  # 0: only at the end
@@ -347,8 +348,11 @@ def _train(net, loss_fn, data, cfg, run_dir, config_key, device, progress, max_s
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     per_rank = cfg.batch_size // world
     rows = slice(rank * per_rank, (rank + 1) * per_rank)
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if (device.type == "cuda" and cfg.bf16)
-                else contextlib.nullcontext())
+    amp = amp_dtype(device, cfg.bf16)
+    autocast = torch.autocast("cuda", dtype=amp) if amp is not None else contextlib.nullcontext()
+    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
+    if scaler.is_enabled() and state is not None and meta.get("extra", {}).get("scaler_state"):
+        scaler.load_state_dict(meta["extra"]["scaler_state"])
     ckpt_every = max(1, math.ceil(cfg.checkpoint_every_images / cfg.batch_size)) if cfg.checkpoint_every_images else 0
     snap_every = max(1, math.ceil(cfg.snapshot_every_images / cfg.batch_size)) if cfg.snapshot_every_images else 0
     t0 = last_ckpt = time.time()
@@ -380,9 +384,11 @@ def _train(net, loss_fn, data, cfg, run_dir, config_key, device, progress, max_s
                 raise FloatingPointError(f"non-finite loss ({loss.item()}) at step {step} "
                                          f"({step * cfg.batch_size} images): training stopped{where}")
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)  # clip the true gradients (a no-op without fp16)
             gnorm = nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip if cfg.grad_clip else float("inf"))
-            opt.step()
+            scaler.step(opt)  # skips the step when fp16 gradients overflowed
+            scaler.update()
             decay = min(cfg.ema_decay, (1 + step) / (10 + step)) if cfg.ema_warmup else cfg.ema_decay
             _update_ema(ema, net, decay)
             if per_example and hasattr(loss_fn, "update"):
@@ -407,7 +413,7 @@ def _train(net, loss_fn, data, cfg, run_dir, config_key, device, progress, max_s
                                    {f"ema.{k}": v for k, v in ema.state_dict().items()}, {"step": done})
             if run_dir is not None and ((ckpt_every and done % ckpt_every == 0) or done == end
                                         or _time_to_checkpoint(last_ckpt, checkpoint_every_s, device, world)):
-                _checkpoint(run_dir, net, ema, opt, done, config_key, loss_fn, rank, world)
+                _checkpoint(run_dir, net, ema, opt, done, config_key, loss_fn, rank, world, scaler)
                 last_ckpt = time.time()
     finally:
         bar.close()
@@ -427,9 +433,20 @@ def _time_to_checkpoint(last: float, every_s: float | None, device, world: int) 
     return bool(due.item())
 
 
-def _checkpoint(run_dir, net, ema, opt, step, config_key, loss_fn, rank, world):
+def amp_dtype(device, want: bool = True) -> torch.dtype | None:
+    """The autocast dtype for training on ``device``: bf16 on a CUDA GPU that supports it, fp16 (with a
+    gradient scaler) on one that does not (T4, V100), None on CPU or when ``want`` is False."""
+    device = torch.device(device)
+    if device.type != "cuda" or not want:
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _checkpoint(run_dir, net, ema, opt, step, config_key, loss_fn, rank, world, scaler=None):
     if rank == 0:
         extra = {"loss_state": loss_fn.state_dict() if hasattr(loss_fn, "state_dict") else None}
+        if scaler is not None and scaler.is_enabled():
+            extra["scaler_state"] = scaler.state_dict()
         save_checkpoint(run_dir, net, ema, opt, step, config_key, extra)
     if world > 1:
         dist.barrier()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import posixpath
 import os
 import re
 import shutil
@@ -84,6 +85,33 @@ def test_book_builds_every_page(built_book: Path):
     assert "cdn.jsdelivr" not in page and "googleapis" not in page
 
 
+def test_reading_order_follows_chapter_numbers():
+    """The intro says to read in order: the numbered chapters appear in _toc.yml in number order."""
+    numbers = [int(m.group(1)) for f in toc_files() if (m := re.match(r"notebooks/(\d\d)_", f))]
+    assert numbers == sorted(numbers), f"chapters in _toc.yml are out of numeric order: {numbers}"
+
+
+@pytest.mark.book
+@pytest.mark.timeout(900)
+def test_intro_chapter_table_comes_from_the_toc(built_book: Path):
+    page = (built_book / "book" / "intro.html").read_text()
+    table = page[page.index("chapters-table"):]
+    table = table[:table.index("</table>")]
+    links = [posixpath.normpath(posixpath.join("book", h)) for h in re.findall(r'href="([^"#]+)\.html', table)]
+    toc = [f for f in toc_files()[1:] if f not in ("book/claims", "book/bibliography")]
+    assert links[:len(toc)] == toc, f"the intro's chapter table does not follow _toc.yml:\n{links}\n{toc}"
+
+
+@pytest.mark.book
+@pytest.mark.timeout(900)
+def test_footer_dates_come_from_the_run_cards(built_book: Path):
+    dates = [json.loads(p.read_text())["run_card"]["started"][:10] for p in (ROOT / "book" / "results").glob("*.json")]
+    page = _page_text((built_book / "book" / "intro.html").read_text())
+    assert f"Last updated on {max(dates)}" in page, "the footer's 'last updated' is not the newest run card's date"
+    years = re.search(r"Copyright (\d{4})(?:-(\d{4}))?", page)
+    assert years and (years.group(2) or years.group(1)) == max(dates)[:4], "the copyright years do not reach the run cards'"
+
+
 @pytest.mark.book
 @pytest.mark.timeout(900)
 def test_claims_page_gathers_every_chapter(built_book: Path):
@@ -150,7 +178,24 @@ async () => {
   // Visible prose: drop code, scripts and typeset math, keep the rest.
   const clone = document.querySelector("main, article, body").cloneNode(true);
   clone.querySelectorAll("pre, code, script, style, mjx-container, .highlight, textarea").forEach(e => e.remove());
-  return {broken, mathjax, typeset, mathErrors, mathNodes, text: clone.textContent};
+  // Results and claims tables: cells must not touch (padding), and a table wider than its column
+  // must sit in a horizontal scroll container (itself or an ancestor) instead of running past it.
+  const tables = [];
+  for (const t of document.querySelectorAll("table.results, table.claims, table.claims-table")) {
+    const cell = t.querySelector("td");
+    if (!cell) continue;
+    const cs = getComputedStyle(cell);
+    const pad = parseFloat(cs.paddingLeft) + parseFloat(cs.paddingRight);
+    let scroller = false;
+    for (let e = t; e && e !== document.body; e = e.parentElement) {
+      const ox = getComputedStyle(e).overflowX;
+      if (ox === "auto" || ox === "scroll") { scroller = true; break; }
+    }
+    const column = t.closest("article, main, .bd-article, body");
+    const overflow = t.scrollWidth > column.clientWidth + 1;
+    tables.push({cls: t.className, pad, scroller, overflow, width: t.scrollWidth, column: column.clientWidth});
+  }
+  return {broken, mathjax, typeset, mathErrors, mathNodes, tables, text: clone.textContent};
 }
 """
 
@@ -177,6 +222,7 @@ def test_every_page_in_a_real_browser(served_book):
     assert len(pages) >= len(toc_files())
 
     problems: dict[str, list[str]] = {}
+    checked_tables: dict[str, int] = {}
     external: list[str] = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
@@ -206,6 +252,12 @@ def test_every_page_in_a_real_browser(served_book):
             found += [f"MathJax error: {e}" for e in info["mathErrors"]]
             if info["mathNodes"] and not info["typeset"]:
                 found.append(f"{info['mathNodes']} math elements but nothing typeset (MathJax loaded: {info['mathjax']})")
+            for t in info["tables"]:
+                if t["pad"] <= 0:
+                    found.append(f"a {t['cls']} table whose cells have no padding (they touch)")
+                if t["overflow"] and not t["scroller"]:
+                    found.append(f"a {t['cls']} table {t['width']} px wide in a {t['column']} px column, with no scroll container")
+            checked_tables[rel] = len(info["tables"])
             for m in RAW_TEX.finditer(info["text"]):
                 context_text = info["text"][max(0, m.start() - 40): m.end() + 40].replace("\n", " ")
                 found.append(f"raw LaTeX {m.group(0)!r} in the page text: ...{context_text}...")
@@ -216,7 +268,9 @@ def test_every_page_in_a_real_browser(served_book):
                 problems[rel] = found
         browser.close()
 
-    print(f"\nbrowser: {len(pages)} pages checked; screenshots in {shots}")
+    print(f"\nbrowser: {len(pages)} pages checked, {sum(checked_tables.values())} results/claims tables; "
+          f"screenshots in {shots}")
+    assert sum(checked_tables.values()) > 0, "no results or claims table was found on any page: the table check saw nothing"
     report = [f"{rel}:\n    " + "\n    ".join(items) for rel, items in problems.items()]
     if external:
         report.append("requests to non-local hosts (blocked):\n    " + "\n    ".join(sorted(set(external))))

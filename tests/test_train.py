@@ -194,3 +194,13 @@ def test_small_unet_learns_a_mixture_within_mmd_bound(tmp_path):
     assert untrained > 0.2
     assert trained < 3 * floor + 0.01
     assert train_s < 60
+
+
+def test_mixed_precision_picks_bf16_only_where_the_gpu_has_it(monkeypatch):
+    """Colab's free T4 has no bf16: training there must use fp16 with a gradient scaler, not bf16."""
+    assert TR.amp_dtype("cpu") is None
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert TR.amp_dtype("cuda") == torch.float16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert TR.amp_dtype("cuda") == torch.bfloat16
+    assert TR.amp_dtype("cuda", want=False) is None

@@ -189,11 +189,35 @@ def _static(app):
     app.config.html_static_path.append(str(HERE / "static"))
 
 
+def run_card_dates(results: Path) -> list[str]:
+    """The start dates (YYYY-MM-DD) of the run cards in ``results``."""
+    dates = []
+    for path in sorted(results.glob("*.json")):
+        try:
+            dates.append(json.loads(path.read_text())["run_card"]["started"][:10])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return dates
+
+
+def _dates_from_run_cards(app, config):
+    """The footer's copyright years and "last updated" come from the recorded runs, not the build
+    machine's clock: a rebuild of unchanged notebooks does not make the book look newer."""
+    dates = run_card_dates(Path(app.srcdir) / "book" / "results")
+    if not dates:
+        return
+    first = str(config.copyright or "").strip()[:4]
+    years = sorted({d[:4] for d in dates} | ({first} if first.isdigit() else set()))
+    config.copyright = years[0] if len(years) == 1 else f"{years[0]}-{years[-1]}"
+    config.html_last_updated_fmt = f"{max(dates)} (the newest run card)"
+
+
 def setup(app):
     app.add_directive("claims-ledger", ClaimsLedger)
     app.connect("env-get-outdated", _always_reread)
     app.connect("env-purge-doc", _purge)
     app.connect("env-merge-info", _merge)
     app.connect("builder-inited", _static)
+    app.connect("config-inited", _dates_from_run_cards, priority=900)
     app.add_css_file("claims.css")
     return {"version": "0.1", "parallel_read_safe": True, "parallel_write_safe": True, "env_version": 1}

@@ -1,0 +1,52 @@
+"""The intro's chapter table, generated from ``_toc.yml`` so that it always lists the chapters in
+the order the book's navigation shows them (no hand-kept copy to drift).
+
+    ```{chapters-table}
+    ```
+
+One row per page of the table of contents, below the root: the part's caption, the reading
+position, and the page as a link (its title). Pages of the "Results" part are left out.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from docutils import nodes
+from docutils.statemachine import StringList
+from sphinx.util.docutils import SphinxDirective
+
+SKIP_PARTS = {"Results"}
+
+
+def toc_rows(toc_path: Path) -> list[tuple[str, str]]:
+    """(part caption, file) for every chapter of ``_toc.yml``, in reading order."""
+    toc = yaml.safe_load(toc_path.read_text())
+    rows = []
+    for part in toc.get("parts", []):
+        caption = part.get("caption", "")
+        if caption in SKIP_PARTS:
+            continue
+        for ch in part.get("chapters", []):
+            if "file" in ch:
+                rows.append((caption, ch["file"]))
+    return rows
+
+
+class ChaptersTable(SphinxDirective):
+    has_content = False
+
+    def run(self):
+        toc = Path(self.env.srcdir) / "_toc.yml"
+        self.env.note_dependency(str(toc))
+        lines = ["| # | part | chapter |", "|---|---|---|"]
+        for i, (part, file) in enumerate(toc_rows(toc), 1):
+            lines.append(f"| {i} | {part} | {{doc}}`/{file}` |")
+        container = nodes.container(classes=["chapters-table"])
+        self.state.nested_parse(StringList(lines, source="_toc.yml"), self.content_offset, container)
+        return [container]
+
+
+def setup(app):
+    app.add_directive("chapters-table", ChaptersTable)
+    return {"version": "0.1", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -237,12 +237,17 @@ def discretized_gaussian_log_likelihood(x, mean, log_scale):
                        torch.where(x > 0.999, log_one_minus_cdf_min, torch.log(cdf_delta.clamp(min=1e-12))))
 
 
-def vb_terms(diff: Diffusion, out, x0, x_t, t) -> torch.Tensor:
+def vb_terms(diff: Diffusion, out, x0, x_t, t, clip_denoised: bool = False) -> torch.Tensor:
     """L_{t-1} = KL(q(x_{t-1}|x_t,x_0) || p(x_{t-1}|x_t)) for t > 0 and the decoder NLL -log p(x_0|x_1)
-    at t = 0, per example, in bits per dimension (DDPM Eq. 5)."""
+    at t = 0, per example, in bits per dimension (DDPM Eq. 5).
+
+    ``clip_denoised``: the reverse process whose bound this is. False (the training losses, as in
+    improved-diffusion's ``training_losses``) scores the unclipped mean; True scores the process the
+    samplers run, with the predicted x_0 clipped to [-1, 1] before the posterior mean is formed (as
+    improved-diffusion's ``calc_bpd_loop`` does by default, where the paper's NLLs come from)."""
     x0 = x0.double()
     true_mean, _, true_logvar = q_posterior(diff.schedule, x0, x_t.double(), t)
-    p = p_mean_variance(diff, out, x_t, t, clip_denoised=False)
+    p = p_mean_variance(diff, out, x_t, t, clip_denoised=clip_denoised)
     kl = _mean_flat(normal_kl(true_mean, true_logvar, p["mean"], p["logvar"])) / math.log(2.0)
     nll = -_mean_flat(discretized_gaussian_log_likelihood(x0, p["mean"], 0.5 * p["logvar"])) / math.log(2.0)
     return torch.where(t == 0, nll, kl)
@@ -308,7 +313,7 @@ def get_loss(name: str):
 # --------------------------------------------------------------------------------------------
 @torch.no_grad()
 def nll_bpd(model: Model, diff, x0: torch.Tensor, generator: torch.Generator | None = None,
-            progress: bool = False, n_steps: int | None = None):
+            progress: bool = False, n_steps: int | None = None, clip_denoised: bool = True):
     """The variational bound L = L_T + sum_{t>1} L_{t-1} + L_0 per example, in bits/dim (DDPM Eq. 5).
 
     One model call per evaluated step, fresh noise at every step. ``diff`` is a Diffusion, or a dict
@@ -324,9 +329,13 @@ def nll_bpd(model: Model, diff, x0: torch.Tensor, generator: torch.Generator | N
     model's mean at t = T is 1/sqrt(alpha_T) ~ 32 times its eps error, and a random draw from the top
     stratum would almost always miss that term (unbiased, but with a heavy tail).
 
+    ``clip_denoised=True`` (the default, as the Improved DDPM and ADM evaluation code): the bound of
+    the reverse process with the predicted x_0 clipped to [-1, 1], the one the samplers run; False:
+    of the unclipped process (what the training loss sees). See ``vb_terms``.
+
     Each result holds ``total`` (B,), ``prior`` (B,), ``terms`` (B, T) (zero where not evaluated),
-    ``weights`` (T,) and ``x0_mse`` (B, T): the squared error of the predicted x_0 from x_t, for
-    rate-distortion plots.
+    ``weights`` (T,), ``x0_mse`` (B, T): the squared error of the (clipped) predicted x_0 from x_t, for
+    rate-distortion plots, and ``clip_denoised``.
     """
     from .progress import tqdm
 
@@ -342,12 +351,13 @@ def nll_bpd(model: Model, diff, x0: torch.Tensor, generator: torch.Generator | N
         x_t = q_sample(first.schedule, x0, t, eps)
         out = call_model(model, first, x_t.double(), t)
         for k, d in diffs.items():
-            res[k]["terms"][:, i] = vb_terms(d, out, x0, x_t, t)
+            res[k]["terms"][:, i] = vb_terms(d, out, x0, x_t, t, clip_denoised=clip_denoised)
             pred = p_mean_variance(d, out, x_t, t, clip_denoised=True)["x0"]
             res[k]["x0_mse"][:, i] = _mean_flat((pred - x0.double()) ** 2)
     prior = prior_bpd(first.schedule, x0)
     for r in res.values():
-        r.update(prior=prior, weights=weights, total=prior + (r["terms"] * weights.to(x0.device)).sum(dim=1))
+        r.update(prior=prior, weights=weights, total=prior + (r["terms"] * weights.to(x0.device)).sum(dim=1),
+                 clip_denoised=clip_denoised)
     return res if isinstance(diff, dict) else res["_"]
 
 
@@ -384,11 +394,13 @@ def rate_distortion(result: dict) -> dict:
     (i >= 1) is the cost of the latent at step i - 1 given the one at step i. Once the receiver holds
     the latent at step j it has paid ``rate[j]`` = L_T + sum_{i > j} terms[i] bits/dim, and its best
     guess of x_0 is the predicted x_0, whose RMSE on the [0, 255] scale is ``distortion[j]``.
-    Both are averaged over the batch; ``lossless`` = rate[0] + terms[0] is the full bound.
+    Both are averaged over the batch; ``lossless`` = rate[0] + terms[0] is the full bound. The rates
+    are those of the process ``nll_bpd`` scored (``clip_denoised``, carried through to the result).
     """
     terms = result["terms"].mean(0)  # (T,)
     prior = result["prior"].mean()
     sent_after = torch.flip(torch.cumsum(torch.flip(terms, [0]), 0), [0]) - terms  # sum_{i > j}
     rate = prior + sent_after
     distortion = result["x0_mse"].mean(0).sqrt() * 127.5
-    return dict(rate=rate, distortion=distortion, lossless=rate[0] + terms[0])
+    return dict(rate=rate, distortion=distortion, lossless=rate[0] + terms[0],
+                clip_denoised=result.get("clip_denoised", True))

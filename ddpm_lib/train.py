@@ -427,10 +427,12 @@ def _time_to_checkpoint(last: float, every_s: float | None, device, world: int) 
     """Whether ``every_s`` seconds have passed since the last checkpoint (rank 0's clock decides)."""
     if not every_s:
         return False
-    due = torch.tensor(float(time.time() - last >= every_s), device=device)
-    if world > 1:
-        dist.broadcast(due, 0)
-    return bool(due.item())
+    due = time.time() - last >= every_s
+    if world == 1:
+        return due
+    flag = torch.tensor(float(due), device=device)
+    dist.broadcast(flag, 0)
+    return bool(flag.item())
 
 
 def amp_dtype(device, want: bool = True) -> torch.dtype | None:

@@ -326,7 +326,8 @@ def _digits_split() -> dict:
 
 
 def _digits(split: str, image_size: int | None, n: int | None, resize: str = "bilinear") -> Data:
-    """``digits``: values 0..16 mapped to [-1, 1]; C = 1; upsampled with ``_resize``; n = the first n."""
+    """``digits``: values 0..16 mapped to [-1, 1], upsampled with ``_resize`` and put on the 8-bit
+    grid (the 17 levels of the source are not on it); C = 1; n = the first n."""
     d = _digits_split()
     rows = d[split][:_take_first(len(d[split]), n, f"digits {split}")]
     x = torch.as_tensor(d["images"][rows], dtype=torch.float32)[:, None] / 8 - 1  # (N, 1, 8, 8)
@@ -343,13 +344,20 @@ def _resize(x: torch.Tensor, image_size: int | None, mode: str = "bilinear") -> 
     if mode not in RESIZE_MODES:
         raise ValueError(f"unknown resize {mode!r}; valid: {', '.join(RESIZE_MODES)}")
     if image_size is None or tuple(x.shape[-2:]) == (image_size, image_size):
-        return x
+        return to_8bit_grid(x)
     if image_size < 1:
         raise ValueError(f"image_size must be a positive number of pixels, got {image_size}")
     if mode == "nearest":
-        return F.interpolate(x, size=(image_size, image_size), mode="nearest-exact")
+        return to_8bit_grid(F.interpolate(x, size=(image_size, image_size), mode="nearest-exact"))
     out = F.interpolate(x, size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False)
-    return out.clamp(-1, 1)
+    return to_8bit_grid(out.clamp(-1, 1))
+
+
+def to_8bit_grid(x: torch.Tensor) -> torch.Tensor:
+    """Round [-1, 1] images to the 256 levels -1 + 2k/255 of 8-bit data. Every image data set ends
+    here (after resizing or rendering): the discretised decoder of the bound (DDPM Eq. 13) assigns
+    probability to these bins, so bits/dim are discrete NLLs only on this grid."""
+    return torch.round((x.clamp(-1, 1) + 1) * 127.5) / 127.5 - 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -519,7 +527,7 @@ def _shapes(split: str, image_size: int, n: int | None, seed: int, objects: int 
         raise ValueError(f"unknown label {label!r}; valid: {', '.join(attrs)}")
     values = {k: ATTRIBUTES[k.rstrip("2")] for k in attrs}
     short, long = captions_of(attrs)
-    x = render_scenes(attrs, image_size, jit if jitter else None, supersample)
+    x = to_8bit_grid(render_scenes(attrs, image_size, jit if jitter else None, supersample))
     return Data("shapes", x, attrs[label], classes=values[label], captions=short, captions_long=long,
                 attrs=attrs, attr_values=values,
                 meta={"source": "generated", "split": split, "seed": seed, "start": start, "objects": objects,

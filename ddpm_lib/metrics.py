@@ -24,7 +24,7 @@ import dataclasses
 import math
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -156,10 +156,16 @@ def precision_recall(real, fake, k: int = 3, chunk: int = 512) -> tuple[float, f
     roles: the share of real samples inside the fake manifold. Precision measures fidelity (samples
     look real), recall coverage (every mode of the data is produced).
     """
+    inside_real, inside_fake = pr_indicators(real, fake, k, chunk)
+    return float(inside_real.double().mean()), float(inside_fake.double().mean())
+
+
+def pr_indicators(real, fake, k: int = 3, chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """(for each fake point: inside the real manifold?, for each real point: inside the fake
+    manifold?): the per-point terms whose means are precision and recall."""
     r, f = _f64(real), _f64(fake)
-    precision = _inside_manifold(f, r, knn_radii(r, k, chunk), chunk).double().mean()
-    recall = _inside_manifold(r, f, knn_radii(f, k, chunk), chunk).double().mean()
-    return float(precision), float(recall)
+    return (_inside_manifold(f, r, knn_radii(r, k, chunk), chunk),
+            _inside_manifold(r, f, knn_radii(f, k, chunk), chunk))
 
 
 # --------------------------------------------------------------------------------------------
@@ -519,12 +525,27 @@ class EvalResult:
     fd_floor: float | None = None
     kid_floor: float | None = None
     isc: float | None = None  # IS analogue of the fake samples (single-head in-domain nets)
+    replicates: dict = field(default_factory=dict, repr=False)  # bootstrap replicates by metric (bootstrap > 0)
+
+    def ci(self, metric: str, level: float = 0.95):
+        """The bootstrap interval (a ``stats.Interval``) of ``metric``: fd, kid, precision, recall,
+        fd_floor or kid_floor; needs ``evaluate(..., bootstrap=B)``. Replicates are re-centred on the
+        estimate (``stats.percentile(centre=True)``): resampling with replacement inflates FD."""
+        from . import stats
+
+        if metric not in self.replicates:
+            raise ValueError(f"no bootstrap replicates of {metric!r}; evaluate with bootstrap > 0 "
+                             f"(have: {sorted(self.replicates) or 'none'})")
+        return stats.percentile(getattr(self, metric), self.replicates[metric], level, centre=True)
 
     def as_row(self, digits: int = 4) -> dict:
         fmt = lambda v: None if v is None else float(f"{v:.{digits}g}")  # noqa: E731
         row = {"extractor": self.extractor, "n_real": self.n_real, "n_fake": self.n_fake}
         for k in ("fd", "fd_floor", "kid", "kid_std", "kid_floor", "precision", "recall", "isc"):
             row[k] = fmt(getattr(self, k))
+            if k in self.replicates:
+                ci = self.ci(k)
+                row[f"{k}_ci"] = [fmt(ci.lo), fmt(ci.hi)]
         return row
 
     def __str__(self) -> str:
@@ -532,18 +553,26 @@ class EvalResult:
 
 
 def evaluate(extractor: FeatureExtractor | None, real, fake, real_ref=None, k: int = 3,
-             kid_subsets: int = 100, kid_subset_size: int = 1000, seed: int = 0) -> EvalResult:
+             kid_subsets: int = 100, kid_subset_size: int = 1000, seed: int = 0, bootstrap: int = 0) -> EvalResult:
     """FD, KID and k-NN precision/recall of ``fake`` against ``real``, plus the floor: FD and KID of
-    ``real`` against ``real_ref`` (another real sample, e.g. the test split, of the fake set's size).
+    ``real`` against ``real_ref`` (another real sample, e.g. the test split, of the fake set's size:
+    the score of fresh real data at this n, not the best any generator can get).
 
     ``extractor=None`` means ``real``, ``fake`` and ``real_ref`` are already features (N, D), e.g.
     2-D toy points. FD falls with n even for a perfect generator, so keep n fixed across a table.
+
+    ``bootstrap=B`` > 0 also keeps B bootstrap replicates of every metric (``EvalResult.ci``): the
+    real, generated and reference sets are resampled with replacement (FD, KID; KID with 10 subsets
+    per replicate), precision and recall by resampling their per-point terms over the fixed
+    manifolds. Replicate i draws its indices from ``seed`` in a fixed order, so two calls with equal
+    set sizes and seed are paired (``stats.diff_ci``).
     """
     feats = (lambda v: _f64(v)) if extractor is None else extractor.features
     fr, ff = feats(real), feats(fake)
     kid_mean, kid_std = kid(fr, ff, kid_subsets, kid_subset_size, seed)
-    precision, recall = precision_recall(fr, ff, k)
-    fd_floor = kid_floor = None
+    in_real, in_fake = pr_indicators(fr, ff, k)
+    precision, recall = float(in_real.double().mean()), float(in_fake.double().mean())
+    fd_floor = kid_floor = fref = None
     if real_ref is not None:
         if len(real_ref) != len(fake):
             warnings.warn(f"the floor uses {len(real_ref)} reference images but there are {len(fake)} samples; "
@@ -554,8 +583,26 @@ def evaluate(extractor: FeatureExtractor | None, real, fake, real_ref=None, k: i
     isc = None
     if extractor is not None and len(extractor.heads) == 1:
         isc = inception_score(extractor.predict(fake))[0]
+    reps = _bootstrap(fr, ff, fref, in_real, in_fake, bootstrap, kid_subset_size, seed) if bootstrap else {}
     return EvalResult(extractor.name if extractor is not None else "features", len(fr), len(ff),
-                      frechet_distance(fr, ff), kid_mean, kid_std, precision, recall, fd_floor, kid_floor, isc)
+                      frechet_distance(fr, ff), kid_mean, kid_std, precision, recall, fd_floor, kid_floor, isc, reps)
+
+
+def _bootstrap(fr, ff, fref, in_real, in_fake, B: int, kid_subset_size: int, seed: int) -> dict:
+    g = torch.Generator().manual_seed(seed + 7919)
+    out = {k: [] for k in ("fd", "kid", "precision", "recall") + (("fd_floor", "kid_floor") if fref is not None else ())}
+    for b in range(B):
+        ir, i_f = torch.randint(len(fr), (len(fr),), generator=g), torch.randint(len(ff), (len(ff),), generator=g)
+        iref = torch.randint(len(fref), (len(fref),), generator=g) if fref is not None else None
+        r, f = fr[ir], ff[i_f]
+        out["fd"].append(frechet_distance(r, f))
+        out["kid"].append(kid(r, f, 10, kid_subset_size, seed + b)[0])
+        out["precision"].append(float(in_real[i_f].double().mean()))
+        out["recall"].append(float(in_fake[ir].double().mean()))
+        if iref is not None:
+            out["fd_floor"].append(frechet_distance(r, fref[iref]))
+            out["kid_floor"].append(kid(r, fref[iref], 10, kid_subset_size, seed + b)[0])
+    return {k: np.array(v) for k, v in out.items()}
 
 
 def _head_logits(extractor: FeatureExtractor, samples, head: str | None) -> torch.Tensor:

@@ -34,7 +34,7 @@ import torch
 
 from . import OMP_GUARD, __version__, profiles
 
-HOLDS = ("yes", "no", "partly", "n/a")
+HOLDS = ("yes", "no", "partly", "not significant", "did not train", "n/a")
 
 
 def _is_book_root(p: Path) -> bool:
@@ -171,6 +171,17 @@ def claims_html(claims: list[Claim]) -> str:
                    for c in claims)
     return (f"<div class='table-scroll' style='overflow-x:auto;max-width:100%'><table class='claims' "
             f"style='border-collapse:collapse'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>")
+
+
+def see(text: str) -> None:
+    """A chapter's "What we see" paragraph, written from this run's numbers (a code cell tagged
+    ``hide-input`` calls it right after an experiment's figure or table), rendered as Markdown."""
+    try:
+        from IPython.display import Markdown, display
+
+        display(Markdown(f"**What we see.** {text}"))
+    except ImportError:
+        print(f"What we see. {text}")
 
 
 def show_source(*objs) -> None:

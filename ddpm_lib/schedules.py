@@ -316,6 +316,8 @@ class ImportanceSampler(UniformSampler):
         self.history, self.uniform_prob = history, uniform_prob
         self.losses = np.zeros((T, history), dtype=np.float64)
         self.counts = np.zeros(T, dtype=np.int64)
+        self.updates = 0  # calls of update (training steps)
+        self.warm_at: int | None = None  # the update after which every step held ``history`` losses
 
     def warmed_up(self) -> bool:
         return bool((self.counts == self.history).all())
@@ -338,13 +340,18 @@ class ImportanceSampler(UniformSampler):
             else:
                 self.losses[ti, self.counts[ti]] = li
                 self.counts[ti] += 1
+        self.updates += 1
+        if self.warm_at is None and self.warmed_up():
+            self.warm_at = self.updates
 
     def state_dict(self) -> dict:
-        return {"losses": self.losses.tolist(), "counts": self.counts.tolist()}
+        return {"losses": self.losses.tolist(), "counts": self.counts.tolist(), "updates": self.updates,
+                "warm_at": self.warm_at}
 
     def load_state_dict(self, state: dict) -> None:
         self.losses = np.asarray(state["losses"], dtype=np.float64)
         self.counts = np.asarray(state["counts"], dtype=np.int64)
+        self.updates, self.warm_at = state.get("updates", 0), state.get("warm_at")
 
 
 def lognormal_sigma(batch: int, P_mean: float = -1.2, P_std: float = 1.2,

@@ -19,8 +19,8 @@ import torch  # noqa: E402
 
 from ddpm_lib import data  # noqa: E402
 
-PALETTE = torch.tensor(list(data.COLOURS.values())) * 2 - 1  # in [-1, 1]
-BG = torch.tensor(list(data.BACKGROUNDS.values())) * 2 - 1
+PALETTE = data.to_8bit_grid(torch.tensor(list(data.COLOURS.values())) * 2 - 1)  # in [-1, 1], on the 8-bit grid as the images
+BG = data.to_8bit_grid(torch.tensor(list(data.BACKGROUNDS.values())) * 2 - 1)  # images sit on the 8-bit grid
 
 
 def fresh(*args, **kw):

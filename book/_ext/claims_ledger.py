@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 COLUMNS = [("claim", "claim", 26), ("paper", "the paper", 20), ("ours", "ours", 20),
            ("setting", "our setting", 16), ("holds", "holds", 6), ("why", "why not / note", 16)]
-HOLDS = ("yes", "partly", "no", "n/a")
+HOLDS = ("yes", "partly", "no", "not significant", "did not train", "n/a")
 
 
 def _chapter_title(root: Path, chapter: str) -> str:

@@ -42,6 +42,13 @@ class Interval:
     def as_dict(self) -> dict:
         return dict(est=self.est, lo=self.lo, hi=self.hi, n=self.n, level=self.level)
 
+    @classmethod
+    def of(cls, d: "dict | Interval | None") -> "Interval | None":
+        """An Interval back from ``as_dict()`` (how results files store it); Intervals and None pass."""
+        if d is None or isinstance(d, Interval):
+            return d
+        return cls(d["est"], d["lo"], d["hi"], d["n"], d.get("level", LEVEL))
+
 
 def _t_quantile(df: int, level: float) -> float:
     from scipy import stats

@@ -6,7 +6,8 @@ The browser test serves the built HTML on 127.0.0.1 and opens every page. It fai
 * a console error, an uncaught page error or a failed local request;
 * an image that did not load (naturalWidth 0);
 * LaTeX left untypeset in the visible text once MathJax has finished, or a MathJax error.
-It saves a full-page screenshot of every page under _build/test/screenshots/.
+It saves a full-page screenshot of every page under _build/test/screenshots/, and one of each
+chapter's first results table (``<page>-table.png``).
 
 Chromium comes from Debian (``make chromium``; Playwright never downloads a browser here).
 """
@@ -263,6 +264,10 @@ def test_every_page_in_a_real_browser(served_book):
                 found.append(f"raw LaTeX {m.group(0)!r} in the page text: ...{context_text}...")
             page.wait_for_timeout(300)  # let the theme's sidebar settle before the picture
             page.screenshot(path=str(shots / (rel.replace("/", "__").removesuffix(".html") + ".png")), full_page=True)
+            main_table = page.locator("div.table-scroll table.results").first
+            if main_table.count():  # a chapter's first results table, alone, to check its cells at a glance
+                main_table.scroll_into_view_if_needed()
+                main_table.screenshot(path=str(shots / (rel.replace("/", "__").removesuffix(".html") + "-table.png")))
             page.close()
             if found:
                 problems[rel] = found

@@ -141,3 +141,17 @@ def test_importance_sampler_follows_rule():
 def test_uniform_sampler_weights_are_one():
     t, w = S.UniformSampler(10).sample(100, generator=torch.Generator().manual_seed(1))
     assert t.min() >= 0 and t.max() < 10 and torch.allclose(w, torch.ones(100))
+
+
+def test_importance_sampler_logs_when_it_leaves_uniform():
+    s = S.ImportanceSampler(4, history=2)
+    s.update(torch.tensor([0, 1, 2]), torch.ones(3))
+    s.update(torch.tensor([0, 1, 2]), torch.ones(3))
+    assert s.warm_at is None and not s.warmed_up()  # step 3 has no loss yet
+    s.update(torch.tensor([3, 3]), torch.ones(2))
+    assert s.warm_at == 3 and s.updates == 3
+    s.update(torch.tensor([0]), torch.ones(1))
+    assert s.warm_at == 3
+    clone = S.ImportanceSampler(4, history=2)
+    clone.load_state_dict(s.state_dict())
+    assert (clone.warm_at, clone.updates) == (3, 4)

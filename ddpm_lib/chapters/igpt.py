@@ -33,9 +33,7 @@ def ci_dict(hits) -> dict:
     return acc_ci(hits).as_dict()
 
 
-def iv(d: dict) -> stats.Interval:
-    """An Interval back from ``Interval.as_dict()`` (how ``numbers`` stores it)."""
-    return stats.Interval(d["est"], d["lo"], d["hi"], d["n"], d.get("level", stats.LEVEL))
+iv = stats.Interval.of  # an Interval back from ``Interval.as_dict()`` (how ``numbers`` stores it)
 
 
 def pct(d: dict) -> str:
@@ -82,17 +80,13 @@ def claims(numbers: dict, cfg, setting: str) -> list[notebook.Claim]:
     v_pix, v_rnd = _cmp_verdict(ar_best, pix), _cmp_verdict(ar_best, rnd)
     if not ar_ok:
         v, why = "did not train", dnt("the GPT")
-    elif v_pix == "yes" and v_rnd == "yes":
-        v, why = "yes", ""
-    elif "yes" in (v_pix, v_rnd):
-        v, why = "partly", ("the GPT beats " + ("the pixels" if v_pix == "yes" else "an untrained GPT")
-                            + " but is " + (word(ar_best, rnd) if v_pix == "yes" else word(ar_best, pix))
-                            + (" an untrained GPT" if v_pix == "yes" else " the raw pixels"))
-    elif "no" in (v_pix, v_rnd) and "not significant" not in (v_pix, v_rnd):
-        v, why = "no", "both references probe better than the pretrained GPT at this scale"
     else:
-        v, why = ("not significant" if v_pix != "no" or v_rnd != "no" else "no",
-                  "the intervals overlap: a larger test set or a longer run is needed to separate them")
+        parts = {"the raw pixels": v_pix, "an untrained GPT": v_rnd}
+        v = ("yes" if v_pix == v_rnd == "yes" else "no" if "no" in parts.values() else
+             "partly" if "yes" in parts.values() else "not significant")
+        refs = {"raw pixels": pix, "an untrained GPT": rnd}
+        why = "" if v == "yes" else "; ".join(
+            f"the GPT's probe is {word(ar_best, ci)} {name}" for name, ci in refs.items())
     out.append(notebook.Claim(
         f"generative pretraining gives features a linear probe reads better than raw pixels: the GPT's "
         f"probe (layer chosen on a validation split of the training images) is significantly higher than "

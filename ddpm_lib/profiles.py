@@ -63,12 +63,12 @@ class DDPMChapter:
     base_channels: int = 24
     num_res_blocks: int = 1
     dropout: float = 0.0
-    train_images: int = 800 * 64  # with the rest of the cpu profile: ~18 min on 2 cores (1,000 batches ran 19-21 min)
+    train_images: int = 720 * 64  # with the rest of the cpu profile: ~20 min on 2 cores (800 batches: 18.6 min before intervals)
     batch_size: int = 64
     lr: float = 1e-3
     warmup_images: int = 5000
     ema_decay: float = 0.995
-    sample_steps: int = 200  # respaced ancestral steps for the main model's quality numbers
+    sample_steps: int = 160  # respaced ancestral steps for the main model's quality numbers
     n_samples: int = 256
     nll_images: int = 32  # held-out images for the exact (all-T-step) bound and rate-distortion
     ablation_data: str = "digits"
@@ -78,31 +78,42 @@ class DDPMChapter:
     ablation_lr: float = 1e-3
     ablation_samples: int = 96  # each sampled with all T ancestral steps
     ablation_nll_steps: int = 64  # stratified estimate of the bound (first and last terms exact)
+    ablation_nll_reps: int = 5  # independent estimates of each row's bound (its interval)
+    mu_budget_factor: int = 4  # the mu-tilde row on the true bound is retrained with this many times the budget
+    shared_xt_sources: int = 32  # held-out images encoded to a shared x_t (4 samples each)
+    bootstrap: int = 200  # bootstrap replicates of every FD / KID / precision / recall
     feature_epochs: int | None = None  # None: the extractor's fixed recipe
 
 
 @dataclass(frozen=True)
 class IGPTChapter:
-    """01_igpt: a palette, an autoregressive GPT and a BERT-style model on the same token sequences,
-    linear probes by layer and across checkpoints."""
+    """01_igpt: a palette, an autoregressive GPT (two sizes) and a BERT-style model on the same token
+    sequences of two-object ``shapes`` scenes; linear probes by layer, across snapshots and model
+    sizes, and fine-tuning."""
 
-    data: str = "digits"
-    data_fallback: str = "shapes"
-    image_size: int = 8
-    k: int = 8  # palette size
-    palette_data: str = "shapes"  # RGB data for the palette-size study
-    palette_size: int = 16
-    palette_ks: tuple[int, ...] = (2, 4, 8, 16, 32, 64, 128)
-    n_layer: int = 8
+    image_size: int = 16  # shapes scenes, image_size**2 tokens
+    objects: int = 2  # objects per scene (the second drawn over the first)
+    label: str = "shape"  # the attribute probed (of the first object); raw pixels read it poorly
+    k: int = 12  # palette size
+    palette_ks: tuple[int, ...] = (2, 4, 8, 16, 32, 64)
+    n_train: int = 3000
+    n_test: int = 1000
+    n_layer: int = 4
     n_embd: int = 64
     n_head: int = 4
-    dropout: float = 0.1
-    train_images: int = 1200 * 64  # 1,500 batches ran 21 min on 2 cores; the cpu budget is 20
-    batch_size: int = 64
+    small_layer: int = 2  # the second model size (Fig. 3's cross-model comparison)
+    small_embd: int = 32
+    dropout: float = 0.0
+    # per model; ~0.19 s per step of the 4x64 GPT on 2 idle cores (BERT ~1.2x, fine-tuning 1.25x / 1.8x):
+    # the cpu profile is estimated at ~16 min on 2 cores (not yet recorded)
+    train_images: int = 1000 * 32
+    batch_size: int = 32
     lr: float = 2e-3
-    warmup_images: int = 5000
-    checkpoints: int = 5  # probes along training
-    n_train: int | None = None  # None: the data set's training split
+    warmup_images: int = 2000
+    checkpoints: int = 4  # snapshots per model for the loss-probe relation
+    finetune_images: int = 250 * 32  # labelled sequences seen by each fine-tune
+    finetune_lr: float = 5e-4
+    gen_weight: float = 1.0  # weight of L_gen in the fine-tuning loss L_clf + gen_weight * L_gen
     n_samples: int = 32
     probe_C: float = 0.5  # inverse L2 strength of the logistic-regression probe
 
@@ -124,7 +135,11 @@ class ImprovedDDPMChapter:
     warmup_images: int = 2000
     ema_decay: float = 0.995
     snapshots: int = 5  # held-out bound along training, for the importance-sampling curves
+    is_images: int = 1200 * 64  # the importance-sampling experiment's two models (warm-up ~370 batches)
+    grad_batches: int = 24  # minibatch gradients for the gradient-noise comparison
     nll_steps: int = 100  # stratified estimate of the bound for the table (first and last terms exact)
+    nll_reps: int = 5  # independent estimates of every bound (its interval)
+    bootstrap: int = 200  # bootstrap replicates of every FD / precision / recall
     nll_images: int = 128
     n_samples: int = 128
     table_sample_steps: int = 250  # respaced sampler for the table's FD column
@@ -140,16 +155,19 @@ PRESETS: dict[str, dict[str, object]] = {
         "gpu": ForwardProcess(n_toy=5000, image_size=32),
     },
     "01_igpt": {
-        "smoke": IGPTChapter(palette_ks=(2, 8), n_layer=4, n_embd=32, train_images=40 * 32, batch_size=32,
-                             warmup_images=0, checkpoints=2, n_samples=8),
+        "smoke": IGPTChapter(palette_ks=(2, 8), k=8, n_train=300, n_test=200, n_layer=2, n_embd=32, small_layer=1,
+                             small_embd=16, train_images=30 * 32, warmup_images=0, checkpoints=2,
+                             finetune_images=10 * 32, n_samples=8),
         "cpu": IGPTChapter(),
-        # one GPU: MNIST 28x28 (784 tokens) where the Hub is reachable, else shapes 16x16
-        # (not yet run on a GPU; sized from estimates)
-        "gpu": IGPTChapter(data="mnist", image_size=28, k=16, palette_size=32, n_layer=12, n_embd=256, n_head=8,
-                           train_images=8_000 * 64, lr=5e-4, warmup_images=50_000, n_train=20_000, n_samples=64),
+        # one GPU: the same scenes at 32x32 (1,024 tokens, as iGPT's CIFAR-10 models) with a wider GPT
+        # (untested: never run on a GPU; sized from estimates)
+        "gpu": IGPTChapter(image_size=32, k=16, n_train=20_000, n_test=2000, n_layer=8, n_embd=256, n_head=8,
+                           small_layer=4, small_embd=128, train_images=8_000 * 64, batch_size=64, lr=5e-4,
+                           warmup_images=50_000, checkpoints=5, finetune_images=2000 * 64, n_samples=64),
     },
     "03_improved_ddpm": {
         "smoke": ImprovedDDPMChapter(T=100, train_images=12 * 32, batch_size=32, warmup_images=0, snapshots=2,
+                                     is_images=40 * 32, grad_batches=6, nll_reps=3, bootstrap=20,
                                      nll_steps=8, nll_images=16, n_samples=16, table_sample_steps=10,
                                      step_counts=(5, 10, 100), skip_fractions=(0.0, 0.3), feature_epochs=1),
         "cpu": ImprovedDDPMChapter(),
@@ -164,7 +182,8 @@ PRESETS: dict[str, dict[str, object]] = {
     "02_ddpm": {
         "smoke": DDPMChapter(T=100, train_images=30 * 32, batch_size=32, warmup_images=0, sample_steps=20,
                              n_samples=32, nll_images=8, ablation_images=8 * 32, ablation_samples=12,
-                             ablation_nll_steps=4, feature_epochs=1),
+                             ablation_nll_steps=4, ablation_nll_reps=3, mu_budget_factor=2, shared_xt_sources=8, bootstrap=20,
+                             feature_epochs=1),
         "cpu": DDPMChapter(),
         # one GPU: CIFAR-10 with DDPM's CIFAR model (shorter than the paper's 800k steps) where the Hub
         # is reachable, else shapes at 32x32; the ablation at 16x16

@@ -93,6 +93,34 @@ def test_committed_outputs_are_a_real_run(path: Path):
     assert not injected, f"{path.name}: papermill's injected parameters were committed; record with `make record`"
 
 
+ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(work|home|tmp|root|Users|var/folders)/")
+WARNING = re.compile(r"\b\w*Warning\b|^WARNING\b", re.M)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_committed_outputs_are_clean(path: Path):
+    """What a reader sees: no stderr (progress-bar fragments, warnings), no warning text anywhere in the
+    outputs, no path of the recording machine, no internal marker in the cells' sources."""
+    nb = json.loads(path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    stderr = [(i, "".join(o.get("text", ""))[:120]) for i, c in enumerate(code) for o in c.get("outputs", [])
+              if o.get("name") == "stderr"]
+    assert not stderr, f"{path.name}: {len(stderr)} stderr outputs, the first in code cell {stderr[0][0]}: {stderr[0][1]!r}"
+    texts = []
+    for i, c in enumerate(code):
+        for o in c.get("outputs", []):
+            for key, val in [("text", o.get("text"))] + [(k, v) for k, v in o.get("data", {}).items()
+                                                           if k.startswith("text/")]:
+                if val:
+                    texts.append((i, "".join(val) if isinstance(val, list) else val))
+    warned = [(i, m.group(0)) for i, t in texts for m in [WARNING.search(t)] if m]
+    assert not warned, f"{path.name}: a warning in the outputs of code cell {warned[0][0]}: {warned[0][1]}"
+    paths = [(i, m.group(0)) for i, t in texts for m in [ABSOLUTE_PATH.search(t)] if m]
+    assert not paths, f"{path.name}: an absolute path in the outputs of code cell {paths[0][0]}: {paths[0][1]}"
+    marked = [i for i, c in enumerate(nb["cells"]) if "NBVAL_" in "".join(c["source"])]
+    assert not marked, f"{path.name}: cell {marked[0]} shows an NBVAL_ marker; use the cell tag nbval-check-output"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_repository_url_matches_config(path: Path):
     bad = [p for p in sync_repo_url.problems(ROOT) if Path(p.split(":")[0]).stem == path.stem]

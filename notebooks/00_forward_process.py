@@ -48,6 +48,9 @@ seed = 0
 cfg = nb.start()
 
 # %% [markdown]
+# After each experiment a **What we see** paragraph, written from this run's numbers, says what
+# the result shows and how it compares with the paper; the chapter ends with takeaways and exercises.
+#
 # ## The idea
 #
 # Take a data point $x_0$. At each of $T$ steps, shrink it a little and add a little fresh Gaussian

@@ -63,6 +63,9 @@ device = notebook.device()
 numbers = {}
 
 # %% [markdown]
+# After each experiment a **What we see** paragraph, written from this run's numbers, says what
+# the result shows and how it compares with the paper; the chapter ends with takeaways and exercises.
+#
 # ## The idea
 #
 # An image is flattened into a sequence in raster order, one token per pixel, and a transformer

@@ -46,7 +46,8 @@ def cache_dir(sub: str | None = None) -> Path:
 
 def _canonical(obj):
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {"__type__": type(obj).__name__, **{f.name: _canonical(getattr(obj, f.name)) for f in dataclasses.fields(obj)}}
+        return {"__type__": type(obj).__name__, **{f.name: _canonical(getattr(obj, f.name))
+                                                   for f in dataclasses.fields(obj) if not _omitted(obj, f)}}
     if isinstance(obj, dict):
         return {str(k): _canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
     if isinstance(obj, (list, tuple)):
@@ -59,6 +60,17 @@ def _canonical(obj):
     if obj is None or isinstance(obj, (bool, int, str)):
         return obj
     raise TypeError(f"cannot hash a {type(obj).__name__} into a cache key; use dataclasses, dicts, lists and scalars")
+
+
+OMIT_DEFAULT = {"omit_default": True}  # dataclass field metadata: see ``_omitted``
+
+
+def _omitted(obj, f) -> bool:
+    """A field added to a config after weights were cached under it carries ``metadata=OMIT_DEFAULT``:
+    at its default value it is left out of the key, so every config that existed before keeps its
+    hash (its cached weights and its seeded initial weights)."""
+    return bool(f.metadata.get("omit_default")) and f.default is not dataclasses.MISSING \
+        and getattr(obj, f.name) == f.default
 
 
 def config_hash(obj, length: int = 16) -> str:

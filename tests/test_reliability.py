@@ -380,3 +380,22 @@ def test_disk_full_names_the_path(tmp_path, monkeypatch):
     with pytest.raises(OSError, match=f"no space left to write {str(target)}"):
         cache.save_tensors(target, {"a": torch.ones(2)})
     assert not list(target.parent.glob("*.tmp"))
+
+
+def test_a_new_config_field_at_its_default_keeps_old_cache_keys():
+    import dataclasses
+
+    from ddpm_lib import cache
+
+    @dataclasses.dataclass(frozen=True)
+    class Old:
+        a: int = 1
+
+    @dataclasses.dataclass(frozen=True)
+    class New:
+        a: int = 1
+        b: str = dataclasses.field(default="x", metadata=cache.OMIT_DEFAULT)
+
+    Old.__name__ = New.__name__ = "Cfg"
+    assert cache.config_hash(Old()) == cache.config_hash(New())
+    assert cache.config_hash(New(b="y")) != cache.config_hash(Old())

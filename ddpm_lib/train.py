@@ -226,8 +226,10 @@ def _load_optimizer(opt, tensors: dict, meta: dict) -> None:
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def save_checkpoint(run_dir: Path, net, ema, opt, step: int, config_key: str, extra: dict) -> None:
+def save_checkpoint(run_dir: Path, net, ema, opt, step: int, config_key: str, extra: dict,
+                    objective_tensors: dict | None = None) -> None:
     tensors = {f"model.{k}": v for k, v in net.state_dict().items()}
+    tensors.update({f"objective.{k}": v for k, v in (objective_tensors or {}).items()})
     tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
     opt_t, opt_meta = _optimizer_tensors(opt)
     tensors.update(opt_t)
@@ -272,9 +274,11 @@ def _read_log(path: Path, upto: int) -> list[dict]:
 def train(net: nn.Module, loss_fn: Callable, data, cfg: TrainConfig, run_dir: str | Path | None = None,
           config_key: str = "", device: torch.device | str | None = None, progress: bool = True,
           max_steps: int | None = None, desc: str = "train", checkpoint_every_s: float | None = None) -> TrainResult:
-    """Train ``net`` on ``loss_fn(net, batch) -> loss`` or ``(loss, logs)`` or ``(loss, logs, per_example)``.
+    """Train ``net`` on ``loss_fn(net, batch) -> loss`` or ``(loss, logs)`` or ``(loss, logs, per_example)``;
+    the objectives and their optional hooks (``bind``, ``after_step``, ``tensors``, ...) are in ``objectives``.
 
-    ``data``: a tensor of inputs, a (x, y) tuple, or an object with ``.x`` and ``.y`` (``data.Data``).
+    ``data``: a tensor of inputs, a (x, y) tuple, a (x, y, {name: tensor}) tuple whose named
+    per-example tensors reach the loss as ``batch.extras``, or an object with ``.x`` and ``.y`` (``data.Data``).
     ``per_example`` (a dict of per-row tensors) is gathered over ranks and handed to
     ``loss_fn.update(**per_example)`` if the loss has that method (the importance sampler's history).
     ``run_dir``: where checkpoints and the log live; a finished run there is loaded instead of
@@ -314,7 +318,7 @@ def _resume_state(run_dir: Path | None, config_key: str, device) -> tuple[dict, 
 
 def _train(net, loss_fn, data, cfg, run_dir, config_key, device, progress, max_steps, desc, checkpoint_every_s,
            rank, world) -> TrainResult:
-    x_all, y_all = _unpack(data)
+    x_all, y_all, extras_all = _unpack3(data)
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {world} processes")
     net = net.to(device)
@@ -324,6 +328,8 @@ def _train(net, loss_fn, data, cfg, run_dir, config_key, device, progress, max_s
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
                             fused=device.type == "cuda")
     start, log = 0, []
+    if hasattr(loss_fn, "bind"):
+        loss_fn.bind(net)  # e.g. a target network starts as a copy of the initial weights
     state = _resume_state(run_dir, config_key, device)
     if state is not None:
         tensors, meta = state
@@ -332,6 +338,9 @@ def _train(net, loss_fn, data, cfg, run_dir, config_key, device, progress, max_s
         _load_optimizer(opt, tensors, meta["optimizer"])
         if hasattr(loss_fn, "load_state_dict") and meta.get("extra", {}).get("loss_state") is not None:
             loss_fn.load_state_dict(meta["extra"]["loss_state"])
+        obj_tensors = {k[10:]: v for k, v in tensors.items() if k.startswith("objective.")}
+        if obj_tensors and hasattr(loss_fn, "load_tensors"):
+            loss_fn.load_tensors(obj_tensors)
         start = int(meta["step"])
         log = _read_log(run_dir / "log.jsonl", start)
     total = cfg.steps
@@ -370,7 +379,8 @@ def _train(net, loss_fn, data, cfg, run_dir, config_key, device, progress, max_s
             xb = x_all[idx].to(device, non_blocking=True)
             if cfg.channels_last and xb.ndim == 4:
                 xb = xb.contiguous(memory_format=torch.channels_last)
-            batch = Batch(x=xb, y=None if y_all is None else y_all[idx].to(device), extras={}, step=step,
+            extras = {k: v[idx].to(device) for k, v in extras_all.items()}
+            batch = Batch(x=xb, y=None if y_all is None else y_all[idx].to(device), extras=extras, step=step,
                           rows=rows, global_size=cfg.batch_size, generator=gen)
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * min(1.0, (step + 1) * cfg.batch_size / cfg.warmup_images) if cfg.warmup_images else cfg.lr
@@ -391,6 +401,8 @@ def _train(net, loss_fn, data, cfg, run_dir, config_key, device, progress, max_s
             scaler.update()
             decay = min(cfg.ema_decay, (1 + step) / (10 + step)) if cfg.ema_warmup else cfg.ema_decay
             _update_ema(ema, net, decay)
+            if hasattr(loss_fn, "after_step"):
+                loss_fn.after_step(step + 1, net)  # e.g. the target network's update
             if per_example and hasattr(loss_fn, "update"):
                 loss_fn.update(**{k: _all_gather(v.detach(), world) for k, v in per_example.items()})
             done = step + 1
@@ -449,19 +461,33 @@ def _checkpoint(run_dir, net, ema, opt, step, config_key, loss_fn, rank, world, 
         extra = {"loss_state": loss_fn.state_dict() if hasattr(loss_fn, "state_dict") else None}
         if scaler is not None and scaler.is_enabled():
             extra["scaler_state"] = scaler.state_dict()
-        save_checkpoint(run_dir, net, ema, opt, step, config_key, extra)
+        obj_t = loss_fn.tensors() if hasattr(loss_fn, "tensors") else None
+        save_checkpoint(run_dir, net, ema, opt, step, config_key, extra, obj_t)
     if world > 1:
         dist.barrier()
 
 
 def _unpack(data):
+    x, y, extras = _unpack3(data)
+    return x, y
+
+
+def _unpack3(data) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
+    """(x, y, extras): ``extras`` are further per-example tensors (caption tokens, embeddings) given
+    as the third element of a tuple; they reach the objective as ``batch.extras``."""
     if isinstance(data, torch.Tensor):
-        return data, None
+        return data, None, {}
     if isinstance(data, (tuple, list)):
-        return data[0], (data[1] if len(data) > 1 else None)
+        if len(data) > 3 or (len(data) == 3 and not isinstance(data[2], dict)):
+            raise TypeError("data as a tuple is (x,), (x, y) or (x, y, {name: per-example tensor})")
+        extras = dict(data[2]) if len(data) == 3 else {}
+        for k, v in extras.items():
+            if not torch.is_tensor(v) or len(v) != len(data[0]):
+                raise ValueError(f"extras[{k!r}] must be a tensor with one row per example ({len(data[0])})")
+        return data[0], (data[1] if len(data) > 1 else None), extras
     if hasattr(data, "x"):
-        return data.x, getattr(data, "y", None)
-    raise TypeError("data must be a tensor, an (x, y) tuple or an object with .x and .y")
+        return data.x, getattr(data, "y", None), {}
+    raise TypeError("data must be a tensor, an (x, y) or (x, y, extras) tuple, or an object with .x and .y")
 
 
 def _normalise(out) -> tuple[torch.Tensor, dict, dict]:
@@ -473,12 +499,15 @@ def _normalise(out) -> tuple[torch.Tensor, dict, dict]:
 
 
 # --------------------------------------------------------------------------------------------
-# The weights cache and the diffusion objective
+# The weights cache
 # --------------------------------------------------------------------------------------------
 def fingerprint(data) -> dict:
     """What identifies a data set for the cache key: a hash of its tensors and its name."""
-    x, y = _unpack(data)
-    return {"name": getattr(data, "name", "tensor"), "x": x, "y": y}
+    x, y, extras = _unpack3(data)
+    key = {"name": getattr(data, "name", "tensor"), "x": x, "y": y}
+    if extras:
+        key["extras"] = extras
+    return key
 
 
 def run_dir_for(name: str, **key: Any) -> tuple[Path, str]:
@@ -513,51 +542,3 @@ def train_cached(name: str, net: nn.Module, loss_fn, data, cfg: TrainConfig, ext
     HISTORY.append(dict(name=name, loaded=res.loaded, resumed_from=res.resumed_from, steps=res.steps,
                         wall_s=round(res.wall_s, 1)))
     return res
-
-
-class DiffusionObjective:
-    """Training loss for ``diffusion.Diffusion``: draws t (uniform or importance-sampled) and eps from
-    the batch's shared generator and applies ``loss`` ("simple", "vlb" or "hybrid").
-
-    ``cond(batch) -> dict`` supplies network conditioning (e.g. ``lambda b: {"y": b.y}``); with
-    ``p_uncond`` > 0 the label is replaced by -1 (the null label) on that share of rows, for
-    classifier-free guidance.
-    """
-
-    def __init__(self, diff, loss: str = "simple", t_sampler: str = "uniform", class_cond: bool = False,
-                 p_uncond: float = 0.0):
-        from . import diffusion, schedules
-
-        self.diff, self.loss_name, self.sampler_name = diff, loss, t_sampler
-        self.loss = diffusion.get_loss(loss)
-        self.sampler = schedules.t_sampler(t_sampler, diff.T)
-        self.class_cond, self.p_uncond = class_cond, p_uncond
-
-    def config(self) -> dict:
-        s = self.diff.schedule
-        return dict(loss=self.loss_name, t_sampler=self.sampler_name, param=self.diff.param, var=self.diff.var,
-                    schedule=s.name, T=s.T, betas=s.betas, class_cond=self.class_cond, p_uncond=self.p_uncond)
-
-    def __call__(self, net, batch: Batch):
-        from .nets import as_model
-
-        t, w = batch.sample_t(self.sampler)
-        eps = batch.randn(*batch.x.shape[1:], dtype=batch.x.dtype)
-        cond = {}
-        if self.class_cond:
-            y = batch.y
-            if self.p_uncond > 0:
-                y = torch.where(batch.rand() < self.p_uncond, torch.full_like(y, -1), y)
-            cond["y"] = y
-        losses = self.loss(as_model(net, **cond), self.diff, batch.x, t, eps)
-        loss = (losses * w.to(losses.dtype)).mean()
-        return loss, {}, {"t": t, "losses": losses.detach().double()}
-
-    def update(self, t, losses):
-        self.sampler.update(t, losses)
-
-    def state_dict(self) -> dict:
-        return self.sampler.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.sampler.load_state_dict(state)

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from ddpm_lib import data as DS, diffusion as D, metrics, nets, notebook, oracle, sampling as smp
-from ddpm_lib import schedules as S, stats, train as TR, viz
+from ddpm_lib import objectives as OBJ, schedules as S, stats, train as TR, viz
 from ddpm_lib.chapters import ddpm as CH
 from ddpm_lib.nets import unet as U
 
@@ -301,7 +301,7 @@ net_cfg = U.preset(cfg.unet, image_size=cfg.image_size, in_channels=C, out_chann
 diff = D.Diffusion(S.linear(cfg.T), "eps", "fixed_large")
 tcfg = TR.TrainConfig(train_images=cfg.train_images, batch_size=cfg.batch_size, lr=cfg.lr,
                       warmup_images=cfg.warmup_images, ema_decay=cfg.ema_decay, seed=seed)
-main = TR.train_cached("02_ddpm_main", U.UNet(net_cfg), TR.DiffusionObjective(diff, "simple"), train_set, tcfg,
+main = TR.train_cached("02_ddpm_main", U.UNet(net_cfg), OBJ.DiffusionObjective(diff, "simple"), train_set, tcfg,
                        device=device)
 model = nets.as_model(main.ema)
 x_probe = train_set.x[:2].to(device)
@@ -406,7 +406,7 @@ def run_row(label, param, var, loss, tcfg, run_name="02_ddpm_table2"):
     net = U.UNet(U.preset(cfg.ablation_unet, image_size=cfg.ablation_size, in_channels=Ca,
                           out_channels=d.out_channels(Ca)))
     try:
-        res = TR.train_cached(run_name, net, TR.DiffusionObjective(d, loss), abl_train, tcfg, device=device)
+        res = TR.train_cached(run_name, net, OBJ.DiffusionObjective(d, loss), abl_train, tcfg, device=device)
     except FloatingPointError:
         return dict(row=label, status="diverged"), None, None
     m = nets.as_model(res.ema)

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from ddpm_lib import data as DS, diffusion as D, metrics, nets, notebook, sampling as smp
-from ddpm_lib import schedules as S, stats, train as TR, viz
+from ddpm_lib import objectives as OBJ, schedules as S, stats, train as TR, viz
 from ddpm_lib.chapters import improved as CH
 from ddpm_lib.nets import unet as U
 
@@ -184,7 +184,7 @@ def train_model(schedule, loss, t_sampler=None, config=tcfg):
     d = D.Diffusion(schedule, "eps", var)
     net = U.UNet(U.preset(cfg.unet, image_size=cfg.image_size, in_channels=C, out_channels=d.out_channels(C),
                           base_channels=cfg.base_channels))
-    obj = TR.DiffusionObjective(d, loss.split("_")[1], t_sampler or default_sampler)
+    obj = OBJ.DiffusionObjective(d, loss.split("_")[1], t_sampler or default_sampler)
     res = TR.train_cached("03_iddpm", net, obj, train_set, config, device=device)
     return res, d, obj
 
@@ -315,7 +315,7 @@ for name, (res, d, obj) in runs.items():
 # %%
 # gradient noise at the same weights: the importance-sampled model's final weights, and its sampler's p_t
 net_is, obj_is = runs["importance-sampled t"][0].net, runs["importance-sampled t"][2]
-obj_u = TR.DiffusionObjective(d_vlb, "vlb", "uniform")
+obj_u = OBJ.DiffusionObjective(d_vlb, "vlb", "uniform")
 noise = {name: CH.gradient_noise(net_is, o, train_set.x.to(device), cfg.batch_size, cfg.grad_batches, seed)
          for name, o in (("uniform t", obj_u), ("importance-sampled t", obj_is))}
 g_ratio = stats.Interval(noise["importance-sampled t"]["est"] / noise["uniform t"]["est"],

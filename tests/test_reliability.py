@@ -32,6 +32,7 @@ from conftest import NOTEBOOK_DIR, ROOT, notebooks, tail
 from ddpm_lib import cache, data, notebook, profiles
 from ddpm_lib import diffusion as D
 from ddpm_lib import schedules as S
+from ddpm_lib import objectives as OBJ
 from ddpm_lib import train as TR
 from ddpm_lib.nets import transformer as GPT_
 from ddpm_lib.nets import unet as U
@@ -125,12 +126,12 @@ def _pair_of_runs(cache_dir: Path, monkeypatch, before_b=None, interrupt_b_at: i
     diff = D.Diffusion(S.linear(50), "eps", "fixed_small")
     x = torch.randn(64, 1, 8, 8, generator=torch.Generator().manual_seed(3)).clamp(-1, 1)
     cfg = TR.TrainConfig(train_images=6 * 16, batch_size=16, lr=1e-3)
-    TR.train_cached("relA", _tiny_unet(), TR.DiffusionObjective(diff), x, cfg, progress=False)
+    TR.train_cached("relA", _tiny_unet(), OBJ.DiffusionObjective(diff), x, cfg, progress=False)
     if before_b:
         before_b()
-    obj = TR.DiffusionObjective(diff)
+    obj = OBJ.DiffusionObjective(diff)
     if interrupt_b_at is not None:  # the cell is interrupted at a step, then re-run
-        class Interrupting(TR.DiffusionObjective):
+        class Interrupting(OBJ.DiffusionObjective):
             def __call__(self, net, batch):
                 if batch.step == interrupt_b_at:
                     raise KeyboardInterrupt

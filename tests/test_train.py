@@ -16,6 +16,7 @@ from ddpm_lib import diffusion as D
 from ddpm_lib import oracle as O
 from ddpm_lib import sampling as smp
 from ddpm_lib import schedules as S
+from ddpm_lib import objectives as OBJ
 from ddpm_lib import train as TR
 from ddpm_lib.nets import as_model
 from ddpm_lib.nets import unet as U
@@ -144,11 +145,11 @@ def test_snapshots_are_kept_and_survive_a_cached_rerun(tmp_path):
 
 def test_run_dir_depends_on_every_part_of_the_configuration():
     diff = D.Diffusion(S.linear(100))
-    base = dict(model=U.PRESETS["tiny8"], objective=TR.DiffusionObjective(diff).config(),
+    base = dict(model=U.PRESETS["tiny8"], objective=OBJ.DiffusionObjective(diff).config(),
                 train=TR.TrainConfig(), data=TR.fingerprint(torch.zeros(4, 2)))
     d0, _ = TR.run_dir_for("x", **base)
     assert TR.run_dir_for("x", **base)[0] == d0
-    changes = [("model", U.preset("tiny8", dropout=0.1)), ("objective", TR.DiffusionObjective(diff, "hybrid").config()),
+    changes = [("model", U.preset("tiny8", dropout=0.1)), ("objective", OBJ.DiffusionObjective(diff, "hybrid").config()),
                ("train", TR.TrainConfig(lr=1e-4)), ("data", TR.fingerprint(torch.ones(4, 2)))]
     for key, val in changes:
         assert TR.run_dir_for("x", **{**base, key: val})[0] != d0, key
@@ -179,7 +180,7 @@ def test_small_unet_learns_a_mixture_within_mmd_bound(tmp_path):
     diff = D.Diffusion(S.linear(200), "eps", "fixed_large", clip_denoised=False)
     cfg = TR.TrainConfig(train_images=300 * 128, batch_size=128, lr=3e-3, warmup_images=2000, ema_decay=0.99)
     t0 = time.time()
-    res = TR.train(U.UNet(cfg_net), TR.DiffusionObjective(diff), data, cfg, progress=False)
+    res = TR.train(U.UNet(cfg_net), OBJ.DiffusionObjective(diff), data, cfg, progress=False)
     train_s = time.time() - t0
     ref = gm.sample(1000, g)[0].float()
     floor = _mmd(gm.sample(1000, g)[0].float(), ref)

@@ -6,6 +6,7 @@ import torch.nn as nn
 
 from ddpm_lib import diffusion as D
 from ddpm_lib import schedules as S
+from ddpm_lib import objectives as OBJ
 from ddpm_lib import train as TR
 
 
@@ -22,7 +23,7 @@ class TinyDenoiser(nn.Module):
         return self.net(torch.cat([x, emb], 1))
 
 
-class SlowObjective(TR.DiffusionObjective):
+class SlowObjective(OBJ.DiffusionObjective):
     def __init__(self, *a, slow=0.0, **k):
         super().__init__(*a, **k)
         self.slow = slow

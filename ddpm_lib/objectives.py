@@ -1,0 +1,344 @@
+"""Training objectives: what a model learns, apart from how it is trained (``train``).
+
+Every objective is a callable ``objective(net, batch)`` returning ``loss``, ``(loss, logs)`` or
+``(loss, logs, per_example)`` (per-row tensors, gathered over ranks and handed to ``update``), with a
+``config()`` dict that joins the weights-cache key. Optional hooks, all called by ``train``:
+
+* ``update(**per_example)``: after each step, with the gathered per-row values (importance sampling);
+* ``state_dict()`` / ``load_state_dict(d)``: small JSON state saved in the checkpoint;
+* ``bind(net)``: once, before the first step or the resume (a target network copies ``net`` here);
+* ``after_step(step, net)``: after each optimizer step (the target network's EMA update);
+* ``tensors()`` / ``load_tensors(d)``: tensor state saved in the checkpoint (the target's weights).
+
+Randomness comes from ``batch`` (``batch.randn``, ``batch.rand``, ``batch.sample_t``), never from
+torch's global RNG, so a resumed or multi-process run sees exactly the noise of a single one.
+``batch.x`` holds the inputs, ``batch.y`` the labels and ``batch.extras`` any other per-example tensors
+(caption tokens, embeddings) passed to ``train`` as ``(x, y, {"tokens": ...})``.
+
+The objectives: ``DiffusionObjective`` (eps / x0 / v / mu through ``diffusion.Diffusion``, with any
+conditioning and per-condition dropout), ``ARObjective`` and ``MaskedObjective`` (token sequences),
+``ClassifierObjective`` (one or several heads), ``NoisyClassifierObjective`` (ADM's classifier on x_t),
+``ContrastiveObjective`` (CLIP), and ``TargetNetwork``, the hook consistency training builds on.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import diffusion, schedules
+from .nets import as_model
+
+
+# --------------------------------------------------------------------------------------------
+# Conditioning and its dropout (classifier-free guidance trains the unconditional model this way)
+# --------------------------------------------------------------------------------------------
+def null_label(y: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
+    """Class labels: dropped rows get -1, the null label (the UNet's extra embedding row)."""
+    return torch.where(drop, torch.full_like(y, -1), y)
+
+
+def null_tokens(tokens: torch.Tensor, drop: torch.Tensor, pad_id: int = 0) -> torch.Tensor:
+    """Caption tokens: dropped rows become the empty caption (all padding), as GLIDE does."""
+    return torch.where(drop[:, None], torch.full_like(tokens, pad_id), tokens)
+
+
+def null_embedding(z: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
+    """Embeddings (unCLIP's CLIP image embedding): dropped rows are set to zero."""
+    return torch.where(drop.view(-1, *[1] * (z.ndim - 1)), torch.zeros_like(z), z)
+
+
+@dataclass(frozen=True)
+class Cond:
+    """One conditioning input: read ``source`` from the batch (``"y"`` or a key of ``batch.extras``),
+    pass it to the network as keyword ``kwarg``, and replace it by ``null(value, drop)`` on a random
+    ``p_drop`` share of the rows (independently of the other conditions)."""
+
+    source: str
+    kwarg: str
+    p_drop: float = 0.0
+    null: Callable = null_label
+
+    def __post_init__(self):
+        if not 0.0 <= self.p_drop <= 1.0:
+            raise ValueError(f"Cond({self.source!r}).p_drop must lie in [0, 1], got {self.p_drop}")
+
+    def config(self) -> dict:
+        return dict(source=self.source, kwarg=self.kwarg, p_drop=self.p_drop, null=self.null.__name__)
+
+    def read(self, batch) -> torch.Tensor:
+        if self.source == "y":
+            if batch.y is None:
+                raise ValueError("Cond('y') needs labels: pass (x, y) or a Data with y to train")
+            return batch.y
+        if self.source not in batch.extras:
+            raise KeyError(f"Cond({self.source!r}): the batch has no {self.source!r}; its extras are "
+                           f"{sorted(batch.extras)} (pass (x, y, {{{self.source!r}: tensor}}) to train)")
+        return batch.extras[self.source]
+
+
+def conditioning(conds, batch) -> dict:
+    """Network keyword arguments for ``batch``, each condition dropped on its share of rows."""
+    out = {}
+    for c in conds:
+        v = c.read(batch)
+        if c.p_drop > 0:
+            v = c.null(v, batch.rand() < c.p_drop)
+        out[c.kwarg] = v
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Diffusion
+# --------------------------------------------------------------------------------------------
+def _loss_name(loss) -> str:
+    for name, fn in diffusion.LOSS_FNS.items():
+        if loss is fn:
+            return name
+    return getattr(loss, "__name__", type(loss).__name__)
+
+
+class DiffusionObjective:
+    """Training loss for ``diffusion.Diffusion``: draws t (uniform or importance-sampled) and eps from
+    the batch's shared generator and applies ``loss`` (a function of ``diffusion``, e.g.
+    ``diffusion.loss_simple``; the names "simple", "vlb", "hybrid" are accepted at the boundary).
+
+    ``conds``: ``Cond`` objects (class labels, caption tokens, embeddings) with their dropout for
+    classifier-free guidance. ``class_cond=True, p_uncond=p`` is shorthand for ``[Cond("y", "y", p)]``.
+    """
+
+    def __init__(self, diff, loss="simple", t_sampler="uniform", class_cond: bool = False,
+                 p_uncond: float = 0.0, conds: tuple[Cond, ...] | list[Cond] = ()):
+        self.diff = diff
+        self.loss = diffusion.get_loss(loss) if isinstance(loss, str) else loss
+        self.loss_name = _loss_name(self.loss)
+        if isinstance(t_sampler, str):
+            self.sampler_name, self.sampler = t_sampler, schedules.t_sampler(t_sampler, diff.T)
+        else:
+            self.sampler_name, self.sampler = type(t_sampler).__name__, t_sampler
+        if class_cond and conds:
+            raise ValueError("give either class_cond/p_uncond or conds, not both")
+        self.class_cond, self.p_uncond = class_cond, p_uncond
+        self.conds = tuple(conds) or ((Cond("y", "y", p_uncond),) if class_cond else ())
+
+    def config(self) -> dict:
+        s = self.diff.schedule
+        cfg = dict(loss=self.loss_name, t_sampler=self.sampler_name, param=self.diff.param, var=self.diff.var,
+                   schedule=s.name, T=s.T, betas=s.betas, class_cond=self.class_cond, p_uncond=self.p_uncond)
+        if self.conds and not self.class_cond:  # (the shorthand keeps the keys runs were cached under)
+            cfg["conds"] = [c.config() for c in self.conds]
+        return cfg
+
+    def __call__(self, net, batch):
+        t, w = batch.sample_t(self.sampler)
+        eps = batch.randn(*batch.x.shape[1:], dtype=batch.x.dtype)
+        cond = conditioning(self.conds, batch)
+        losses = self.loss(as_model(net, **cond), self.diff, batch.x, t, eps)
+        loss = (losses * w.to(losses.dtype)).mean()
+        return loss, {}, {"t": t, "losses": losses.detach().double()}
+
+    def update(self, t, losses):
+        if hasattr(self.sampler, "update"):
+            self.sampler.update(t, losses)
+
+    def state_dict(self) -> dict:
+        return self.sampler.state_dict() if hasattr(self.sampler, "state_dict") else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if hasattr(self.sampler, "load_state_dict"):
+            self.sampler.load_state_dict(state)
+
+
+# --------------------------------------------------------------------------------------------
+# Token sequences (iGPT, Sec. 2.1 and 2.2)
+# --------------------------------------------------------------------------------------------
+class ARObjective:
+    """Next-token cross-entropy, L_AR = E[-sum_i log p(x_i | x_<i)] in raster order. With a
+    start-of-sequence slot the logits are aligned with the input."""
+
+    def config(self) -> dict:
+        return {"objective": "autoregressive"}
+
+    def __call__(self, net, batch):
+        logits = net(batch.x)  # (B, L, V): logits[:, i] predicts x[:, i] from x[:, <i]
+        return F.cross_entropy(logits.flatten(0, 1).float(), batch.x.flatten())
+
+
+class MaskedObjective:
+    """BERT-style L_BERT = E[-sum_{i in M} log p(x_i | x_{not M})] on a bidirectional model: a random
+    ``mask_prob`` of the positions is replaced by ``mask_token`` (the extra vocabulary id)."""
+
+    def __init__(self, mask_token: int, mask_prob: float = 0.15):
+        self.mask_token, self.mask_prob = mask_token, mask_prob
+
+    def config(self) -> dict:
+        return {"objective": "masked", "mask_token": self.mask_token, "mask_prob": self.mask_prob}
+
+    def __call__(self, net, batch):
+        x = batch.x
+        masked = batch.rand(x.shape[1]) < self.mask_prob  # (B, L)
+        inp = torch.where(masked, torch.full_like(x, self.mask_token), x)
+        logits = net(inp)
+        return F.cross_entropy(logits[masked].float(), x[masked]) if masked.any() else logits.sum() * 0
+
+
+# --------------------------------------------------------------------------------------------
+# Classification
+# --------------------------------------------------------------------------------------------
+def _heads_loss(out, y) -> tuple[torch.Tensor, dict]:
+    """Cross-entropy of one head (logits, y (B,)) or several (dict of logits, y (B, heads) in
+    the dict's order); logs the accuracy of each head."""
+    if torch.is_tensor(out):
+        return F.cross_entropy(out.float(), y), {"acc": (out.argmax(1) == y).float().mean()}
+    loss, logs = 0.0, {}
+    for i, (k, logits) in enumerate(out.items()):
+        loss = loss + F.cross_entropy(logits.float(), y[:, i])
+        logs[f"acc_{k}"] = (logits.argmax(1) == y[:, i]).float().mean()
+    return loss, logs
+
+
+class ClassifierObjective:
+    """Cross-entropy of ``net(x)`` against ``batch.y`` (summed over heads when ``net`` returns a dict;
+    then ``y`` is (N, heads) in the order of the dict)."""
+
+    def config(self) -> dict:
+        return {"objective": "classifier"}
+
+    def __call__(self, net, batch):
+        return _heads_loss(net(batch.x), batch.y)
+
+
+class NoisyClassifierObjective:
+    """ADM's noise-aware classifier (Dhariwal & Nichol 2021, Sec. 4.1): t ~ U{0..T-1},
+    x_t ~ q(x_t | x_0), cross-entropy of ``net(x_t, t)`` against the label. Per-example losses and t
+    are returned so that accuracy by noise level can be read from the log."""
+
+    def __init__(self, diff, t_sampler="uniform"):
+        self.diff = diff
+        if isinstance(t_sampler, str):
+            self.sampler_name, self.sampler = t_sampler, schedules.t_sampler(t_sampler, diff.T)
+        else:
+            self.sampler_name, self.sampler = type(t_sampler).__name__, t_sampler
+
+    def config(self) -> dict:
+        s = self.diff.schedule
+        return dict(objective="noisy_classifier", t_sampler=self.sampler_name, schedule=s.name, T=s.T, betas=s.betas)
+
+    def __call__(self, net, batch):
+        t, _ = batch.sample_t(self.sampler)
+        eps = batch.randn(*batch.x.shape[1:], dtype=batch.x.dtype)
+        x_t = diffusion.q_sample(self.diff.schedule, batch.x, t, eps).to(batch.x.dtype)
+        logits = net(x_t, t.float())
+        return F.cross_entropy(logits.float(), batch.y), {"acc": (logits.argmax(1) == batch.y).float().mean()}
+
+
+# --------------------------------------------------------------------------------------------
+# Contrastive (CLIP, Radford et al. 2021)
+# --------------------------------------------------------------------------------------------
+def clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """Symmetric InfoNCE over the batch: row i's image matches row i's caption. Embeddings are
+    L2-normalised here; ``logit_scale`` is log(1 / temperature)."""
+    img, txt = F.normalize(image_emb.float(), dim=-1), F.normalize(text_emb.float(), dim=-1)
+    logits = logit_scale.exp().clamp(max=100.0) * img @ txt.T  # (B, B)
+    labels = torch.arange(len(img), device=img.device)
+    loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+    return loss, {"acc_i2t": (logits.argmax(1) == labels).float().mean(), "scale": logit_scale.exp().detach()}
+
+
+class ContrastiveObjective:
+    """CLIP's loss for a dual encoder ``net(images, tokens) -> (image_emb, text_emb, logit_scale)``,
+    with the caption tokens in ``batch.extras[tokens]``. ``noised=True`` trains GLIDE's noised CLIP:
+    the image tower sees x_t at a uniform t (``net(x_t, tokens, t=t)``)."""
+
+    def __init__(self, tokens: str = "tokens", diff=None):
+        self.tokens, self.diff = tokens, diff
+
+    def config(self) -> dict:
+        cfg = {"objective": "contrastive", "tokens": self.tokens}
+        if self.diff is not None:
+            s = self.diff.schedule
+            cfg.update(noised=True, schedule=s.name, T=s.T, betas=s.betas)
+        return cfg
+
+    def __call__(self, net, batch):
+        tokens = batch.extras[self.tokens]
+        if self.diff is None:
+            return clip_loss(*net(batch.x, tokens))
+        t = batch.randint(self.diff.T)
+        eps = batch.randn(*batch.x.shape[1:], dtype=batch.x.dtype)
+        x_t = diffusion.q_sample(self.diff.schedule, batch.x, t, eps).to(batch.x.dtype)
+        return clip_loss(*net(x_t, tokens, t=t.float()))
+
+
+# --------------------------------------------------------------------------------------------
+# A target network (consistency distillation / training: theta^- )
+# --------------------------------------------------------------------------------------------
+class TargetNetwork:
+    """theta^-: a frozen copy of the trained network, updated after every optimizer step as
+    theta^- <- mu(k) theta^- + (1 - mu(k)) theta (Song et al. 2023, Algorithms 2 and 3).
+    ``mu=0`` is the stop-gradient copy of iCT (theta^- = theta after each step). Separate from the
+    evaluation EMA that ``train`` keeps. An objective that owns one forwards ``bind``,
+    ``after_step``, ``tensors`` and ``load_tensors`` to it (see ``TargetObjective``)."""
+
+    def __init__(self, mu: float | Callable[[int], float] = 0.0):
+        self.mu = mu
+        self.net: nn.Module | None = None
+
+    def config(self) -> dict:
+        return {"mu": self.mu if not callable(self.mu) else getattr(self.mu, "__name__", "schedule")}
+
+    def bind(self, net: nn.Module) -> None:
+        self.net = copy.deepcopy(_unwrap(net)).requires_grad_(False)
+
+    def after_step(self, step: int, net: nn.Module) -> None:
+        mu = float(self.mu(step)) if callable(self.mu) else float(self.mu)
+        with torch.no_grad():
+            for p_t, p in zip(self.net.parameters(), _unwrap(net).parameters()):
+                p_t.lerp_(p.detach(), 1 - mu)
+            for b_t, b in zip(self.net.buffers(), _unwrap(net).buffers()):
+                b_t.copy_(b)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+
+    def load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.net.load_state_dict(tensors)
+
+
+class TargetObjective:
+    """Base for objectives with a target network: ``self.target`` is a ``TargetNetwork``; train's
+    hooks reach it through these methods."""
+
+    target: TargetNetwork
+
+    def bind(self, net):
+        self.target.bind(net)
+
+    def after_step(self, step, net):
+        self.target.after_step(step, net)
+
+    def tensors(self):
+        return self.target.tensors()
+
+    def load_tensors(self, tensors):
+        self.target.load_tensors(tensors)
+
+
+def _unwrap(m: nn.Module) -> nn.Module:
+    m = getattr(m, "module", m)  # DDP
+    return getattr(m, "_orig_mod", m)  # torch.compile
+
+
+def cosine_anneal(start: float, end: float, steps: int) -> Callable[[int], float]:
+    """A value going from ``start`` to ``end`` over ``steps`` on a half cosine, then held (DALL-E's
+    Gumbel temperature, KL weight warm-ups)."""
+    def value(step: int) -> float:
+        f = min(1.0, step / max(1, steps))
+        return end + (start - end) * 0.5 * (1 + math.cos(math.pi * f))
+
+    return value

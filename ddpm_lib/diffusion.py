@@ -181,10 +181,13 @@ def model_variance(diff: Diffusion, x_t, t, var_out):
 
 
 def p_mean_variance(diff: Diffusion, out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,
-                    clip_denoised: bool | None = None) -> dict:
+                    clip_denoised: bool | None = None, denoised_fn=None) -> dict:
     """Model output -> mean, variance, log-variance, predicted x_0 and eps of p(x_{t-1} | x_t).
 
-    ``t`` indexes ``diff.schedule`` (for a respaced chain, the respaced index).
+    ``t`` indexes ``diff.schedule`` (for a respaced chain, the respaced index). ``denoised_fn(x0)``
+    edits the predicted x_0 before the clip (inpainting by replacing x_0 in the known region, a custom
+    clamp); the mean and eps are then recomputed from the edited x_0 (guided-diffusion's
+    ``process_xstart``).
     """
     sched, clip = diff.schedule, diff.clip_denoised if clip_denoised is None else clip_denoised
     x_t = x_t.double()
@@ -194,12 +197,19 @@ def p_mean_variance(diff: Diffusion, out: torch.Tensor, x_t: torch.Tensor, t: to
     if diff.param == "mu":
         mean = mean_out
         x0 = x0_from_mu(sched, x_t, t, mean_out)
+        if denoised_fn is not None:
+            x0 = denoised_fn(x0).double()
         x0 = x0.clamp(-1, 1) if clip else x0
+        if denoised_fn is not None:
+            mean = q_posterior(sched, x0, x_t, t)[0]
     else:
         x0 = {"eps": x0_from_eps, "x0": lambda s, x, t, o: o, "v": x0_from_v}[diff.param](sched, x_t, t, mean_out)
+        if denoised_fn is not None:
+            x0 = denoised_fn(x0).double()
         x0 = x0.clamp(-1, 1) if clip else x0
         mean = q_posterior(sched, x0, x_t, t)[0]
-    eps = mean_out if (diff.param == "eps" and not clip) else eps_from_x0(sched, x_t, t, x0)
+    edited = clip or denoised_fn is not None
+    eps = mean_out if (diff.param == "eps" and not edited) else eps_from_x0(sched, x_t, t, x0)
     return dict(mean=mean, var=var, logvar=logvar, x0=x0, eps=eps)
 
 

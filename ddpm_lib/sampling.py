@@ -35,9 +35,15 @@ def _steps(diff: Diffusion, progress: bool, desc: str, start: int | None = None)
 # --------------------------------------------------------------------------------------------
 # Ancestral sampling (DDPM Algorithm 2)
 # --------------------------------------------------------------------------------------------
+# Hooks shared by the samplers (keyword-only):
+# * ``denoised_fn(x0) -> x0``: edits the predicted x_0 at every step (clamping, inpainting by
+#   replacing x_0 in the known region, as GLIDE's notebooks do);
+# * ``step_fn(i, x) -> x``: edits the state after step i (the replacement trick: ``replace_known``);
+# * ``temperature`` (ancestral): the fresh noise is scaled by it (ADM App. G, GLIDE's upsample_temp).
 @torch.no_grad()
 def ancestral_steps(model: Model, diff: Diffusion, x_T: torch.Tensor, generator=None,
-                    progress: bool = False, start: int | None = None) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+                    progress: bool = False, start: int | None = None, *, denoised_fn=None, step_fn=None,
+                    temperature: float = 1.0) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """x_{t-1} = mu_theta(x_t, t) + sigma_t z, z ~ N(0, I) for t > 1 and z = 0 at the last step.
 
     ``start``: begin at that step with ``x_T`` holding x_start (DDPM Fig. 7 and 8), not at T - 1.
@@ -45,16 +51,18 @@ def ancestral_steps(model: Model, diff: Diffusion, x_T: torch.Tensor, generator=
     x = x_T.double()
     for i in _steps(diff, progress, "ancestral", start):
         t = torch.full((x.shape[0],), i, dtype=torch.long, device=x.device)
-        p = p_mean_variance(diff, call_model(model, diff, x, t), x, t)
+        p = p_mean_variance(diff, call_model(model, diff, x, t), x, t, denoised_fn=denoised_fn)
         z = noise_like(x.shape, generator, x.device) if i > 0 else torch.zeros_like(x)
-        x = p["mean"] + (0.5 * p["logvar"]).exp() * z  # Algorithm 2, line 4
+        x = p["mean"] + temperature * (0.5 * p["logvar"]).exp() * z  # Algorithm 2, line 4
+        if step_fn is not None:
+            x = step_fn(i, x).double()
         yield i, x, p["x0"]
 
 
 def ancestral(model: Model, diff: Diffusion, x_T: torch.Tensor, generator=None, progress: bool = False,
-              start: int | None = None) -> torch.Tensor:
+              start: int | None = None, **hooks) -> torch.Tensor:
     """Run ``ancestral_steps`` to the end and return the sample."""
-    for _, x, _ in ancestral_steps(model, diff, x_T, generator, progress, start):
+    for _, x, _ in ancestral_steps(model, diff, x_T, generator, progress, start, **hooks):
         pass
     return x
 
@@ -64,26 +72,59 @@ def ancestral(model: Model, diff: Diffusion, x_T: torch.Tensor, generator=None, 
 # --------------------------------------------------------------------------------------------
 @torch.no_grad()
 def ddim_steps(model: Model, diff: Diffusion, x_T: torch.Tensor, eta: float = 0.0, generator=None,
-               progress: bool = False, start: int | None = None) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+               progress: bool = False, start: int | None = None, *, denoised_fn=None,
+               step_fn=None) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must lie in [0, 1], got {eta}")
     sched, x = diff.schedule, x_T.double()
     for i in _steps(diff, progress, f"DDIM(eta={eta:g})", start):
         t = torch.full((x.shape[0],), i, dtype=torch.long, device=x.device)
-        p = p_mean_variance(diff, call_model(model, diff, x, t), x, t)
+        p = p_mean_variance(diff, call_model(model, diff, x, t), x, t, denoised_fn=denoised_fn)
         abar, abar_prev = sched.alpha_bar[i].item(), sched.alpha_bar_prev[i].item()
         sigma = eta * ((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev)) ** 0.5
         x = abar_prev**0.5 * p["x0"] + (1 - abar_prev - sigma**2) ** 0.5 * p["eps"]  # Eq. 12
         if i > 0 and sigma > 0:
             x = x + sigma * noise_like(x.shape, generator, x.device)
+        if step_fn is not None:
+            x = step_fn(i, x).double()
         yield i, x, p["x0"]
 
 
 def ddim(model: Model, diff: Diffusion, x_T: torch.Tensor, eta: float = 0.0, generator=None,
-         progress: bool = False, start: int | None = None) -> torch.Tensor:
-    for _, x, _ in ddim_steps(model, diff, x_T, eta, generator, progress, start):
+         progress: bool = False, start: int | None = None, **hooks) -> torch.Tensor:
+    for _, x, _ in ddim_steps(model, diff, x_T, eta, generator, progress, start, **hooks):
         pass
     return x
+
+
+# --------------------------------------------------------------------------------------------
+# Inpainting hooks (GLIDE Sec. 4.3 and its notebook)
+# --------------------------------------------------------------------------------------------
+def replace_known(diff: Diffusion, x0_known: torch.Tensor, mask: torch.Tensor, generator=None):
+    """The replacement trick as a ``step_fn``: after the step to x_{i-1}, the known region
+    (``mask`` = 1) is overwritten with a fresh draw of q(x_{i-1} | x_0 = x0_known); after the last
+    step, with x0_known itself. The model only ever fills the unknown region."""
+    sched, known, m = diff.schedule, x0_known.double(), mask.double()
+
+    def step_fn(i: int, x: torch.Tensor) -> torch.Tensor:
+        if i == 0:
+            return m * known.to(x.device) + (1 - m) * x
+        abar = sched.alpha_bar[i - 1].item()
+        z = noise_like(x.shape, generator, x.device)
+        noisy = abar**0.5 * known.to(x.device) + (1 - abar) ** 0.5 * z  # q(x_{i-1} | x_0)
+        return m * noisy + (1 - m) * x
+
+    return step_fn
+
+
+def keep_known_x0(x0_known: torch.Tensor, mask: torch.Tensor):
+    """A ``denoised_fn`` that replaces the predicted x_0 by the known pixels where ``mask`` = 1."""
+    known, m = x0_known.double(), mask.double()
+
+    def denoised_fn(x0: torch.Tensor) -> torch.Tensor:
+        return m * known.to(x0.device) + (1 - m) * x0
+
+    return denoised_fn
 
 
 @torch.no_grad()
@@ -172,6 +213,15 @@ def classifier_free(model_cond: Model, model_uncond: Model, scale: float, channe
         return torch.cat([g, c[:, channels:]], dim=1)
 
     return guided
+
+
+def guided_by(net, scale: float, cond: dict, null: dict, channels: int | None = None) -> Model:
+    """Classifier-free guidance on any conditioning of one network: ``cond`` and ``null`` are the
+    keyword arguments of the conditional and unconditional calls (``{"y": y}`` / ``{"y": -1}``,
+    ``{"tokens": t}`` / ``{"tokens": empty}``, ``{"embed": z}`` / ``{"embed": 0}``)."""
+    from .nets import as_model
+
+    return classifier_free(as_model(net, **cond), as_model(net, **null), scale, channels)
 
 
 GradFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

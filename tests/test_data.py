@@ -501,3 +501,42 @@ def test_data_container():
     assert torch.equal(next(d.batches(5, shuffle=False)).x, d.x[:5])
     with pytest.raises(ValueError):
         data.Data("bad", torch.zeros(3, 2), y=torch.zeros(2, dtype=torch.long))
+
+
+# --------------------------------------------------------------------------------------------
+# the registry
+# --------------------------------------------------------------------------------------------
+def test_registering_a_dataset_makes_load_find_it():
+    """A new dataset is one loader and one ``register`` call: ``load`` dispatches to it (memo
+    included), ``names()`` and the unknown-name error list it, and ``unregister`` takes it back."""
+    calls = []
+
+    def spiral(name, split, image_size, n, seed):
+        calls.append((name, split, image_size, n, seed))
+        t = torch.rand(n or 100, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 4 * math.pi
+        return data.Data(name, (torch.stack([t * t.cos(), t * t.sin()], 1) / 10).float())
+
+    data.register("test_spiral", spiral)
+    data.register("test_rings", lambda name, split, image_size, n, seed: data.Data(name, torch.zeros(n or 4, 2)),
+                  variants=("two", "three"))
+    try:
+        d = data.load("test_spiral", n=50, seed=3)
+        assert d.x.shape == (50, 2) and d.name == "test_spiral" and calls == [("test_spiral", "train", None, 50, 3)]
+        assert data.load("test_spiral", n=50, seed=3) is d and len(calls) == 1  # memoised like the built-ins
+        assert data.load("test_rings:two").name == "test_rings:two"
+        assert data.names(hub=False)[-3:] == ["test_spiral", "test_rings:two", "test_rings:three"]
+        with pytest.raises(ValueError, match=r"shapes, test_spiral, test_rings:two.*'test_rings:<name>' \(two, three\)"):
+            data.load("no such dataset!")
+        with pytest.raises(ValueError, match="already registered"):
+            data.register("shapes", spiral)
+        with pytest.raises(TypeError):
+            data.load("test_spiral", n=5, colour="red")  # a loader checks its own options
+    finally:
+        data.unregister("test_spiral")
+        data.unregister("test_rings")
+    assert "test_spiral" not in data.names() and data.names(hub=False)[-1] == "shapes"
+    with pytest.raises(ValueError) as err:
+        data.load("no such dataset!")
+    assert "test_" not in str(err.value)
+    with pytest.raises(data.DatasetUnavailable):  # no longer registered, nor memoised: a Hub id, offline
+        data.load("test_spiral", n=50, seed=3)

@@ -166,3 +166,106 @@ def test_gpt_config_validation():
         TR.GPTConfig(norm="batch")
     with pytest.raises(ValueError, match="block_size"):
         _gpt()(torch.zeros(1, 30, dtype=torch.long))
+
+
+# ---- continuous noise levels, float64 and forward-mode derivatives ----------------------------
+def _perturbed(net, seed=0, scale=0.05):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return net
+
+
+def test_new_unet_fields_leave_existing_configs_and_weights_unchanged():
+    """time_scale, max_period, pixel_norm_modulation stay out of the cache key at their defaults: the
+    presets keep the hashes and the seeded initial weights they had before the fields existed."""
+    from ddpm_lib import cache
+
+    assert cache.config_hash(U.PRESETS["tiny8"]) == "980f4a034230f4ab"
+    assert cache.config_hash(U.PRESETS["ddpm_cifar10"]) == "9bac8b5b7d974ea4"
+    assert cache.checksum(U.UNet(U.PRESETS["tiny8"]).state_dict()) == \
+        "a3de92c7165c526cac149cff8f5f8ef591c226be2512b4c47dc87b8e483d6b68"
+    for change in (dict(time_scale=2.0), dict(max_period=10.0), dict(scale_shift_norm=True, pixel_norm_modulation=True)):
+        before = U.preset("tiny8", scale_shift_norm="scale_shift_norm" in change)
+        assert cache.config_hash(U.preset("tiny8", **change)) != cache.config_hash(before)
+    with pytest.raises(ValueError, match="scale_shift_norm"):
+        U.preset("tiny8", pixel_norm_modulation=True)
+
+
+def test_float32_time_embedding_is_bit_identical_to_the_original():
+    import math
+
+    def old(t, dim=64, max_period=10000.0):  # the formula before the embedding followed its input's dtype
+        half = dim // 2
+        freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)
+        args = t.float()[:, None] * freqs[None]
+        return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+    t = torch.tensor([0.0, 1.0, 17.5, 999.0])
+    assert torch.equal(U.timestep_embedding(t, 64), old(t))
+    steps = torch.tensor([0, 1, 17, 999])
+    assert torch.equal(U.timestep_embedding(steps, 64), old(steps))
+    assert U.timestep_embedding(t.double(), 64).dtype == torch.float64
+
+
+def test_double_unet_runs_and_matches_float32():
+    import copy
+
+    net = _perturbed(U.UNet(_tiny(scale_shift_norm=True, num_classes=3)))
+    net64 = copy.deepcopy(net).double()
+    x, t, y = torch.randn(2, 3, 8, 8), torch.tensor([3.0, 700.0]), torch.tensor([0, 2])
+    out32, out64 = net(x, t, y=y), net64(x.double(), t.double(), y=y)
+    assert out64.dtype == torch.float64 and out32.abs().max() > 0.1
+    assert (out64 - out32.double()).abs().max().item() < 1e-5
+    assert torch.equal(net64(x.double(), t.long(), y=y), out64)  # integer steps too
+
+
+def test_time_scale_and_max_period():
+    base = U.UNet(_tiny())
+    scaled = U.UNet(_tiny(time_scale=7.0))
+    scaled.load_state_dict(_perturbed(base).state_dict())
+    x, t = torch.randn(2, 3, 8, 8, dtype=torch.float64), torch.tensor([0.3, 1.2], dtype=torch.float64)
+    base, scaled = base.double(), scaled.double()
+    torch.testing.assert_close(scaled(x, t), base(x, 7.0 * t), rtol=1e-12, atol=1e-12)
+    short = U.UNet(_tiny(max_period=10.0)).double()
+    short.load_state_dict(base.state_dict())
+    assert (short(x, t) - base(x, t)).abs().max() > 1e-3
+
+
+def test_pixel_norm_modulation_normalises_the_adagn_scale_and_shift():
+    e = torch.randn(4, 6, 1, 1, dtype=torch.float64) * 5
+    torch.testing.assert_close(U.pixel_norm(e).pow(2).mean(1), torch.ones(4, 1, 1, dtype=torch.float64))
+    plain = _perturbed(U.UNet(_tiny(scale_shift_norm=True))).double()
+    normed = U.UNet(_tiny(scale_shift_norm=True, pixel_norm_modulation=True)).double()
+    normed.load_state_dict(plain.state_dict())
+    block = normed.mid[0]
+    h, emb = torch.randn(2, 32, 4, 4, dtype=torch.float64), torch.randn(2, 64, dtype=torch.float64)
+    scale, shift = block.emb(torch.nn.functional.silu(emb))[:, :, None, None].chunk(2, dim=1)
+    h1 = block.conv1(torch.nn.functional.silu(block.norm1(h)))
+    expect = block.conv2(torch.nn.functional.silu(block.norm2(h1) * U.pixel_norm(1 + scale) + U.pixel_norm(shift))) + h
+    torch.testing.assert_close(block(h, emb), expect)
+    x, t = torch.randn(2, 3, 8, 8, dtype=torch.float64), torch.tensor([5.0, 500.0], dtype=torch.float64)
+    assert (normed(x, t) - plain(x, t)).abs().max() > 1e-3
+
+
+def test_jvp_through_the_unet_matches_central_differences():
+    """d/dx and d/dt of a float64 UNet with attention, AdaGN + PixelNorm and a max-period-10 embedding
+    on TrigFlow-like t in [0, pi/2]: forward-mode AD agrees with a central difference to 1e-6."""
+    cfg = _tiny(scale_shift_norm=True, pixel_norm_modulation=True, max_period=10.0)
+    net = _perturbed(U.UNet(cfg), scale=0.2).double()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 3, 8, 8, generator=g, dtype=torch.float64)
+    t = torch.tensor([0.3, 1.2], dtype=torch.float64)
+    dx = torch.randn(x.shape, generator=g, dtype=torch.float64)
+    dt = torch.tensor([1.0, -0.5], dtype=torch.float64)
+    out, tangent = U.jvp(net, (x, t), (dx, dt))
+    h = 1e-5
+    fd = (net(x + h * dx, t + h * dt) - net(x - h * dx, t - h * dt)) / (2 * h)
+    assert torch.equal(out, net(x, t))
+    rel = ((tangent - fd).norm() / fd.norm()).item()
+    assert fd.norm() > 1e-2 and rel < 1e-6, rel
+    # each input alone, and the derivative in t is not zero (t really reaches the network)
+    _, tan_t = U.jvp(lambda tt: net(x, tt), (t,), (dt,))
+    fd_t = (net(x, t + h * dt) - net(x, t - h * dt)) / (2 * h)
+    assert fd_t.norm() > 1e-3 and ((tan_t - fd_t).norm() / fd_t.norm()).item() < 1e-6

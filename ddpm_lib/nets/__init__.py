@@ -33,9 +33,10 @@ def as_model(net: nn.Module, **cond):
     network's dtype (so losses can backpropagate through it).
     """
     dtype = next(net.parameters()).dtype
+    t_dtype = torch.promote_types(dtype, torch.float32)  # float32 steps, float64 for a .double() network
 
     def model(x, t):
-        return net(x.to(dtype), t.to(x.device).float(), **cond)
+        return net(x.to(dtype), t.to(x.device).to(t_dtype), **cond)
 
     return model
 

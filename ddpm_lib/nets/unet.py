@@ -11,18 +11,25 @@ guidance), text tokens (``context_dim``: their projected keys/values join every 
 as in GLIDE) and a global embedding (``embed_dim``: added to the time embedding, as unCLIP adds CLIP
 image embeddings). Learned variance is ``out_channels = 2 * in_channels``.
 
-The network never sees a schedule: it gets the step index t as a float.
+The network never sees a schedule: it gets the step index t as a float (or any continuous noise
+level: ``time_scale`` and ``max_period`` set the sinusoid's range, e.g. max period 10 on TrigFlow's
+t in [0, pi/2] as in sCM-mnist). ``pixel_norm_modulation`` PixelNorms the AdaGN scale and shift (sCM,
+Lu & Song 2025, Sec. 4.1), which keeps consistency training stable. The network runs in float64 too
+(``.double()``; the time embedding follows its dtype), and ``jvp`` takes forward-mode derivatives
+through it (sCM's tangents) with the attention kernel that supports them.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from ..cache import OMIT_DEFAULT
 from . import seeded_init
 
 
@@ -44,8 +51,14 @@ class UNetConfig:
     context_dim: int | None = None
     embed_dim: int | None = None
     groups: int = 32
+    # added for continuous noise levels; at their defaults they stay out of the cache key
+    time_scale: float = field(default=1.0, metadata=OMIT_DEFAULT)  # t * time_scale enters the sinusoid
+    max_period: float = field(default=10000.0, metadata=OMIT_DEFAULT)  # of the sinusoidal embedding
+    pixel_norm_modulation: bool = field(default=False, metadata=OMIT_DEFAULT)  # needs scale_shift_norm
 
     def __post_init__(self):
+        if self.pixel_norm_modulation and not self.scale_shift_norm:
+            raise ValueError("pixel_norm_modulation normalises the AdaGN scale and shift: set scale_shift_norm=True")
         if self.image_size % 2 ** (len(self.channel_mult) - 1):
             raise ValueError(f"image_size {self.image_size} must be divisible by 2^(levels-1) = "
                              f"{2 ** (len(self.channel_mult) - 1)}")
@@ -77,12 +90,19 @@ def preset(name: str, **overrides) -> UNetConfig:
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """Transformer sinusoidal embedding of (float) steps t: (B,) -> (B, dim)."""
+    """Transformer sinusoidal embedding of (float) steps t: (B,) -> (B, dim), in t's dtype
+    (float32 for integer steps)."""
+    dtype = t.dtype if t.is_floating_point() else torch.float32
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
-    args = t.float()[:, None] * freqs[None]
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=dtype, device=t.device) / half)
+    args = t.to(dtype)[:, None] * freqs[None]
     emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
     return F.pad(emb, (0, 1)) if dim % 2 else emb
+
+
+def pixel_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """x / sqrt(mean over channels of x^2 + eps): unit RMS per example (dim 1 = channels)."""
+    return x / torch.sqrt(torch.mean(x**2, dim=1, keepdim=True) + eps)
 
 
 def zero(module: nn.Module) -> nn.Module:
@@ -98,9 +118,9 @@ class ResBlock(nn.Module):
     """
 
     def __init__(self, cin: int, cout: int, emb_dim: int, dropout: float, groups: int,
-                 scale_shift: bool = False, resample: str | None = None):
+                 scale_shift: bool = False, resample: str | None = None, pixel_norm: bool = False):
         super().__init__()
-        self.scale_shift, self.resample = scale_shift, resample
+        self.scale_shift, self.resample, self.pixel_norm = scale_shift, resample, pixel_norm
         self.norm1 = nn.GroupNorm(groups, cin)
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
         self.emb = nn.Linear(emb_dim, 2 * cout if scale_shift else cout)
@@ -121,7 +141,10 @@ class ResBlock(nn.Module):
         h, x = self._resample(h), self._resample(x)
         h = self.conv1(h)
         e = self.emb(F.silu(emb))[:, :, None, None]
-        if self.scale_shift:  # AdaGN (ADM Sec. 3)
+        if self.scale_shift and self.pixel_norm:  # sCM Sec. 4.1: AdaGN with PixelNorm'd scale and shift
+            scale, shift = e.chunk(2, dim=1)
+            h = self.norm2(h) * pixel_norm(1 + scale) + pixel_norm(shift)
+        elif self.scale_shift:  # AdaGN (ADM Sec. 3)
             scale, shift = e.chunk(2, dim=1)
             h = self.norm2(h) * (1 + scale) + shift
         else:
@@ -189,7 +212,8 @@ class UNet(nn.Module):
             return c // cfg.head_channels if cfg.head_channels else cfg.num_heads
 
         def block(cin, cout, resample=None):
-            return ResBlock(cin, cout, emb_dim, cfg.dropout, g, cfg.scale_shift_norm, resample)
+            return ResBlock(cin, cout, emb_dim, cfg.dropout, g, cfg.scale_shift_norm, resample,
+                            cfg.pixel_norm_modulation)
 
         def attn(c):
             return Attention(c, heads(c), g, cfg.context_dim)
@@ -224,7 +248,10 @@ class UNet(nn.Module):
         self.out = nn.Sequential(nn.GroupNorm(g, cur), nn.SiLU(), zero(nn.Conv2d(cur, cfg.out_channels, 3, padding=1)))
 
     def embedding(self, t, y=None, embed=None):
-        emb = self.time_embed(timestep_embedding(t, self.cfg.base_channels))
+        dtype = self.time_embed[0].weight.dtype
+        t = t.to(torch.promote_types(dtype, torch.float32))  # float32, or float64 for a .double() network
+        emb = self.time_embed(timestep_embedding(t * self.cfg.time_scale, self.cfg.base_channels,
+                                                 self.cfg.max_period).to(dtype))
         if self.class_embed is not None:
             if y is None:
                 y = torch.full((t.shape[0],), -1, dtype=torch.long, device=t.device)
@@ -254,3 +281,11 @@ class UNet(nn.Module):
         for layers in self.up:
             h = self._run(layers, torch.cat([h, hs.pop()], dim=1), emb, context, context_mask)
         return self.out(h)
+
+
+def jvp(fn, primals: tuple, tangents: tuple):
+    """``torch.func.jvp(fn, primals, tangents)`` -> (fn(*primals), its directional derivative), with
+    scaled-dot-product attention forced to the math kernel: the flash and memory-efficient CUDA
+    kernels have no forward-mode AD (pytorch/pytorch#128971). Used for sCM's tangents dF/dt."""
+    with sdpa_kernel(SDPBackend.MATH):
+        return torch.func.jvp(fn, tuple(primals), tuple(tangents))

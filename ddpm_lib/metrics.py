@@ -1,15 +1,15 @@
-"""Sample-quality metrics: distances between feature distributions, the networks that give the
-features, conditional accuracy, bits/dim, and exact metrics for 2-D toys.
+"""Sample-quality metrics: distances between feature distributions, conditional accuracy,
+bits/dim, and exact metrics for 2-D toys. This module holds the math only: of the library it imports
+``stats`` alone (the feature networks, their training and their data are in ``features``).
 
 * Distances between two sets of features (float64, any feature network):
   ``frechet_distance`` (FID's formula, Heusel et al. 2017), ``kid`` (unbiased MMD^2 with the cubic
   polynomial kernel, Binkowski et al. 2018) and ``precision_recall`` (k-NN manifolds,
   Kynkaanniemi et al. 2019, k = 3 as in the ADM evaluator).
-* Feature networks, by name, through ``get_extractor``: ``"inception"`` (pool3, 2048-d; only where
-  ``pytorch-fid`` and its weights file are already on disk) or an *in-domain* network per data set
-  (``"digits"``, ``"shapes"``, ``"mnist"``, ``"fashion_mnist"``, ``"cifar10"``): a small GroupNorm CNN
-  trained by a fixed recipe on the real training split and cached. Its penultimate layer gives the
-  features of "FID_clf", its heads score conditional samples (``conditional_accuracy``,
+* ``FeatureExtractor``: a frozen network (anything with ``.features(x)`` and, for logits, a forward
+  that returns a dict of heads) as features and predictions of images in [-1, 1]. Named extractors,
+  Inception and the in-domain networks trained per data set, come from ``features.get_extractor``;
+  the in-domain networks' heads score conditional samples (``conditional_accuracy``,
   ``attribute_accuracy``).
 * ``evaluate`` puts these together and always reports the real-vs-real floor.
 * Likelihoods: ``bits_per_dim``, ``nats_to_bits``, ``bpd_from_logits``.
@@ -20,20 +20,14 @@ numbers are comparable only between rows computed with the same n and the same f
 """
 from __future__ import annotations
 
-import dataclasses
 import math
-import time
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from . import cache
-from .progress import tqdm
 
 LN2 = math.log(2.0)
 
@@ -169,71 +163,8 @@ def pr_indicators(real, fake, k: int = 3, chunk: int = 512) -> tuple[torch.Tenso
 
 
 # --------------------------------------------------------------------------------------------
-# Feature networks
+# Feature extractors: a frozen network as features (and logits); the networks are in ``features``
 # --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class FeatureNetRecipe:
-    """The fixed training recipe of an in-domain feature network. Any change gives a new cache key.
-
-    ``n_train=None`` uses the whole training split. ``shift`` is the augmentation: a random
-    translation by up to that many pixels (edges replicated); 0 turns it off.
-    """
-
-    width: int = 16  # channels of the first stage; doubled at each downsampling
-    feature_dim: int = 128  # the penultimate layer: the features
-    epochs: int = 20
-    batch_size: int = 64
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    shift: int = 1
-    n_train: int | None = None
-    n_test: int | None = None  # held-out images for the accuracy (None: the loader's default)
-    seed: int = 0
-
-
-# One recipe per data set. digits and shapes train in well under a minute on 2 CPU cores at 16x16;
-# the online sets (60k / 50k images) are meant for a GPU session or a long CPU run.
-RECIPES: dict[str, FeatureNetRecipe] = {
-    "digits": FeatureNetRecipe(epochs=15),
-    "shapes": FeatureNetRecipe(epochs=4, n_train=8000, shift=0),  # position is an attribute: no shifts
-    "mnist": FeatureNetRecipe(width=32, epochs=3),
-    "fashion_mnist": FeatureNetRecipe(width=32, epochs=5),
-    "cifar10": FeatureNetRecipe(width=48, epochs=15, shift=2),
-}
-DEFAULT_SIZE = {"digits": 16, "shapes": 16, "mnist": 28, "fashion_mnist": 28, "cifar10": 32}
-EXTRACTORS = ("inception", *RECIPES)
-
-
-class FeatureNet(nn.Module):
-    """Conv stages (GroupNorm, SiLU), each halving the resolution, down to about 4x4; the final map
-    is pooled to 4x4 and flattened (not globally averaged, so features keep *where* things are, one
-    of the shapes attributes), then a linear layer to ``feature_dim`` features and one linear head
-    per label (``heads``: name -> number of classes)."""
-
-    def __init__(self, channels: int, image_size: int, heads: dict[str, int], width: int = 16, feature_dim: int = 128):
-        super().__init__()
-        n_down = max(0, min(3, int(math.floor(math.log2(image_size / 4)))))
-
-        def block(cin, cout, stride=1):
-            return [nn.Conv2d(cin, cout, 3, stride, 1), nn.GroupNorm(min(8, cout), cout), nn.SiLU()]
-
-        layers, ch = block(channels, width), width
-        for _ in range(n_down):
-            layers += block(ch, ch) + block(ch, 2 * ch, stride=2)
-            ch *= 2
-        self.body = nn.Sequential(*layers, block(ch, ch)[0], nn.GroupNorm(min(8, ch), ch), nn.SiLU(),
-                                  nn.AdaptiveAvgPool2d(4), nn.Flatten())
-        self.proj = nn.Linear(ch * 16, feature_dim)
-        self.heads = nn.ModuleDict({k: nn.Linear(feature_dim, n) for k, n in heads.items()})
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return F.silu(self.proj(self.body(x)))  # (B, feature_dim)
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        f = self.features(x)
-        return {k: head(f) for k, head in self.heads.items()}
-
-
 class FeatureExtractor:
     """A frozen network from images in [-1, 1] (N, C, H, W) to features (N, D) float64.
 
@@ -308,189 +239,6 @@ class FeatureExtractor:
     def __repr__(self) -> str:
         acc = f", test accuracy {self.accuracy:.3f}" if self.accuracy is not None else ""
         return f"FeatureExtractor({self.name}, {self.image_size}px{acc})"
-
-
-def _load_split(dataset: str, split: str, image_size: int, n: int | None, seed: int):
-    from . import data  # lazy: metrics on precomputed features never needs the data module
-
-    return data.load(dataset, split=split, image_size=image_size, n=n, seed=seed)
-
-
-def _targets(d) -> tuple[dict[str, torch.Tensor], dict[str, int], str]:
-    """Labels per head: every attribute when the data set has them (shapes), else the class."""
-    if getattr(d, "attrs", None):
-        targets = {k: v.long() for k, v in d.attrs.items()}
-        sizes = {k: len(d.attr_values[k]) if getattr(d, "attr_values", None) and k in d.attr_values
-                 else int(v.max()) + 1 for k, v in targets.items()}
-        label_head = next((k for k, v in targets.items() if d.y is not None and torch.equal(v, d.y.long())), None)
-        return targets, sizes, label_head
-    if d.y is None:
-        raise ValueError("a feature network needs labelled data (y or attrs)")
-    n_classes = len(d.classes) if getattr(d, "classes", None) else int(d.y.max()) + 1
-    return {"class": d.y.long()}, {"class": n_classes}, "class"
-
-
-def _shift(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
-    """Random translation of each image by up to s pixels (replicated edges)."""
-    if s == 0:
-        return x
-    n, _, h, w = x.shape
-    pad = F.pad(x, (s, s, s, s), mode="replicate")
-    dy, dx = torch.randint(0, 2 * s + 1, (2, n), generator=g)
-    out = torch.empty_like(x)
-    for oy in range(2 * s + 1):
-        for ox in range(2 * s + 1):
-            idx = ((dy == oy) & (dx == ox)).nonzero().flatten()
-            out[idx] = pad[idx, :, oy:oy + h, ox:ox + w]
-    return out
-
-
-@torch.no_grad()
-def _head_accuracy(net: FeatureNet, x: torch.Tensor, targets: dict[str, torch.Tensor], device) -> dict[str, float]:
-    net.eval()
-    logits = [net(x[i:i + 500].to(device)) for i in range(0, len(x), 500)]
-    return {k: float((torch.cat([l[k] for l in logits]).argmax(1).cpu() == t).double().mean()) for k, t in targets.items()}
-
-
-def train_feature_net(dataset: str, image_size: int, recipe: FeatureNetRecipe, device="cpu",
-                      progress: bool = True, threads: int | None = None) -> tuple[FeatureNet, dict]:
-    """Train the in-domain network by ``recipe`` (Adam with a one-cycle schedule peaking at
-    ``lr``, summed cross-entropy over heads) on the training split; measure its accuracy per head on
-    the test split. Returns (net, metadata). The caller's global RNG state is left untouched.
-
-    ``threads`` sets torch's CPU threads while training (restored after). On a CPU shared with
-    other busy processes, ``threads=1`` avoids the large slow-down of oversubscribed threads.
-    """
-    old_threads = torch.get_num_threads()
-    try:
-        if threads:
-            torch.set_num_threads(threads)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(recipe.seed)
-            return _train(dataset, image_size, recipe, device, progress)
-    finally:
-        torch.set_num_threads(old_threads)
-
-
-def _train(dataset: str, image_size: int, recipe: FeatureNetRecipe, device, progress: bool):
-    t0 = time.perf_counter()
-    g = torch.Generator().manual_seed(recipe.seed)
-    tr = _load_split(dataset, "train", image_size, recipe.n_train, recipe.seed)
-    te = _load_split(dataset, "test", image_size, recipe.n_test, recipe.seed)
-    targets, sizes, label_head = _targets(tr)
-    test_targets, _, _ = _targets(te)
-    x = tr.x.float()
-    net = FeatureNet(x.shape[1], image_size, sizes, recipe.width, recipe.feature_dim).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    steps_per_epoch = math.ceil(len(x) / recipe.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, recipe.lr, total_steps=recipe.epochs * steps_per_epoch)
-    bar = tqdm(total=recipe.epochs * steps_per_epoch, desc=f"feature net {dataset} {image_size}px", disable=not progress)
-    for _ in range(recipe.epochs):
-        net.train()
-        perm = torch.randperm(len(x), generator=g)
-        for i in range(0, len(x), recipe.batch_size):
-            idx = perm[i:i + recipe.batch_size]
-            logits = net(_shift(x[idx], recipe.shift, g).to(device))
-            loss = sum(F.cross_entropy(logits[k], t[idx].to(device)) for k, t in targets.items())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-    bar.close()
-    acc = _head_accuracy(net, te.x.float(), test_targets, device)
-    meta = dict(dataset=dataset, image_size=image_size, channels=x.shape[1], heads=sizes, label_head=label_head,
-                accuracy=acc, n_train=len(x), n_test=len(te.x), train_seconds=round(time.perf_counter() - t0, 2),
-                recipe=dataclasses.asdict(recipe), attr_values=getattr(tr, "attr_values", None) or None,
-                classes=list(tr.classes) if getattr(tr, "classes", None) is not None else None)
-    return net.cpu().eval(), meta
-
-
-def feature_net_path(dataset: str, image_size: int, recipe: FeatureNetRecipe) -> Path:
-    """Cache file of a feature network: keyed by data set, image size and the whole recipe."""
-    key = cache.config_hash({"kind": "feature_net", "version": 1, "dataset": dataset,
-                             "image_size": image_size, "recipe": recipe})
-    return cache.cache_dir("feature_nets") / f"{dataset}-{image_size}px-{key}.safetensors"
-
-
-def _in_domain(name: str, image_size: int | None, recipe: FeatureNetRecipe | None, device, train: bool,
-               progress: bool, threads: int | None) -> FeatureExtractor:
-    image_size = image_size or DEFAULT_SIZE[name]
-    recipe = recipe or RECIPES[name]
-    path = feature_net_path(name, image_size, recipe)
-    state = None
-    if cache.exists(path):
-        try:
-            state, meta = cache.load_tensors(path)
-        except cache.CorruptCheckpoint as e:
-            if not train:
-                raise
-            cache.quarantine(path, e.why)
-    if state is not None:
-        net = FeatureNet(meta["channels"], image_size, meta["heads"], recipe.width, recipe.feature_dim)
-        net.load_state_dict(state)
-        return FeatureExtractor(name, net, image_size, meta["channels"], meta, trained_now=False, device=device)
-    if not train:
-        raise FileNotFoundError(f"no cached {name} feature net at {path} and train=False")
-    net, meta = train_feature_net(name, image_size, recipe, device=device, progress=progress, threads=threads)
-    cache.save_tensors(path, net.state_dict(), meta)
-    return FeatureExtractor(name, net, image_size, meta["channels"], meta, trained_now=True, device=device)
-
-
-# ---- Inception (optional) -----------------------------------------------------------------------
-class InceptionExtractor(FeatureExtractor):
-    """pool3 (2048-d) of the FID Inception network from ``pytorch-fid``; images are quantized to
-    256 levels first, as the ADM evaluator feeds uint8 images. No logits: ``predict`` raises."""
-
-    def __init__(self, net: nn.Module, device="cpu"):
-        super().__init__("inception", net, 299, 3, {}, device=device)
-
-    def prepare(self, x):  # the network resizes to 299 itself
-        x = torch.as_tensor(x).to(self.device, torch.float32)
-        x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
-        return torch.round((x.clamp(-1, 1) + 1) * 127.5) / 255.0  # [0, 1] on the uint8 grid
-
-    def _features(self, x):
-        return self.net(x)[0].flatten(1)  # (B, 2048)
-
-    def _logits(self, x):
-        raise NotImplementedError("the FID Inception network gives features only")
-
-
-def _inception(device) -> InceptionExtractor:
-    """The pytorch-fid Inception, only if the package is importable *and* its weights file is already
-    in the torch hub cache; never downloads."""
-    alternatives = f"use an in-domain feature network instead: {list(RECIPES)}"
-    try:
-        from pytorch_fid import inception as pfi
-    except ImportError:
-        raise RuntimeError("Inception features need the `pytorch-fid` package (pip install pytorch-fid) and its "
-                           f"weights on disk; {alternatives}") from None
-    weights = Path(torch.hub.get_dir()) / "checkpoints" / pfi.FID_WEIGHTS_URL.rsplit("/", 1)[-1]
-    if not weights.exists():
-        raise RuntimeError(f"Inception weights not found at {weights}; this library never downloads them. "
-                           "Fetch them once where a network is available (running pytorch-fid once does), "
-                           f"or {alternatives}")
-    net = pfi.InceptionV3([pfi.InceptionV3.BLOCK_INDEX_BY_DIM[2048]], resize_input=True, normalize_input=True)
-    return InceptionExtractor(net, device)
-
-
-def get_extractor(name: str, image_size: int | None = None, recipe: FeatureNetRecipe | None = None,
-                  device="cpu", train: bool = True, progress: bool = True,
-                  threads: int | None = None) -> FeatureExtractor:
-    """A feature extractor by name: ``"inception"`` or a data set's in-domain network.
-
-    In-domain networks are loaded from the cache (``ddpm_lib.cache``, keyed by data set, image size
-    and recipe) or trained once by ``RECIPES[name]`` (or ``recipe``) at ``image_size`` (default
-    ``DEFAULT_SIZE[name]``) and cached; ``train=False`` refuses to train. ``threads``: CPU threads
-    while training (see ``train_feature_net``).
-    """
-    if name == "inception":
-        return _inception(device)
-    if name not in RECIPES:
-        raise ValueError(f"unknown feature extractor {name!r}; valid choices: {list(EXTRACTORS)}")
-    return _in_domain(name, image_size, recipe, device, train, progress, threads)
 
 
 # --------------------------------------------------------------------------------------------

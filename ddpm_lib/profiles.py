@@ -82,7 +82,7 @@ class DDPMChapter:
     mu_budget_factor: int = 4  # the mu-tilde row on the true bound is retrained with this many times the budget
     shared_xt_sources: int = 32  # held-out images encoded to a shared x_t (4 samples each)
     bootstrap: int = 200  # bootstrap replicates of every FD / KID / precision / recall
-    feature_epochs: int | None = None  # None: the extractor's fixed recipe
+    feature_images: int | None = None  # the feature nets' training length in images seen; None: their fixed recipe
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ class ImprovedDDPMChapter:
     table_sample_steps: int = 250  # respaced sampler for the table's FD column
     step_counts: tuple[int, ...] = (10, 25, 50, 100, 1000)
     skip_fractions: tuple[float, ...] = (0.0, 0.2, 0.4)
-    feature_epochs: int | None = None
+    feature_images: int | None = None  # as in DDPMChapter
 
 
 PRESETS: dict[str, dict[str, object]] = {
@@ -169,7 +169,7 @@ PRESETS: dict[str, dict[str, object]] = {
         "smoke": ImprovedDDPMChapter(T=100, train_images=12 * 32, batch_size=32, warmup_images=0, snapshots=2,
                                      is_images=40 * 32, grad_batches=6, nll_reps=3, bootstrap=20,
                                      nll_steps=8, nll_images=16, n_samples=16, table_sample_steps=10,
-                                     step_counts=(5, 10, 100), skip_fractions=(0.0, 0.3), feature_epochs=1),
+                                     step_counts=(5, 10, 100), skip_fractions=(0.0, 0.3), feature_images=1440),
         "cpu": ImprovedDDPMChapter(),
         # one GPU: 32x32 (CIFAR-10 where reachable, else shapes), DDPM-sized models are too slow for six
         # rows in 30 minutes, so a 16-32M parameter UNet with a shorter budget
@@ -183,7 +183,7 @@ PRESETS: dict[str, dict[str, object]] = {
         "smoke": DDPMChapter(T=100, train_images=30 * 32, batch_size=32, warmup_images=0, sample_steps=20,
                              n_samples=32, nll_images=8, ablation_images=8 * 32, ablation_samples=12,
                              ablation_nll_steps=4, ablation_nll_reps=3, mu_budget_factor=2, shared_xt_sources=8, bootstrap=20,
-                             feature_epochs=1),
+                             feature_images=1440),
         "cpu": DDPMChapter(),
         # one GPU: CIFAR-10 with DDPM's CIFAR model (shorter than the paper's 800k steps) where the Hub
         # is reachable, else shapes at 32x32; the ablation at 16x16

@@ -325,17 +325,20 @@ def _train(net, loss_fn, data, cfg, run_dir, config_key, device, progress, max_s
     if cfg.channels_last:
         net = net.to(memory_format=torch.channels_last)
     ema = copy.deepcopy(net).eval().requires_grad_(False)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
-                            fused=device.type == "cuda")
     start, log = 0, []
     if hasattr(loss_fn, "bind"):
         loss_fn.bind(net)  # e.g. a target network starts as a copy of the initial weights
     state = _resume_state(run_dir, config_key, device)
+    # a finished run needs no optimizer (the first one built in a process imports torch._dynamo: ~1 s)
+    opt = None if state is not None and int(state[1]["step"]) >= cfg.steps else \
+        torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
+                          fused=device.type == "cuda")
     if state is not None:
         tensors, meta = state
         net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-        _load_optimizer(opt, tensors, meta["optimizer"])
+        if opt is not None:
+            _load_optimizer(opt, tensors, meta["optimizer"])
         if hasattr(loss_fn, "load_state_dict") and meta.get("extra", {}).get("loss_state") is not None:
             loss_fn.load_state_dict(meta["extra"]["loss_state"])
         obj_tensors = {k[10:]: v for k, v in tensors.items() if k.startswith("objective.")}
@@ -525,7 +528,7 @@ CHECKPOINT_EVERY_S = 300.0
 
 
 def train_cached(name: str, net: nn.Module, loss_fn, data, cfg: TrainConfig, extra: dict | None = None,
-                 **kw) -> TrainResult:
+                 load_only: bool = False, **kw) -> TrainResult:
     """``train`` in a cache directory keyed by everything that determines the weights: the network's
     config (``net.cfg``), the objective (``loss_fn.config()``), the data's tensors, the training config
     and ``extra``. Run twice, it loads; change anything, it trains anew.
@@ -533,12 +536,22 @@ def train_cached(name: str, net: nn.Module, loss_fn, data, cfg: TrainConfig, ext
     The library's networks draw their initial weights from a generator seeded by their config
     (``nets.seeded_init``) and ``train`` draws everything else from (seed, step), so the weights under a
     key never depend on what ran before in the process. Checkpoints every ``checkpoint_every_s``
-    (default 300 s): an interrupted notebook resumes on re-run."""
+    (default 300 s): an interrupted notebook resumes on re-run. ``load_only=True`` never trains: it
+    raises FileNotFoundError unless the finished run is in the cache."""
     key = dict(model=getattr(net, "cfg", None), objective=loss_fn.config() if hasattr(loss_fn, "config") else None,
                train=cfg, data=fingerprint(data), extra=extra or {}, version=CACHE_VERSION)
     run_dir, h = run_dir_for(name, **key)
+    if load_only and not finished(run_dir, cfg):
+        raise FileNotFoundError(f"no finished run {name!r} in the cache ({run_dir}) and load_only=True")
     kw.setdefault("checkpoint_every_s", CHECKPOINT_EVERY_S)
     res = train(net, loss_fn, data, cfg, run_dir=run_dir, config_key=h, desc=name, **kw)
     HISTORY.append(dict(name=name, loaded=res.loaded, resumed_from=res.resumed_from, steps=res.steps,
                         wall_s=round(res.wall_s, 1)))
     return res
+
+
+def finished(run_dir: str | Path, cfg: TrainConfig) -> bool:
+    """Whether ``run_dir`` holds the final checkpoint of a run of ``cfg`` (a corrupt one raises
+    ``cache.CorruptCheckpoint``)."""
+    path = Path(run_dir) / CKPT
+    return cache.exists(path) and int(cache.load_tensors(path)[1].get("step", 0)) >= cfg.steps

@@ -45,7 +45,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ddpm_lib import autoregressive as AR, data as DS, metrics, nets, notebook, probe, stats, train as TR, viz
+from ddpm_lib import autoregressive as AR, data as DS, features, metrics, nets, notebook, probe, stats, train as TR, viz
 from ddpm_lib.chapters import igpt
 from ddpm_lib.nets import transformer as GPT_
 from ddpm_lib.quantize import Palette, fit_palette
@@ -173,9 +173,9 @@ print(f"KV cache of block 0 after 5 positions: keys {tuple(cache.k[0].shape)} (b
 # %%
 pal_data = DS.load("shapes", image_size=cfg.image_size, n=2000, seed=seed)
 pal_test = DS.load("shapes", split="test", image_size=cfg.image_size, n=500, seed=seed)
-reader = metrics.get_extractor("shapes", image_size=cfg.image_size, device=device,
-                               recipe=None if nb.profile != "smoke" else
-                               __import__("dataclasses").replace(metrics.RECIPES["shapes"], epochs=1, n_train=2000))
+reader = features.get_extractor("shapes", image_size=cfg.image_size, device=device,
+                                recipe=None if nb.profile != "smoke" else
+                                __import__("dataclasses").replace(features.RECIPES["shapes"], train_images=2000, n_train=2000))
 base_acc = metrics.attribute_accuracy(reader, pal_test.x, pal_test.attrs)["all"]
 pal_rows, palettes, read_ci = [], {}, []
 for k in cfg.palette_ks:

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ddpm_lib import data as DS, diffusion as D, metrics, nets, notebook, oracle, sampling as smp
+from ddpm_lib import data as DS, diffusion as D, features, metrics, nets, notebook, oracle, sampling as smp
 from ddpm_lib import objectives as OBJ, schedules as S, stats, train as TR, viz
 from ddpm_lib.chapters import ddpm as CH
 from ddpm_lib.nets import unet as U
@@ -289,9 +289,9 @@ del cifar_unet
 # %%
 def feature_extractor(name, size):
     recipe = None
-    if cfg.feature_epochs is not None:
-        recipe = dataclasses.replace(metrics.RECIPES[name], epochs=cfg.feature_epochs)
-    return metrics.get_extractor(name, image_size=size, recipe=recipe, device=device)
+    if cfg.feature_images is not None:
+        recipe = dataclasses.replace(features.RECIPES[name], train_images=cfg.feature_images)
+    return features.get_extractor(name, image_size=size, recipe=recipe, device=device)
 
 
 train_set, test_set = nb.load_pair(cfg.data, cfg.image_size, cfg.data_fallback)
@@ -340,7 +340,7 @@ notebook.show_table([{"": "DDPM samples", "FD": main_eval.ci("fd").fmt(), "KID":
 
 # %% [markdown]
 # The Frechet distance (FD) and KID here use the features of a small classifier trained on the same
-# data set (`metrics.get_extractor`), not Inception, so they are comparable across the rows of this
+# data set (`features.get_extractor`), not Inception, so they are comparable across the rows of this
 # chapter but not with the paper's FID. The *floor* is the same metric between the training set and
 # fresh held-out real images of the same count: what real data scores at this sample size (a
 # generator that copied training images would score below it, so it is not the best possible score).

@@ -38,7 +38,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ddpm_lib import data as DS, diffusion as D, metrics, nets, notebook, sampling as smp
+from ddpm_lib import data as DS, diffusion as D, features, metrics, nets, notebook, sampling as smp
 from ddpm_lib import objectives as OBJ, schedules as S, stats, train as TR, viz
 from ddpm_lib.chapters import improved as CH
 from ddpm_lib.nets import unet as U
@@ -165,8 +165,8 @@ notebook.see(
 # %%
 train_set, test_set = nb.load_pair(cfg.data, cfg.image_size, cfg.data_fallback)
 C = train_set.x.shape[1]
-recipe = None if cfg.feature_epochs is None else dataclasses.replace(metrics.RECIPES[train_set.name], epochs=cfg.feature_epochs)
-extractor = metrics.get_extractor(train_set.name, image_size=cfg.image_size, recipe=recipe, device=device)
+recipe = None if cfg.feature_images is None else dataclasses.replace(features.RECIPES[train_set.name], train_images=cfg.feature_images)
+extractor = features.get_extractor(train_set.name, image_size=cfg.image_size, recipe=recipe, device=device)
 tcfg = TR.TrainConfig(train_images=cfg.train_images, batch_size=cfg.batch_size, lr=cfg.lr,
                       warmup_images=cfg.warmup_images, ema_decay=cfg.ema_decay, seed=seed)
 nll_x = test_set.x[:cfg.nll_images].to(device)

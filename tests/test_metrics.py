@@ -1,7 +1,7 @@
 """Sample-quality metrics against closed forms, second implementations and known failure modes."""
-import dataclasses
+import ast
 import math
-import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +11,8 @@ import scipy.stats
 import torch
 
 from ddpm_lib import metrics as M
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _spd(d, rng):
@@ -236,96 +238,19 @@ def test_mmd_rbf_and_mode_coverage():
 
 
 # --------------------------------------------------------------------------------------------
-# Feature extractors
+# The module's place: the math, below data, training, networks and feature networks
 # --------------------------------------------------------------------------------------------
-def test_unknown_extractor_and_missing_inception(monkeypatch, tmp_path):
-    with pytest.raises(ValueError, match="digits"):
-        M.get_extractor("imagenet")
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty hub cache: no weights anywhere
-    with pytest.raises(RuntimeError, match="in-domain"):
-        M.get_extractor("inception")
-    assert not any(tmp_path.rglob("*.pth"))  # nothing was downloaded
-
-
-def test_cache_key_follows_recipe_dataset_and_size(monkeypatch, tmp_path):
-    monkeypatch.setenv("DDPM_CACHE", str(tmp_path))
-    base = M.RECIPES["digits"]
-    p = M.feature_net_path("digits", 16, base)
-    assert p == M.feature_net_path("digits", 16, dataclasses.replace(base))
-    assert p != M.feature_net_path("digits", 16, dataclasses.replace(base, epochs=base.epochs + 1))
-    assert p != M.feature_net_path("digits", 8, base)
-    assert p != M.feature_net_path("shapes", 16, base)
-    assert str(p).startswith(str(tmp_path))
-
-
-@pytest.fixture(scope="module")
-def digits_net(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DDPM_CACHE", str(tmp_path_factory.mktemp("cache")))
-        threads = torch.get_num_threads()
-        t0 = time.perf_counter()
-        # one thread: about 1.5x slower than two on an idle 2-core CPU, but many times faster when
-        # other processes share the cores (oversubscribed threads stall each other)
-        first = M.get_extractor("digits", image_size=16, progress=False, threads=1)
-        t_first = time.perf_counter() - t0
-        assert torch.get_num_threads() == threads  # restored after training
-        t0 = time.perf_counter()
-        second = M.get_extractor("digits", image_size=16, train=False, progress=False)
-        t_second = time.perf_counter() - t0
-        yield dict(first=first, second=second, t_first=t_first, t_second=t_second)
-
-
-def test_digits_net_trains_fast_reaches_accuracy_and_is_cached(digits_net):
-    first, second = digits_net["first"], digits_net["second"]
-    assert first.trained_now and not second.trained_now
-    assert digits_net["t_first"] < 60, f"training took {digits_net['t_first']:.1f} s"
-    assert digits_net["t_second"] < 1.0
-    assert first.accuracy > 0.95 and second.accuracy == first.accuracy
-    assert first.heads == ["class"] and first.label_head == "class"
-    x = torch.rand(7, 1, 16, 16) * 2 - 1
-    f1, f2 = first.features(x), second.features(x)
-    assert f1.shape == (7, M.RECIPES["digits"].feature_dim) and f1.dtype == torch.float64
-    assert torch.allclose(f1, f2)
-    assert first.predict(x).shape == (7, 10)
-    assert first.features(torch.rand(3, 1, 8, 8)).shape == (3, 128)  # resized to 16x16
-
-
-def test_digits_net_scores_conditional_samples_and_sample_sets(digits_net):
-    from ddpm_lib import data
-
-    net = digits_net["first"]
-    test = data.load("digits", "test", image_size=16)
-    assert M.conditional_accuracy(net, test.x, test.y) > 0.95
-    shuffled = test.y[torch.randperm(len(test.y), generator=torch.Generator().manual_seed(0))]
-    assert M.conditional_accuracy(net, test.x, shuffled) < 0.25  # chance is 0.1
-    train = data.load("digits", "train", image_size=16)
-    real, ref = train.x[:360], test.x
-    dropped = train.x[360:][train.y[360:] < 5][:360]  # only the digits 0-4
-    good = M.evaluate(net, real, train.x[-360:], real_ref=ref, kid_subsets=10, kid_subset_size=300)
-    half = M.evaluate(net, real, dropped, real_ref=ref, kid_subsets=10, kid_subset_size=300)
-    noise = M.evaluate(net, real, torch.rand(360, 1, 16, 16) * 2 - 1, kid_subsets=10, kid_subset_size=300)
-    assert good.fd < 2 * good.fd_floor and half.fd > 2 * good.fd
-    assert half.recall < good.recall - 0.2
-    assert noise.precision < 0.05 and noise.fd > 10 * good.fd
-    assert good.isc > 7 > half.isc  # IS analogue: about the number of classes present
-
-
-def test_shapes_net_reads_every_attribute(monkeypatch, tmp_path):
-    """A tiny recipe (fewer images and epochs than RECIPES['shapes']) and lower bounds."""
-    from ddpm_lib import data
-
-    monkeypatch.setenv("DDPM_CACHE", str(tmp_path))
-    recipe = dataclasses.replace(M.RECIPES["shapes"], n_train=3000, n_test=500, epochs=3)
-    net = M.get_extractor("shapes", image_size=16, recipe=recipe, progress=False, threads=1)
-    assert set(net.heads) == {"shape", "colour", "size", "position", "background"}
-    assert net.label_head == "shape"
-    assert net.accuracies["colour"] > 0.9 and net.accuracies["background"] > 0.9 and net.accuracy > 0.8
-    test = data.load("shapes", "test", image_size=16, n=500)
-    acc = M.attribute_accuracy(net, test.x, test.attrs)
-    assert acc["colour"] > 0.9 and acc["all"] > 0.5
-    g = torch.Generator().manual_seed(0)
-    wrong = {k: v[torch.randperm(len(v), generator=g)] for k, v in test.attrs.items()}
-    assert M.attribute_accuracy(net, test.x, wrong)["all"] < 0.05
-    assert M.conditional_accuracy(net, test.x, test.y) == pytest.approx(acc["shape"])
-    with pytest.raises(ValueError, match="colour"):
-        M.attribute_accuracy(net, test.x, {"texture": test.y})
+def test_metrics_imports_nothing_above_it():
+    """metrics is the math: of the library it may import ``stats`` alone. Feature networks, their
+    training and their data live in ``features``, which imports metrics, not the other way round."""
+    tree = ast.parse((ROOT / "ddpm_lib" / "metrics.py").read_text())
+    ours = set()  # first-level ddpm_lib modules that metrics imports
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:  # from . import x / from .x import y
+            ours.update([node.module.split(".")[0]] if node.module else [a.name for a in node.names])
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ddpm_lib"):
+            rest = node.module.split(".")[1:]
+            ours.update(rest[:1] or [a.name for a in node.names])
+        elif isinstance(node, ast.Import):
+            ours.update(a.name.split(".")[1] for a in node.names if a.name.startswith("ddpm_lib."))
+    assert ours == {"stats"}, ours

@@ -234,18 +234,21 @@ def test_nan_or_altered_payload_is_detected(tmp_path):
 def test_corrupt_feature_net_is_retrained(tmp_path):
     import dataclasses
 
-    from ddpm_lib import metrics
+    from ddpm_lib import features
 
-    recipe = dataclasses.replace(metrics.RECIPES["digits"], epochs=1, n_train=200, n_test=100)
-    first = metrics.get_extractor("digits", image_size=8, recipe=recipe)
-    path = metrics.feature_net_path("digits", 8, recipe)
+    recipe = dataclasses.replace(features.RECIPES["digits"], train_images=256, warmup_images=0, n_train=200, n_test=100)
+    first = features.get_extractor("digits", image_size=8, recipe=recipe)
+    (run,) = (tmp_path / "cache" / "runs").glob("features-digits8-*")  # the train cache's run directory
+    path = run / "checkpoint.safetensors"
     tensors, meta = cache.load_tensors(path)
-    key = next(iter(tensors))
+    key = next(k for k in tensors if k.startswith("ema."))
     tensors[key] = tensors[key] * float("nan")
     from safetensors.torch import save_file
 
     save_file(tensors, str(path), metadata={cache.META_KEY: json.dumps(meta)})
-    again = metrics.get_extractor("digits", image_size=8, recipe=recipe)
+    with pytest.raises(cache.CorruptCheckpoint):
+        features.get_extractor("digits", image_size=8, recipe=recipe, train=False)
+    again = features.get_extractor("digits", image_size=8, recipe=recipe)
     assert again.trained_now and list(path.parent.glob(path.name + ".corrupt-*"))
     assert first.accuracy == again.accuracy
 

@@ -128,6 +128,20 @@ def test_finished_run_loads_instead_of_training(tmp_path):
         TR.train(make_run(10)[0], loss_fn, data, cfg, run_dir=tmp_path, config_key="k2", progress=False)
 
 
+def test_load_only_never_trains():
+    net, loss_fn, data, cfg = make_run(6)
+    with pytest.raises(FileNotFoundError, match="load_only"):
+        TR.train_cached("lo", net, loss_fn, data, cfg, load_only=True, progress=False)
+    part = TR.train_cached("lo", net, loss_fn, data, cfg, progress=False, max_steps=3)  # unfinished
+    assert part.steps == 3
+    with pytest.raises(FileNotFoundError, match="load_only"):
+        TR.train_cached("lo", make_run(6)[0], loss_fn, data, cfg, load_only=True, progress=False)
+    done = TR.train_cached("lo", make_run(6)[0], loss_fn, data, cfg, progress=False)
+    again = TR.train_cached("lo", make_run(6)[0], loss_fn, data, cfg, load_only=True, progress=False)
+    assert not done.loaded and again.loaded
+    _same(done.ema.state_dict(), again.ema.state_dict())
+
+
 def test_snapshots_are_kept_and_survive_a_cached_rerun(tmp_path):
     import dataclasses
 

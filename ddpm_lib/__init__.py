@@ -1,6 +1,6 @@
 """ddpm_lib: the thin library behind the diffusion reproduction book.
 
-One concept per module; see the book's "Running the book" page and DESIGN.md for the map.
+One concept per module; the README's "The library, module by module" is the map.
 
 Import ``ddpm_lib`` before ``torch`` (every chapter's first cell does): OpenMP threads that spin
 while waiting make CPU training up to 40x slower whenever another process shares the cores (measured

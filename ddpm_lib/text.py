@@ -26,6 +26,17 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
+def _padded(rows: list[list[int]], context: int, strict: bool, unit: str) -> torch.Tensor:
+    """Id lists as one (N, context) long tensor, right-padded with 0; too long: an error or cut."""
+    out = torch.zeros(len(rows), context, dtype=torch.long)
+    for i, row in enumerate(rows):
+        if len(row) > context and strict:
+            raise ValueError(f"caption {i} has {len(row)} {unit}, more than the context of {context}")
+        row = row[:context]
+        out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return out
+
+
 def caption_key(caption: str) -> tuple:
     """What a shapes caption says, independent of the order it names the objects in: the sorted
     object phrases plus the background phrase ("a red circle and a blue square" and "a blue square
@@ -67,14 +78,8 @@ class WordTokenizer:
     def encode(self, texts, strict: bool = True) -> torch.Tensor:
         """(N, context) long. ``strict``: a caption longer than ``context`` is an error (else it is
         cut); unknown words map to id 1."""
-        ids, out = self._ids(), torch.zeros(len(texts), self.context, dtype=torch.long)
-        for i, t in enumerate(texts):
-            row = [ids.get(w, 1) for w in words(t)]
-            if len(row) > self.context and strict:
-                raise ValueError(f"caption {i} has {len(row)} words, more than the context of {self.context}: {t!r}")
-            row = row[: self.context]
-            out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-        return out
+        ids = self._ids()
+        return _padded([[ids.get(w, 1) for w in words(t)] for t in texts], self.context, strict, "words")
 
     def decode(self, tokens: torch.Tensor) -> list[str]:
         itos = self.itos
@@ -111,14 +116,7 @@ class BPETokenizer:
         return self.tok.get_vocab_size()
 
     def encode(self, texts, strict: bool = True) -> torch.Tensor:
-        out = torch.zeros(len(texts), self.context, dtype=torch.long)
-        for i, enc in enumerate(self.tok.encode_batch(list(texts))):
-            ids = enc.ids
-            if len(ids) > self.context and strict:
-                raise ValueError(f"caption {i} has {len(ids)} tokens, more than the context of {self.context}")
-            ids = ids[: self.context]
-            out[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        return out
+        return _padded([enc.ids for enc in self.tok.encode_batch(list(texts))], self.context, strict, "tokens")
 
     def decode(self, tokens: torch.Tensor) -> list[str]:
         return [self.tok.decode([i for i in row.tolist() if i != 0]).strip() for row in tokens]

@@ -370,7 +370,7 @@ def test_failed_probe_fails_fast(monkeypatch, no_offline_env):
     import datasets.config
 
     sock, port = closed_port()
-    monkeypatch.setattr(data, "_probe_address", lambda: ("127.0.0.1", port))
+    monkeypatch.setattr(data.hub, "_probe_address", lambda: ("127.0.0.1", port))
     before = datasets.config.HF_HUB_OFFLINE
     try:
         assert data.hub_unreachable_reason() is not None
@@ -389,7 +389,7 @@ def test_unreachable_hub_switches_datasets_offline(monkeypatch, no_offline_env):
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(hc, "HF_HUB_OFFLINE", False)
     sock, port = closed_port()
-    monkeypatch.setattr(data, "_probe_address", lambda: ("127.0.0.1", port))
+    monkeypatch.setattr(data.hub, "_probe_address", lambda: ("127.0.0.1", port))
     seen = []
 
     def cache_only(name, split):
@@ -424,7 +424,7 @@ def test_probe_sees_a_listening_host(monkeypatch, no_offline_env):
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(1)
-    monkeypatch.setattr(data, "_probe_address", lambda: ("127.0.0.1", server.getsockname()[1]))
+    monkeypatch.setattr(data.hub, "_probe_address", lambda: ("127.0.0.1", server.getsockname()[1]))
     try:
         assert data.hub_unreachable_reason() is None
     finally:
@@ -436,7 +436,7 @@ def test_probe_is_bounded_when_the_resolver_hangs(monkeypatch, no_offline_env):
         time.sleep(2)
         raise OSError("never answered")
 
-    monkeypatch.setattr(data, "_probe_address", lambda: ("127.0.0.1", 9))
+    monkeypatch.setattr(data.hub, "_probe_address", lambda: ("127.0.0.1", 9))
     monkeypatch.setattr(socket, "create_connection", stuck)
     t = time.perf_counter()
     reason = data.hub_unreachable_reason(timeout=0.3)

@@ -27,15 +27,12 @@ The package, one file per concern: ``core`` (``Data`` and shared helpers), ``reg
 datasets; ``load`` dispatches through it), ``toys`` (toy2d and gmm), ``digits``, ``shapes``, ``hub``
 (Hub ids, local directories, the offline probe). A new offline dataset is one new file that calls
 ``register(name, loader)``, imported below; ``register`` and ``unregister`` are also here for tests
-and notebooks. Every name of the former single module stays importable from ``ddpm_lib.data``, and
-setting one here (``monkeypatch.setattr(data, "_probe_address", ...)``) also sets it in the
-submodule that uses it.
+and notebooks. Every name of the former single module stays importable from ``ddpm_lib.data``; to
+replace one in a test, patch the submodule that uses it (``monkeypatch.setattr(data.hub, ...)``).
 """
 from __future__ import annotations
 
 import functools
-import sys
-import types
 
 from .core import (DEFAULT_N, RESIZE_MODES, SPLITS, Data, _as_index, _count, _points_only, _resize,  # noqa: F401
                    _stream, _take_first, to_8bit_grid)
@@ -109,20 +106,3 @@ def clear_memo() -> None:
     """Forget the datasets held in memory by earlier ``load`` calls."""
     _memo.cache_clear()
 
-
-class _Package(types.ModuleType):
-    """``ddpm_lib.data`` itself: setting a name on it also sets it in each submodule that holds the
-    same object, so a monkeypatch of ``data.X`` reaches the code that calls X, as in one module."""
-
-    def __setattr__(self, name, value):
-        old = self.__dict__.get(name, _UNSET)
-        if old is not _UNSET and not isinstance(old, types.ModuleType):
-            for mod_name, mod in list(sys.modules.items()):
-                if mod_name.startswith(self.__name__ + ".") and mod is not None \
-                        and mod.__dict__.get(name, _UNSET) is old:
-                    setattr(mod, name, value)
-        super().__setattr__(name, value)
-
-
-_UNSET = object()
-sys.modules[__name__].__class__ = _Package

@@ -19,7 +19,7 @@ import torch.nn as nn
 from einops import rearrange
 
 from . import seeded_init
-from .unet import Attention, Down, ResBlock, timestep_embedding
+from .unet import Attention, ResBlock, down_path, timestep_embedding
 
 
 @dataclass(frozen=True)
@@ -84,20 +84,12 @@ class EncoderUNet(nn.Module):
         def block(cin, cout, resample=None):
             return ResBlock(cin, cout, emb_dim, cfg.dropout, g, cfg.scale_shift_norm, resample)
 
+        def attn(c):
+            return Attention(c, heads(c), g)
+
         self.conv_in = nn.Conv2d(cfg.in_channels, ch, 3, padding=1)
-        self.down = nn.ModuleList()
-        cur, res = ch, cfg.image_size
-        for level, mult in enumerate(cfg.channel_mult):
-            for _ in range(cfg.num_res_blocks):
-                layers = [block(cur, ch * mult)]
-                cur = ch * mult
-                if res in cfg.attention_resolutions:
-                    layers.append(Attention(cur, heads(cur), g))
-                self.down.append(nn.ModuleList(layers))
-            if level < len(cfg.channel_mult) - 1:
-                self.down.append(nn.ModuleList([block(cur, cur, "down") if cfg.resblock_updown else Down(cur)]))
-                res //= 2
-        self.mid = nn.ModuleList([block(cur, cur), Attention(cur, heads(cur), g), block(cur, cur)])
+        self.down, _, cur, res = down_path(cfg, block, attn)  # the UNet's own down path
+        self.mid = nn.ModuleList([block(cur, cur), attn(cur), block(cur, cur)])
         self.out_norm = nn.Sequential(nn.GroupNorm(g, cur), nn.SiLU())
         self.pool = AttentionPool2d(cur, res * res, cfg.pool_heads, cfg.out_dim)
 

@@ -197,6 +197,28 @@ class Up(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
 
 
+def down_path(cfg, block, attn) -> tuple[nn.ModuleList, list[int], int, int]:
+    """The encoder half after ``conv_in``: per level ``num_res_blocks`` residual blocks (with attention
+    at ``attention_resolutions``), then a down-sampling (a BigGAN block with ``resblock_updown``).
+    Shared by ``UNet`` and ``encoder.EncoderUNet``; returns (layers, the channels of every skip
+    connection, the final channels, the final resolution)."""
+    ch, down = cfg.base_channels, nn.ModuleList()
+    skips, cur, res = [ch], ch, cfg.image_size
+    for level, mult in enumerate(cfg.channel_mult):
+        for _ in range(cfg.num_res_blocks):
+            layers = [block(cur, ch * mult)]
+            cur = ch * mult
+            if res in cfg.attention_resolutions:
+                layers.append(attn(cur))
+            down.append(nn.ModuleList(layers))
+            skips.append(cur)
+        if level < len(cfg.channel_mult) - 1:
+            down.append(nn.ModuleList([block(cur, cur, "down") if cfg.resblock_updown else Down(cur)]))
+            skips.append(cur)
+            res //= 2
+    return down, skips, cur, res
+
+
 class UNet(nn.Module):
     @seeded_init  # the initial weights are a function of cfg alone
     def __init__(self, cfg: UNetConfig):
@@ -219,20 +241,7 @@ class UNet(nn.Module):
             return Attention(c, heads(c), g, cfg.context_dim)
 
         self.conv_in = nn.Conv2d(cfg.in_channels, ch, 3, padding=1)
-        self.down = nn.ModuleList()
-        skips, cur, res = [ch], ch, cfg.image_size
-        for level, mult in enumerate(cfg.channel_mult):
-            for _ in range(cfg.num_res_blocks):
-                layers = [block(cur, ch * mult)]
-                cur = ch * mult
-                if res in cfg.attention_resolutions:
-                    layers.append(attn(cur))
-                self.down.append(nn.ModuleList(layers))
-                skips.append(cur)
-            if level < len(cfg.channel_mult) - 1:
-                self.down.append(nn.ModuleList([block(cur, cur, "down") if cfg.resblock_updown else Down(cur)]))
-                skips.append(cur)
-                res //= 2
+        self.down, skips, cur, res = down_path(cfg, block, attn)
         self.mid = nn.ModuleList([block(cur, cur), attn(cur), block(cur, cur)])
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(cfg.channel_mult))):

@@ -470,11 +470,6 @@ def _checkpoint(run_dir, net, ema, opt, step, config_key, loss_fn, rank, world, 
         dist.barrier()
 
 
-def _unpack(data):
-    x, y, extras = _unpack3(data)
-    return x, y
-
-
 def _unpack3(data) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
     """(x, y, extras): ``extras`` are further per-example tensors (caption tokens, embeddings) given
     as the third element of a tuple; they reach the objective as ``batch.extras``."""

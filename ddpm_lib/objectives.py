@@ -23,7 +23,6 @@ conditioning and per-condition dropout), ``ARObjective`` and ``MaskedObjective``
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -333,12 +332,3 @@ def _unwrap(m: nn.Module) -> nn.Module:
     m = getattr(m, "module", m)  # DDP
     return getattr(m, "_orig_mod", m)  # torch.compile
 
-
-def cosine_anneal(start: float, end: float, steps: int) -> Callable[[int], float]:
-    """A value going from ``start`` to ``end`` over ``steps`` on a half cosine, then held (DALL-E's
-    Gumbel temperature, KL weight warm-ups)."""
-    def value(step: int) -> float:
-        f = min(1.0, step / max(1, steps))
-        return end + (start - end) * 0.5 * (1 + math.cos(math.pi * f))
-
-    return value

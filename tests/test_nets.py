@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from ddpm_lib import nets
+from ddpm_lib import cache, nets
 from ddpm_lib.nets import transformer as TR
 from ddpm_lib.nets import unet as U
 
@@ -269,3 +269,35 @@ def test_jvp_through_the_unet_matches_central_differences():
     _, tan_t = U.jvp(lambda tt: net(x, tt), (t,), (dt,))
     fd_t = (net(x, t + h * dt) - net(x, t - h * dt)) / (2 * h)
     assert fd_t.norm() > 1e-3 and ((tan_t - fd_t).norm() / fd_t.norm()).item() < 1e-6
+
+
+def test_rescaled_residual_divides_the_block_sum_by_sqrt2():
+    torch.manual_seed(0)
+    plain = U.ResBlock(16, 16, 32, 0.0, 8)
+    scaled = U.ResBlock(16, 16, 32, 0.0, 8, rescale=True)
+    scaled.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        for p in (*plain.conv2.parameters(), *scaled.conv2.parameters()):
+            p.normal_(0, 0.1)  # open the zero-initialised conv so both paths count
+        scaled.conv2.load_state_dict(plain.conv2.state_dict())
+    x, emb = torch.randn(2, 16, 8, 8), torch.randn(2, 32)
+    assert torch.allclose(scaled(x, emb), plain(x, emb) / 2**0.5, atol=1e-6)
+    assert cache.config_hash(U.preset("tiny8")) == cache.config_hash(U.preset("tiny8", rescale_skip=False))
+    assert cache.config_hash(U.preset("tiny8")) != cache.config_hash(U.preset("tiny8", rescale_skip=True))
+
+
+def test_super_resolution_unet_sees_the_upsampled_low_res_image():
+    cfg = U.preset("tiny8", image_size=16, in_channels=6, out_channels=3, channel_mult=(1, 2), attention_resolutions=())
+    net = U.SuperResUNet(cfg)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    x, t = torch.randn(2, 3, 16, 16), torch.tensor([5.0, 500.0])
+    low = torch.randn(2, 3, 8, 8)
+    out = net(x, t, low)
+    assert out.shape == (2, 3, 16, 16)
+    assert not torch.allclose(out, net(x, t, torch.zeros_like(low)))
+    up = torch.nn.functional.interpolate(low, size=(16, 16), mode="bilinear", align_corners=False)
+    assert torch.allclose(out, net.unet(torch.cat([x, up], 1), t))
+    with pytest.raises(ValueError, match="in_channels"):
+        U.SuperResUNet(U.preset("tiny8"))

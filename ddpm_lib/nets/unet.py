@@ -5,7 +5,8 @@ added in every residual block, self-attention at 16x16, and zero-initialised out
 ADM (Dhariwal & Nichol 2021, Sec. 3) adds knobs, all of them fields of ``UNetConfig``:
 multi-head attention at several resolutions (``attention_resolutions``, ``num_heads`` or
 ``head_channels``), BigGAN residual up/down-sampling (``resblock_updown``) and adaptive group norm
-(``scale_shift_norm``: GroupNorm(h) * (1 + s) + b with (s, b) from the embedding).
+(``scale_shift_norm``: GroupNorm(h) * (1 + s) + b with (s, b) from the embedding), and the rescaled
+residual of its Table 1 (``rescale_skip``: (x + h) / sqrt(2)); ``SuperResUNet`` is its upsampler.
 Conditioning: a class label (``num_classes``; label -1 is the null label for classifier-free
 guidance), text tokens (``context_dim``: their projected keys/values join every attention layer,
 as in GLIDE) and a global embedding (``embed_dim``: added to the time embedding, as unCLIP adds CLIP
@@ -55,6 +56,7 @@ class UNetConfig:
     time_scale: float = field(default=1.0, metadata=OMIT_DEFAULT)  # t * time_scale enters the sinusoid
     max_period: float = field(default=10000.0, metadata=OMIT_DEFAULT)  # of the sinusoidal embedding
     pixel_norm_modulation: bool = field(default=False, metadata=OMIT_DEFAULT)  # needs scale_shift_norm
+    rescale_skip: bool = field(default=False, metadata=OMIT_DEFAULT)  # residual sum / sqrt(2) (ADM Table 1)
 
     def __post_init__(self):
         if self.pixel_norm_modulation and not self.scale_shift_norm:
@@ -118,9 +120,11 @@ class ResBlock(nn.Module):
     """
 
     def __init__(self, cin: int, cout: int, emb_dim: int, dropout: float, groups: int,
-                 scale_shift: bool = False, resample: str | None = None, pixel_norm: bool = False):
+                 scale_shift: bool = False, resample: str | None = None, pixel_norm: bool = False,
+                 rescale: bool = False):
         super().__init__()
         self.scale_shift, self.resample, self.pixel_norm = scale_shift, resample, pixel_norm
+        self.out_scale = 2**-0.5 if rescale else 1.0  # ADM Table 1's "rescale residual": (x + h) / sqrt(2)
         self.norm1 = nn.GroupNorm(groups, cin)
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
         self.emb = nn.Linear(emb_dim, 2 * cout if scale_shift else cout)
@@ -150,7 +154,8 @@ class ResBlock(nn.Module):
         else:
             h = self.norm2(h + e)
         h = self.conv2(self.drop(F.silu(h)))
-        return self.skip(x) + h
+        out = self.skip(x) + h
+        return out * self.out_scale if self.out_scale != 1.0 else out
 
 
 class Attention(nn.Module):
@@ -235,7 +240,7 @@ class UNet(nn.Module):
 
         def block(cin, cout, resample=None):
             return ResBlock(cin, cout, emb_dim, cfg.dropout, g, cfg.scale_shift_norm, resample,
-                            cfg.pixel_norm_modulation)
+                            cfg.pixel_norm_modulation, cfg.rescale_skip)
 
         def attn(c):
             return Attention(c, heads(c), g, cfg.context_dim)
@@ -290,6 +295,25 @@ class UNet(nn.Module):
         for layers in self.up:
             h = self._run(layers, torch.cat([h, hs.pop()], dim=1), emb, context, context_mask)
         return self.out(h)
+
+
+class SuperResUNet(nn.Module):
+    """ADM's (and GLIDE's) upsampler: a UNet at the high resolution whose input is x_t concatenated
+    with the bilinearly upsampled low-resolution image (guided-diffusion ``SuperResModel``). Its config
+    has ``in_channels`` = 2 x the image channels; ``forward(x, t, low_res, **cond)``."""
+
+    @seeded_init
+    def __init__(self, cfg: UNetConfig):
+        super().__init__()
+        if cfg.in_channels % 2:
+            raise ValueError(f"a super-resolution UNet takes x_t and the low-res image: in_channels must be "
+                             f"2 x the image channels, got {cfg.in_channels}")
+        self.cfg = cfg
+        self.unet = UNet(cfg)
+
+    def forward(self, x, t, low_res, **cond):
+        up = F.interpolate(low_res.to(x.dtype), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return self.unet(torch.cat([x, up], dim=1), t, **cond)
 
 
 def jvp(fn, primals: tuple, tangents: tuple):

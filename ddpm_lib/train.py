@@ -13,8 +13,9 @@ Determinism is by construction, so that a killed run resumes exactly and N proce
 * torch's global RNG (dropout) is reseeded every step from (seed, s, rank).
 * torch's global RNG is forked for the run: the caller's RNG state after ``train`` is the same
   whether the run trained, resumed or loaded (so what a notebook does next never depends on it).
-A checkpoint (model, EMA, optimizer moments, step, the loss's own state such as the importance
-sampler's history) is one safetensors file whose header carries the metadata and a checksum, written
+A checkpoint (model, EMA, optimizer moments, step, the objective's own state such as the importance
+sampler's history or a target network's weights) is one safetensors file whose header carries the
+metadata and a checksum, written
 atomically (one rename) every ``checkpoint_every_images``, every ``checkpoint_every_s`` seconds of
 training and at the end. A corrupt checkpoint is moved aside and the run starts again. One process at
 a time trains a run directory (a file lock): a second waits, then loads. A NaN or infinite loss stops
@@ -318,7 +319,7 @@ def _resume_state(run_dir: Path | None, config_key: str, device) -> tuple[dict, 
 
 def _train(net, loss_fn, data, cfg, run_dir, config_key, device, progress, max_steps, desc, checkpoint_every_s,
            rank, world) -> TrainResult:
-    x_all, y_all, extras_all = _unpack3(data)
+    x_all, y_all, extras_all = _unpack(data)
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {world} processes")
     net = net.to(device)
@@ -470,7 +471,7 @@ def _checkpoint(run_dir, net, ema, opt, step, config_key, loss_fn, rank, world, 
         dist.barrier()
 
 
-def _unpack3(data) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
+def _unpack(data) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
     """(x, y, extras): ``extras`` are further per-example tensors (caption tokens, embeddings) given
     as the third element of a tuple; they reach the objective as ``batch.extras``."""
     if isinstance(data, torch.Tensor):
@@ -501,7 +502,7 @@ def _normalise(out) -> tuple[torch.Tensor, dict, dict]:
 # --------------------------------------------------------------------------------------------
 def fingerprint(data) -> dict:
     """What identifies a data set for the cache key: a hash of its tensors and its name."""
-    x, y, extras = _unpack3(data)
+    x, y, extras = _unpack(data)
     key = {"name": getattr(data, "name", "tensor"), "x": x, "y": y}
     if extras:
         key["extras"] = extras

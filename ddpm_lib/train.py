@@ -16,8 +16,9 @@ Determinism is by construction, so that a killed run resumes exactly and N proce
 A checkpoint (model, EMA, optimizer moments, step, the objective's own state such as the importance
 sampler's history or a target network's weights) is one safetensors file whose header carries the
 metadata and a checksum, written atomically (one rename) every ``checkpoint_every_images``, every
-``checkpoint_every_s`` seconds of training and at the end. A corrupt checkpoint is moved aside and the run starts again. One process at
-a time trains a run directory (a file lock): a second waits, then loads. A NaN or infinite loss stops
+``checkpoint_every_s`` seconds of training and at the end. A corrupt checkpoint is moved aside and
+the run starts again. One process at a time trains a run directory (a file lock): a second waits,
+then loads. A NaN or infinite loss stops
 the run with an error before the step is applied; the last good checkpoint stays on disk. Training
 length is counted in images seen.
 

@@ -18,9 +18,8 @@ sampler's history or a target network's weights) is one safetensors file whose h
 metadata and a checksum, written atomically (one rename) every ``checkpoint_every_images``, every
 ``checkpoint_every_s`` seconds of training and at the end. A corrupt checkpoint is moved aside and
 the run starts again. One process at a time trains a run directory (a file lock): a second waits,
-then loads. A NaN or infinite loss stops
-the run with an error before the step is applied; the last good checkpoint stays on disk. Training
-length is counted in images seen.
+then loads. A NaN or infinite loss stops the run with an error before the step is applied; the last
+good checkpoint stays on disk. Training length is counted in images seen.
 
 ``train`` also is the weights cache: with ``run_dir`` under ``cache.cache_dir()`` named by a hash of
 (model config, objective, data, training config) — see ``run_dir_for`` — a finished run is loaded,

@@ -1,0 +1,102 @@
+"""Chapter 04's helpers (ddpm_lib.chapters.adm): the held-out loss grid, accuracy by noise level, the
+temperature knob, and the claims' gates (did not train, the seed-to-seed control)."""
+from __future__ import annotations
+
+import ddpm_lib  # noqa: F401  (before torch)
+
+import math
+
+import numpy as np
+import torch
+
+from ddpm_lib import diffusion as D, schedules as S, stats
+from ddpm_lib.chapters import adm as CH
+
+DIFF = D.Diffusion(S.linear(100), "eps", "fixed_large")
+
+
+def test_heldout_loss_is_paired_and_ranks_a_perfect_model_first():
+    x = torch.zeros(32, 1, 4, 4)  # x_0 = 0, so x_t = sqrt(1 - abar) eps and eps is recoverable exactly
+    sched = DIFF.schedule
+
+    def perfect(x_t, t):
+        return x_t / sched.at("sqrt_one_minus_alpha_bar", t, x_t).to(x_t.dtype)
+
+    def zero(x_t, t):
+        return torch.zeros_like(x_t)
+
+    a, b = CH.heldout_loss(perfect, DIFF, x, n_t=5), CH.heldout_loss(zero, DIFF, x, n_t=5)
+    assert a.shape == (32,) and a.max() < 1e-8
+    assert 0.7 < b.mean() < 1.3  # E[eps^2] = 1
+    np.testing.assert_array_equal(b, CH.heldout_loss(zero, DIFF, x, n_t=5))  # same grid, same noise
+    assert not np.array_equal(b, CH.heldout_loss(zero, DIFF, x, n_t=5, seed=1))
+    d = stats.mean_ci(a - b)
+    assert d.hi < 0
+
+
+def test_accuracy_by_t_falls_to_chance_for_a_sign_reader():
+    y = torch.arange(400) % 2
+    x = (2.0 * y - 1).view(-1, 1, 1, 1).expand(-1, 1, 4, 4).contiguous()
+
+    def reader(x_t, t):  # reads the class from the sign of the mean pixel
+        m = x_t.mean((1, 2, 3))
+        return torch.stack([-m, m], dim=1)
+
+    ts, hits = CH.accuracy_by_t(reader, DIFF, x, y, n_t=4)
+    assert list(ts) == [0, 33, 66, 99] and hits.shape == (4, 400)
+    assert hits[0].mean() == 1.0
+    assert abs(hits[-1].mean() - 0.5) < 0.12  # linear schedule at t = T - 1: almost pure noise
+
+
+def test_eps_temperature_scales_only_the_eps_channels():
+    model = lambda x, t: torch.cat([x, torch.ones_like(x)], dim=1)  # noqa: E731  eps = x, variance = 1
+    out = CH.eps_temperature(model, 0.5, channels=1)(torch.full((2, 1, 2, 2), 3.0), torch.zeros(2))
+    assert torch.all(out[:, :1] == 6.0) and torch.all(out[:, 1:] == 1.0)
+
+
+def test_within_band():
+    iv = lambda lo, hi: stats.Interval((lo + hi) / 2, lo, hi, 10)  # noqa: E731
+    assert CH.within_band(iv(-0.02, 0.03), 0.05) == "yes"
+    assert CH.within_band(iv(0.06, 0.1), 0.05) == "no"
+    assert CH.within_band(iv(-0.2, -0.06), 0.05) == "no"
+    assert CH.within_band(iv(-0.01, 0.08), 0.05) == "not significant"
+
+
+def _c(did_not_train=(), arch_loss=(-0.01, -0.012, -0.008), seed=(0.001, 0.0, 0.002)):
+    I = lambda est, lo, hi: stats.Interval(est, lo, hi, 100).as_dict()  # noqa: E731, E741
+    neg, pos = I(-1.0, -1.5, -0.5), I(0.1, 0.05, 0.15)
+    arch = {k: dict(loss=I(*arch_loss), fd=neg) for k in (
+        "AdaGN vs addition + GroupNorm", "BigGAN up/down vs plain resampling",
+        "attention at every resolution with twice the heads", "rescaled residuals (skip + h)/sqrt 2")}
+    return dict(
+        s_hi=10.0, s_mid=1.0, chance=0.1, did_not_train=list(did_not_train),
+        clf_q=[I(0.9, 0.85, 0.95), I(0.6, 0.5, 0.7), I(0.3, 0.25, 0.35), I(0.12, 0.1, 0.15)],
+        clf_q1_minus_q4=I(0.78, 0.7, 0.85), fd_u={0.0: I(5, 4, 6), 1.0: I(5, 4, 6), 10.0: I(3, 2.5, 3.5)},
+        u_1_minus_0=I(-0.1, -0.2, 0.0), u_hi_minus_0=I(-2.0, -2.5, -1.5), best_config=("conditional", 1.0),
+        best_fd=I(2, 1.5, 2.5), c_mid_minus_0=neg, c_mid_minus_hi=neg,
+        dp={"unconditional": pos, "conditional": pos}, dr={"unconditional": neg, "conditional": neg},
+        conf_u1=I(0.5, 0.45, 0.55), conf_uhi=I(0.99, 0.98, 1.0), acc_u1=I(0.3, 0.25, 0.35), acc_uhi=I(0.95, 0.9, 0.97),
+        gap_u1=I(0.2, 0.15, 0.25), acc_u_hi_minus_1=I(0.6, 0.5, 0.7), ddim_steps=25, anc_steps=100, ddim_scale=2.5,
+        ddim_minus_anc=I(0.1, -0.1, 0.3), fd_anc_ref=2.0,
+        temp={"noise x tau at tau=0.8": (I(-0.1, -0.15, -0.05), I(-0.1, -0.15, -0.05))},
+        arch=arch, arch_seed=I(*seed), arch_setting="test")
+
+
+def test_claims_follow_the_stated_tests():
+    cl = CH.claims(_c(), "test")
+    holds = [c.holds for c in cl]
+    assert holds[:8] == ["yes"] * 8, [(c.claim[:40], c.holds, c.why) for c in cl[:8]]
+    # three architecture rows expected lower and lower: yes; rescaling expected higher but lower: no
+    assert holds[8:12] == ["yes", "yes", "yes", "no"]
+    assert holds[-1] == "n/a" and len(cl) == 13  # no upsampling stack given
+
+
+def test_an_untrained_model_gets_no_verdict_and_small_effects_meet_the_seed_control():
+    cl = CH.claims(_c(did_not_train=["unconditional"], seed=(0.02, 0.015, 0.025)), "test")
+    untrained = [c for c in cl if c.holds == "did not train"]
+    assert len(untrained) == 4  # claims 2, 3, 5 and 6 read the unconditional model
+    assert all("unconditional" in c.why for c in untrained)
+    assert cl[0].holds == "yes"  # the classifier's claim does not read a denoiser
+    arch = cl[8:12]
+    assert all(c.holds == "not significant" and "seed" in c.why for c in arch)
+    assert math.isclose(stats.Interval.of(_c()["arch_seed"]).est, 0.001)

@@ -72,7 +72,8 @@ def _c(did_not_train=(), arch_loss=(-0.01, -0.012, -0.008), seed=(0.001, 0.0, 0.
         s_hi=10.0, s_mid=1.0, chance=0.1, did_not_train=list(did_not_train),
         clf_q=[I(0.9, 0.85, 0.95), I(0.6, 0.5, 0.7), I(0.3, 0.25, 0.35), I(0.12, 0.1, 0.15)],
         clf_q1_minus_q4=I(0.78, 0.7, 0.85), fd_u={0.0: I(5, 4, 6), 1.0: I(5, 4, 6), 10.0: I(3, 2.5, 3.5)},
-        u_1_minus_0=I(-0.1, -0.2, 0.0), u_hi_minus_0=I(-2.0, -2.5, -1.5), best_config=("conditional", 1.0),
+        u_1_minus_0=I(-0.1, -0.2, 0.0), u_hi_minus_0=I(-2.0, -2.5, -1.5),
+        u_hi_minus_1=I(-1.9, -2.4, -1.4), best_config=("conditional", 1.0),
         best_fd=I(2, 1.5, 2.5), c_mid_minus_0=neg, c_mid_minus_hi=neg,
         dp={"unconditional": pos, "conditional": pos}, dr={"unconditional": neg, "conditional": neg},
         conf_u1=I(0.5, 0.45, 0.55), conf_uhi=I(0.99, 0.98, 1.0), acc_u1=I(0.3, 0.25, 0.35), acc_uhi=I(0.95, 0.9, 0.97),
@@ -100,3 +101,12 @@ def test_an_untrained_model_gets_no_verdict_and_small_effects_meet_the_seed_cont
     arch = cl[8:12]
     assert all(c.holds == "not significant" and "seed" in c.why for c in arch)
     assert math.isclose(stats.Interval.of(_c()["arch_seed"]).est, 0.001)
+
+
+def test_a_conditional_model_at_the_floor_is_said_to_leave_guidance_nothing_to_win():
+    c = _c()
+    c.update(best_config=("conditional", 0.0), c0_fd=stats.Interval(1.4, 0.1, 3.6, 200).as_dict(), fd_floor=1.44)
+    cl = CH.claims(c, "test")
+    assert cl[2].holds == "partly" and "floor" in cl[2].why  # the best FD is unguided; s=1 still beats s=0 here
+    c["c0_fd"] = stats.Interval(5.0, 4.0, 6.0, 200).as_dict()
+    assert "floor" not in CH.claims(c, "test")[2].why

@@ -184,7 +184,55 @@ class ADMChapter:
     sr_images: int = 1500 * 64  # each model of the upsampling stack
 
 
+@dataclass(frozen=True)
+class DALLEChapter:
+    """05_dalle. dVAEs (the KL-weight and temperature ablation), one transformer over caption and image
+    tokens, two small CLIPs (a reranker and a judge), the independent reader, on ``shapes`` scenes."""
+
+    image_size: int = 16
+    objects: int = 1
+    n_train: int = 8000
+    n_test: int = 1000
+    text_len: int = 16  # caption tokens (the longest one-object descriptive caption has 13 words)
+    codes: int = 64  # K
+    levels: int = 2  # max-pool halvings: a 4x4 code grid at 16x16
+    dvae_width: int = 64
+    dvae_images: int = 800 * 64  # per dVAE
+    dvae_lr: float = 1e-3
+    betas: tuple[float, ...] = (0.0, 1.0, 6.6)  # the KL-weight ablation (tau annealed); 6.6 is the main dVAE
+    beta_images: int = 100 * 64  # beta's cosine warm-up (the paper: 5,000 of 3M updates)
+    tau_end: float = 1 / 16
+    tau_images: int = 600 * 64  # tau's cosine anneal 1 -> tau_end (the paper: 150,000 updates)
+    n_layer: int = 4
+    n_embd: int = 128
+    n_head: int = 4
+    gpt_images: int = 1500 * 64
+    gpt_lr: float = 1e-3
+    text_weight: float = 1 / 8
+    clip_images: int = 800 * 128  # per CLIP (reranker and judge)
+    n_captions: int = 200  # held-out captions for reranking
+    n_rerank: int = 32  # samples per caption
+    n_eval: int = 1000  # samples (one per held-out caption) for FD and the blur curve
+    blur_sigmas: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
+    bootstrap: int = 200
+    feature_images: int | None = None  # as in DDPMChapter
+    reader_images: int | None = None  # the reader's training length; None: its fixed recipe
+
+
 PRESETS: dict[str, dict[str, object]] = {
+    "05_dalle": {
+        "smoke": DALLEChapter(n_train=600, n_test=200, dvae_width=32, dvae_images=30 * 32, betas=(0.0, 6.6),
+                              beta_images=5 * 32, tau_images=20 * 32, n_layer=2, n_embd=32, gpt_images=30 * 32,
+                              clip_images=30 * 64, n_captions=20, n_rerank=8, n_eval=100, blur_sigmas=(0.0, 1.0),
+                              bootstrap=20, feature_images=1440, reader_images=1000),
+        "cpu": DALLEChapter(),
+        # one GPU: 32x32 two-object scenes, K = 512, an 8x8 code grid, a larger transformer
+        # (not yet run on a GPU; sized from estimates)
+        "gpu": DALLEChapter(image_size=32, objects=2, n_train=40_000, n_test=2000, text_len=24, codes=512,
+                            dvae_width=128, dvae_images=6000 * 128, beta_images=500 * 128, tau_images=4000 * 128,
+                            n_layer=8, n_embd=256, n_head=8, gpt_images=8000 * 128, gpt_lr=5e-4,
+                            clip_images=3000 * 256, n_captions=500, n_rerank=64, n_eval=2000),
+    },
     "04_adm": {
         # smoke also runs the upsampling stack (on digits 8 -> 16 it has nothing to add: a code-path test)
         "smoke": ADMChapter(T=100, train_images=40 * 32, batch_size=32, warmup_images=0, clf_images=40 * 32,
@@ -279,8 +327,9 @@ def get(chapter: str, profile: str | None = "auto", **overrides):
 
 
 # Numeric fields that may be 0 (every other number must be positive); fractions live in [0, 1).
-ZERO_ALLOWED = {"warmup_images", "dropout", "ema_decay", "seed", "skip_fractions", "scales", "sr_size"}
-FRACTIONS = {"dropout", "ema_decay", "skip_fractions"}
+ZERO_ALLOWED = {"warmup_images", "dropout", "ema_decay", "seed", "skip_fractions", "scales", "sr_size", "betas",
+                "blur_sigmas", "text_weight"}
+FRACTIONS = {"dropout", "ema_decay", "skip_fractions", "text_weight"}
 
 
 def _type_name(tp) -> str:

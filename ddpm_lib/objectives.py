@@ -23,6 +23,7 @@ conditioning and per-condition dropout), ``ARObjective`` and ``MaskedObjective``
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -168,6 +169,28 @@ class ARObjective:
         return F.cross_entropy(logits.flatten(0, 1).float(), batch.x.flatten())
 
 
+class TextImageObjective:
+    """DALL-E's transformer loss (Ramesh et al. 2021, Sec. 2.2): next-token cross-entropy over one stream
+    [text tokens | image tokens]; the mean over the ``text_len`` text positions is weighted by
+    ``text_weight`` (1/8 in the paper) and the mean over the image positions by 1 - text_weight, each
+    normalised by its own token count."""
+
+    def __init__(self, text_len: int, text_weight: float = 1 / 8):
+        if not 0.0 <= text_weight <= 1.0:
+            raise ValueError(f"text_weight must lie in [0, 1], got {text_weight}")
+        self.text_len, self.text_weight = text_len, text_weight
+
+    def config(self) -> dict:
+        return {"objective": "text_image", "text_len": self.text_len, "text_weight": self.text_weight}
+
+    def __call__(self, net, batch):
+        logits = net(batch.x)  # (B, L, V), aligned with the input (sos slot)
+        ce = F.cross_entropy(logits.flatten(0, 1).float(), batch.x.flatten(), reduction="none").view(batch.x.shape)
+        text, image = ce[:, :self.text_len].mean(), ce[:, self.text_len:].mean()
+        loss = self.text_weight * text + (1 - self.text_weight) * image
+        return loss, {"text_ce": text.detach(), "image_ce": image.detach()}
+
+
 class MaskedObjective:
     """BERT-style L_BERT = E[-sum_{i in M} log p(x_i | x_{not M})] on a bidirectional model: a random
     ``mask_prob`` of the positions is replaced by ``mask_token`` (the extra vocabulary id)."""
@@ -234,6 +257,73 @@ class NoisyClassifierObjective:
         x_t = diffusion.q_sample(self.diff.schedule, batch.x, t, eps).to(batch.x.dtype)
         logits = net(x_t, t.float())
         return F.cross_entropy(logits.float(), batch.y), {"acc": (logits.argmax(1) == batch.y).float().mean()}
+
+
+# --------------------------------------------------------------------------------------------
+# Discrete VAE (DALL-E, Ramesh et al. 2021, App. A)
+# --------------------------------------------------------------------------------------------
+class DVAEObjective:
+    """The negative evidence lower bound of ``nets.dvae.DVAE`` with the Gumbel-softmax relaxation:
+    [logit-Laplace NLL of x given the decoded relaxed code grid + beta * KL(q(z | x) || uniform)],
+    divided by the number of pixel channels (the paper's normalisation: its beta = 6.6 is relative to
+    a per-dimension reconstruction term). beta rises 0 -> ``beta`` over ``beta_steps`` and tau falls
+    ``tau_start`` -> ``tau_end`` over ``tau_steps``, both with half-cosine ramps (linear annealing of tau
+    diverged in the paper); ``tau_steps=0`` keeps tau at ``tau_end`` throughout (a fixed temperature)."""
+
+    def __init__(self, beta: float = 6.6, beta_steps: int = 0, tau_start: float = 1.0, tau_end: float = 1 / 16,
+                 tau_steps: int = 0):
+        if beta < 0 or tau_start <= 0 or tau_end <= 0:
+            raise ValueError("beta must be >= 0 and the temperatures > 0")
+        self.beta, self.beta_steps = beta, beta_steps
+        self.tau_start, self.tau_end, self.tau_steps = tau_start, tau_end, tau_steps
+
+    def config(self) -> dict:
+        return dict(objective="dvae", beta=self.beta, beta_steps=self.beta_steps, tau_start=self.tau_start,
+                    tau_end=self.tau_end, tau_steps=self.tau_steps)
+
+    def schedule(self, step: int) -> tuple[float, float]:
+        """(beta, tau) at ``step``."""
+        from .nets.dvae import cosine_ramp
+
+        return (cosine_ramp(step, self.beta_steps, 0.0, self.beta),
+                cosine_ramp(step, self.tau_steps, self.tau_start, self.tau_end))
+
+    def __call__(self, net, batch):
+        beta, tau = self.schedule(batch.step)
+        logits = net.logits(batch.x).float()  # (B, K, g, g)
+        u = batch.rand(*logits.shape[1:]).clamp(1e-10, 1 - 1e-10)
+        z = torch.softmax((logits - torch.log(-torch.log(u))) / tau, dim=1)  # Gumbel-softmax sample
+        nll, kl = dvae_terms(net, batch.x, logits, z)
+        loss = (nll + beta * kl).mean() / batch.x[0].numel()
+        return loss, {"nll_per_dim": nll.mean().detach() / batch.x[0].numel(), "kl": kl.mean().detach(),
+                      "beta": torch.tensor(beta), "tau": torch.tensor(tau)}
+
+
+def dvae_terms(net, x: torch.Tensor, logits: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image (reconstruction NLL in nats, KL(q || uniform) in nats) of a dVAE for the code grid ``z``."""
+    from .nets.dvae import logit_laplace_nll
+
+    mu, log_b = net.decode(z.to(logits.dtype))
+    nll = logit_laplace_nll((x.float() + 1) / 2, mu.float(), log_b.float()).flatten(1).sum(1)
+    logq = torch.log_softmax(logits.float(), dim=1)
+    kl = (logq.exp() * (logq + math.log(logits.shape[1]))).sum(1).flatten(1).sum(1)
+    return nll, kl
+
+
+@torch.no_grad()
+def dvae_elb(net, x: torch.Tensor, tau: float, generator: torch.Generator | None = None) -> dict:
+    """Negative ELB per pixel channel (nats) of a dVAE, relaxed (a Gumbel-softmax sample at ``tau``) and
+    hard (the one-hot argmax code grid, what the transformer sees): annealing tau should close the gap."""
+    logits = net.logits(x).float()
+    u = torch.rand(logits.shape, generator=generator, device=logits.device).clamp(1e-10, 1 - 1e-10)
+    relaxed = torch.softmax((logits - torch.log(-torch.log(u))) / tau, dim=1)
+    hard = F.one_hot(logits.argmax(1), logits.shape[1]).permute(0, 3, 1, 2).float()
+    d = x[0].numel()
+    out = {}
+    for name, z in (("relaxed", relaxed), ("hard", hard)):
+        nll, kl = dvae_terms(net, x, logits, z)
+        out[name] = ((nll + kl) / d).cpu()
+    return out
 
 
 # --------------------------------------------------------------------------------------------

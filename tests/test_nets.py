@@ -133,6 +133,16 @@ def test_kv_cache_sampling_equals_full_recomputation():
     assert torch.equal(gpt.generate(empty, 20, generator=g1), gpt.generate(empty, 20, generator=g2, use_cache=False))
 
 
+def test_generation_restricted_to_a_vocabulary_range():
+    """DALL-E samples image codes after a text prefix from one shared vocabulary."""
+    gpt = _gpt()
+    prefix = torch.randint(0, 5, (4, 3))
+    out = gpt.generate(prefix, 15, generator=torch.Generator().manual_seed(0), vocab_range=(7, 11))
+    assert torch.equal(out[:, :3], prefix) and out[:, 3:].min() >= 7 and out[:, 3:].max() <= 10
+    with pytest.raises(ValueError, match="vocab_range"):
+        gpt.generate(prefix, 15, vocab_range=(5, 99))
+
+
 def test_kv_cache_logits_match_full_forward():
     torch.manual_seed(2)
     gpt = _gpt()

@@ -159,3 +159,25 @@ def test_noisy_classifier_and_classifier_objectives_learn():
     res2 = TR.train(Clf(), OBJ.ClassifierObjective(), (x, y), TR.TrainConfig(train_images=100 * 64, lr=3e-3),
                     progress=False)
     assert res2.log[-1]["acc"] > 0.95
+
+
+def test_text_image_loss_weights_each_modality_by_its_own_mean():
+    """DALL-E: 1/8 of the text positions' mean CE plus 7/8 of the image positions' mean CE."""
+    from ddpm_lib.text import positional_padding
+
+    class Fixed(nn.Module):  # logits that make position i's CE a known function of i
+        def forward(self, idx):
+            logits = torch.zeros(*idx.shape, 6)
+            logits[..., 0] = torch.arange(idx.shape[1]).float()  # token 0 grows likelier along the sequence
+            return logits
+
+    x = torch.zeros(2, 5, dtype=torch.long)
+    batch = TR.Batch(x=x, y=None, extras={}, step=0, rows=slice(0, 2), global_size=2, generator=torch.Generator())
+    loss, logs = OBJ.TextImageObjective(text_len=2, text_weight=1 / 8)(Fixed(), batch)
+    ce = -torch.log_softmax(Fixed()(x)[0], -1)[:, 0]
+    assert torch.isclose(logs["text_ce"], ce[:2].mean()) and torch.isclose(logs["image_ce"], ce[2:].mean())
+    assert torch.isclose(loss, ce[:2].mean() / 8 + 7 * ce[2:].mean() / 8)
+    with pytest.raises(ValueError, match="text_weight"):
+        OBJ.TextImageObjective(2, 1.5)
+    tok = torch.tensor([[5, 6, 0, 0], [7, 0, 0, 0]])
+    assert positional_padding(tok, 0, 100).tolist() == [[5, 6, 102, 103], [7, 101, 102, 103]]

@@ -168,12 +168,17 @@ class GPT(nn.Module):
 
     @torch.no_grad()
     def generate(self, prefix: torch.Tensor, length: int, temperature: float = 1.0, top_k: int | None = None,
-                 generator: torch.Generator | None = None, use_cache: bool = True) -> torch.Tensor:
+                 generator: torch.Generator | None = None, use_cache: bool = True,
+                 vocab_range: tuple[int, int] | None = None) -> torch.Tensor:
         """Sample until the sequence holds ``length`` tokens, continuing ``prefix`` (B, P); P may be 0.
 
         With ``use_cache`` every new token costs one position's work (KV cache); without, the whole
         sequence is recomputed at every step. Both give the same tokens for the same generator.
+        ``vocab_range=(lo, hi)`` samples new tokens from ids lo..hi-1 only (DALL-E: image codes after a
+        text prefix, in one shared vocabulary).
         """
+        if vocab_range is not None and not 0 <= vocab_range[0] < vocab_range[1] <= self.cfg.vocab_size:
+            raise ValueError(f"vocab_range {vocab_range} must satisfy 0 <= lo < hi <= {self.cfg.vocab_size}")
         if not (self.cfg.causal and self.cfg.sos):
             raise ValueError("generate needs a causal model with a start-of-sequence slot")
         self.eval()
@@ -189,6 +194,10 @@ class GPT(nn.Module):
             if not use_cache:
                 full = torch.cat([seq, seq.new_zeros(B, 1)], 1)  # a dummy last token: only its input shifts in
                 logits = self.forward(full)[:, -1]
+            if vocab_range is not None:
+                keep = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+                keep[vocab_range[0]:vocab_range[1]] = True
+                logits = logits.masked_fill(~keep, float("-inf"))
             nxt = _sample(logits, temperature, top_k, generator)
             seq = torch.cat([seq, nxt[:, None]], 1)
             if use_cache and seq.shape[1] < length:

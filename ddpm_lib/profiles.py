@@ -197,7 +197,7 @@ class DALLEChapter:
     codes: int = 64  # K
     levels: int = 2  # max-pool halvings: a 4x4 code grid at 16x16
     dvae_width: int = 64
-    dvae_images: int = 800 * 64  # per dVAE
+    dvae_images: int = 1000 * 64  # per dVAE
     dvae_lr: float = 1e-3
     betas: tuple[float, ...] = (0.0, 1.0, 6.6)  # the KL-weight ablation (tau annealed); 6.6 is the main dVAE
     beta_images: int = 100 * 64  # beta's cosine warm-up (the paper: 5,000 of 3M updates)
@@ -206,9 +206,10 @@ class DALLEChapter:
     n_layer: int = 4
     n_embd: int = 128
     n_head: int = 4
-    gpt_images: int = 1500 * 64
+    gpt_images: int = 2000 * 64  # per transformer
     gpt_lr: float = 1e-3
     text_weight: float = 1 / 8
+    ablation_text_weight: float = 0.5  # a second transformer with this text weight (Sec. 2.2's choice, tested)
     clip_images: int = 800 * 128  # per CLIP (reranker and judge)
     n_captions: int = 200  # held-out captions for reranking
     n_rerank: int = 32  # samples per caption
@@ -328,8 +329,8 @@ def get(chapter: str, profile: str | None = "auto", **overrides):
 
 # Numeric fields that may be 0 (every other number must be positive); fractions live in [0, 1).
 ZERO_ALLOWED = {"warmup_images", "dropout", "ema_decay", "seed", "skip_fractions", "scales", "sr_size", "betas",
-                "blur_sigmas", "text_weight"}
-FRACTIONS = {"dropout", "ema_decay", "skip_fractions", "text_weight"}
+                "blur_sigmas", "text_weight", "ablation_text_weight"}
+FRACTIONS = {"dropout", "ema_decay", "skip_fractions", "text_weight", "ablation_text_weight"}
 
 
 def _type_name(tp) -> str:

@@ -1,5 +1,5 @@
-"""Chapter 04's helpers (ddpm_lib.chapters.adm): the held-out loss grid, accuracy by noise level, the
-temperature knob, and the claims' gates (did not train, the seed-to-seed control)."""
+"""Chapter helpers (ddpm_lib.chapters.adm for 04, .dalle for 05): the held-out loss grid, accuracy by noise level,
+the temperature knob, blur and reranking, and the claims' gates (did not train, the seed-to-seed control)."""
 from __future__ import annotations
 
 import ddpm_lib  # noqa: F401  (before torch)
@@ -110,3 +110,32 @@ def test_a_conditional_model_at_the_floor_is_said_to_leave_guidance_nothing_to_w
     assert cl[2].holds == "partly" and "floor" in cl[2].why  # the best FD is unguided; s=1 still beats s=0 here
     c["c0_fd"] = stats.Interval(5.0, 4.0, 6.0, 200).as_dict()
     assert "floor" not in CH.claims(c, "test")[2].why
+
+
+def test_chapter_05_gates_claims_on_an_untrained_transformer():
+    from ddpm_lib.chapters import dalle
+
+    I = lambda est, lo, hi: stats.Interval(est, lo, hi, 100).as_dict()  # noqa: E731, E741
+    pos, neg = I(0.1, 0.05, 0.15), I(-0.1, -0.15, -0.05)
+    c = dict(usage_diff=pos, recon_diff=neg, gap_annealed=I(0.01, 0.0, 0.02), gap_fixed=I(0.1, 0.05, 0.15),
+             gap_diff=neg, codes=64, dvae_setting="test", match_own=I(0.8, 0.7, 0.9), match_shuffled=I(0.3, 0.2, 0.4),
+             match_vs_shuffled=I(0.5, 0.4, 0.6), text_weight=0.125, ablation_text_weight=0.5, image_ce_diff=neg,
+             text_ce_diff=pos, match_weight_diff=pos, n_max=32, gain_total=pos, gain_first=pos, gain_last=I(0.0, -0.01, 0.01),
+             gain_last_minus_first=neg, gain_reranker=I(5, 4, 6), gain_judge=I(1, 0, 2), own_minus_judge=I(4, 3, 5),
+             blur_sigma=1.0, blur_samples=neg, blur_recon=neg)
+    assert [x.holds for x in dalle.claims(c, "t")] == ["yes"] * 7 + ["n/a"]
+    c["samples_did_not_train"] = True
+    holds = [x.holds for x in dalle.claims(c, "t")]
+    assert holds[:2] == ["yes", "yes"] and holds[2:7] == ["did not train"] * 5
+
+
+def test_gaussian_blur_keeps_the_mean_and_smooths():
+    from ddpm_lib.chapters import dalle
+
+    x = torch.zeros(1, 1, 9, 9)
+    x[0, 0, 4, 4] = 1.0
+    b = dalle.gaussian_blur(x, 1.0)
+    assert abs(b.sum().item() - 1.0) < 1e-5 and b.max() < 0.2 and b[0, 0, 4, 4] == b.max()
+    assert torch.equal(dalle.gaussian_blur(x, 0.0), x)
+    picks = dalle.rerank(torch.tensor([[0.1, 0.9, 0.5], [0.7, 0.2, 0.8]]), [1, 2, 3])
+    assert picks[1].tolist() == [0, 0] and picks[2].tolist() == [1, 0] and picks[3].tolist() == [1, 2]

@@ -480,8 +480,8 @@ ARCH = {
 arch = {}
 for name, (kw, sd) in tqdm(ARCH.items(), desc="architecture rows"):
     res = train_denoiser(unet_config(num_classes=K, **kw), images=cfg.arch_images, conds=BY_CLASS, train_seed=sd)
-    m_y = nets.as_model(res.ema, y=y_test)
-    loss = CH.heldout_loss(m_y, diff, x_test, cfg.heldout_t, seed=seed)
+    loss = CH.heldout_loss(lambda x, t, y: nets.as_model(res.ema, y=y)(x, t), diff, x_test, cfg.heldout_t, seed=seed,
+                           y=y_test)
     xs = draw(nets.as_model(res.ema, y=labels.to(device)), d_anc)
     arch[name] = dict(loss=loss, ev=judge(xs), params=nets.count_params(res.ema))
 PAIRS = {  # claim name -> (row, baseline row)

@@ -139,3 +139,16 @@ def test_gaussian_blur_keeps_the_mean_and_smooths():
     assert torch.equal(dalle.gaussian_blur(x, 0.0), x)
     picks = dalle.rerank(torch.tensor([[0.1, 0.9, 0.5], [0.7, 0.2, 0.8]]), [1, 2, 3])
     assert picks[1].tolist() == [0, 0] and picks[2].tolist() == [1, 0] and picks[3].tolist() == [1, 2]
+
+
+def test_heldout_loss_slices_labels_with_its_batches():
+    x, y = torch.zeros(10, 1, 2, 2), torch.arange(10)
+    seen = []
+
+    def model(x_t, t, y):
+        assert len(y) == len(x_t)
+        seen.append(y.clone())
+        return torch.zeros_like(x_t)
+
+    CH.heldout_loss(model, DIFF, x, n_t=2, batch=4, y=y)
+    assert torch.equal(torch.cat(seen[:3]), y)

@@ -36,10 +36,12 @@ PAPER_ARCH = {
 # Measurements
 # --------------------------------------------------------------------------------------------
 @torch.no_grad()
-def heldout_loss(model, diff, x: torch.Tensor, n_t: int, seed: int = 0, batch: int = 512) -> np.ndarray:
+def heldout_loss(model, diff, x: torch.Tensor, n_t: int, seed: int = 0, batch: int = 512,
+                 y: torch.Tensor | None = None) -> np.ndarray:
     """Held-out L_simple per image on a fixed grid: ``n_t`` steps evenly spread over [0, T), one
     noise draw per (image, step) from ``seed``; the same grid and noise for every model, so that
-    per-image differences between models pair up. ``model(x_t, t)`` -> eps (the first C channels).
+    per-image differences between models pair up. ``model(x_t, t)`` -> eps (the first C channels), or
+    ``model(x_t, t, y=labels)`` when labels ``y`` are given (sliced with the batch).
     Returns (N,) mean squared errors."""
     T, C = diff.T, x.shape[1]
     ts = torch.linspace(0, T - 1, n_t).round().long()
@@ -51,7 +53,7 @@ def heldout_loss(model, diff, x: torch.Tensor, n_t: int, seed: int = 0, batch: i
             xb, eb = x[i:i + batch], eps[i:i + batch]
             tt = torch.full((len(xb),), int(t), dtype=torch.long, device=x.device)
             x_t = diffusion.q_sample(diff.schedule, xb, tt, eb).to(xb.dtype)
-            out = model(x_t, tt)[:, :C]
+            out = (model(x_t, tt) if y is None else model(x_t, tt, y=y[i:i + batch]))[:, :C]
             total[i:i + len(xb)] += ((out.double() - eb.double()) ** 2).flatten(1).mean(1).cpu()
     return (total / n_t).numpy()
 

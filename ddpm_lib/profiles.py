@@ -186,8 +186,11 @@ class ADMChapter:
 
 @dataclass(frozen=True)
 class DALLEChapter:
-    """05_dalle. dVAEs (the KL-weight and temperature ablation), one transformer over caption and image
-    tokens, two small CLIPs (a reranker and a judge), the independent reader, on ``shapes`` scenes."""
+    """05_dalle (a draft: notebooks/drafts/05_dalle.py). dVAEs (the KL-weight and temperature ablation),
+    one transformer over caption and image tokens, two small CLIPs (a reranker and a judge), the
+    independent reader, on ``shapes`` scenes. Measured 2026-11-29: with these values the dVAE does not
+    reconstruct object colour (chance) and its reconstructions score FD ~1,400 (floor 7.8); levels=1
+    (an 8x8 grid) and lr 3e-3 read position 89-95% and size 73-75%, colour still at chance."""
 
     image_size: int = 16
     objects: int = 1

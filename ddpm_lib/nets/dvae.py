@@ -32,6 +32,7 @@ class DVAEConfig:
     levels: int = 2  # halvings: the code grid is image_size / 2**levels on a side
     width: int = 64
     blocks: int = 1  # residual blocks per level
+    hidden_ratio: float = 0.25  # a residual block's inner width / width (DALL-E: 1/4)
 
     def __post_init__(self):
         if self.image_size % 2**self.levels:
@@ -64,9 +65,9 @@ class _Res(nn.Module):
     """x + post_gain * (relu, 3x3, relu, 3x3, relu, 1x1)(x); post_gain = 1 / n_blocks^2 keeps the deep
     residual stack near the identity at initialisation (the paper's 'small constant')."""
 
-    def __init__(self, cin: int, cout: int, post_gain: float):
+    def __init__(self, cin: int, cout: int, post_gain: float, hidden_ratio: float = 0.25):
         super().__init__()
-        hid = cout // 4 if cout >= 16 else cout
+        hid = max(8, int(cout * hidden_ratio))
         self.skip = nn.Identity() if cin == cout else nn.Conv2d(cin, cout, 1)
         self.path = nn.Sequential(nn.ReLU(), nn.Conv2d(cin, hid, 3, padding=1), nn.ReLU(),
                                   nn.Conv2d(hid, hid, 3, padding=1), nn.ReLU(), nn.Conv2d(hid, cout, 1))
@@ -84,13 +85,13 @@ class DVAE(nn.Module):
         w, gain = cfg.width, 1.0 / (cfg.blocks * (cfg.levels + 1)) ** 2
         enc = [nn.Conv2d(cfg.channels, w, 7, padding=3)]
         for level in range(cfg.levels + 1):
-            enc += [_Res(w, w, gain) for _ in range(cfg.blocks)]
+            enc += [_Res(w, w, gain, cfg.hidden_ratio) for _ in range(cfg.blocks)]
             if level < cfg.levels:
                 enc.append(nn.MaxPool2d(2))
         self.encoder = nn.Sequential(*enc, nn.ReLU(), nn.Conv2d(w, cfg.codes, 1))
         dec = [nn.Conv2d(cfg.codes, w, 1)]
         for level in range(cfg.levels + 1):
-            dec += [_Res(w, w, gain) for _ in range(cfg.blocks)]
+            dec += [_Res(w, w, gain, cfg.hidden_ratio) for _ in range(cfg.blocks)]
             if level < cfg.levels:
                 dec.append(nn.Upsample(scale_factor=2, mode="nearest"))
         self.decoder = nn.Sequential(*dec, nn.ReLU(), nn.Conv2d(w, 2 * cfg.channels, 1))

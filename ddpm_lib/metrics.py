@@ -363,12 +363,18 @@ def _head_logits(extractor: FeatureExtractor, samples, head: str | None) -> torc
     return out[head]
 
 
+def conditional_hits(extractor: FeatureExtractor, samples, labels, head: str | None = None) -> torch.Tensor:
+    """Per sample, 1.0 where the in-domain classifier reads it as its condition, else 0.0 (float64, CPU):
+    the raw material of an interval on ``conditional_accuracy``. ``head`` as there."""
+    pred = _head_logits(extractor, samples, head).argmax(1)
+    return (pred == torch.as_tensor(labels).long().cpu()).double()
+
+
 def conditional_accuracy(extractor: FeatureExtractor, samples, labels, head: str | None = None) -> float:
     """Share of class-conditional samples that the in-domain classifier reads as their condition
     (the "classification accuracy score" analogue). For a multi-head net, ``head`` defaults to the
     head of the data set's ``y`` (``"shape"`` for shapes)."""
-    pred = _head_logits(extractor, samples, head).argmax(1)
-    return float((pred == torch.as_tensor(labels).long().cpu()).double().mean())
+    return float(conditional_hits(extractor, samples, labels, head).mean())
 
 
 def attribute_accuracy(extractor: FeatureExtractor, samples, attrs: dict[str, torch.Tensor]) -> dict[str, float]:

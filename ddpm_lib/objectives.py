@@ -291,12 +291,18 @@ class DVAEObjective:
     def __call__(self, net, batch):
         beta, tau = self.schedule(batch.step)
         logits = net.logits(batch.x).float()  # (B, K, g, g)
-        u = batch.rand(*logits.shape[1:]).clamp(1e-10, 1 - 1e-10)
-        z = torch.softmax((logits - torch.log(-torch.log(u))) / tau, dim=1)  # Gumbel-softmax sample
+        z = gumbel_softmax(logits, batch.rand(*logits.shape[1:]), tau)
         nll, kl = dvae_terms(net, batch.x, logits, z)
         loss = (nll + beta * kl).mean() / batch.x[0].numel()
         return loss, {"nll_per_dim": nll.mean().detach() / batch.x[0].numel(), "kl": kl.mean().detach(),
                       "beta": torch.tensor(beta), "tau": torch.tensor(tau)}
+
+
+def gumbel_softmax(logits: torch.Tensor, u: torch.Tensor, tau: float) -> torch.Tensor:
+    """A relaxed one-hot sample over dim 1: softmax((logits + g) / tau) with Gumbel noise g = -log(-log u)
+    from uniforms ``u`` (drawn by the caller, so that the randomness stays the batch's)."""
+    u = u.clamp(1e-10, 1 - 1e-10)
+    return torch.softmax((logits - torch.log(-torch.log(u))) / tau, dim=1)
 
 
 def dvae_terms(net, x: torch.Tensor, logits: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -315,8 +321,7 @@ def dvae_elb(net, x: torch.Tensor, tau: float, generator: torch.Generator | None
     """Negative ELB per pixel channel (nats) of a dVAE, relaxed (a Gumbel-softmax sample at ``tau``) and
     hard (the one-hot argmax code grid, what the transformer sees): annealing tau should close the gap."""
     logits = net.logits(x).float()
-    u = torch.rand(logits.shape, generator=generator, device=logits.device).clamp(1e-10, 1 - 1e-10)
-    relaxed = torch.softmax((logits - torch.log(-torch.log(u))) / tau, dim=1)
+    relaxed = gumbel_softmax(logits, torch.rand(logits.shape, generator=generator, device=logits.device), tau)
     hard = F.one_hot(logits.argmax(1), logits.shape[1]).permute(0, 3, 1, 2).float()
     d = x[0].numel()
     out = {}

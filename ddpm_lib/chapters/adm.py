@@ -10,11 +10,7 @@ import torch
 
 from .. import diffusion, metrics, stats
 from ..notebook import Claim
-from .improved import aggregate, combo, why, within
-
-iv = stats.Interval.of
-SIGN = {"lower": "yes", "higher": "no", "not significant": "not significant"}
-SIGN_UP = {"higher": "yes", "lower": "no", "not significant": "not significant"}
+from .common import HIGHER, LOWER, aggregate, iv, paired_diff, why, within, within_band  # noqa: F401
 
 # Table 4 (ImageNet 256, 2M iterations): (conditional, scale) -> FID, precision, recall
 PAPER_TABLE4 = {
@@ -84,8 +80,7 @@ def confidence(classifier, x0: torch.Tensor, y: torch.Tensor) -> np.ndarray:
 
 def hits(extractor, samples: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
     """1 where the independent in-domain network reads a sample as the class it was asked for."""
-    logits = metrics._head_logits(extractor, samples, None)
-    return (logits.argmax(1) == labels.cpu()).double().numpy()
+    return metrics.conditional_hits(extractor, samples, labels).numpy()
 
 
 def eps_temperature(model, tau: float, channels: int):
@@ -98,18 +93,7 @@ def eps_temperature(model, tau: float, channels: int):
     return scaled
 
 
-def paired_rate_diff(a, b) -> stats.Interval:
-    """Difference of two hit rates on the same sample rows (same labels, same initial noise):
-    a t-interval over the per-row differences."""
-    return stats.mean_ci(np.subtract(a, b))
-
-
-def within_band(d: stats.Interval, margin: float) -> str:
-    """Equivalence test: 'yes' when the interval of a difference lies inside (-margin, margin), 'no' when it
-    lies wholly outside it, 'not significant' otherwise."""
-    if -margin < d.lo and d.hi < margin:
-        return "yes"
-    return "no" if d.lo > margin or d.hi < -margin else "not significant"
+paired_rate_diff = paired_diff  # hit rates on the same sample rows (same labels, same initial noise)
 
 
 def pair(ev_a, ev_b, metric: str = "fd") -> stats.Interval:
@@ -140,7 +124,7 @@ def claims(c: dict, setting: str) -> list[Claim]:
     # 1. the noisy classifier
     q1, q4 = iv(c["clf_q"][0]), iv(c["clf_q"][-1])
     dq = iv(c["clf_q1_minus_q4"])
-    v = {"falls (first minus last quartile > 0)": SIGN_UP[stats.compare(dq, 0.0)],
+    v = {"falls (first minus last quartile > 0)": HIGHER[stats.compare(dq, 0.0)],
          "last quartile nearer chance than the first": "yes" if q4.hi < (q1.lo + c["chance"]) / 2 else "no"}
     out.append(Claim(
         "a classifier trained on x_t at every t loses accuracy towards chance as t grows (tests: accuracy in the "
@@ -152,8 +136,8 @@ def claims(c: dict, setting: str) -> list[Claim]:
     first_sampled = len(out)
     # 2. Table 4, the unconditional model
     u1, u10 = iv(c["fd_u"][1.0]), iv(c["fd_u"][s_hi])
-    v = {f"scale {s_hi:g} lowers FD": SIGN[stats.compare(iv(c["u_hi_minus_0"]), 0.0)],
-         f"scale {s_hi:g} lowers FD more than scale 1": SIGN[stats.compare(iv(c["u_hi_minus_1"]), 0.0)]}
+    v = {f"scale {s_hi:g} lowers FD": LOWER[stats.compare(iv(c["u_hi_minus_0"]), 0.0)],
+         f"scale {s_hi:g} lowers FD more than scale 1": LOWER[stats.compare(iv(c["u_hi_minus_1"]), 0.0)]}
     out.append(Claim(
         f"guiding an unconditional model: scale 1 barely helps, scale 10 helps a lot (tests: FD(s={s_hi:g}) - FD(s=0) "
         f"and FD(s={s_hi:g}) - FD(s=1) both have 95% intervals below 0; paired bootstrap)",
@@ -163,7 +147,7 @@ def claims(c: dict, setting: str) -> list[Claim]:
     # 3. the best setting is conditional + moderate scale
     best = c["best_config"]
     v = {"the sweep's best FD is conditional with 0 < s <= 2": "yes" if best[0] == "conditional" and 0 < best[1] <= 2 else "no",
-         f"conditional s={s_mid:g} beats conditional s=0": SIGN[stats.compare(iv(c["c_mid_minus_0"]), 0.0)]}
+         f"conditional s={s_mid:g} beats conditional s=0": LOWER[stats.compare(iv(c["c_mid_minus_0"]), 0.0)]}
     out.append(Claim(
         f"a conditional model with guidance at a moderate scale is best (tests, before the sweep: the lowest FD of the "
         f"sweep belongs to the conditional model at a scale in (0, 2]; FD(conditional, s={s_mid:g}) - FD(conditional, "
@@ -172,8 +156,8 @@ def claims(c: dict, setting: str) -> list[Claim]:
         f"best: {best[0]}, s={best[1]:g} (FD {iv(c['best_fd'])}); FD(C, s={s_mid:g}) - FD(C, s=0) = {iv(c['c_mid_minus_0'])}",
         setting, aggregate(v), why(v) + floor_note(c, aggregate(v))))
     # 4. U-shaped FD for the conditional model
-    v = {f"FD(s={s_mid:g}) below FD(s=0)": SIGN[stats.compare(iv(c["c_mid_minus_0"]), 0.0)],
-         f"FD(s={s_mid:g}) below FD(s={s_hi:g})": SIGN[stats.compare(iv(c["c_mid_minus_hi"]), 0.0)]}
+    v = {f"FD(s={s_mid:g}) below FD(s=0)": LOWER[stats.compare(iv(c["c_mid_minus_0"]), 0.0)],
+         f"FD(s={s_mid:g}) below FD(s={s_hi:g})": LOWER[stats.compare(iv(c["c_mid_minus_hi"]), 0.0)]}
     out.append(Claim(
         f"FD is U-shaped in the scale (tests: for the conditional model FD(s={s_mid:g}) - FD(s=0) and FD(s={s_mid:g}) - "
         f"FD(s={s_hi:g}) both have 95% intervals below 0)",
@@ -183,8 +167,8 @@ def claims(c: dict, setting: str) -> list[Claim]:
     # 5. precision up, recall down
     v = {}
     for m in ("unconditional", "conditional"):
-        v[f"{m} precision rises"] = SIGN_UP[stats.compare(iv(c["dp"][m]), 0.0)]
-        v[f"{m} recall falls"] = SIGN[stats.compare(iv(c["dr"][m]), 0.0)]
+        v[f"{m} precision rises"] = HIGHER[stats.compare(iv(c["dp"][m]), 0.0)]
+        v[f"{m} recall falls"] = LOWER[stats.compare(iv(c["dr"][m]), 0.0)]
     out.append(Claim(
         f"guidance trades recall for precision (tests: from s=1 to s={s_hi:g}, the precision change has a 95% interval "
         "above 0 and the recall change one below 0, for both models; paired bootstrap)",
@@ -193,8 +177,8 @@ def claims(c: dict, setting: str) -> list[Claim]:
         setting, aggregate(v), why(v)))
     # 6. Sec. 4.3: the classifier's confidence vs what the samples show
     v = {"at s=1 the guiding classifier is more confident than the independent reader's accuracy":
-         SIGN_UP[stats.compare(iv(c["gap_u1"]), 0.0)],
-         f"the independent accuracy rises from s=1 to s={s_hi:g}": SIGN_UP[stats.compare(iv(c["acc_u_hi_minus_1"]), 0.0)]}
+         HIGHER[stats.compare(iv(c["gap_u1"]), 0.0)],
+         f"the independent accuracy rises from s=1 to s={s_hi:g}": HIGHER[stats.compare(iv(c["acc_u_hi_minus_1"]), 0.0)]}
     out.append(Claim(
         f"with an unconditional model at s=1 the classifier is fairly confident but the samples often do not show the "
         f"class; a larger scale makes them (tests: mean p(y | x_0) of the guiding classifier minus the independent "
@@ -218,8 +202,8 @@ def claims(c: dict, setting: str) -> list[Claim]:
     # 8. temperature
     v = {}
     for k, (dp, dr) in c["temp"].items():
-        v[f"{k}: precision lower"] = SIGN[stats.compare(iv(dp), 0.0)]
-        v[f"{k}: recall lower"] = SIGN[stats.compare(iv(dr), 0.0)]
+        v[f"{k}: precision lower"] = LOWER[stats.compare(iv(dp), 0.0)]
+        v[f"{k}: recall lower"] = LOWER[stats.compare(iv(dr), 0.0)]
     out.append(Claim(
         "a reduced temperature lowers both precision and recall (tests: for the noise scaled by tau and for eps "
         "divided by tau, at the lowest tau, the changes of precision and of recall against tau = 1 each have 95% "
@@ -263,10 +247,10 @@ def claims(c: dict, setting: str) -> list[Claim]:
             f"loss difference {d}; FD difference {dfd}; seed-to-seed {seed_d}", c["arch_setting"], holds, note))
     if "stack" in c:  # 13. Table 6 shape
         st = c["stack"]
-        v = {"upsampling raises precision": SIGN_UP[stats.compare(iv(st["ADM-U"]["dp"]), 0.0)],
+        v = {"upsampling raises precision": HIGHER[stats.compare(iv(st["ADM-U"]["dp"]), 0.0)],
              "upsampling keeps recall (change within +-0.05)": within_band(iv(st["ADM-U"]["dr"]), 0.05),
-             "guidance raises precision": SIGN_UP[stats.compare(iv(st["ADM-G"]["dp"]), 0.0)],
-             "guidance lowers recall": SIGN[stats.compare(iv(st["ADM-G"]["dr"]), 0.0)]}
+             "guidance raises precision": HIGHER[stats.compare(iv(st["ADM-G"]["dp"]), 0.0)],
+             "guidance lowers recall": LOWER[stats.compare(iv(st["ADM-G"]["dr"]), 0.0)]}
         meaningful = c.get("stack_data") != "digits"
         out.append(Claim(
             "upsampling improves precision while keeping recall; guidance trades recall for much higher precision "

@@ -13,11 +13,7 @@ import torch.nn.functional as F
 
 from .. import stats
 from ..notebook import Claim
-from .improved import aggregate, why
-
-iv = stats.Interval.of
-SIGN = {"lower": "yes", "higher": "no", "not significant": "not significant"}
-SIGN_UP = {"higher": "yes", "lower": "no", "not significant": "not significant"}
+from .common import HIGHER, LOWER, aggregate, iv, why
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -50,8 +46,8 @@ def claims(c: dict, setting: str) -> list[Claim]:
     """The claims of chapter 05 from the measured intervals in ``c`` (built by the notebook)."""
     out = []
     # 1. codebook usage and reconstruction vs the KL weight
-    v = {"beta 6.6 uses more codes than beta 0": SIGN_UP[stats.compare(iv(c["usage_diff"]), 0.0)],
-         "beta 6.6 reconstructs better than beta 0": SIGN[stats.compare(iv(c["recon_diff"]), 0.0)]}
+    v = {"beta 6.6 uses more codes than beta 0": HIGHER[stats.compare(iv(c["usage_diff"]), 0.0)],
+         "beta 6.6 reconstructs better than beta 0": LOWER[stats.compare(iv(c["recon_diff"]), 0.0)]}
     out.append(Claim(
         "a larger KL weight (beta = 6.6 against 0) gives better codebook usage and, at the end of training, a "
         "smaller reconstruction error (tests: codebook perplexity on held-out images, bootstrap interval of the "
@@ -62,7 +58,7 @@ def claims(c: dict, setting: str) -> list[Claim]:
         f"{iv(c['recon_diff'])}", c["dvae_setting"], aggregate(v), why(v)))
     # 2. annealing tau closes the relaxed vs hard ELB gap
     ga, gf = iv(c["gap_annealed"]), iv(c["gap_fixed"])
-    v = {"the annealed gap is smaller": SIGN[stats.compare(iv(c["gap_diff"]), 0.0)]}
+    v = {"the annealed gap is smaller": LOWER[stats.compare(iv(c["gap_diff"]), 0.0)]}
     out.append(Claim(
         "annealing the relaxation temperature to 1/16 closes the gap between the relaxed and the true (argmax) ELB "
         "(test: |hard - relaxed| ELB per dimension, paired over held-out images, smaller for tau annealed to 1/16 "
@@ -72,7 +68,7 @@ def claims(c: dict, setting: str) -> list[Claim]:
         f"|gap| annealed {ga}, fixed tau = 1 {gf} nats/dim; difference {iv(c['gap_diff'])}", c["dvae_setting"],
         aggregate(v), why(v)))
     # 3. the transformer follows captions
-    v = {"samples match their captions better than shuffled captions": SIGN_UP[stats.compare(iv(c["match_vs_shuffled"]), 0.0)]}
+    v = {"samples match their captions better than shuffled captions": HIGHER[stats.compare(iv(c["match_vs_shuffled"]), 0.0)]}
     out.append(Claim(
         "one transformer over caption and image tokens generates images that follow the caption (test: the "
         "independent scorer's caption match of samples for their own caption minus for a shuffled caption, paired "
@@ -81,7 +77,7 @@ def claims(c: dict, setting: str) -> list[Claim]:
         f"match own {iv(c['match_own']).fmt(pct=True)}, shuffled {iv(c['match_shuffled']).fmt(pct=True)}; "
         f"difference {iv(c['match_vs_shuffled'])}", setting, aggregate(v), why(v)))
     # 3b. the loss weighting
-    v = {"lower held-out image cross-entropy": SIGN[stats.compare(iv(c["image_ce_diff"]), 0.0)]}
+    v = {"lower held-out image cross-entropy": LOWER[stats.compare(iv(c["image_ce_diff"]), 0.0)]}
     out.append(Claim(
         f"weighting the image tokens 7/8 and the text 1/8 models the image better than equal weights (test, ours: "
         f"held-out image cross-entropy with text weight {c['text_weight']:g} minus {c['ablation_text_weight']:g}, "
@@ -91,8 +87,8 @@ def claims(c: dict, setting: str) -> list[Claim]:
         f"{iv(c['match_weight_diff'])}", setting, aggregate(v), why(v)))
     # 4. reranking: monotone, saturating
     g1, g2 = iv(c["gain_first"]), iv(c["gain_last"])
-    v = {f"caption match rises from N=1 to N={c['n_max']}": SIGN_UP[stats.compare(iv(c["gain_total"]), 0.0)],
-         "the gain saturates (the last doubling gains less than the first)": SIGN[stats.compare(iv(c["gain_last_minus_first"]), 0.0)]}
+    v = {f"caption match rises from N=1 to N={c['n_max']}": HIGHER[stats.compare(iv(c["gain_total"]), 0.0)],
+         "the gain saturates (the last doubling gains less than the first)": LOWER[stats.compare(iv(c["gain_last_minus_first"]), 0.0)]}
     out.append(Claim(
         f"reranking N samples with CLIP improves them, with diminishing returns (tests: the independent scorer's "
         f"caption match of the top-ranked sample at N={c['n_max']} minus N=1, paired over captions, above 0; the "
@@ -101,7 +97,7 @@ def claims(c: dict, setting: str) -> list[Claim]:
         f"gain N=1 -> {c['n_max']}: {iv(c['gain_total'])}; first doubling {g1}, last doubling {g2}", setting,
         aggregate(v), why(v)))
     # 5. reranker vs judge
-    v = {"the reranker's own score rises more than the judge CLIP's": SIGN_UP[stats.compare(iv(c["own_minus_judge"]), 0.0)]}
+    v = {"the reranker's own score rises more than the judge CLIP's": HIGHER[stats.compare(iv(c["own_minus_judge"]), 0.0)]}
     out.append(Claim(
         f"scoring with the reranking CLIP itself overstates what reranking buys (test: the reranker's score gain "
         f"N=1 -> {c['n_max']} minus a second (judge) CLIP's gain on the same picks, paired over captions, above 0)",
@@ -110,8 +106,8 @@ def claims(c: dict, setting: str) -> list[Claim]:
         f"reranker gain {iv(c['gain_reranker'])}, judge gain {iv(c['gain_judge'])} (CLIP-S); difference "
         f"{iv(c['own_minus_judge'])}", setting, aggregate(v), why(v)))
     # 6. blur
-    v = {"samples: blur lowers FD": SIGN[stats.compare(iv(c["blur_samples"]), 0.0)],
-         "reconstructions: blur lowers FD": SIGN[stats.compare(iv(c["blur_recon"]), 0.0)]}
+    v = {"samples: blur lowers FD": LOWER[stats.compare(iv(c["blur_samples"]), 0.0)],
+         "reconstructions: blur lowers FD": LOWER[stats.compare(iv(c["blur_recon"]), 0.0)]}
     out.append(Claim(
         f"the dVAE bottleneck costs high-frequency detail: blurring both sets (sigma = {c['blur_sigma']:g} px) lowers "
         "the FD of the transformer's samples and of the dVAE's reconstructions of held-out images (tests: paired "

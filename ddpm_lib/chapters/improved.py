@@ -10,6 +10,7 @@ import torch
 from .. import stats
 from ..notebook import Claim
 from ..train import Batch
+from .common import LOWER, aggregate, combo, iv, paired_diff, why, within  # noqa: F401  (combo, iv: the notebook calls CH.combo, CH.iv)
 
 # Improved DDPM's Table 2 (CIFAR-10, 500K iterations; T = 4000 except the first row): NLL, FID.
 # Values from ../shared/reference/paper-targets.md, marked there as recalled, not checked against the text.
@@ -20,30 +21,7 @@ PAPER_TABLE2 = {
     ("cosine", "L_hybrid"): ("3.17", "3.19"),
     ("cosine", "L_vlb"): ("2.94", "11.47"),
 }
-VERDICT = {"lower": "yes", "higher": "no", "not significant": "not significant"}
-
-
-def within(d: stats.Interval, margin: float) -> str:
-    """An equivalence test: 'yes' when the whole interval of a difference lies below ``margin``, 'no'
-    when it lies above, 'not significant' when it straddles it (too wide to decide at this n)."""
-    return "yes" if d.hi < margin else ("no" if d.lo > margin else "not significant")
-
-
-def aggregate(parts: dict) -> str:
-    """One verdict from the verdicts of a claim's parts: yes if all pass, no if some fail and none
-    pass, partly if some pass and some fail, else not significant."""
-    v = list(parts.values())
-    if all(x == "yes" for x in v):
-        return "yes"
-    if "yes" in v and "no" in v:
-        return "partly"
-    if "no" in v and "yes" not in v:
-        return "no"
-    return "not significant" if "yes" not in v else "partly"
-
-
-def why(parts: dict) -> str:
-    return "; ".join(f"{k}: {v}" for k, v in parts.items() if v != "yes")
+VERDICT = LOWER
 
 
 def gradient_noise(net, objective, x: torch.Tensor, batch_size: int, n_batches: int, seed: int) -> dict:
@@ -77,20 +55,7 @@ def gradient_noise(net, objective, x: torch.Tensor, batch_size: int, n_batches: 
     return stats.percentile(est, reps, centre=True).as_dict()
 
 
-iv = stats.Interval.of
-
-
-def combo(evals: dict, weights: dict) -> stats.Interval:
-    """Interval of sum_k w_k FD_k from paired bootstrap replicates (``metrics.evaluate(bootstrap=B)``
-    with equal n and seed): e.g. a difference of differences between two schedules."""
-    est = sum(w * evals[k].fd for k, w in weights.items())
-    reps = sum(w * np.asarray(evals[k].replicates["fd"]) for k, w in weights.items())
-    return stats.percentile(est, reps, centre=True)
-
-
-def paired_bound_diff(reps_a, reps_b) -> stats.Interval:
-    """Bound estimates with the same noise (seed + k) pair up: the t-interval of their differences."""
-    return stats.mean_ci(np.subtract(reps_a, reps_b))
+paired_bound_diff = paired_diff  # bound estimates with the same noise (seed + k) pair up
 
 
 def claims(c: dict, setting: str) -> list[Claim]:

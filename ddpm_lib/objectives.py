@@ -154,6 +154,45 @@ class DiffusionObjective:
             self.sampler.load_state_dict(state)
 
 
+def box_masks(u: torch.Tensor, size: int, min_frac: float = 0.25, max_frac: float = 0.75) -> torch.Tensor:
+    """Random rectangular holes: uniforms ``u`` (B, 4) -> masks (B, 1, size, size), 0 inside the hole
+    (to be generated), 1 where a pixel is known. Each side is ``min_frac``..``max_frac`` of the image."""
+    u = u.float()
+    side = lambda v: (size * (min_frac + (max_frac - min_frac) * v)).round().clamp(1, size)  # noqa: E731
+    h, w = side(u[:, 0]), side(u[:, 1])
+    top, left = ((size - h) * u[:, 2]).floor(), ((size - w) * u[:, 3]).floor()
+    r = torch.arange(size, device=u.device, dtype=torch.float32)
+    rows = (r[None] >= top[:, None]) & (r[None] < (top + h)[:, None])
+    cols = (r[None] >= left[:, None]) & (r[None] < (left + w)[:, None])
+    hole = rows[:, :, None] & cols[:, None, :]
+    return (~hole)[:, None].float()
+
+
+class InpaintObjective(DiffusionObjective):
+    """GLIDE's inpainting fine-tune (Sec. 4.3): the diffusion loss of a network that also sees the known
+    pixels and the mask (``nets.text_encoder.InpaintTextUNet``), with a random rectangular hole per row
+    (``box_masks``, drawn from the batch's generator)."""
+
+    def __init__(self, diff, loss="simple", t_sampler="uniform", conds=(), min_frac: float = 0.25,
+                 max_frac: float = 0.75):
+        super().__init__(diff, loss, t_sampler, conds=conds)
+        if not 0 < min_frac <= max_frac <= 1:
+            raise ValueError(f"need 0 < min_frac <= max_frac <= 1, got {min_frac}, {max_frac}")
+        self.min_frac, self.max_frac = min_frac, max_frac
+
+    def config(self) -> dict:
+        return {**super().config(), "inpaint": dict(min_frac=self.min_frac, max_frac=self.max_frac)}
+
+    def __call__(self, net, batch):
+        t, w = batch.sample_t(self.sampler)
+        eps = batch.randn(*batch.x.shape[1:], dtype=batch.x.dtype)
+        mask = box_masks(batch.rand(4), batch.x.shape[-1], self.min_frac, self.max_frac).to(batch.x.dtype)
+        cond = {**conditioning(self.conds, batch), "known": batch.x, "mask": mask}
+        losses = self.loss(as_model(net, **cond), self.diff, batch.x, t, eps)
+        loss = (losses * w.to(losses.dtype)).mean()
+        return loss, {}, {"t": t, "losses": losses.detach().double()}
+
+
 # --------------------------------------------------------------------------------------------
 # Token sequences (iGPT, Sec. 2.1 and 2.2)
 # --------------------------------------------------------------------------------------------
@@ -264,22 +303,37 @@ class NoisyClassifierObjective:
 # --------------------------------------------------------------------------------------------
 class DVAEObjective:
     """The negative evidence lower bound of ``nets.dvae.DVAE`` with the Gumbel-softmax relaxation:
-    [logit-Laplace NLL of x given the decoded relaxed code grid + beta * KL(q(z | x) || uniform)],
+    [reconstruction NLL of x given the decoded relaxed code grid + beta * KL(q(z | x) || uniform)],
     divided by the number of pixel channels (the paper's normalisation: its beta = 6.6 is relative to
     a per-dimension reconstruction term). beta rises 0 -> ``beta`` over ``beta_steps`` and tau falls
     ``tau_start`` -> ``tau_end`` over ``tau_steps``, both with half-cosine ramps (linear annealing of tau
-    diverged in the paper); ``tau_steps=0`` keeps tau at ``tau_end`` throughout (a fixed temperature)."""
+    diverged in the paper); ``tau_steps=0`` keeps tau at ``tau_end`` throughout (a fixed temperature).
+
+    ``likelihood``: ``"logit_laplace"`` (the paper's, App. A.3: the decoder's mu and log b per pixel
+    channel) or ``"gaussian"`` (mean phi^-1(sigmoid(mu)) in [-1, 1], the same point a reconstruction
+    decodes to, and a fixed standard deviation ``sigma``; log b is unused). On flat-coloured scenes
+    with small objects the logit-Laplace dVAE learns the background and drops the objects (the
+    density of an exactly constant background grows without bound as b -> 0, and its L1 in logit
+    space favours the majority colour of a cell); chapter 05 measures both."""
+
+    LIKELIHOODS = ("logit_laplace", "gaussian")
 
     def __init__(self, beta: float = 6.6, beta_steps: int = 0, tau_start: float = 1.0, tau_end: float = 1 / 16,
-                 tau_steps: int = 0):
-        if beta < 0 or tau_start <= 0 or tau_end <= 0:
-            raise ValueError("beta must be >= 0 and the temperatures > 0")
+                 tau_steps: int = 0, likelihood: str = "logit_laplace", sigma: float = 0.1):
+        if beta < 0 or tau_start <= 0 or tau_end <= 0 or sigma <= 0:
+            raise ValueError("beta must be >= 0 and the temperatures and sigma > 0")
+        if likelihood not in self.LIKELIHOODS:
+            raise ValueError(f"unknown likelihood {likelihood!r}; valid: {', '.join(self.LIKELIHOODS)}")
         self.beta, self.beta_steps = beta, beta_steps
         self.tau_start, self.tau_end, self.tau_steps = tau_start, tau_end, tau_steps
+        self.likelihood, self.sigma = likelihood, sigma
 
     def config(self) -> dict:
-        return dict(objective="dvae", beta=self.beta, beta_steps=self.beta_steps, tau_start=self.tau_start,
-                    tau_end=self.tau_end, tau_steps=self.tau_steps)
+        out = dict(objective="dvae", beta=self.beta, beta_steps=self.beta_steps, tau_start=self.tau_start,
+                   tau_end=self.tau_end, tau_steps=self.tau_steps)
+        if self.likelihood != "logit_laplace":  # the default leaves earlier cache keys unchanged
+            out.update(likelihood=self.likelihood, sigma=self.sigma)
+        return out
 
     def schedule(self, step: int) -> tuple[float, float]:
         """(beta, tau) at ``step``."""
@@ -288,11 +342,25 @@ class DVAEObjective:
         return (cosine_ramp(step, self.beta_steps, 0.0, self.beta),
                 cosine_ramp(step, self.tau_steps, self.tau_start, self.tau_end))
 
+    def terms(self, net, x: torch.Tensor, logits: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-image (reconstruction NLL in nats, KL(q || uniform) in nats) for the code grid ``z``."""
+        from .nets.dvae import logit_laplace_nll, unmap_pixels
+
+        mu, log_b = net.decode(z.to(logits.dtype))
+        if self.likelihood == "gaussian":
+            mean = unmap_pixels(torch.sigmoid(mu.float())) * 2 - 1
+            nll = (mean - x.float()) ** 2 / (2 * self.sigma**2) + math.log(self.sigma * math.sqrt(2 * math.pi))
+        else:
+            nll = logit_laplace_nll((x.float() + 1) / 2, mu.float(), log_b.float())
+        logq = torch.log_softmax(logits.float(), dim=1)
+        kl = (logq.exp() * (logq + math.log(logits.shape[1]))).sum(1).flatten(1).sum(1)
+        return nll.flatten(1).sum(1), kl
+
     def __call__(self, net, batch):
         beta, tau = self.schedule(batch.step)
         logits = net.logits(batch.x).float()  # (B, K, g, g)
         z = gumbel_softmax(logits, batch.rand(*logits.shape[1:]), tau)
-        nll, kl = dvae_terms(net, batch.x, logits, z)
+        nll, kl = self.terms(net, batch.x, logits, z)
         loss = (nll + beta * kl).mean() / batch.x[0].numel()
         return loss, {"nll_per_dim": nll.mean().detach() / batch.x[0].numel(), "kl": kl.mean().detach(),
                       "beta": torch.tensor(beta), "tau": torch.tensor(tau)}
@@ -305,28 +373,20 @@ def gumbel_softmax(logits: torch.Tensor, u: torch.Tensor, tau: float) -> torch.T
     return torch.softmax((logits - torch.log(-torch.log(u))) / tau, dim=1)
 
 
-def dvae_terms(net, x: torch.Tensor, logits: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-image (reconstruction NLL in nats, KL(q || uniform) in nats) of a dVAE for the code grid ``z``."""
-    from .nets.dvae import logit_laplace_nll
-
-    mu, log_b = net.decode(z.to(logits.dtype))
-    nll = logit_laplace_nll((x.float() + 1) / 2, mu.float(), log_b.float()).flatten(1).sum(1)
-    logq = torch.log_softmax(logits.float(), dim=1)
-    kl = (logq.exp() * (logq + math.log(logits.shape[1]))).sum(1).flatten(1).sum(1)
-    return nll, kl
-
-
 @torch.no_grad()
-def dvae_elb(net, x: torch.Tensor, tau: float, generator: torch.Generator | None = None) -> dict:
-    """Negative ELB per pixel channel (nats) of a dVAE, relaxed (a Gumbel-softmax sample at ``tau``) and
-    hard (the one-hot argmax code grid, what the transformer sees): annealing tau should close the gap."""
+def dvae_elb(net, x: torch.Tensor, tau: float, generator: torch.Generator | None = None,
+             objective: DVAEObjective | None = None) -> dict:
+    """Negative ELB per pixel channel (nats) of a dVAE under ``objective``'s likelihood (default: the
+    logit-Laplace), relaxed (a Gumbel-softmax sample at ``tau``) and hard (the one-hot argmax code
+    grid, what the transformer sees): annealing tau should close the gap."""
+    objective = objective or DVAEObjective()
     logits = net.logits(x).float()
     relaxed = gumbel_softmax(logits, torch.rand(logits.shape, generator=generator, device=logits.device), tau)
     hard = F.one_hot(logits.argmax(1), logits.shape[1]).permute(0, 3, 1, 2).float()
     d = x[0].numel()
     out = {}
     for name, z in (("relaxed", relaxed), ("hard", hard)):
-        nll, kl = dvae_terms(net, x, logits, z)
+        nll, kl = objective.terms(net, x, logits, z)
         out[name] = ((nll + kl) / d).cpu()
     return out
 

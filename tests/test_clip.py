@@ -89,3 +89,5 @@ def test_noised_clip_reads_x_t_and_its_gradient_raises_its_score():
     before = C.clip_score(clip, x_t, own[:64], t=tt)
     after = C.clip_score(clip, x_t + 0.05 * grad / grad.flatten(1).norm(dim=1).view(-1, 1, 1, 1), own[:64], t=tt)
     assert (after > before).double().mean() > 0.9
+    scaled = C.clip_guidance_grad(clip, own[:64], scaled=True)(x_t, tt)  # GLIDE's cond_fn: x exp(logit scale)
+    assert torch.allclose(scaled, grad * clip.logit_scale.exp().clamp(max=100.0).item(), rtol=1e-4, atol=1e-8)

@@ -79,3 +79,23 @@ def test_a_short_run_reconstructs_and_the_hard_elb_is_close_to_the_relaxed_one_a
     assert math.isfinite(gap) and abs(gap) < 0.25 * elb["hard"].abs().mean().item()
     losses = np.asarray([h["loss"] for h in res.log if "loss" in h])
     assert losses[-10:].mean() < losses[:10].mean()
+
+
+def test_the_gaussian_likelihood_is_a_fixed_sigma_normal_at_the_decoded_point():
+    torch.manual_seed(0)
+    net = V.DVAE(V.DVAEConfig(image_size=8, channels=3, codes=8, levels=1, width=16))
+    x = torch.rand(2, 3, 8, 8) * 2 - 1
+    logits = net.logits(x)
+    z = torch.softmax(logits, 1)
+    obj = OBJ.DVAEObjective(likelihood="gaussian", sigma=0.2)
+    nll, kl = obj.terms(net, x, logits, z)
+    mu, _ = net.decode(z)
+    mean = V.unmap_pixels(torch.sigmoid(mu)) * 2 - 1
+    want = -torch.distributions.Normal(mean, 0.2).log_prob(x).flatten(1).sum(1)
+    assert torch.allclose(nll, want, atol=1e-3) and (kl >= -1e-5).all()
+    # the default likelihood is the paper's, and its cache key is unchanged by the new option
+    assert "likelihood" not in OBJ.DVAEObjective().config() and obj.config()["likelihood"] == "gaussian"
+    ll, _ = OBJ.DVAEObjective().terms(net, x, logits, z)
+    assert not torch.allclose(ll, nll)
+    with pytest.raises(ValueError, match="valid: logit_laplace, gaussian"):
+        OBJ.DVAEObjective(likelihood="laplace")

@@ -1,4 +1,5 @@
 """The text stack: tokenizers, the caption encoder, the text-conditional UNet and what it costs."""
+import dataclasses
 import importlib.util
 import sys
 from pathlib import Path
@@ -67,14 +68,20 @@ def test_text_encoder_states_pooled_and_padding():
         enc(torch.zeros(1, tk.context + 1, dtype=torch.long))
 
 
-def test_text_unet_routes_and_empty_caption():
+def _tiny_text_unet(cls=TE.TextUNet, in_channels: int = 3):
+    """A tiny8 text UNet with its zero-initialised layers opened (at init they hide the conditioning)."""
     tk = text.shapes_tokenizer()
-    cfg = TE.TextUNetConfig.of(U.preset("tiny8", in_channels=3, out_channels=3),
+    cfg = TE.TextUNetConfig.of(U.preset("tiny8", in_channels=in_channels, out_channels=3),
                                TE.TextEncoderConfig(vocab_size=tk.vocab_size, context=tk.context, width=32))
-    net = TE.TextUNet(cfg)
+    net = cls(cfg)
     with torch.no_grad():
-        for p in net.unet.parameters():  # zero-initialised layers hide the conditioning at init: open them
+        for p in net.parameters():
             p.add_(torch.randn_like(p) * 0.05)
+    return tk, cfg, net
+
+
+def test_text_unet_routes_and_empty_caption():
+    tk, cfg, net = _tiny_text_unet()
     x, t = torch.randn(2, 3, 8, 8), torch.tensor([10.0, 500.0])
     a = net(x, t, tk.encode(["a red circle", "a blue square"]))
     assert torch.allclose(net(x, t), net(x, t, tk.empty(2)))
@@ -93,3 +100,44 @@ def test_text_conditioned_step_costs_at_most_1_3x_the_unconditional_one():
     r = bench.measure(batch=64, reps=5)
     print(r)
     assert r["ratio"] <= 1.3, r
+
+
+def test_inpainting_unet_starts_as_its_base_and_learns_from_the_known_pixels():
+    from ddpm_lib import diffusion as D, objectives as OBJ, schedules as S, train as TR
+
+    tk, cfg, base = _tiny_text_unet()
+    inp = TE.InpaintTextUNet.from_base(base)
+    assert inp.cfg.unet.in_channels == 7 and inp.channels == 3
+    x, t, tok = torch.randn(2, 3, 8, 8), torch.tensor([10.0, 500.0]), tk.encode(["a red circle", "a blue square"])
+    known, mask = torch.randn(2, 3, 8, 8), OBJ.box_masks(torch.rand(2, 4), 8)
+    # zero-initialised extra input weights: the same function as the base, whatever is known
+    assert torch.allclose(inp(x, t, tok, known=known, mask=mask), base(x, t, tok), atol=1e-5)
+    assert torch.allclose(inp(x, t, tok), base(x, t, tok), atol=1e-5)
+    with pytest.raises(ValueError, match="2 x the image channels \\+ 1"):
+        TE.InpaintTextUNet(dataclasses.replace(cfg, unet=dataclasses.replace(cfg.unet, in_channels=6)))
+    # masks: one rectangular hole per row, each side between the fractions
+    m = OBJ.box_masks(torch.rand(500, 4, generator=torch.Generator().manual_seed(0)), 16, 0.25, 0.75)
+    hole = 1 - m[:, 0]
+    rows, cols = hole.amax(2).sum(1), hole.amax(1).sum(1)
+    assert rows.min() >= 4 and rows.max() <= 12 and cols.min() >= 4 and cols.max() <= 12
+    assert torch.equal(hole.sum((1, 2)), rows * cols)  # a full rectangle
+    # a short fine-tune moves the new input weights away from zero and keeps the config key distinct
+    diff = D.Diffusion(S.named("linear", 100), "eps", "fixed_small")
+    obj = OBJ.InpaintObjective(diff, conds=(OBJ.Cond("tokens", "tokens", 0.2, OBJ.null_tokens),))
+    assert obj.config()["inpaint"] == {"min_frac": 0.25, "max_frac": 0.75}
+    data = (torch.rand(64, 3, 8, 8) * 2 - 1, None, {"tokens": tk.encode(["a red circle"] * 64)})
+    res = TR.train(inp, obj, data, TR.TrainConfig(train_images=4 * 16, batch_size=16, lr=1e-3), progress=False)
+    assert res.net.base.unet.conv_in.weight[:, 3:].abs().sum() > 0
+    with pytest.raises(ValueError, match="min_frac"):
+        OBJ.InpaintObjective(diff, min_frac=0.8, max_frac=0.5)
+
+
+def test_text_upsampler_sees_the_low_resolution_image_and_the_caption():
+    tk, cfg, net = _tiny_text_unet(TE.TextSuperResUNet, in_channels=6)
+    x, t, tok = torch.randn(2, 3, 8, 8), torch.tensor([10.0, 500.0]), tk.encode(["a red circle", "a blue square"])
+    low = torch.randn(2, 3, 4, 4)
+    out = net(x, t, low, tok)
+    assert out.shape == (2, 3, 8, 8)
+    assert not torch.allclose(out, net(x, t, -low, tok)) and not torch.allclose(out, net(x, t, low))
+    with pytest.raises(ValueError, match="2 x the image channels"):
+        TE.TextSuperResUNet(dataclasses.replace(cfg, unet=dataclasses.replace(cfg.unet, in_channels=3)))

@@ -103,13 +103,15 @@ def clip_score(clip: CLIP, images: torch.Tensor, tokens: torch.Tensor, batch_siz
 def retrieval_accuracy(clip: CLIP, images: torch.Tensor, tokens: torch.Tensor, keys: list | None = None,
                        pool: int = 100) -> float:
     """Image-to-caption retrieval: within each group of ``pool`` held-out pairs, the fraction of images
-    whose best-scoring caption is their own or, given ``keys`` (one hashable per caption, e.g.
+    whose best-scoring caption is their own (a noised CLIP sees the clean images at t = 0) or, given ``keys`` (one hashable per caption, e.g.
     ``text.caption_key``), one with the same key: a short caption like "a red circle" belongs to many
     images, and "a red circle and a blue square" says the same as "a blue square and a red circle"."""
     dtype, dev = next(clip.parameters()).dtype, next(clip.parameters()).device
     hits, n = 0, 0
     for s in range(0, len(images) - pool + 1, pool):
-        img = F.normalize(clip.encode_image(images[s:s + pool].to(dev, dtype)).double(), dim=-1)
+        x = images[s:s + pool].to(dev, dtype)
+        t0 = torch.zeros(len(x), device=dev, dtype=dtype) if clip.cfg.noised else None  # a noised CLIP at t = 0
+        img = F.normalize(clip.encode_image(x, t0).double(), dim=-1)
         txt = F.normalize(clip.encode_text(tokens[s:s + pool].to(dev)).double(), dim=-1)
         pred = (img @ txt.T).argmax(1).cpu()
         for i, j in enumerate(pred.tolist()):
@@ -120,9 +122,11 @@ def retrieval_accuracy(clip: CLIP, images: torch.Tensor, tokens: torch.Tensor, k
     return hits / n
 
 
-def clip_guidance_grad(clip: CLIP, tokens: torch.Tensor):
+def clip_guidance_grad(clip: CLIP, tokens: torch.Tensor, scaled: bool = False):
     """GLIDE's CLIP guidance as a gradient function for ``sampling.classifier_guidance``:
-    grad_x (f(x_t, t) . g(c)) with unit-normalised embeddings (GLIDE Sec. 2.5). A noised CLIP takes t."""
+    grad_x (f(x_t, t) . g(c)) with unit-normalised embeddings (GLIDE Sec. 2.5). A noised CLIP takes t.
+    ``scaled=True`` multiplies by the CLIP's learned logit scale exp(s), as glide-text2im's ``cond_fn``
+    does, so that guidance scales mean what GLIDE's mean (the gradient of a logit, as a classifier's)."""
     dtype = next(clip.parameters()).dtype
 
     def fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -131,7 +135,7 @@ def clip_guidance_grad(clip: CLIP, tokens: torch.Tensor):
             tt = t.to(x.device).to(dtype) if clip.cfg.noised else None
             img = F.normalize(clip.encode_image(x, tt).float(), dim=-1)
             txt = F.normalize(clip.encode_text(tokens.to(x.device)).float(), dim=-1)
-            return torch.autograd.grad((img * txt).sum(), x)[0]
+            g = torch.autograd.grad((img * txt).sum(), x)[0]
+        return g * clip.logit_scale.exp().clamp(max=100.0).detach().to(g.dtype) if scaled else g
 
     return fn
-

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from . import seeded_init
 from .transformer import Block, GPTConfig
@@ -93,3 +94,56 @@ class TextUNet(nn.Module):
         if embed is not None:  # (a further global embedding, e.g. unCLIP's, joins the pooled text)
             pooled = pooled + embed
         return self.unet(x, t, y=y, context=states, embed=pooled)
+
+
+class InpaintTextUNet(nn.Module):
+    """GLIDE's inpainting model (Sec. 4.3, glide-text2im ``InpaintText2ImUNet``): a TextUNet whose input
+    also holds the known pixels and the mask, ``[x_t, known * mask, mask]`` (2C + 1 channels; mask = 1
+    where a pixel is known). ``from_base`` starts it from a trained TextUNet with the new input weights
+    at zero, so before fine-tuning it computes exactly what the base model does."""
+
+    @seeded_init
+    def __init__(self, cfg: TextUNetConfig):
+        super().__init__()
+        if cfg.unet.in_channels % 2 != 1:
+            raise ValueError(f"an inpainting UNet takes x_t, the known pixels and a mask: in_channels must be "
+                             f"2 x the image channels + 1, got {cfg.unet.in_channels}")
+        self.cfg = cfg
+        self.channels = cfg.unet.in_channels // 2
+        self.base = TextUNet(cfg)
+
+    @classmethod
+    def from_base(cls, base: TextUNet) -> "InpaintTextUNet":
+        c = base.cfg.unet.in_channels
+        net = cls(replace(base.cfg, unet=replace(base.cfg.unet, in_channels=2 * c + 1)))
+        state = {k: v.clone() for k, v in base.state_dict().items()}
+        w = state["unet.conv_in.weight"]
+        state["unet.conv_in.weight"] = torch.cat([w, torch.zeros(w.shape[0], c + 1, *w.shape[2:], dtype=w.dtype)], 1)
+        net.base.load_state_dict(state)
+        return net.to(next(base.parameters()).device)
+
+    def forward(self, x, t, tokens=None, known=None, mask=None, **kw):
+        if mask is None:  # nothing known
+            mask = torch.zeros(x.shape[0], 1, *x.shape[2:], dtype=x.dtype, device=x.device)
+            known = torch.zeros_like(x)
+        mask = mask.to(x.dtype)
+        return self.base(torch.cat([x, known.to(x.dtype) * mask, mask], dim=1), t, tokens, **kw)
+
+
+class TextSuperResUNet(nn.Module):
+    """GLIDE's upsampler (glide-text2im ``SuperResText2ImUNet``): a TextUNet at the high resolution whose
+    input is x_t concatenated with the bilinearly upsampled low-resolution image (``in_channels`` = 2 x
+    the image channels); the caption joins through the text routes as in the base model."""
+
+    @seeded_init
+    def __init__(self, cfg: TextUNetConfig):
+        super().__init__()
+        if cfg.unet.in_channels % 2:
+            raise ValueError(f"a super-resolution UNet takes x_t and the low-res image: in_channels must be "
+                             f"2 x the image channels, got {cfg.unet.in_channels}")
+        self.cfg = cfg
+        self.base = TextUNet(cfg)
+
+    def forward(self, x, t, low_res, tokens=None, **kw):
+        up = F.interpolate(low_res.to(x.dtype), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return self.base(torch.cat([x, up], dim=1), t, tokens, **kw)

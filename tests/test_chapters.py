@@ -122,11 +122,15 @@ def test_chapter_05_gates_claims_on_an_untrained_transformer():
              match_vs_shuffled=I(0.5, 0.4, 0.6), text_weight=0.125, ablation_text_weight=0.5, image_ce_diff=neg,
              text_ce_diff=pos, match_weight_diff=pos, n_max=32, gain_total=pos, gain_first=pos, gain_last=I(0.0, -0.01, 0.01),
              gain_last_minus_first=neg, gain_reranker=I(5, 4, 6), gain_judge=I(1, 0, 2), own_minus_judge=I(4, 3, 5),
-             blur_sigma=1.0, blur_samples=neg, blur_recon=neg)
-    assert [x.holds for x in dalle.claims(c, "t")] == ["yes"] * 7 + ["n/a"]
+             blur_sigma=1.0, blur_samples=neg, blur_recon=neg, sigma=0.1, colour_ll=I(0.9, 0.85, 0.95),
+             colour_gauss=I(0.92, 0.88, 0.96), likelihood_colour=I(-0.02, -0.06, 0.02))
+    assert [x.holds for x in dalle.claims(c, "t")] == ["yes"] * 8 + ["n/a"]
+    # the likelihood claim is a non-inferiority test with a 10-point margin
+    for d, want in (((-0.5, -0.6, -0.4), "no"), ((-0.1, -0.2, 0.0), "not significant")):
+        assert dalle.claims({**c, "likelihood_colour": I(*d)}, "t")[0].holds == want
     c["samples_did_not_train"] = True
     holds = [x.holds for x in dalle.claims(c, "t")]
-    assert holds[:2] == ["yes", "yes"] and holds[2:7] == ["did not train"] * 5
+    assert holds[:3] == ["yes"] * 3 and holds[3:8] == ["did not train"] * 5
 
 
 def test_gaussian_blur_keeps_the_mean_and_smooths():
@@ -152,3 +156,38 @@ def test_heldout_loss_slices_labels_with_its_batches():
 
     CH.heldout_loss(model, DIFF, x, n_t=2, batch=4, y=y)
     assert torch.equal(torch.cat(seen[:3]), y)
+
+
+def test_chapter_06_holes_seams_prompts_and_claims():
+    from ddpm_lib.chapters import glide
+
+    # a hole around each object cell: the centre cell's hole is centred, a corner's is clipped
+    m = glide.hole_masks(torch.tensor([4, 0]), 16)
+    hole = 1 - m[:, 0]
+    assert hole[0, 8, 8] == 1 and hole[0, 0, 0] == 0 and hole[1, 0, 0] == 1 and hole[1, 15, 15] == 0
+    assert hole[0].sum() > hole[1].sum() > 0
+    # the swapped prompt changes colour and shape, keeps the rest
+    a = {"shape": torch.tensor([0, 1, 2]), "colour": torch.tensor([0, 3, 7]), "size": torch.tensor([0, 1, 0]),
+         "position": torch.tensor([4, 0, 8]), "background": torch.tensor([1, 2, 3])}
+    b = glide.swapped_attrs(a)
+    assert (b["shape"] != a["shape"]).all() and (b["colour"] != a["colour"]).all()
+    assert all(torch.equal(b[k], a[k]) for k in ("size", "position", "background"))
+    # seams: a constant image has none; a fill of another colour steps by that colour's distance
+    x = torch.zeros(2, 3, 16, 16)
+    x[1] = torch.where(m[1].bool(), torch.tensor(0.0), torch.tensor(0.5))
+    s = glide.seam(x, m)
+    assert s[0] == 0 and abs(s[1] - 0.5) < 1e-6
+    # claims: all hold on synthetic intervals; a failing part and the did-not-train gate read as such
+    I = lambda est, lo, hi: stats.Interval(est, lo, hi, 100).as_dict()  # noqa: E731, E741
+    pos, neg = I(0.1, 0.05, 0.15), I(-0.1, -0.15, -0.05)
+    c = dict(match_s1=I(0.6, 0.5, 0.7), match_empty=I(0.3, 0.2, 0.4), follow_diff=pos, cfg_s=3.0, clip_best=5.0,
+             clip_max=20.0, cfg_vs_clip_match=pos, cfg_vs_clip_fd=neg, guide_gain_clip=I(10, 8, 12),
+             judge_gain_clip=I(1, 0, 2), inflation_clip=I(9, 7, 11), inflation_cfg=I(1, 0, 2),
+             inflation_clip_minus_cfg=I(8, 6, 10), seam_diff=neg, seam_real=I(0.01, 0.0, 0.02), hole_match_diff=pos)
+    assert [x.holds for x in glide.claims(c, "t")] == ["yes"] * 4 + ["n/a"]
+    assert glide.claims({**c, "cfg_vs_clip_fd": pos}, "t")[1].holds == "partly"
+    c.update(size_ratio=2.5, size_match_diff=pos, size_fd_diff=neg)
+    assert [x.holds for x in glide.claims(c, "t")] == ["yes"] * 5 + ["n/a"]
+    assert [x.holds for x in glide.claims({**c, "did_not_train": True}, "t")][:5] == ["did not train"] * 5
+    ignored = [x.holds for x in glide.claims({**c, "follow_diff": I(0.0, -0.02, 0.02)}, "t")]
+    assert ignored[0] == "not significant" and ignored[1:5] == ["did not train"] * 4

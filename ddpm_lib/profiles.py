@@ -202,7 +202,7 @@ class GLIDEChapter:
     text_width: int = 64
     text_layers: int = 2
     p_empty: float = 0.2  # captions replaced by the empty sequence (GLIDE Sec. 4.2)
-    train_images: int = 1000 * 64
+    train_images: int = 2500 * 64  # 1,000 batches left the model below caption following (measured: 13% vs 10% empty)
     batch_size: int = 64
     lr: float = 1e-3
     warmup_images: int = 2000

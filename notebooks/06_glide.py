@@ -20,9 +20,9 @@
 # fine-tuned with the known pixels as extra inputs, fills holes in images from a caption. This chapter
 # derives both guidance rules, shows the library's text-conditional UNet, and re-runs the comparison of
 # the two guides (Table 1 and Fig. 6 in shape) and the inpainting recipe on `shapes` scenes, whose
-# captions an independent reader can check attribute by attribute. After each experiment a **What we
-# see** paragraph, written from this run's numbers, compares them with the paper's; every number a
-# verdict compares carries a 95% interval.
+# captions an independent reader can check attribute by attribute. After each experiment a
+# **What we see** paragraph, written from this run's numbers, compares them with the paper's; every
+# number a verdict compares carries a 95% interval.
 
 # %%
 import subprocess

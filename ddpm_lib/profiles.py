@@ -265,6 +265,10 @@ class DALLEChapter:
     feature_images: int | None = None  # as in DDPMChapter
     reader_images: int | None = None  # the reader's training length; None: its fixed recipe
 
+    def __post_init__(self):
+        if self.likelihood not in ("logit_laplace", "gaussian"):  # objectives.DVAEObjective.LIKELIHOODS
+            raise ValueError(f"unknown likelihood {self.likelihood!r}; valid choices: ['logit_laplace', 'gaussian']")
+
 
 PRESETS: dict[str, dict[str, object]] = {
     "06_glide": {
@@ -391,8 +395,8 @@ def get(chapter: str, profile: str | None = "auto", **overrides):
 
 # Numeric fields that may be 0 (every other number must be positive); fractions live in [0, 1).
 ZERO_ALLOWED = {"warmup_images", "dropout", "ema_decay", "seed", "skip_fractions", "scales", "sr_size", "betas",
-                "blur_sigmas", "text_weight", "ablation_text_weight"}
-FRACTIONS = {"dropout", "ema_decay", "skip_fractions", "text_weight", "ablation_text_weight"}
+                "blur_sigmas", "text_weight", "ablation_text_weight", "p_empty", "big_channels", "sr_from"}
+FRACTIONS = {"dropout", "ema_decay", "skip_fractions", "text_weight", "ablation_text_weight", "p_empty"}
 
 
 def _type_name(tp) -> str:

@@ -274,6 +274,10 @@ def test_presets_pass_their_own_checks_and_training_rejects_an_empty_run():
     for ch in profiles.chapters():
         for prof in ("smoke", "cpu", "gpu"):
             profiles.validate(ch, dataclasses.asdict(profiles.PRESETS[ch][prof]))
+    # switches that may be off (0) pass; a string choice outside its set fails before any work, naming the choices
+    profiles.validate("06_glide", {"p_empty": 0.0, "big_channels": 0, "sr_from": 0})
+    with pytest.raises(ValueError, match="valid choices: \\['logit_laplace', 'gaussian'\\]"):
+        profiles.get("05_dalle", "smoke", likelihood="laplace")
     with pytest.raises(ValueError, match="train_images"):
         TR.TrainConfig(train_images=0)
 

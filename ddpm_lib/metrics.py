@@ -419,6 +419,18 @@ def bpd_from_logits(logits: torch.Tensor, targets: torch.Tensor, num_dims: int |
     return bits_per_dim(nll.reshape(B, -1).sum(1), num_dims or targets[0].numel())
 
 
+def within_caption_diversity(feats: torch.Tensor) -> torch.Tensor:
+    """Diversity among the samples of one caption (unCLIP's Table 1 asks people; GLIDE's guidance is
+    said to trade it away): ``feats`` (captions, k, F) features of k samples per caption -> (captions,)
+    float64, the mean Euclidean distance over the k(k-1)/2 pairs of each caption's samples."""
+    f = torch.as_tensor(feats).detach().cpu().double()
+    if f.ndim != 3 or f.shape[1] < 2:
+        raise ValueError(f"expected features (captions, k >= 2, F), got shape {tuple(f.shape)}")
+    d = torch.cdist(f, f)
+    k = f.shape[1]
+    return d.sum((1, 2)) / (k * (k - 1))
+
+
 # --------------------------------------------------------------------------------------------
 # 2-D toys: exact sample distances
 # --------------------------------------------------------------------------------------------

@@ -270,7 +270,70 @@ class DALLEChapter:
             raise ValueError(f"unknown likelihood {self.likelihood!r}; valid choices: ['logit_laplace', 'gaussian']")
 
 
+@dataclass(frozen=True)
+class UnCLIPChapter:
+    """07_unclip. A clean CLIP (its image embeddings are the latents) and a judge CLIP; the unCLIP
+    decoder (GLIDE's text UNet reading a CLIP image embedding, 10% / 50% dropped); a diffusion prior and
+    an autoregressive prior at equal steps; a GLIDE-style baseline with the decoder's recipe and budget;
+    on two-object ``shapes`` scenes, where binding is measurable."""
+
+    image_size: int = 16
+    objects: int = 2
+    n_train: int = 8000
+    n_test: int = 1000
+    T: int = 1000
+    schedule: str = "cosine"  # unCLIP's decoder and diffusion prior: cosine
+    unet: str = "small16"
+    base_channels: int = 24
+    text_width: int = 64
+    text_layers: int = 2
+    clip_dim: int = 64
+    clip_images: int = 600 * 128  # the latent CLIP; the judge trains as long
+    p_drop_z: float = 0.1  # the decoder's dropped image embeddings (unCLIP Sec. 2.1)
+    p_drop_caption: float = 0.5  # ... and dropped captions
+    p_empty: float = 0.2  # the GLIDE baseline's empty captions (GLIDE Sec. 4.2)
+    train_images: int = 1100 * 64  # the decoder and the GLIDE baseline, each (~0.27 s per step on 2 cores)
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup_images: int = 2000
+    ema_decay: float = 0.995
+    prior_width: int = 128
+    prior_layers: int = 4
+    prior_images: int = 500 * 64  # each prior, equal steps (~0.11 s and ~0.14 s per step on 2 cores)
+    prior_lr: float = 1e-3
+    p_drop_text: float = 0.1  # the priors' dropped caption and text embedding
+    prior_steps: int = 64  # the diffusion prior's respaced sampling steps (unCLIP: 64)
+    candidates: int = 2  # the diffusion prior's draws per caption, the best by <z_i, z_t> kept
+    pca_dims: int = 16  # the AR prior's principal components (unCLIP: 319 of 1,024)
+    buckets: int = 32  # ... and buckets per component (unCLIP: 1,024)
+    sample_steps: int = 40  # the decoders' respaced ancestral steps (unCLIP: 250 for the 64 px decoder)
+    scales: tuple[float, ...] = (1.0, 3.0, 5.0)  # decoder guidance (GLIDE's s; s = 1 unguided)
+    cfg_claim: float = 3.0  # the scale at which unCLIP and GLIDE are compared on binding
+    n_captions: int = 48  # held-out descriptive captions
+    per_caption: int = 4  # samples per caption (within-caption diversity)
+    n_variations: int = 6  # images for the variation, interpolation and text-diff figures
+    bootstrap: int = 200
+    feature_images: int | None = None  # as in DDPMChapter
+    reader_images: int | None = None  # as in DALLEChapter
+
+
 PRESETS: dict[str, dict[str, object]] = {
+    "07_unclip": {
+        "smoke": UnCLIPChapter(n_train=600, n_test=200, T=100, base_channels=16, text_width=32, clip_dim=32,
+                               clip_images=30 * 64, train_images=30 * 32, batch_size=32, warmup_images=0,
+                               prior_width=32, prior_layers=2, prior_images=30 * 32, prior_steps=8, pca_dims=8,
+                               buckets=8, sample_steps=8, scales=(1.0, 3.0), n_captions=12, per_caption=2,
+                               n_variations=3, bootstrap=20, feature_images=1440, reader_images=1000),
+        "cpu": UnCLIPChapter(),
+        # one GPU: 32x32 two-object scenes, wider decoder and baseline, larger priors
+        # (not yet run on a GPU; sized from estimates)
+        "gpu": UnCLIPChapter(image_size=32, n_train=40_000, n_test=2000, unet="small32", base_channels=64,
+                             text_width=128, text_layers=4, clip_dim=128, clip_images=3000 * 256,
+                             train_images=6000 * 128, batch_size=128, lr=3e-4, warmup_images=20_000,
+                             ema_decay=0.9995, prior_width=256, prior_layers=6, prior_images=6000 * 128,
+                             prior_lr=3e-4, pca_dims=48, buckets=64, sample_steps=100, n_captions=250,
+                             per_caption=4),
+    },
     "06_glide": {
         # smoke also runs the size comparison and the upsampler (code paths only)
         "smoke": GLIDEChapter(n_train=600, n_test=200, T=100, base_channels=16, text_width=32, train_images=30 * 32,
@@ -395,8 +458,10 @@ def get(chapter: str, profile: str | None = "auto", **overrides):
 
 # Numeric fields that may be 0 (every other number must be positive); fractions live in [0, 1).
 ZERO_ALLOWED = {"warmup_images", "dropout", "ema_decay", "seed", "skip_fractions", "scales", "sr_size", "betas",
-                "blur_sigmas", "text_weight", "ablation_text_weight", "p_empty", "big_channels", "sr_from"}
-FRACTIONS = {"dropout", "ema_decay", "skip_fractions", "text_weight", "ablation_text_weight", "p_empty"}
+                "blur_sigmas", "text_weight", "ablation_text_weight", "p_empty", "big_channels", "sr_from",
+                "p_drop_z", "p_drop_caption", "p_drop_text"}
+FRACTIONS = {"dropout", "ema_decay", "skip_fractions", "text_weight", "ablation_text_weight", "p_empty",
+             "p_drop_z", "p_drop_caption", "p_drop_text"}
 
 
 def _type_name(tp) -> str:

@@ -77,3 +77,77 @@ def fit_palette(x: torch.Tensor, k: int, seed: int = 0, iters: int = 30, max_pix
         centers = new
     order = centers.sum(1).argsort()
     return Palette(centers[order].float())
+
+
+# --------------------------------------------------------------------------------------------
+# unCLIP's autoregressive prior: principal components cut into equal-mass buckets (Sec. 2.2)
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Buckets:
+    """Per-column equal-mass buckets: ``edges`` (P, B - 1) inner quantiles, ``centres`` (P, B) the
+    median of the training values in each bucket."""
+
+    edges: torch.Tensor
+    centres: torch.Tensor
+
+    @property
+    def k(self) -> int:
+        return self.centres.shape[1]
+
+    def encode(self, v: torch.Tensor) -> torch.Tensor:
+        """(N, P) values -> (N, P) bucket indices in [0, k)."""
+        v = v.double().to(self.edges.device)
+        return torch.stack([torch.bucketize(v[:, j].contiguous(), self.edges[j].contiguous())
+                            for j in range(v.shape[1])], 1)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """(N, P) indices -> (N, P) bucket centres."""
+        return torch.gather(self.centres.to(codes.device), 1, codes.long().T).T
+
+
+def fit_buckets(v: torch.Tensor, k: int) -> Buckets:
+    """Equal-mass buckets for each column of ``v`` (N, P): its k-quantiles."""
+    v = v.double()
+    if len(v) < 2 * k:
+        raise ValueError(f"need at least {2 * k} values for {k} buckets, got {len(v)}")
+    q = torch.linspace(0, 1, k + 1, dtype=torch.float64)[1:-1]
+    edges = torch.quantile(v, q, dim=0).T.contiguous()  # (P, k - 1)
+    codes = Buckets(edges, torch.zeros(v.shape[1], k, dtype=torch.float64)).encode(v)
+    centres = torch.stack([torch.stack([v[codes[:, j] == b, j].median() if (codes[:, j] == b).any()
+                                        else torch.tensor(float("nan"), dtype=torch.float64) for b in range(k)])
+                           for j in range(v.shape[1])])
+    return Buckets(edges, centres)
+
+
+@dataclass(frozen=True, eq=False)
+class PCAQuantizer:
+    """z (N, d) -> its first P principal components (``components`` (P, d), around ``mean``) -> one
+    bucket index per component (``buckets``); ``decode`` maps indices back to d-dim vectors.
+    ``explained``: the share of the training variance the P components keep."""
+
+    mean: torch.Tensor
+    components: torch.Tensor
+    buckets: Buckets
+    explained: float
+
+    def project(self, z: torch.Tensor) -> torch.Tensor:
+        return (z.double().cpu() - self.mean) @ self.components.T
+
+    def encode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.buckets.encode(self.project(z))
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        return (self.buckets.decode(codes.cpu()) @ self.components + self.mean).float()
+
+
+def fit_pca_quantizer(z: torch.Tensor, dims: int, buckets: int) -> PCAQuantizer:
+    """unCLIP's AR-prior code: keep ``dims`` principal components of ``z`` (the paper: 319 of 1,024,
+    with under 1% MSE lost) and cut each into ``buckets`` equal-mass buckets (the paper: 1,024)."""
+    z = z.double().cpu()
+    if not 0 < dims <= z.shape[1]:
+        raise ValueError(f"dims must lie in 1..{z.shape[1]}, got {dims}")
+    mean = z.mean(0)
+    _, s, vh = torch.linalg.svd(z - mean, full_matrices=False)
+    var = s**2
+    comps = vh[:dims]
+    return PCAQuantizer(mean, comps, fit_buckets((z - mean) @ comps.T, buckets), float(var[:dims].sum() / var.sum()))

@@ -275,7 +275,8 @@ class UnCLIPChapter:
     """07_unclip. A clean CLIP (its image embeddings are the latents) and a judge CLIP; the unCLIP
     decoder (GLIDE's text UNet reading a CLIP image embedding, 10% / 50% dropped); a diffusion prior and
     an autoregressive prior at equal steps; a GLIDE-style baseline with the decoder's recipe and budget;
-    on two-object ``shapes`` scenes, where binding is measurable."""
+    on two-object ``shapes`` scenes, where binding is measurable; optionally (``sr_from`` > 0) an upsampler
+    trained on blurred low-resolution inputs."""
 
     image_size: int = 16
     objects: int = 2
@@ -312,6 +313,10 @@ class UnCLIPChapter:
     n_captions: int = 48  # held-out descriptive captions
     per_caption: int = 4  # samples per caption (within-caption diversity)
     n_variations: int = 6  # images for the variation, interpolation and text-diff figures
+    sr_from: int = 0  # > 0: an upsampler sr_from -> image_size trained on blurred low-res inputs (gpu, smoke)
+    sr_images: int = 600 * 64
+    sr_blur: float = 0.6  # the conditioning blur's sigma in pixels (unCLIP's 64 -> 256 upsampler: 0.6)
+    sr_steps: int = 27  # the upsampler's respaced steps (unCLIP: DDIM with 27)
     bootstrap: int = 200
     feature_images: int | None = None  # as in DDPMChapter
     reader_images: int | None = None  # as in DALLEChapter
@@ -323,7 +328,8 @@ PRESETS: dict[str, dict[str, object]] = {
                                clip_images=30 * 64, train_images=30 * 32, batch_size=32, warmup_images=0,
                                prior_width=32, prior_layers=2, prior_images=30 * 32, prior_steps=8, pca_dims=8,
                                buckets=8, sample_steps=8, scales=(1.0, 3.0), n_captions=12, per_caption=2,
-                               n_variations=3, bootstrap=20, feature_images=1440, reader_images=1000),
+                               n_variations=3, sr_from=8, sr_images=10 * 32, sr_steps=4, bootstrap=20,
+                               feature_images=1440, reader_images=1000),
         "cpu": UnCLIPChapter(),
         # one GPU: 32x32 two-object scenes, wider decoder and baseline, larger priors
         # (not yet run on a GPU; sized from estimates)
@@ -332,7 +338,7 @@ PRESETS: dict[str, dict[str, object]] = {
                              train_images=6000 * 128, batch_size=128, lr=3e-4, warmup_images=20_000,
                              ema_decay=0.9995, prior_width=256, prior_layers=6, prior_images=6000 * 128,
                              prior_lr=3e-4, pca_dims=48, buckets=64, sample_steps=100, n_captions=250,
-                             per_caption=4),
+                             per_caption=4, sr_from=16, sr_images=3000 * 128),
     },
     "06_glide": {
         # smoke also runs the size comparison and the upsampler (code paths only)
@@ -459,7 +465,7 @@ def get(chapter: str, profile: str | None = "auto", **overrides):
 # Numeric fields that may be 0 (every other number must be positive); fractions live in [0, 1).
 ZERO_ALLOWED = {"warmup_images", "dropout", "ema_decay", "seed", "skip_fractions", "scales", "sr_size", "betas",
                 "blur_sigmas", "text_weight", "ablation_text_weight", "p_empty", "big_channels", "sr_from",
-                "p_drop_z", "p_drop_caption", "p_drop_text"}
+                "p_drop_z", "p_drop_caption", "p_drop_text", "sr_blur"}
 FRACTIONS = {"dropout", "ema_decay", "skip_fractions", "text_weight", "ablation_text_weight", "p_empty",
              "p_drop_z", "p_drop_caption", "p_drop_text"}
 

@@ -276,6 +276,9 @@ def test_presets_pass_their_own_checks_and_training_rejects_an_empty_run():
             profiles.validate(ch, dataclasses.asdict(profiles.PRESETS[ch][prof]))
     # switches that may be off (0) pass; a string choice outside its set fails before any work, naming the choices
     profiles.validate("06_glide", {"p_empty": 0.0, "big_channels": 0, "sr_from": 0})
+    profiles.validate("07_unclip", {"p_drop_z": 0.0, "p_drop_caption": 0.0, "p_drop_text": 0.0})
+    with pytest.raises(ValueError, match="p_drop_caption must be in \\[0, 1\\)"):
+        profiles.get("07_unclip", "smoke", p_drop_caption=1.0)
     with pytest.raises(ValueError, match="valid choices: \\['logit_laplace', 'gaussian'\\]"):
         profiles.get("05_dalle", "smoke", likelihood="laplace")
     with pytest.raises(ValueError, match="train_images"):

@@ -14,6 +14,7 @@
 #   make record NB=00_forward_process       re-execute a notebook in place with the cpu profile
 #                                           (what gets committed), then re-sync its .py twin
 #   make lab                                JupyterLab with jupytext pairing of notebooks/
+#   make bench [BENCH_ARGS="--peak-tflops 989"] ddpm_lib's UNet against diffusers', into book/performance/
 #   make sync                               jupytext --sync every pair, after syncing the repo URL
 #   make constraints                        regenerate requirements/constraints.txt from the venv
 
@@ -37,7 +38,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # spinning OpenMP threads make contended CPU training up to 40x slower (see ddpm_lib/__init__.py)
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: help install book test smoke run record lab sync mathjax chromium constraints clean
+.PHONY: help install book test smoke run record lab sync mathjax chromium constraints clean bench
 
 help:
 	@sed -n '2,21p' Makefile | sed 's/^# \{0,1\}//'
@@ -81,6 +82,14 @@ book: install
 # ---- tests --------------------------------------------------------------------------------
 test: install chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# ---- benchmarks ---------------------------------------------------------------------------
+# ddpm_lib's DDPM CIFAR-10 UNet against diffusers' (training, one step, a DDIM loop), side by side;
+# the results (JSON and the Markdown table the book's Performance page includes) go to book/performance/.
+BENCH_DEVICE ?= $(shell $(PY) -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')" 2>/dev/null || echo cpu)
+bench: install
+	$(PY) benchmarks/unet_speed.py --device $(BENCH_DEVICE) $(BENCH_ARGS) \
+	  --out book/performance/$(BENCH_DEVICE).json --markdown book/performance/$(BENCH_DEVICE).md
 
 # ---- notebooks ----------------------------------------------------------------------------
 smoke: install

@@ -41,7 +41,7 @@ export OMP_WAIT_POLICY := PASSIVE
 .PHONY: help install book test smoke run record lab sync mathjax chromium constraints clean bench
 
 help:
-	@sed -n '2,21p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,/^$$/{/^#/p}' Makefile | sed 's/^# \{0,1\}//'
 
 # ---- environment --------------------------------------------------------------------------
 $(PY):

@@ -1,0 +1,108 @@
+"""An image captioner (DALL-E 3, Betker et al. 2023, Sec. 2.1): an image tower whose pooled output is
+projected into ``prefix`` tokens, then a causal transformer that writes the caption after them.
+
+DALL-E 3's captioner is a language model conditioned on a CLIP image embedding, pre-trained CoCa-style
+and fine-tuned twice: to short captions (the main subject) and to descriptive ones (subject,
+surroundings, background, colours). Here the image tower is ``nets.encoder.EncoderUNet`` without a
+noise input, the text side the iGPT ``transformer.Block`` (causal); ``CaptionObjective`` is the
+next-word cross-entropy over each caption's words and the first padding token (which ends the
+caption), and ``generate`` writes a caption greedily (or by sampling) until it writes padding.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import seeded_init
+from .encoder import EncoderConfig, EncoderUNet
+from .transformer import Block, GPTConfig
+
+
+@dataclass(frozen=True)
+class CaptionerConfig:
+    vocab_size: int
+    context: int = 24  # caption words (the tokenizer's context)
+    image: EncoderConfig = EncoderConfig(image_size=16, base_channels=16, channel_mult=(1, 2), attention_resolutions=(),
+                                         time_cond=False)
+    prefix: int = 4  # image tokens before the caption
+    width: int = 64
+    layers: int = 2
+    heads: int = 4
+
+
+class Captioner(nn.Module):
+    """``forward(x, tokens)`` -> logits (B, L, vocab): ``logits[:, i]`` predicts ``tokens[:, i]`` from the
+    image and ``tokens[:, :i]``."""
+
+    @seeded_init
+    def __init__(self, cfg: CaptionerConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.image = EncoderUNet(replace(cfg.image, out_dim=cfg.prefix * cfg.width, time_cond=False))
+        self.tok = nn.Embedding(cfg.vocab_size, cfg.width)
+        self.pos = nn.Parameter(torch.randn(cfg.prefix + cfg.context, cfg.width) * 0.01)
+        block = GPTConfig(vocab_size=cfg.vocab_size, block_size=cfg.prefix + cfg.context, n_layer=cfg.layers,
+                          n_head=cfg.heads, n_embd=cfg.width, causal=True, sos=False)
+        self.blocks = nn.ModuleList(Block(block, i) for i in range(cfg.layers))
+        self.ln = nn.LayerNorm(cfg.width)
+        self.head = nn.Linear(cfg.width, cfg.vocab_size)
+        nn.init.normal_(self.tok.weight, std=0.02)
+
+    def prefix(self, x: torch.Tensor) -> torch.Tensor:
+        return self.image(x, None).view(x.shape[0], self.cfg.prefix, self.cfg.width)
+
+    def forward(self, x, tokens):
+        B, L = tokens.shape
+        h = torch.cat([self.prefix(x), self.tok(tokens[:, :-1])], 1) if L > 1 else self.prefix(x)
+        h = h + self.pos[:h.shape[1]]
+        for block in self.blocks:
+            h = block(h)
+        # the last prefix slot predicts word 0, the slot of word i predicts word i + 1
+        return self.head(self.ln(h[:, self.cfg.prefix - 1:]))
+
+    @torch.no_grad()
+    def generate(self, x: torch.Tensor, temperature: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Captions (B, context) written one word at a time (``temperature`` 0: greedy); every word after the
+        first padding is padding."""
+        self.eval()
+        B, L = x.shape[0], self.cfg.context
+        tokens = torch.zeros(B, L, dtype=torch.long, device=x.device)
+        done = torch.zeros(B, dtype=torch.bool, device=x.device)
+        for i in range(L):
+            logits = self.forward(x, tokens[:, :i + 1])[:, i].float()
+            if temperature <= 0:
+                nxt = logits.argmax(-1)
+            else:
+                probs = torch.softmax(logits / temperature, -1)
+                nxt = torch.multinomial(probs.cpu() if generator is not None and generator.device.type == "cpu"
+                                        else probs, 1, generator=generator).squeeze(1).to(x.device)
+            nxt = torch.where(done, torch.zeros_like(nxt), nxt)
+            tokens[:, i] = nxt
+            done |= nxt == 0
+            if bool(done.all()):
+                break
+        return tokens
+
+
+class CaptionObjective:
+    """Next-word cross-entropy of the batch's captions (``batch.extras[tokens]``) given the images
+    (``batch.x``), over each caption's words and its first padding token (the end of the caption)."""
+
+    def __init__(self, tokens: str = "tokens"):
+        self.tokens = tokens
+
+    def config(self) -> dict:
+        return {"objective": "caption", "tokens": self.tokens}
+
+    def __call__(self, net, batch):
+        tok = batch.extras[self.tokens].to(batch.x.device)
+        logits = net(batch.x, tok)
+        real = tok != 0
+        # count positions up to and including the first padding token
+        keep = torch.cat([torch.ones_like(real[:, :1]), real[:, :-1]], 1)
+        ce = F.cross_entropy(logits.flatten(0, 1).float(), tok.flatten(), reduction="none").view(tok.shape)
+        loss = (ce * keep).sum() / keep.sum()
+        return loss, {"words": real.sum(1).float().mean()}

@@ -21,9 +21,13 @@ function of the scene:
   a short prompt ("a red circle and a blue square") becomes a descriptive one by filling the
   attributes it leaves out (size, position, background) with draws from the data's own prior.
 * ``tokenizer()``: a word tokenizer covering all of these (the shapes vocabulary plus the filler).
+* ``stated(caption)``: the attributes a caption of any of these forms states (objects with or without
+  colour, size or position; filler ignored), for scoring a sample against its own prompt;
+  ``strip_junk`` removes the filler (what a judge CLIP trained on exact captions should read).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +45,51 @@ def tokenizer(context: int = 24) -> text.WordTokenizer:
     base = text.shapes_tokenizer(context)
     extra = {w for p in JUNK for w in text.words(p)}
     return text.WordTokenizer(tuple(sorted(set(base.vocab) | extra)), context)
+
+
+def strip_junk(captions) -> list[str]:
+    """Captions without the alt-text filler phrases (``JUNK``)."""
+    out = []
+    for c in captions:
+        for j in sorted(JUNK, key=len, reverse=True):
+            c = re.sub(rf"(^|\s){re.escape(j)}(?=\s|$)", " ", c)
+        out.append(" ".join(c.split()))
+    return out
+
+
+def stated(caption: str) -> dict[str, int]:
+    """The attributes a caption states (keys as ``Data.attrs``: shape, colour, size, position of the first
+    object, shape2 ... of the second, background), tolerant of every caption form of this module: an
+    object is "a/an [size] [colour] <shape> [at the <position>]" with any part but the shape left out,
+    objects are joined by " and ", "on a <colour> background" may end the caption, filler words are
+    ignored. Phrases without a shape name say nothing; objects beyond the second are ignored (a
+    captioner can write anything). ``scorer.caption_match`` counts only the keys present."""
+    c = strip_junk([caption])[0]
+    out: dict[str, int] = {}
+    m = re.search(r"\bon an? (.+?) background\s*$", c)
+    if m:
+        if m.group(1) in shapes.ATTRIBUTES["background"]:
+            out["background"] = shapes.ATTRIBUTES["background"].index(m.group(1))
+        c = c[:m.start()]
+    sfxs = iter(("", "2"))
+    for phrase in c.split(" and "):
+        words = phrase.split()
+        named = [w for w in words if w in shapes.SHAPES]
+        if not named:
+            continue
+        sfx = next(sfxs, None)
+        if sfx is None:
+            break
+        out["shape" + sfx] = shapes.SHAPES.index(named[0])
+        head = words[:words.index(named[0])]
+        for field in ("colour", "size"):
+            hits = [w for w in head if w in shapes.ATTRIBUTES[field]]
+            if hits:
+                out[field + sfx] = shapes.ATTRIBUTES[field].index(hits[-1])
+        at = re.search(r"\bat the (.+)$", phrase)
+        if at and at.group(1).strip() in shapes.POSITIONS:
+            out["position" + sfx] = shapes.POSITIONS.index(at.group(1).strip())
+    return out
 
 
 def alt_text(attrs: dict, seed: int = 0, p_second: float = 0.5, p_colour: float = 0.3, p_wrong: float = 0.1,

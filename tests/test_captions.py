@@ -76,10 +76,13 @@ def test_blend_picks_the_synthetic_caption_per_example_with_its_probability():
         CP.blend(1.5)
 
 
-def test_captioner_is_causal_ends_with_padding_and_learns():
+@pytest.mark.parametrize("grid", [False, True])
+def test_captioner_is_causal_ends_with_padding_and_learns(grid):
     tk = CP.tokenizer()
     x, tok = SCENES.x[:16], tk.encode(SCENES.captions[:16])
-    cap = NC.Captioner(NC.CaptionerConfig(vocab_size=tk.vocab_size, context=tk.context, width=32, layers=2))
+    cap = NC.Captioner(NC.CaptionerConfig(vocab_size=tk.vocab_size, context=tk.context, width=32, layers=2, grid=grid))
+    # the image's tokens: the pooled embedding cut in 4, or one per cell of the tower's 8x8 map
+    assert cap.prefix(x).shape == (16, 64 if grid else 4, 32)
     logits = cap(x, tok)
     assert logits.shape == (16, tk.context, tk.vocab_size)
     changed = tok.clone()
@@ -103,3 +106,14 @@ def test_captioner_is_causal_ends_with_padding_and_learns():
         loss.backward()
         opt.step()
     assert float(loss.detach()) < 0.5 * first
+    # generate computes the image prefix once; greedy decoding by full forward passes gives the same words
+    cap.eval()
+    fast = cap.generate(x[:4])
+    slow = torch.zeros_like(fast)
+    with torch.no_grad():
+        for i in range(tk.context):
+            slow[:, i] = cap(x[:4], slow[:, :i + 1])[:, i].argmax(-1)
+    for f, s_ in zip(fast, slow):
+        end = (s_ == 0).nonzero()
+        n = int(end[0, 0]) + 1 if len(end) else tk.context
+        assert torch.equal(f[:n], s_[:n]) and (f[n:] == 0).all()

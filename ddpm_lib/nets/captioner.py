@@ -27,10 +27,18 @@ class CaptionerConfig:
     context: int = 24  # caption words (the tokenizer's context)
     image: EncoderConfig = EncoderConfig(image_size=16, base_channels=16, channel_mult=(1, 2), attention_resolutions=(),
                                          time_cond=False)
-    prefix: int = 4  # image tokens before the caption
+    prefix: int = 4  # image tokens before the caption (pooled image: ignored with grid=True)
     width: int = 64
     layers: int = 2
     heads: int = 4
+    grid: bool = False  # True: the image tower's last feature map, one token per cell (CoCa's image tokens)
+
+    @property
+    def n_prefix(self) -> int:
+        if not self.grid:
+            return self.prefix
+        r = self.image.image_size // 2 ** (len(self.image.channel_mult) - 1)
+        return r * r
 
 
 class Captioner(nn.Module):
@@ -42,9 +50,11 @@ class Captioner(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.image = EncoderUNet(replace(cfg.image, out_dim=cfg.prefix * cfg.width, time_cond=False))
+        if cfg.grid:
+            self.grid_proj = nn.Linear(cfg.image.base_channels * cfg.image.channel_mult[-1], cfg.width)
         self.tok = nn.Embedding(cfg.vocab_size, cfg.width)
-        self.pos = nn.Parameter(torch.randn(cfg.prefix + cfg.context, cfg.width) * 0.01)
-        block = GPTConfig(vocab_size=cfg.vocab_size, block_size=cfg.prefix + cfg.context, n_layer=cfg.layers,
+        self.pos = nn.Parameter(torch.randn(cfg.n_prefix + cfg.context, cfg.width) * 0.01)
+        block = GPTConfig(vocab_size=cfg.vocab_size, block_size=cfg.n_prefix + cfg.context, n_layer=cfg.layers,
                           n_head=cfg.heads, n_embd=cfg.width, causal=True, sos=False)
         self.blocks = nn.ModuleList(Block(block, i) for i in range(cfg.layers))
         self.ln = nn.LayerNorm(cfg.width)
@@ -52,16 +62,22 @@ class Captioner(nn.Module):
         nn.init.normal_(self.tok.weight, std=0.02)
 
     def prefix(self, x: torch.Tensor) -> torch.Tensor:
+        """The image's tokens (B, n_prefix, width): the pooled embedding cut into ``prefix`` tokens, or
+        (``grid``) the last feature map's cells, each projected."""
+        if self.cfg.grid:
+            return self.grid_proj(self.image.features(x, None).flatten(2).transpose(1, 2))
         return self.image(x, None).view(x.shape[0], self.cfg.prefix, self.cfg.width)
 
-    def forward(self, x, tokens):
+    def forward(self, x, tokens, prefix: torch.Tensor | None = None):
+        """``prefix``: ``self.prefix(x)`` computed once (``generate`` reuses it for every word)."""
         B, L = tokens.shape
-        h = torch.cat([self.prefix(x), self.tok(tokens[:, :-1])], 1) if L > 1 else self.prefix(x)
+        pre = self.prefix(x) if prefix is None else prefix
+        h = torch.cat([pre, self.tok(tokens[:, :-1])], 1) if L > 1 else pre
         h = h + self.pos[:h.shape[1]]
         for block in self.blocks:
             h = block(h)
         # the last prefix slot predicts word 0, the slot of word i predicts word i + 1
-        return self.head(self.ln(h[:, self.cfg.prefix - 1:]))
+        return self.head(self.ln(h[:, self.cfg.n_prefix - 1:]))
 
     @torch.no_grad()
     def generate(self, x: torch.Tensor, temperature: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -71,8 +87,9 @@ class Captioner(nn.Module):
         B, L = x.shape[0], self.cfg.context
         tokens = torch.zeros(B, L, dtype=torch.long, device=x.device)
         done = torch.zeros(B, dtype=torch.bool, device=x.device)
+        pre = self.prefix(x)
         for i in range(L):
-            logits = self.forward(x, tokens[:, :i + 1])[:, i].float()
+            logits = self.forward(x, tokens[:, :i + 1], prefix=pre)[:, i].float()
             if temperature <= 0:
                 nxt = logits.argmax(-1)
             else:

@@ -103,14 +103,18 @@ class EncoderUNet(nn.Module):
         dtype = self.time_embed[0].weight.dtype
         return self.time_embed(timestep_embedding(t.to(dtype), self.cfg.base_channels).to(dtype))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, C, H, W), t (B,) float steps (omitted when ``time_cond=False``) -> (B, out_dim)."""
+    def features(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        """The feature map before pooling: (B, C', r, r) at the lowest resolution r."""
         emb = self.embedding(x, t)
         h = self.conv_in(x)
         for layers in [*self.down, self.mid]:
             for layer in layers:
                 h = layer(h) if isinstance(layer, Attention) else layer(h, emb)
-        return self.pool(self.out_norm(h))
+        return self.out_norm(h)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, C, H, W), t (B,) float steps (omitted when ``time_cond=False``) -> (B, out_dim)."""
+        return self.pool(self.features(x, t))
 
 
 def grad_log_p(classifier: nn.Module, y: torch.Tensor):

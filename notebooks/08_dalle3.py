@@ -1,0 +1,520 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # DALL-E 3: what better captions teach a text-to-image model
+#
+# [![Open in Colab](../book/assets/colab-badge.svg)](https://colab.research.google.com/github/ddpm-book/ddpm-reproduction-book/blob/main/notebooks/08_dalle3.ipynb)
+#
+# Chapters 05-07 changed the model; Betker et al. {cite}`betker2023dalle3` changed the data. A
+# text-to-image model learns to follow prompts only as well as its training captions describe their
+# images, and the captions of web images (their "alt-text") name the main subject, skip most of the
+# rest and are sometimes wrong. DALL-E 3 trains a **captioner**, rewrites every training caption
+# with it, short ("the main subject") or descriptive ("subject, surroundings, background, colours"),
+# and trains on a **blend**: 95% synthetic, 5% original, chosen per example. Models trained on
+# synthetic captions follow prompts better, the more synthetic the better, and prompts at sampling
+# time must then be **upsampled** to the descriptive style the model was trained on. This chapter
+# builds all of it on two-object `shapes` scenes, where every attribute of every image is known, so
+# that each caption source, the captioner's errors and every sample can be scored exactly.
+# After each experiment a **What we see** paragraph, written from this run's numbers, compares them
+# with the paper's; every number a verdict compares carries a 95% interval.
+
+# %%
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:  # on Colab, install the book's library first (locally: `make install`)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "ddpm_lib[hub] @ git+https://github.com/ddpm-book/ddpm-reproduction-book@main"], check=True)
+
+import ddpm_lib  # before torch: it makes idle OpenMP threads sleep, not spin (see the run card)
+
+import dataclasses
+import textwrap
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from ddpm_lib import captions as CP, data as DS, diffusion as D, features, metrics, nets, notebook, sampling as smp
+from ddpm_lib import objectives as OBJ, schedules as S, scorer, stats, train as TR, viz
+from ddpm_lib.chapters import dalle3 as CH
+from ddpm_lib.nets import captioner as NC, clip as CL, text_encoder as TE, unet as U
+from ddpm_lib.progress import tqdm
+
+plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 110, "font.size": 9})
+nb = notebook.Session("08_dalle3", globals())
+
+# %% tags=["parameters"]
+profile = "auto"  # smoke | cpu | gpu | auto (DDPM_PROFILE if set, else gpu with CUDA, else cpu)
+seed = 0
+
+# %%
+cfg = nb.start()
+device = notebook.device()
+numbers, cmp = {}, {}
+
+# %% [markdown]
+# ## The idea
+#
+# A text-to-image model learns $p(x \mid y)$ from pairs $(x, y)$. Whatever the captions $y$ leave
+# out, the model cannot learn to control: if the training captions never say where an object is,
+# "at the top left" in a prompt means nothing to it; if they often name the wrong colour, colour
+# words become weak evidence. Improving the model does not help, improving the captions does. The
+# paper's recipe has three parts.
+#
+# **A captioner.** An image-conditioned language model, $p_\phi(y \mid x) = \prod_j p_\phi(y_j \mid
+# y_{<j}, F(x))$, with $F$ an image encoder (CLIP's, in the paper), trained by next-token
+# cross-entropy on image-text pairs, then fine-tuned twice on a small set of human-written captions:
+# once to **short synthetic captions** (SSC: the main subject) and once to **descriptive synthetic
+# captions** (DSC: also the surroundings, the background, colours, positions). Every training image
+# is then captioned again.
+#
+# **A blend.** Synthetic captions are fluent and informative but carry the captioner's habits and
+# errors. So each training example, each time it is drawn, gets the synthetic caption with
+# probability $p$ and its original caption otherwise: the model learns a mixture,
+# $p\,p(x \mid y_\text{syn}) + (1-p)\,p(x \mid y_\text{orig})$ over the data, and the paper's models
+# use $p = 0.95$. (For classifier-free guidance, as in GLIDE, a share of the captions is then
+# replaced by the empty caption.)
+#
+# **Prompt upsampling.** A model trained on 95% descriptive captions has seldom seen a short
+# caption. Short prompts at sampling time are therefore off its training distribution, and the
+# paper rewrites them with GPT-4 into descriptive ones before sampling (Sec. 3.5). Here a rule does
+# the rewriting: the attributes a short prompt leaves out (size, position, background) are drawn
+# from the data's own prior.
+#
+# **Evaluation.** The paper trains identical models on each caption source and scores their
+# samples with **CLIP-S** (100 times the cosine between a public CLIP's image and caption
+# embeddings), once with the original captions as prompts and once with descriptive synthetic
+# captions. We do the same with a judge CLIP trained on exact captions, and add what a
+# synthetic world allows: an independent **reader** that reads every object's shape, colour, size
+# and cell, so that each sample is scored against exactly what its prompt states.
+#
+# ## The code
+
+# %%
+notebook.show_source(CP.alt_text, CP.Blend.read, NC.Captioner.forward, NC.CaptionObjective.__call__,
+                     CP.upsample_prompt, CH.match_stated)
+
+# %% [markdown]
+# | paper | library |
+# |---|---|
+# | original "alt-text" captions of web images (Sec. 2) | `captions.alt_text` (lossy by design, documented below) |
+# | captioner: image embedding -> language model, CE loss; fine-tuned to SSC and DSC (Sec. 2.1) | `nets.captioner.Captioner`, `CaptionObjective`, `generate` |
+# | blend at data sampling time, per example, 95% synthetic (Sec. 3.1) | `captions.Blend` / `captions.blend(p_synthetic, p_drop)` |
+# | identical T5-conditioned latent diffusion models (Sec. 3.2) | chapter 06's `text_encoder.TextUNet`, one config for all, only the captions differ |
+# | CLIP-S with ViT-B/32 | `nets.clip.clip_score` with a judge CLIP trained on exact captions |
+# | GPT-4 prompt upsampling (Sec. 3.5) | `captions.upsample_prompt` (a rule) |
+# | T2I-CompBench colour binding (Table 1) | `chapters.dalle3.match_stated`'s `bound` and `swap` (the reader) |
+
+# %% [markdown]
+# ## Experiment 1: the caption sources
+#
+# `n_train` two-object scenes for training, `n_test` held out. Each scene has three captions before
+# any captioner runs: its **alt-text**, its exact **short** caption ("a red circle and a blue square")
+# and its exact **descriptive** caption (sizes, cells and the background too). The alt-text is
+# generated from the scene and is lossy by design: the second object is left out with probability
+# `p_second`, each named object's colour is left out with `p_colour` or replaced by a wrong one with
+# `p_wrong`, filler words ("stock photo of", "hd") are added with `p_junk`, and sizes, positions and
+# the background are never said. **This decides the size of every "synthetic beats alt-text"
+# effect below**: a reader should take those as partly built in. The informative questions are
+# elsewhere: how much of a caption's information survives a captioner's errors, how the blend ratio
+# matters, and what a shift in the prompt distribution costs. The table says how much of each scene
+# each source states, and how much of that is wrong. The judge CLIP (trained on exact short and
+# descriptive captions only, never on the captioner's) and the reader are trained here too.
+
+# %%
+train_set = DS.load("shapes", n=cfg.n_train, image_size=cfg.image_size, objects=cfg.objects, seed=seed)
+test_set = DS.load("shapes", split="test", n=cfg.n_test, image_size=cfg.image_size, objects=cfg.objects, seed=seed)
+C, R = train_set.x.shape[1], cfg.image_size
+tk = CP.tokenizer()
+ALT = dict(p_second=cfg.p_second, p_colour=cfg.p_colour, p_wrong=cfg.p_wrong, p_junk=cfg.p_junk)
+alt_train = CP.alt_text(train_set.attrs, seed=seed, **ALT)
+alt_test = CP.alt_text(test_set.attrs, seed=seed + 1, **ALT)
+alt_tok = tk.encode(alt_train)
+
+pairs_x = torch.cat([train_set.x, train_set.x])
+pairs_tok = torch.cat([tk.encode(train_set.captions), tk.encode(train_set.captions_long)])
+judge_cfg = CL.CLIPConfig.make(image_size=R, vocab_size=tk.vocab_size, context=tk.context, width=24, seed=1)
+judge = TR.train_cached("08_dalle3", CL.CLIP(judge_cfg), OBJ.ContrastiveObjective(), (pairs_x, None, {"tokens": pairs_tok}),
+                        TR.TrainConfig(train_images=cfg.clip_images, batch_size=128, lr=2e-3, warmup_images=5000,
+                                       weight_decay=0.01, ema_decay=0.99, seed=seed), device=device).ema.eval()
+reader = scorer.reader(R, device=device, recipe=None if cfg.reader_images is None else dataclasses.replace(
+    scorer.RECIPES[R], train_images=cfg.reader_images, n_one=1000, n_two=1000))
+m_info = min(cfg.n_report, len(test_set))
+test_attrs = {k: v[:m_info] for k, v in test_set.attrs.items()}
+sources = {"alt-text": alt_test[:m_info], "short (exact)": test_set.captions[:m_info],
+           "descriptive (exact)": test_set.captions_long[:m_info]}
+info = {k: CH.information(v, test_attrs) for k, v in sources.items()}
+numbers["sources"] = dict(info=info, alt_generator=ALT, examples={k: v[:6] for k, v in sources.items()},
+                          reader_accuracy=reader.accuracy(test_set))
+notebook.show_table([{"source": k, **{f: f"{v[f]['stated']:.0%} ({v[f]['wrong']:.0%} wrong)" for f in CH.FIELDS}}
+                     for k, v in info.items()],
+                    caption=f"share of the {m_info} held-out scenes' attributes each caption source states (and states "
+                            "wrongly), per field; two objects per scene")
+for i in range(3):
+    print(f"scene {i}:\n  " + "\n  ".join(f"{k:>20}: {v[i]}" for k, v in sources.items()))
+
+# %% tags=["hide-input"]
+notebook.see(
+    f"The alt-text states {info['alt-text']['shape']['stated']:.0%} of the scenes' shapes and "
+    f"{info['alt-text']['colour']['stated']:.0%} of their colours, {info['alt-text']['colour']['wrong']:.0%} of them "
+    "wrongly, and no size, position or background: as generated. The exact short captions state every shape and "
+    "colour, the descriptive ones everything. Real alt-text differs from this generator in kind as well as in "
+    "degree (it can be unrelated to the image, or about things no captioner sees); the paper does not measure "
+    "its alt-text's information, so nothing here is compared with a paper number.")
+
+# %% [markdown]
+# ## Experiment 2: the captioner
+#
+# The captioner (a small convolutional image tower whose last feature map, one token per cell of
+# its 8x8 grid, is the prefix, as CoCa's captioner attends to image tokens; then a causal
+# transformer over the words) is **pre-trained** on every training scene with its
+# alt-text (the web's image-text pairs; the paper pre-trains CoCa-style), then **fine-tuned twice**
+# on `n_labelled` scenes with exact captions: once to the short style, once to the descriptive
+# style. Both fine-tunes then caption every training scene greedily. Their report card, on held-out
+# scenes: per field, the share of the scene's attributes the caption states correctly (objects
+# matched by shape). The paper names the captioner as the source of DALL-E 3's spatial errors and
+# hallucinated details; its errors are the point of this experiment.
+
+# %%
+cap_cfg = NC.CaptionerConfig(vocab_size=tk.vocab_size, context=tk.context, width=cfg.captioner_width,
+                             layers=cfg.captioner_layers, grid=cfg.captioner_grid,
+                             image=dataclasses.replace(NC.CaptionerConfig.image, image_size=R, in_channels=C))
+cap_train = lambda images: TR.TrainConfig(train_images=images, batch_size=cfg.batch_size, lr=cfg.captioner_lr,  # noqa: E731
+                                          warmup_images=min(cfg.warmup_images, images), ema_decay=0.99, seed=seed)
+pre_res = TR.train_cached("08_dalle3", NC.Captioner(cap_cfg), NC.CaptionObjective(), (train_set.x, None, {"tokens": alt_tok}),
+                          cap_train(cfg.captioner_images), device=device)
+lab = slice(0, min(cfg.n_labelled, len(train_set)))
+captioners, cap_s = {"pre-trained (alt-text)": pre_res.ema.eval()}, {"pre-trained (alt-text)": pre_res.wall_s}
+for style, caps in (("short", train_set.captions), ("descriptive", train_set.captions_long)):
+    net = NC.Captioner(cap_cfg)
+    net.load_state_dict(pre_res.ema.state_dict())
+    res = TR.train_cached("08_dalle3", net, NC.CaptionObjective(), (train_set.x[lab], None, {"tokens": tk.encode(caps[lab])}),
+                          cap_train(cfg.finetune_images), extra={"init": pre_res.run_dir.name if pre_res.run_dir else ""},
+                          device=device)
+    captioners[style], cap_s[style] = res.ema.eval(), res.wall_s
+
+
+@torch.no_grad()
+def caption(net, x, batch=1000):
+    return torch.cat([net.generate(x[i:i + batch].to(device)).cpu() for i in range(0, len(x), batch)])
+
+
+test_caps = {name: tk.decode(caption(net, test_set.x[:m_info])) for name, net in captioners.items()}
+report = {name: CH.caption_accuracy(v, test_attrs) for name, v in test_caps.items()}
+report["alt-text (the source, not a captioner)"] = CH.caption_accuracy(alt_test[:m_info], test_attrs)
+numbers["captioner"] = dict(report=report, train_s={k: round(v, 1) for k, v in cap_s.items()},
+                            params=nets.count_params(captioners["short"]), n_labelled=lab.stop,
+                            examples={k: v[:6] for k, v in test_caps.items()})
+notebook.show_table([{"captions by": k, **{f: f"{v[f]:.0%}" for f in (*CH.FIELDS, "exact")}} for k, v in report.items()],
+                    caption=f"held-out scenes (n = {m_info}): share of each field's true attributes the caption states "
+                            "correctly (a left-out attribute counts as wrong); exact = the whole descriptive caption right. "
+                            f"Captioner {nets.count_params(captioners['short']):,} parameters; fine-tuned on {lab.stop:,} "
+                            "labelled scenes")
+with tqdm(total=2, desc="re-captioning the training set") as bar:
+    ssc_tok = caption(captioners["short"], train_set.x)
+    bar.update()
+    dsc_tok = caption(captioners["descriptive"], train_set.x)
+    bar.update()
+dsc_test = test_caps["descriptive"]
+fig, axes = plt.subplots(1, 6, figsize=(9, 2.2))
+for i, ax in enumerate(axes):
+    viz.show_grid(test_set.x[i:i + 1], nrow=1, ax=ax)
+    ax.set_title(textwrap.fill(f"alt: {alt_test[i]}", 24) + "\n" + textwrap.fill(f"DSC: {dsc_test[i]}", 24), fontsize=5.5)
+fig.tight_layout()
+plt.show()
+
+# %% tags=["hide-input"]
+rd = report["descriptive"]
+notebook.see(
+    f"The descriptive captioner names shapes right {rd['shape']:.0%} of the time and colours {rd['colour']:.0%}, sizes "
+    f"{rd['size']:.0%}, cells {rd['position']:.0%} and the background {rd['background']:.0%}; "
+    f"{rd['exact']:.0%} of its captions are entirely right. "
+    + ("Its weakest field is the position: like DALL-E 3's captioner, ours is least reliable about where things are, "
+       "and a model trained on its captions can only learn positions as well as they are written. "
+       if min(rd, key=lambda f: rd[f] if f in CH.FIELDS else 2) == "position" else
+       f"Its weakest field is the {min((f for f in CH.FIELDS), key=lambda f: rd[f])}. ")
+    + f"The pre-trained captioner writes alt-text style captions: it states {report['pre-trained (alt-text)']['colour']:.0%} "
+    f"of colours correctly (the alt-text itself: {report['alt-text (the source, not a captioner)']['colour']:.0%}) and no "
+    f"size, cell or background; the fine-tunes on {lab.stop:,} labelled scenes are what make the synthetic captions "
+    "informative. The paper reports no captioner accuracy, so none of this is compared with a paper number.")
+
+# %% [markdown]
+# ## Experiment 3: identical models, different captions
+#
+# One text-to-image configuration (chapter 06's text-conditional UNet with GLIDE's two text routes,
+# learned variances, the cosine schedule; narrower here so that all of them fit the budget), trained
+# with the same seed (the same images in the same order, the same noise) on: the **alt-text** only;
+# **short synthetic** captions at `short_blend`; and **descriptive synthetic** captions at each
+# share in `blends` (the rest alt-text), the blend drawn per example every time it is sampled; 20%
+# of captions are then emptied for guidance. Only the captions differ.
+
+# %%
+diff = D.Diffusion(S.named(cfg.schedule, cfg.T), "eps", "learned_range")
+text_cfg = TE.TextEncoderConfig(vocab_size=tk.vocab_size, context=tk.context, width=cfg.text_width, layers=cfg.text_layers)
+unet_cfg = U.preset(cfg.unet, image_size=R, in_channels=C, out_channels=diff.out_channels(C), base_channels=cfg.base_channels,
+                    num_res_blocks=cfg.num_res_blocks, scale_shift_norm=True, resblock_updown=True)
+tcfg = TE.TextUNetConfig.of(unet_cfg, text_cfg)
+train_cfg = TR.TrainConfig(train_images=cfg.train_images, batch_size=cfg.batch_size, lr=cfg.lr, warmup_images=cfg.warmup_images,
+                           ema_decay=cfg.ema_decay, seed=seed, channels_last=cfg.channels_last)
+specs = [("alt", 0.0), ("short", cfg.short_blend)] + [("descriptive", b) for b in sorted(cfg.blends)]
+models, model_rows = {}, []
+for source, p in specs:
+    name = CH.model_name(source, p)
+    synthetic = {"short": ssc_tok, "descriptive": dsc_tok, "alt": alt_tok}[source]
+    net = TE.TextUNet(tcfg)
+    if cfg.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    res = TR.train_cached("08_dalle3", net, OBJ.DiffusionObjective(diff, "hybrid", conds=(CP.blend(p, cfg.p_empty),)),
+                          (train_set.x, None, {"tokens_synthetic": synthetic, "tokens_original": alt_tok}), train_cfg,
+                          device=device)
+    models[name] = res.ema.eval()
+    losses = [r["loss"] for r in res.log]
+    model_rows.append({"model": name, "captions": f"{p:.0%} {source} synthetic + {1 - p:.0%} alt-text" if p else "100% alt-text",
+                       "train s": f"{res.wall_s:.0f}", "final loss (last 10% of logs)": f"{np.mean(losses[-max(1, len(losses) // 10):]):.4f}"})
+ALTM, SSCM, DSCM = CH.model_name("alt", 0), CH.model_name("short", cfg.short_blend), CH.model_name("descriptive", 0.95)
+numbers["models"] = dict(rows=model_rows, params=nets.count_params(models[ALTM]))
+notebook.show_table(model_rows, caption=f"{nets.count_params(models[ALTM]):,} parameters each, {cfg.train_images:,} images seen "
+                                        f"(batch {cfg.batch_size})")
+
+# %% [markdown]
+# ## Experiment 4: evaluated with original and with descriptive captions (Figs. 4 and 5)
+#
+# `n_prompts` held-out scenes; each model draws one sample per prompt (the same noise for every
+# model and prompt set, classifier-free guidance at `scale`, `sample_steps` respaced steps) for two
+# prompt sets, as the paper evaluates: the scenes' **alt-text** (the paper's "ground-truth captions")
+# and the descriptive captioner's **descriptive synthetic captions**. Each sample is scored against its
+# own prompt by the judge's CLIP-S (filler words removed: the judge never saw them) and by the
+# reader's caption match of what the prompt states; FD against the training scenes (descriptive
+# prompts) and caption match above shuffled prompts in the style each model was trained on (the
+# alt-text and short models: exact short captions, which alt-text drops words from; the descriptive
+# models: the captioner's descriptive captions) check that each model trained. The tests, stated
+# before the run, are the claims below:
+# (1) on alt-text prompts the synthetic-caption models score a higher CLIP-S than the alt-text model;
+# (2) on descriptive prompts the 95% descriptive model beats it on CLIP-S and caption match, by more
+# than on alt-text prompts; (3) the 95% blend beats the lowest blend; (6) when a 100% model is
+# trained (`blends` holds 1.0: the smoke and gpu profiles; a fifth model does not fit the cpu
+# budget), on alt-text prompts the 95% blend beats it (the 5% regularises). Differences are paired
+# over prompts and noise.
+
+# %%
+N = min(cfg.n_prompts, len(test_set))
+d = diff.respace(str(cfg.sample_steps)) if cfg.sample_steps < cfg.T else diff
+recipe = None if cfg.feature_images is None else dataclasses.replace(features.RECIPES["shapes"], train_images=cfg.feature_images)
+extractor = features.get_extractor("shapes", image_size=R, recipe=recipe, device=device)
+prompts = {"alt-text": alt_test[:N], "descriptive": dsc_test[:N], "short": test_set.captions[:N],
+           "upsampled": CP.upsample_prompt(test_set.captions[:N], seed=seed + 3)}
+empty = tk.empty(N).to(device)
+
+
+def sample(net, texts):
+    tok = tk.encode(texts).to(device)
+    model = smp.guided_by(net, cfg.scale, {"tokens": tok}, {"tokens": empty}, channels=C) if cfg.scale != 1 else \
+        nets.as_model(net, tokens=tok)
+    return smp.sample_batched("ancestral", model, d, N, train_set.image_shape, seed=seed, device=device,
+                              batch_size=N).float().clamp(-1, 1).cpu()
+
+
+def judge_score(xs, texts):
+    return CL.clip_score(judge, xs, tk.encode(CP.strip_junk(texts))).numpy()
+
+
+runs = {}
+configs = [(m, p) for m in models for p in ("alt-text", "descriptive")] + \
+          [(m, p) for m in (ALTM, DSCM) for p in ("short", "upsampled")] + [(SSCM, "short")]
+# the prompts in the style each model was trained on: the first claim checks that it learned to follow
+# them. The alt-text model is checked on the exact short captions, the alt-text generator's input with
+# nothing dropped (alt-text prompts state too little for a test with power at this n; reported beside)
+own = {m: "short" if m in (ALTM, SSCM) else "descriptive" for m in models}
+for m, p in tqdm(configs, desc="configurations"):
+    xs = sample(models[m], prompts[p])
+    # a model sampled from an upsampled prompt is asked for the short prompt: score it against that
+    scored = prompts["short"] if p == "upsampled" else prompts[p]
+    r = dict(xs=xs, clip=judge_score(xs, scored), **CH.match_stated(reader, xs, scored))
+    r["shuffled"] = CH.match_stated(reader, xs, list(np.roll(np.array(scored, dtype=object), 1)))["score"]
+    if p == "descriptive":
+        r["ev"] = metrics.evaluate(extractor, train_set.x, xs, real_ref=test_set.x[:N], bootstrap=cfg.bootstrap, seed=seed)
+    runs[(m, p)] = r
+fd_floor = runs[(DSCM, "descriptive")]["ev"].fd_floor
+rows = []
+for (m, p), r in runs.items():
+    rows.append(dict(model=m, prompts=p, clip=CH.mean_ci(r["clip"]).as_dict(), match=CH.mean_ci(r["score"]).as_dict(),
+                     **{f: CH.mean_ci(r[f]).as_dict() if np.isfinite(r[f]).any() else None for f in (*CH.FIELDS, "bound")},
+                     fd=r["ev"].ci("fd").as_dict() if "ev" in r else None))
+numbers["sampling"] = dict(rows=rows, n=N, steps=cfg.sample_steps, scale=cfg.scale, fd_floor=fd_floor,
+                           prompt_examples={k: v[:4] for k, v in prompts.items()})
+fmt = lambda x, pct=False: CH.iv(x).fmt(pct=pct) if x else "–"  # noqa: E731
+notebook.show_table([{"model": r["model"], "prompts": r["prompts"], "CLIP-S (judge)": fmt(r["clip"]),
+                      "caption match": fmt(r["match"], True), **{f: fmt(r[f], True) for f in CH.FIELDS},
+                      "both bound": fmt(r["bound"], True), "FD": fmt(r["fd"])} for r in rows if r["prompts"] in ("alt-text", "descriptive")],
+                    caption=f"{N} held-out prompts per row, one sample each, s = {cfg.scale:g}, {cfg.sample_steps} steps; "
+                            "caption match and the per-field columns count only what each prompt states; FD floor "
+                            f"(real vs real at this n) {fd_floor:.3g}; 95% intervals (t over prompts; bootstrap for FD)")
+
+fig, axes = plt.subplots(1, 2, figsize=(9, 2.8))
+names = list(models)
+for ax, key, title in ((axes[0], "clip", "CLIP-S (judge)"), (axes[1], "score", "caption match (reader)")):
+    for j, p in enumerate(("alt-text", "descriptive")):
+        ivs = [CH.mean_ci(runs[(m, p)][key]) for m in names]
+        xpos = np.arange(len(names)) + (j - 0.5) * 0.35
+        ax.bar(xpos, [i.est for i in ivs], width=0.35, yerr=[[i.est - i.lo for i in ivs], [i.hi - i.est for i in ivs]],
+               capsize=2, label=f"{p} prompts")
+    ax.set_xticks(np.arange(len(names)), [textwrap.fill(n_, 12) for n_ in names], fontsize=7)
+    lo_ = min(CH.mean_ci(runs[(m, p)][key]).lo for m in names for p in ("alt-text", "descriptive"))
+    ax.set(title=title, ylim=(lo_ * 0.9, None))
+    ax.legend(frameon=False, fontsize=7)
+fig.tight_layout()
+plt.show()
+
+# %%
+show = [(m, "descriptive") for m in names]
+n_show = 8
+fig, axes = plt.subplots(len(show) + 1, 1, figsize=(7, 1.05 * (len(show) + 1)))
+viz.show_grid(test_set.x[:n_show], nrow=n_show, ax=axes[0])
+axes[0].set_title("the held-out scenes the prompts describe", fontsize=7, loc="left")
+for ax, key in zip(axes[1:], show):
+    viz.show_grid(runs[key]["xs"][:n_show], nrow=n_show, ax=ax)
+    ax.set_title(f"{key[0]}, descriptive prompts", fontsize=7, loc="left")
+fig.suptitle(textwrap.fill("Prompts: " + "; ".join(f"{i + 1}: {c}" for i, c in enumerate(prompts['descriptive'][:3])) + "; ...",
+                           120), fontsize=7, y=1.03)
+fig.tight_layout()
+plt.show()
+
+# %%
+lo_blend = CH.model_name("descriptive", min(cfg.blends))
+full = CH.model_name("descriptive", 1.0) if 1.0 in cfg.blends else None
+get = lambda m, p, k: runs[(m, p)][k]  # noqa: E731
+cmp.update(
+    alt=ALTM, ssc=SSCM, dsc=DSCM, low_blend=lo_blend, full=full,
+    follows={m: CH.paired(get(m, own[m], "score"), get(m, own[m], "shuffled")).as_dict() for m in models},
+    alt_on_alt=CH.paired(get(ALTM, "alt-text", "score"), get(ALTM, "alt-text", "shuffled")).as_dict(),
+    trained={m: bool(runs[(m, "descriptive")]["ev"].fd < 10 * fd_floor) for m in models},
+    clip_alt_dsc=CH.paired(get(DSCM, "alt-text", "clip"), get(ALTM, "alt-text", "clip")).as_dict(),
+    clip_alt_ssc=CH.paired(get(SSCM, "alt-text", "clip"), get(ALTM, "alt-text", "clip")).as_dict(),
+    clip_dsc_dsc=CH.paired(get(DSCM, "descriptive", "clip"), get(ALTM, "descriptive", "clip")).as_dict(),
+    match_dsc_dsc=CH.paired(get(DSCM, "descriptive", "score"), get(ALTM, "descriptive", "score")).as_dict(),
+    gain_dsc_minus_alt=CH.paired(get(DSCM, "descriptive", "clip") - get(ALTM, "descriptive", "clip"),
+                                 get(DSCM, "alt-text", "clip") - get(ALTM, "alt-text", "clip")).as_dict(),
+    clip_alt_blend=CH.paired(get(DSCM, "alt-text", "clip"), get(lo_blend, "alt-text", "clip")).as_dict()
+    if lo_blend != DSCM else None,
+    match_dsc_blend=CH.paired(get(DSCM, "descriptive", "score"), get(lo_blend, "descriptive", "score")).as_dict()
+    if lo_blend != DSCM else None)
+if full:
+    cmp.update(match_alt_reg=CH.paired(get(DSCM, "alt-text", "score"), get(full, "alt-text", "score")).as_dict(),
+               clip_alt_reg=CH.paired(get(DSCM, "alt-text", "clip"), get(full, "alt-text", "clip")).as_dict())
+
+# %% tags=["hide-input"]
+untrained = [m for m in models if not cmp["trained"][m]
+             or stats.compare(CH.iv(cmp["follows"][m]), 0.0) != "higher"]
+notebook.see(
+    ("Every model follows prompts in the style it was trained on (caption match above the same samples scored against "
+     "another scene's prompt) and has an FD within 10x the real-vs-real floor. " if not untrained else
+     f"{', '.join(untrained)} did not pass the first claim's tests (following prompts, FD within 10x the floor): "
+     "the claims that use them are marked 'did not train'. ")
+    + f"On **alt-text prompts** the judge's CLIP-S rises by {CH.iv(cmp['clip_alt_dsc'])} from the alt-text model to "
+    f"the {DSCM} model and by {CH.iv(cmp['clip_alt_ssc'])} to the {SSCM} one; on **descriptive prompts** by "
+    f"{CH.iv(cmp['clip_dsc_dsc'])}, with caption match {CH.iv(cmp['match_dsc_dsc'])}. "
+    "The paper's Fig. 4 has the same two panels: 'slightly better' on ground-truth captions and 'markedly better' on "
+    "descriptive ones. Here the alt-text model was trained without positions, sizes or backgrounds, so its "
+    "descriptive-prompt deficit is what our alt-text generator removed, not a discovery. "
+    + (f"**Blends**: {DSCM} minus {lo_blend}: CLIP-S {CH.iv(cmp['clip_alt_blend'])} on alt-text prompts, caption match "
+       f"{CH.iv(cmp['match_dsc_blend'])} on descriptive ones (the paper: 65% 'far behind'). " if cmp["clip_alt_blend"] else "")
+    + (f"**100% vs 95%** on alt-text prompts: caption match {CH.iv(cmp['match_alt_reg'])}, CLIP-S "
+       f"{CH.iv(cmp['clip_alt_reg'])} for keeping 5% of the original captions" + (
+           ": the blend helps on the original prompt style, as the paper's reason for it says. "
+           if stats.compare(CH.iv(cmp["match_alt_reg"]), 0.0) == "higher" else
+           ": the 100% model does better, against the paper's reason for the blend. "
+           if stats.compare(CH.iv(cmp["match_alt_reg"]), 0.0) == "lower" else
+           ": no significant effect of the 5% at this scale. ") if full else ""))
+
+# %% [markdown]
+# ## Experiment 5: prompt upsampling and binding (Sec. 3.5, Table 1)
+#
+# The same held-out scenes, now prompted with their exact **short** captions ("a red circle and a
+# blue square") and with those captions **upsampled** by rule (size, cell and background drawn from
+# the data's prior). Both are scored against the short prompt, which is what the user asked for:
+# the reader's match of the two shapes and colours, and **binding**, both objects drawn with their
+# own shape and colour (T2I-CompBench's colour-binding task in shape). The tests: the descriptive
+# model's match rises with upsampling, more than the alt-text model's; and the descriptive model
+# with upsampled prompts (DALL-E 3 as deployed) binds both objects right more often than the
+# alt-text model with short prompts.
+
+# %%
+up = {m: get(m, "upsampled", "score") - get(m, "short", "score") for m in (ALTM, DSCM)}
+cmp.update(up_gain_dsc=CH.mean_ci(up[DSCM]).as_dict(), up_gain_alt=CH.mean_ci(up[ALTM]).as_dict(),
+           up_gain_diff=CH.paired(up[DSCM], up[ALTM]).as_dict(),
+           bound_dsc=CH.mean_ci(get(DSCM, "upsampled", "bound")).as_dict(),
+           bound_alt=CH.mean_ci(get(ALTM, "short", "bound")).as_dict(),
+           bound_diff=CH.paired(get(DSCM, "upsampled", "bound"), get(ALTM, "short", "bound")).as_dict())
+up_rows = [{"model": m, "prompts": p, "caption match (short prompt)": CH.mean_ci(get(m, p, "score")).fmt(pct=True),
+            "both bound": CH.mean_ci(get(m, p, "bound")).fmt(pct=True), "colour swaps": CH.mean_ci(get(m, p, "swap")).fmt(pct=True),
+            "CLIP-S (short prompt)": CH.mean_ci(get(m, p, "clip")).fmt()} for m in (ALTM, DSCM) for p in ("short", "upsampled")]
+numbers["upsampling"] = dict(rows=up_rows)
+notebook.show_table(up_rows, caption=f"{N} held-out scenes; every sample scored against its short prompt; 95% t-intervals")
+fig, axes = plt.subplots(4, 1, figsize=(7, 4.4))
+for ax, (m, p) in zip(axes, [(m, p) for m in (ALTM, DSCM) for p in ("short", "upsampled")]):
+    viz.show_grid(runs[(m, p)]["xs"][:n_show], nrow=n_show, ax=ax)
+    ax.set_title(f"{m}, {p} prompts", fontsize=7, loc="left")
+fig.suptitle(textwrap.fill("Short prompts: " + "; ".join(f"{i + 1}: {c}" for i, c in enumerate(prompts['short'][:3]))
+                           + f"; upsampled 1: {prompts['upsampled'][0]}", 120), fontsize=7, y=1.04)
+fig.tight_layout()
+plt.show()
+
+# %% tags=["hide-input"]
+notebook.see(
+    f"Upsampling changes the {DSCM} model's match of the short prompt by {CH.iv(cmp['up_gain_dsc'])} and the alt-text "
+    f"model's by {CH.iv(cmp['up_gain_alt'])} (difference {CH.iv(cmp['up_gain_diff'])}); the paper's Drawbench score "
+    "rose from 70.4% to 81.0% for DALL-E 3 with upsampled prompts, and only from 49.0% to 52.4% for DALL-E 2. "
+    f"Both objects bound right: {CH.iv(cmp['bound_dsc']).fmt(pct=True)} for the {DSCM} model with upsampled prompts against "
+    f"{CH.iv(cmp['bound_alt']).fmt(pct=True)} for the alt-text model with short prompts (difference "
+    f"{CH.iv(cmp['bound_diff'])}; the paper's T2I-CompBench colour binding: 81.1% for DALL-E 3, 59.2% for DALL-E 2). "
+    + ("Neither model draws both objects right more than one time in ten: at this budget binding two objects is "
+       "beyond both, whatever their captions, so this comparison cannot speak to the paper's. "
+       if max(CH.iv(cmp["bound_dsc"]).est, CH.iv(cmp["bound_alt"]).est) < 0.1 else
+       "Our alt-text drops the second object half the time and names a wrong colour for one object in ten, so the "
+       "alt-text model has seen far fewer bound pairs; that part of the difference is built into the generator."))
+
+# %% [markdown]
+# ## Claims
+#
+# Each row: the paper's claim with its number (verified against the paper), ours with its 95%
+# interval, our setting, and the verdict of the test stated in the claim.
+
+# %% tags=["hide-input"]
+setting = (f"shapes {R}x{R}, {cfg.objects} objects; {len(models)} text-to-image models of "
+           f"{nets.count_params(models[ALTM]):,} parameters, {cfg.train_images:,} images seen each; captioner fine-tuned "
+           f"on {lab.stop:,} labelled scenes; s = {cfg.scale:g}, {cfg.sample_steps} steps, n = {N}")
+claims = CH.claims(cmp, setting)
+nb.finish(claims, numbers)
+
+# %% [markdown]
+# ## Takeaways
+#
+# * A text-to-image model can only learn to control what its captions describe: the captions are
+#   part of the model.
+# * A captioner fine-tuned on a few exact captions turns a large set of poorly captioned images into
+#   a well captioned one; its errors (here, and in the paper, mostly about positions) become the
+#   model's.
+# * Blending a few original captions back in is cheap insurance against the captioner's style; a
+#   model trained on descriptive captions wants descriptive prompts, so short prompts are upsampled.
+# * On synthetic data much of "synthetic captions win" is built into how lossy the original
+#   captions are; the blend ratio, the captioner's error profile and the prompt shift are the parts
+#   that transfer.
+#
+# ## Exercises
+#
+# 1. Make the alt-text less lossy (`-p p_second 0.1 -p p_colour 0.1 -p p_wrong 0.0`): how much of the
+#    gap to the descriptive model remains?
+# 2. Give the captioner fewer labelled scenes (`-p n_labelled 200`): which fields suffer first, and
+#    does the descriptive model's caption match follow the captioner's accuracy field by field?
+# 3. Train with 80% and 100% descriptive captions as well (`-p blends "[0.65, 0.8, 0.95, 1.0]"`, the
+#    gpu profile's): is the curve monotone, as in the paper's Fig. 5, and does the 5% of alt-text
+#    help on alt-text prompts?
+# 4. Sample the alt-text model with descriptive prompts that keep only what alt-text could say
+#    (drop sizes, cells, background): is it then as good as the descriptive model?

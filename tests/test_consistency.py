@@ -166,3 +166,19 @@ def test_each_objective_trains_through_train(kind):
         assert "tangent_norm" in res.log[-1]
     x = (net.sample((16, 2)) if kind == "scm" else CM.sample(res.ema, (16, 2)))
     assert x.shape == (16, 2) and bool(torch.isfinite(x).all())
+
+
+def test_mlp_time_embeddings_differ_in_how_fast_they_change():
+    from ddpm_lib.nets import mlp
+
+    with pytest.raises(ValueError, match="valid choices: \\['fourier', 'positional'\\]"):
+        mlp.MLPConfig(emb="sinusoid")
+    x, c = torch.randn(4, 2), torch.linspace(0.1, 1.4, 4)
+    speed = {}
+    for emb in ("fourier", "positional"):
+        net = mlp.MLP(mlp.MLPConfig(emb=emb, fourier_scale=16.0))
+        assert net(x, c).shape == (4, 2) and torch.equal(net(x, c), torch.zeros(4, 2))  # zero-initialised output
+        _, d = torch.func.jvp(net.embedding, (c,), (torch.ones_like(c),))
+        speed[emb] = float(d.norm(dim=1).mean())
+    # scale-16 Fourier features change ~100x faster with the noise level than max-period-10 sinusoids
+    assert speed["fourier"] > 30 * speed["positional"]

@@ -15,6 +15,7 @@ from .. import captions as CP, scorer, stats
 from ..data import shapes
 from ..notebook import Claim
 from .common import HIGHER, aggregate, iv, why
+from .unclip import binding_scores  # chapter 07's binding measure, on parsed prompts
 
 FIELDS = ("shape", "colour", "size", "position", "background")
 # Table 1 (DALL-E 3 / DALL-E 2 / SDXL): MS-COCO CLIP score; T2I-CompBench B-VQA colour, shape, texture
@@ -52,11 +53,8 @@ def match_stated(reader, images: torch.Tensor, prompts) -> dict[str, np.ndarray]
         for f, v in m.fields.items():
             out[f][idx] = v.double().numpy()
         if {"shape", "colour", "shape2", "colour2"} <= set(keys):
-            two = {k: attrs[k] for k in ("shape", "colour", "shape2", "colour2")}
-            bound = scorer.caption_match(reader, x, two, fields=("shape", "colour"), assign="best")
-            bag = scorer.caption_match(reader, x, two, fields=("shape", "colour"), binding=False)
-            out["bound"][idx] = (bound.score >= 1 - 1e-9).double().numpy()
-            out["swap"][idx] = (bag.fields["colour"] - bound.fields["colour"]).double().numpy()
+            b = binding_scores(reader, x, {k: attrs[k] for k in ("shape", "colour", "shape2", "colour2")})
+            out["bound"][idx], out["swap"][idx] = b["bound"], b["swap"]
     return out
 
 

@@ -20,6 +20,9 @@ the boundary scalings ``karras.Precond(boundary=True)``; ``karras.Denoiser`` wit
   c_noise(t)). The loss's gradient is that of E ||f_theta - f_theta^- ||^2 as the grid spacing goes to 0,
   which needs df^-/dt along the trajectory: a forward-mode derivative (``torch.func.jvp``) of F. With
   tangent normalisation g / (||g|| + c) and a warm-up of the second term (r: 0 -> 1).
+  With a teacher's velocity instead of the one-sample estimate it is sCD. ``TrigFlowObjective`` trains a
+  TrigFlow diffusion model (the teacher); ``SigmaForm`` shows a TrigFlow model in EDM's sigma form, so the
+  same weights serve EDM's samplers, CD's teacher step and the discrete losses.
 * ``sample``: one or more steps (``karras.stochastic_iterative``) for EDM-form models;
   ``TrigFlow.sample`` for TrigFlow models.
 """
@@ -36,6 +39,7 @@ from .objectives import TargetNetwork, TargetObjective, _unwrap
 from .schedules import karras_sigmas
 
 DISTANCES = ("l2", "l1", "pseudo_huber")
+METRICS = (*DISTANCES, "feature")  # "feature": l2 between a frozen network's features (CM's LPIPS, in shape)
 KINDS = ("cd", "ct")
 SOLVERS = ("euler", "heun")
 INDEX = ("uniform", "lognormal")
@@ -128,19 +132,25 @@ class ConsistencyObjective(TargetObjective):
     ``steps``: N, an int or a function of the training step (``cm_adaptive``, ``ict_doubling``);
     ``mu``: the target network's rate, a float (0: iCT's stop-gradient) or a function of the step;
     ``teacher``: a denoiser ``(x, sigma) -> x0_hat`` for ``kind="cd"`` (``teacher_key`` names it in
-    the cache key); ``solver`` its ODE step; ``index`` and ``weighting`` as iCT or CM.
+    the cache key); ``solver`` its ODE step; ``index`` and ``weighting`` as iCT or CM; ``metric="feature"``
+    compares ``feature(x)`` (a frozen, differentiable map to (B, D) features; ``feature_key`` names it),
+    LPIPS's role in CM.
     """
 
     def __init__(self, kind: str = "ct", steps: int | Callable[[int], int] = 18,
                  mu: float | Callable[[int], float] = 0.95, teacher: K.Denoise | None = None, teacher_key: str = "",
                  solver: str = "heun", metric: str = "l2", index: str = "uniform", weighting: str = "uniform",
                  sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0, P_mean: float = -1.1,
-                 P_std: float = 2.0, huber: float | None = None, name: str = ""):
-        for label, value, valid in (("kind", kind, KINDS), ("solver", solver, SOLVERS), ("distance", metric, DISTANCES),
+                 P_std: float = 2.0, huber: float | None = None, name: str = "",
+                 feature: Callable[[torch.Tensor], torch.Tensor] | None = None, feature_key: str = ""):
+        for label, value, valid in (("kind", kind, KINDS), ("solver", solver, SOLVERS), ("distance", metric, METRICS),
                                     ("index", index, INDEX), ("weighting", weighting, WEIGHTS)):
             _check(label, value, valid)
         if kind == "cd" and teacher is None:
             raise ValueError("consistency distillation (kind='cd') needs a teacher denoiser")
+        if metric == "feature" and feature is None:
+            raise ValueError("metric='feature' needs a feature network (feature=...)")
+        self.feature, self.feature_key = feature, feature_key
         self.kind, self.steps, self.teacher, self.teacher_key, self.solver = kind, steps, teacher, teacher_key, solver
         self.metric, self.index, self.weighting, self.huber = metric, index, weighting, huber
         self.sigma_min, self.sigma_max, self.rho, self.P_mean, self.P_std = sigma_min, sigma_max, rho, P_mean, P_std
@@ -151,7 +161,7 @@ class ConsistencyObjective(TargetObjective):
         sched = lambda v: v if not callable(v) else getattr(v, "__name__", "schedule")  # noqa: E731
         return {"objective": "consistency", "kind": self.kind, "steps": sched(self.steps), "mu": sched(self.target.mu),
                 "teacher": self.teacher_key if self.kind == "cd" else None, "solver": self.solver if self.kind == "cd" else None,
-                "metric": self.metric, "huber": self.huber, "index": self.index, "weighting": self.weighting,
+                "metric": self.metric if self.metric != "feature" else f"feature:{self.feature_key}", "huber": self.huber, "index": self.index, "weighting": self.weighting,
                 "sigma": [self.sigma_min, self.sigma_max, self.rho], "lognormal": [self.P_mean, self.P_std], "name": self.name}
 
     def n_steps(self, step: int) -> int:
@@ -190,7 +200,10 @@ class ConsistencyObjective(TargetObjective):
         online = net(x_hi, s_hi)
         with torch.no_grad():
             target = _replay(state, lambda: self.target.net(x_lo, s_lo))
-        d = distance(self.metric, online, target, self.huber)
+        if self.metric == "feature":
+            d = (self.feature(online) - self.feature(target)).reshape(len(online), -1).float().pow(2).mean(1)
+        else:
+            d = distance(self.metric, online, target, self.huber)
         w = 1 / (s_hi - s_lo) if self.weighting == "ict" else torch.ones_like(s_hi)
         return (w.to(d.dtype) * d).mean(), {"N": float(self.n_steps(batch.step))}
 
@@ -237,7 +250,13 @@ class TrigFlow(nn.Module):
         """F at an already scaled input (what the JVP differentiates)."""
         return self.net(x_scaled, t * self.time_scale)
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, output: str = "x0") -> torch.Tensor:
+        """f(x_t, t) = cos t x_t - sigma_d sin t F (``output="x0"``), or F itself (``output="F"``, for the
+        losses: through the module's own call, so that a DDP wrapper sees the forward)."""
+        if output == "F":
+            return self.F(x_t, t.to(x_t.dtype))
+        if output != "x0":
+            raise ValueError(f"unknown output {output!r}; valid choices: ['x0', 'F']")
         tt = K._bcast(t, x_t).to(x_t.dtype)
         return torch.cos(tt) * x_t - self.sigma_d * torch.sin(tt) * self.F(x_t, t.to(x_t.dtype))
 
@@ -259,6 +278,52 @@ class TrigFlow(nn.Module):
         return x0
 
 
+class SigmaForm(nn.Module):
+    """A ``TrigFlow`` model seen in EDM's sigma form: ``(x_sigma, sigma) -> x_0`` with sigma = sigma_d tan t and
+    x_t = cos t x_sigma (sCM Sec. 2: TrigFlow is EDM with c_skip = cos t, c_out = -sigma_d sin t,
+    c_in = 1 / sigma_d). The same weights are then a denoiser for EDM's Euler / Heun samplers and a teacher
+    for CD (``karras``), or a consistency function for the discrete losses and ``sample`` (f(x, 0) = x
+    exactly; at sigma_min = 0.002 the gap is ~1e-5 sigma_d). ``model`` holds the TrigFlow module."""
+
+    def __init__(self, model: "TrigFlow"):
+        super().__init__()
+        self.model = model
+
+    @property
+    def cfg(self):
+        return {"sigma_form": self.model.cfg}
+
+    def forward(self, x: torch.Tensor, sigma, **cond) -> torch.Tensor:
+        sigma = K._sigma(sigma, x)
+        t = torch.atan(sigma.double() / self.model.sigma_d)
+        cos = K._bcast(torch.cos(t), x).to(x.dtype)
+        dtype = next(self.model.parameters()).dtype
+        return self.model((cos * x).to(dtype), t.to(dtype)).to(x.dtype)
+
+
+class TrigFlowObjective:
+    """The diffusion (teacher) loss in TrigFlow (sCM Sec. 2; EDM's loss with its weighting): x_t = cos t x_0 +
+    sin t z, z ~ N(0, sigma_d^2 I), with sigma = sigma_d tan t lognormal (EDM's P_mean, P_std); the target of F
+    is (cos t z - sin t x_0) / sigma_d, of unit variance at every t, so the loss needs no weight:
+    ||F(x_t / sigma_d, t) - target||^2 per example."""
+
+    def __init__(self, sigma_d: float = 0.5, P_mean: float = -1.2, P_std: float = 1.2):
+        self.sigma_d, self.P_mean, self.P_std = sigma_d, P_mean, P_std
+
+    def config(self) -> dict:
+        return {"objective": "trigflow", "sigma_d": self.sigma_d, "P": [self.P_mean, self.P_std]}
+
+    def __call__(self, net, batch):
+        x0 = batch.x
+        z = batch.randn(*x0.shape[1:], dtype=x0.dtype) * self.sigma_d
+        t = trigflow_times(batch.randn(dtype=torch.float64).reshape(-1), self.sigma_d, self.P_mean, self.P_std).to(x0.device)
+        tt = K._bcast(t, x0).to(x0.dtype)
+        x_t = torch.cos(tt) * x0 + torch.sin(tt) * z
+        target = (torch.cos(tt) * z - torch.sin(tt) * x0) / self.sigma_d
+        F = net(x_t, t.to(x0.dtype), output="F")
+        return (F - target).reshape(len(x0), -1).pow(2).mean(1).mean()
+
+
 def trigflow_times(u: torch.Tensor, sigma_d: float = 0.5, P_mean: float = -1.0, P_std: float = 1.4) -> torch.Tensor:
     """sCM's proposal: t = arctan(exp(tau) / sigma_d) with tau ~ N(P_mean, P_std^2); ``u`` standard normal."""
     return torch.atan(torch.exp(P_mean + P_std * u) / sigma_d)
@@ -274,15 +339,26 @@ class SCMObjective:
     which is cos t times the total derivative df^-/dt; normalised as g / (||g|| + c) (``normalise``);
     r rises from 0 to 1 over ``warmup`` steps; loss ||F_theta - F^- - g||^2 / d, whose gradient at
     theta = theta^- is that of the continuous-time consistency objective. ``logs`` carry ||g|| before
-    normalisation (the instability the paper's fixes address)."""
+    normalisation (the instability the paper's fixes address). With a ``teacher`` (a TrigFlow diffusion
+    model) it is sCD: dx_t/dt is the teacher's PF-ODE velocity sigma_d F_teacher(x_t / sigma_d, t)."""
 
     def __init__(self, sigma_d: float = 0.5, P_mean: float = -1.0, P_std: float = 1.4, normalise: float | None = 0.1,
-                 warmup: int = 0):
+                 warmup: int = 0, teacher: "TrigFlow | None" = None, teacher_key: str = ""):
         self.sigma_d, self.P_mean, self.P_std, self.normalise, self.warmup = sigma_d, P_mean, P_std, normalise, warmup
+        self.teacher, self.teacher_key = teacher, teacher_key
 
     def config(self) -> dict:
         return {"objective": "scm", "sigma_d": self.sigma_d, "P": [self.P_mean, self.P_std], "normalise": self.normalise,
-                "warmup": self.warmup}
+                "warmup": self.warmup, "teacher": self.teacher_key if self.teacher is not None else None}
+
+    def velocity(self, x0: torch.Tensor, z: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """dx_t/dt: sCT's one-sample estimate cos t z - sin t x_0, or sCD's teacher PF-ODE velocity
+        sigma_d F_teacher(x_t / sigma_d, t)."""
+        if self.teacher is None:
+            tt = K._bcast(t, x0).to(x0.dtype)
+            return torch.cos(tt) * z - torch.sin(tt) * x0
+        with torch.no_grad():
+            return self.sigma_d * self.teacher.F(x_t, t.to(x_t.dtype)).to(x_t.dtype)
 
     def tangent(self, model: TrigFlow, x0: torch.Tensor, z: torch.Tensor, t: torch.Tensor, r: float = 1.0):
         """(F^-, g, ||g|| before normalisation) at x_t on the trajectory of (x0, z); no gradient flows."""
@@ -291,7 +367,7 @@ class SCMObjective:
         tt = K._bcast(t, x0).to(x0.dtype)
         cos, sin = torch.cos(tt), torch.sin(tt)
         x_t = cos * x0 + sin * z
-        dxdt = cos * z - sin * x0
+        dxdt = self.velocity(x0, z, x_t, t)
         t_in = t.to(x0.dtype)
         with torch.no_grad():
             # tangents chosen so that the JVP is cos t sin t sigma_d dF/dt, dF/dt the total derivative
@@ -311,6 +387,6 @@ class SCMObjective:
         r = min(1.0, batch.step / self.warmup) if self.warmup else 1.0
         model = _unwrap(net)
         x_t, F_m, g, norm = self.tangent(model, x0, z, t, r)
-        F_t = model.F(x_t, t.to(x0.dtype))
+        F_t = net(x_t, t.to(x0.dtype), output="F")
         loss = (F_t - F_m - g).reshape(len(x0), -1).pow(2).mean(1)
         return loss.mean(), {"tangent_norm": norm.mean(), "r": torch.tensor(r)}

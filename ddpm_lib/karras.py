@@ -208,6 +208,22 @@ def heun(denoise: Denoise, x: torch.Tensor, sigmas, denoised_fn=None, progress: 
 
 
 @torch.no_grad()
+def ancestral(denoise: Denoise, x: torch.Tensor, sigmas, generator: torch.Generator | None = None,
+              progress: bool = False) -> torch.Tensor:
+    """DDPM's ancestral sampler in sigma form: each step draws from the forward process's posterior
+    q(x_{sigma'} | x_sigma, x0_hat) = N(x0_hat + (sigma'^2 / sigma^2)(x - x0_hat), sigma'^2 (sigma^2 - sigma'^2) / sigma^2)
+    (DDPM Eq. 7 in VE variables, x_sigma = x_t / sqrt(alpha_bar_t)), 1 NFE per step; ends at sigmas[-1]."""
+    s, x = _grid(sigmas), x.double()
+    for i in tqdm(range(len(s) - 1), desc="ancestral", disable=not progress, leave=False):
+        x0 = _x0(denoise, x, s[i], None)
+        r = (s[i + 1] / s[i]) ** 2
+        x = x0 + r * (x - x0)
+        if s[i + 1] > 0:
+            x = x + math.sqrt(s[i + 1] ** 2 * (1 - r)) * noise_like(x.shape, generator, x.device)
+    return x
+
+
+@torch.no_grad()
 def stochastic_iterative(f: Denoise, x: torch.Tensor, sigmas, sigma_min: float = 0.002,
                          generator: torch.Generator | None = None) -> torch.Tensor:
     """Multistep consistency sampling (Song et al. 2023, Algorithm 1).

@@ -332,6 +332,62 @@ class DALLE3Chapter:
 
 
 @dataclass(frozen=True)
+class ConsistencyChapter:
+    """09_consistency. Two tiers: 2-D ablations on a ring of Gaussians whose exact denoiser is the CD
+    teacher (an MLP per arm, ``toy_seeds`` seeds each), and digits 8x8 with a TrigFlow diffusion teacher
+    (tiny8) from which CD, CT, iCT and sCT (and sCD with ``scd``) are fine-tuned for the same steps."""
+
+    # 2-D tier
+    toy_modes: int = 8
+    toy_radius: float = 1.0
+    toy_std: float = 0.08
+    toy_n: int = 20_000  # training points
+    toy_eval: int = 4000  # samples per arm and true points for the distances
+    toy_width: int = 128
+    toy_layers: int = 3
+    toy_steps: int = 800  # per arm (~10 ms per step on 2 cores; sCM ~15 ms)
+    toy_batch: int = 256
+    toy_lr: float = 1e-3
+    toy_seeds: int = 2
+    toy_warmup: float = 0.1  # sCM's tangent warm-up, as a share of the steps
+    cd_steps: tuple[int, ...] = (9, 18)  # N of the CD arms (Heun and Euler each)
+    mode_radius: float = 0.25
+    fail_factor: float = 8.0  # a run "fails" when its 1-step sliced Wasserstein exceeds this times the floor
+    # digits tier
+    data: str = "digits"
+    image_size: int = 8
+    unet: str = "tiny8"
+    max_period: float = 10.0  # of the time embedding, on TrigFlow's raw t (sCM-mnist's positional embedding)
+    batch_size: int = 64
+    teacher_images: int = 1200 * 64
+    teacher_lr: float = 1e-3
+    student_images: int = 500 * 64  # each of CD, CT, iCT, sCT, fine-tuned from the teacher
+    student_lr: float = 5e-4
+    student_ema: float = 0.99  # the evaluation EMA (the target network is the objective's)
+    cd_N: int = 18  # CM's CIFAR-10 CD grid
+    scd: bool = False  # also sCD (the teacher's velocity in the tangent)
+    metric_bias: bool = False  # iCT's metric-bias experiment: CD with the feature net's distance, a second feature net
+    heun_steps: tuple[int, ...] = (2, 3, 5, 10, 18)  # teacher, Heun: 2n - 1 NFE (18 -> 35, EDM's CIFAR-10)
+    euler_steps: tuple[int, ...] = (4, 8, 16, 32)  # teacher, Euler (DDIM's update) and ancestral (DDPM's)
+    t_mid: float = 1.1  # sCM's 2-step re-noising time (sigma = sigma_d tan t_mid in EDM form)
+    n_samples: int = 360  # = the digits test split (the floor's reference set)
+    bootstrap: int = 100
+    feature_images: int | None = None  # as in DDPMChapter
+
+    def __post_init__(self):
+        if self.toy_seeds < 2:
+            raise ValueError(f"toy_seeds must be >= 2 (the 2-D intervals use the seed-to-seed spread), got {self.toy_seeds}")
+        if not self.cd_steps or min(self.cd_steps) < 2:
+            raise ValueError(f"cd_steps must be grid sizes N >= 2, got {self.cd_steps}")
+        if self.cd_N < 2:
+            raise ValueError(f"cd_N must be >= 2, got {self.cd_N}")
+        if min(self.heun_steps, default=0) < 1 or min(self.euler_steps, default=0) < 1:
+            raise ValueError("heun_steps and euler_steps must be step counts >= 1")
+        if not 0.0 < self.t_mid < 1.5707963:
+            raise ValueError(f"t_mid must lie in (0, pi/2), got {self.t_mid}")
+
+
+@dataclass(frozen=True)
 class UnCLIPChapter:
     """07_unclip. A clean CLIP (its image embeddings are the latents) and a judge CLIP; the unCLIP
     decoder (GLIDE's text UNet reading a CLIP image embedding, 10% / 50% dropped); a diffusion prior and
@@ -384,6 +440,18 @@ class UnCLIPChapter:
 
 
 PRESETS: dict[str, dict[str, object]] = {
+    "09_consistency": {
+        "smoke": ConsistencyChapter(toy_n=4000, toy_eval=1000, toy_width=64, toy_layers=2, toy_steps=60, toy_batch=128,
+                                    toy_seeds=2, cd_steps=(9,), teacher_images=40 * 32, batch_size=32,
+                                    student_images=15 * 32, scd=True, metric_bias=True, heun_steps=(2, 5), euler_steps=(4,),
+                                    n_samples=120, bootstrap=20, feature_images=1440),
+        "cpu": ConsistencyChapter(),
+        # one GPU: the same two tiers, larger (not yet run on a GPU; sized from estimates)
+        "gpu": ConsistencyChapter(toy_steps=3000, toy_seeds=3, cd_steps=(9, 18, 36, 72), teacher_images=8000 * 128,
+                                  batch_size=128, student_images=3000 * 128, student_lr=2e-4, student_ema=0.999,
+                                  scd=True, metric_bias=True, heun_steps=(2, 3, 5, 10, 18, 40), euler_steps=(4, 8, 16, 32, 64, 128),
+                                  bootstrap=200),
+    },
     "08_dalle3": {
         "smoke": DALLE3Chapter(n_train=600, n_test=200, T=100, text_width=32, train_images=25 * 32, batch_size=32,
                                warmup_images=0, blends=(0.65, 0.95, 1.0), captioner_width=32,
@@ -545,7 +613,7 @@ ZERO_ALLOWED = {"warmup_images", "dropout", "ema_decay", "seed", "skip_fractions
                 "blur_sigmas", "text_weight", "ablation_text_weight", "p_empty", "big_channels", "sr_from",
                 "p_drop_z", "p_drop_caption", "p_drop_text", "sr_blur",
                 "p_second", "p_colour", "p_wrong", "p_junk"}
-FRACTIONS = {"dropout", "ema_decay", "skip_fractions", "text_weight", "ablation_text_weight", "p_empty",
+FRACTIONS = {"toy_warmup", "student_ema", "dropout", "ema_decay", "skip_fractions", "text_weight", "ablation_text_weight", "p_empty",
              "p_drop_z", "p_drop_caption", "p_drop_text", "p_colour", "p_wrong", "p_junk"}
 
 

@@ -161,7 +161,8 @@ class ConsistencyObjective(TargetObjective):
         sched = lambda v: v if not callable(v) else getattr(v, "__name__", "schedule")  # noqa: E731
         return {"objective": "consistency", "kind": self.kind, "steps": sched(self.steps), "mu": sched(self.target.mu),
                 "teacher": self.teacher_key if self.kind == "cd" else None, "solver": self.solver if self.kind == "cd" else None,
-                "metric": self.metric if self.metric != "feature" else f"feature:{self.feature_key}", "huber": self.huber, "index": self.index, "weighting": self.weighting,
+                "metric": self.metric if self.metric != "feature" else f"feature:{self.feature_key}",
+                "huber": self.huber, "index": self.index, "weighting": self.weighting,
                 "sigma": [self.sigma_min, self.sigma_max, self.rho], "lognormal": [self.P_mean, self.P_std], "name": self.name}
 
     def n_steps(self, step: int) -> int:
@@ -282,8 +283,9 @@ class SigmaForm(nn.Module):
     """A ``TrigFlow`` model seen in EDM's sigma form: ``(x_sigma, sigma) -> x_0`` with sigma = sigma_d tan t and
     x_t = cos t x_sigma (sCM Sec. 2: TrigFlow is EDM with c_skip = cos t, c_out = -sigma_d sin t,
     c_in = 1 / sigma_d). The same weights are then a denoiser for EDM's Euler / Heun samplers and a teacher
-    for CD (``karras``), or a consistency function for the discrete losses and ``sample`` (f(x, 0) = x
-    exactly; at sigma_min = 0.002 the gap is ~1e-5 sigma_d). ``model`` holds the TrigFlow module."""
+    for CD (``karras``), or a consistency function for the discrete losses and ``sample``: f(x, 0) = x
+    exactly, and at sigma_min = 0.002, f = x up to about sigma_min |F| (CM's boundary parametrisation is
+    exact at sigma_min itself). ``model`` holds the TrigFlow module."""
 
     def __init__(self, model: "TrigFlow"):
         super().__init__()

@@ -104,9 +104,9 @@ numbers, cmp = {}, {}
 # order in the spacing (CM Theorem 2). Its variance is the price, paid with many steps: CM grows $N$
 # from 2 to 150 and the target rate $\mu$ from 0.9 upwards over training ("adaptive" schedules).
 #
-# **iCT's changes.** Song and Dhariwal showed that the EMA target is a bias, not a help, in CT (the
-# argument: with $\mu > 0$ the fixed point is not the consistency function of the data), and
-# changed five things: the target is $\mathrm{stopgrad}(\theta)$ ($\mu = 0$); LPIPS is replaced by
+# **iCT's changes.** Song and Dhariwal found a flaw in CT's theory: the argument that CT's loss
+# approaches CD's as the grid is refined holds for a stop-gradient target, not for the EMA target
+# that CM kept for its empirical stability. They changed five things: the target is $\mathrm{stopgrad}(\theta)$ ($\mu = 0$); LPIPS is replaced by
 # the **pseudo-Huber** distance $\sqrt{\|a - b\|^2 + c^2} - c$ with $c = 0.00054 \sqrt d$; $n$ is
 # drawn from a **lognormal** over noise levels (more weight on small $\sigma$) instead of uniformly;
 # $N$ **doubles** every fixed number of steps from 10 to 1,280; and the weight is $\lambda =

@@ -12,8 +12,9 @@ A chapter's first cells are::
 name passed with ``papermill -p``, raises at once with the list of valid names.
 
 ``nb.finish(claims)`` shows the claims table, writes the chapter's results (JSON) and completes the
-run card with the wall time. Results of cpu/gpu runs go to ``book/results/`` (the claims page of the
-book reads them); smoke runs write under ``runs/results/`` so they never replace a real run.
+run card with the wall time. Results of cpu/gpu runs of the preset as it is (no parameter but the
+profile, seed 0) go to ``book/results/`` (the claims page of the book reads them); smoke runs and runs
+with parameters of their own write under ``runs/results/`` so they never replace a recorded run.
 """
 from __future__ import annotations
 
@@ -270,6 +271,9 @@ class Session:
         p = self.params()
         prof = profiles.resolve(p.pop("profile", "auto"))
         p = profiles.validate(self.chapter, p)  # names, types and ranges, before any work
+        # a run with parameters of its own (anything but the profile and seed 0) is not the preset's run:
+        # its results go to runs/results/, never over the book's (see results_path)
+        self.overrides = {k: v for k, v in p.items() if not (k == "seed" and v == 0)}
         seed = p.pop("seed", 0)
         cfg = profiles.get(self.chapter, prof, **p)
         torch.manual_seed(seed)
@@ -280,6 +284,9 @@ class Session:
             ddpm_lib=__version__, python=sys.version.split()[0], commit=git_commit(root),
             started=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M"), config=asdict(cfg))
         self.profile, self.seed, self.cfg = prof, seed, cfg
+        if self.overrides and prof in ("cpu", "gpu"):
+            self.card.notes.append(f"parameters set for this run: {self.overrides}; its results go to runs/results/, "
+                                   "not the book's")
         from . import train
 
         train.HISTORY.clear()
@@ -326,7 +333,8 @@ class Session:
 
     def results_path(self) -> Path:
         root = repo_root() or Path.cwd()
-        sub = Path("book/results") if self.profile in ("cpu", "gpu") else Path("runs/results")
+        preset_run = self.profile in ("cpu", "gpu") and not getattr(self, "overrides", {})
+        sub = Path("book/results") if preset_run else Path("runs/results")
         override = os.environ.get("DDPM_RESULTS_DIR")
         base = Path(override) if override else root / sub
         return base / f"{self.chapter}.json"

@@ -382,6 +382,19 @@ def test_results_go_to_the_book_wherever_the_notebook_runs(tmp_path, monkeypatch
     assert nb.results_path() == ROOT / "runs" / "results" / "00_forward_process.json"
 
 
+def test_a_run_with_its_own_parameters_never_writes_over_the_books_results(monkeypatch):
+    monkeypatch.delenv("DDPM_RESULTS_DIR", raising=False)
+    field = profiles.fields("00_forward_process")[0]
+    value = getattr(profiles.get("00_forward_process", "cpu"), field)
+    for extra, where in (({}, "book"), ({"seed": 0}, "book"), ({field: value}, "runs"), ({"seed": 1}, "runs")):
+        ns = {}
+        nb = notebook.Session("00_forward_process", ns)
+        ns.update(profile="cpu", **extra)
+        nb.start()
+        assert nb.results_path().parent == ROOT / where / "results", extra
+        assert any("runs/results" in n for n in nb.card.notes) == (where == "runs")
+
+
 def test_disk_full_names_the_path(tmp_path, monkeypatch):
     def full(tensors, filename, metadata=None):
         raise OSError(errno.ENOSPC, "No space left on device")

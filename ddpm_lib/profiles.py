@@ -366,7 +366,7 @@ class ConsistencyChapter:
     student_ema: float = 0.99  # the evaluation EMA (the target network is the objective's)
     cd_N: int = 18  # CM's CIFAR-10 CD grid
     scd: bool = False  # also sCD (the teacher's velocity in the tangent)
-    metric_bias: bool = False  # iCT's metric-bias experiment: CD with the feature net's distance, a second feature net
+    metric_bias: bool = True  # iCT's metric-bias experiment: CD with the feature net's distance, a second feature net
     heun_steps: tuple[int, ...] = (2, 3, 5, 10, 18)  # teacher, Heun: 2n - 1 NFE (18 -> 35, EDM's CIFAR-10)
     euler_steps: tuple[int, ...] = (4, 8, 16, 32)  # teacher, Euler (DDIM's update) and ancestral (DDPM's)
     t_mid: float = 1.1  # sCM's 2-step re-noising time (sigma = sigma_d tan t_mid in EDM form)
@@ -637,6 +637,8 @@ def _coerce(name: str, value, tp):
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"parameter {name} must be a tuple of {_type_name(args[0])}, got {value!r}")
         return tuple(_coerce(name, v, args[0]) for v in value)
+    if tp is bool and isinstance(value, str) and value.lower() in ("true", "false"):
+        value = value.lower() == "true"  # papermill's -p passes `true` / `false` through as strings
     ok = {int: isinstance(value, int) and not isinstance(value, bool),
           float: isinstance(value, (int, float)) and not isinstance(value, bool),
           str: isinstance(value, str), bool: isinstance(value, bool)}.get(tp, True)

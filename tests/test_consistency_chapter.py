@@ -85,11 +85,13 @@ def test_claims_verdicts_gates_and_the_equivalence_margin():
     assert CH.claims(_cmp(toy_ict_ablation={"l2": None}, toy_failed=["iCT, l2"]), "t", "d")[6].holds == "yes"
     mb = dict(gain_own=_iv(0.2, 0.1, 0.3), gain_indep=_iv(0.05, 0.0, 0.1), bias=_iv(0.15, 0.05, 0.25))
     assert CH.claims(_cmp(metric_bias=mb), "t", "d")[8].holds == "yes"
+    assert CH.claims(_cmp(metric_bias=mb, did_not_train=["CD-feature"]), "t", "d")[8].holds == "did not train"
+    assert CH.claims(_cmp(), "t", "d")[8].holds == "n/a"  # the experiment switched off
 
 
 def test_presets_check_their_fields():
     cpu = profiles.get("09_consistency", "cpu")
-    assert cpu.toy_seeds >= 2 and not cpu.metric_bias and profiles.get("09_consistency", "smoke").metric_bias
+    assert cpu.toy_seeds >= 2 and cpu.metric_bias and profiles.get("09_consistency", "smoke").metric_bias
     with pytest.raises(ValueError, match="cd_steps"):
         profiles.get("09_consistency", "smoke", cd_steps=(1, 9))
     with pytest.raises(ValueError, match="t_mid"):

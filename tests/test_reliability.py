@@ -277,6 +277,10 @@ def test_presets_pass_their_own_checks_and_training_rejects_an_empty_run():
     # switches that may be off (0) pass; a string choice outside its set fails before any work, naming the choices
     profiles.validate("06_glide", {"p_empty": 0.0, "big_channels": 0, "sr_from": 0})
     profiles.validate("07_unclip", {"p_drop_z": 0.0, "p_drop_caption": 0.0, "p_drop_text": 0.0})
+    # a switch given on the command line as `true` / `false` (papermill's -p keeps them strings) is a bool
+    assert profiles.validate("09_consistency", {"metric_bias": "false", "scd": "True"}) == {"metric_bias": False, "scd": True}
+    with pytest.raises(ValueError, match="metric_bias must be bool"):
+        profiles.validate("09_consistency", {"metric_bias": "maybe"})
     with pytest.raises(ValueError, match="p_drop_caption must be in \\[0, 1\\)"):
         profiles.get("07_unclip", "smoke", p_drop_caption=1.0)
     with pytest.raises(ValueError, match="valid choices: \\['logit_laplace', 'gaussian'\\]"):

@@ -366,14 +366,13 @@ def claims(c: dict, setting_toy: str, setting_digits: str) -> list[Claim]:
             "iCT Sec. 3.3: LPIPS 'causes undesirable bias in evaluation' (LPIPS and the FID Inception network share "
             "ImageNet features), the reason iCT drops it",
             f"gain in own features {iv(mb['gain_own']).fmt(pct=True)}, in independent features "
-            f"{iv(mb['gain_indep']).fmt(pct=True)}; difference {iv(mb['bias'])}", setting_digits, aggregate(v),
+            f"{iv(mb['gain_indep']).fmt(pct=True)}; difference {iv(mb['bias']).fmt(pct=True)}", setting_digits, aggregate(v),
             why(v))))
     else:
         out.append(Claim(
             "iCT's metric bias: a model trained with a feature distance looks better to that feature network",
             "iCT Sec. 3.3: LPIPS 'causes undesirable bias in evaluation'", "–", setting_digits, "n/a",
-            "run in the smoke and gpu profiles only (metric_bias): a fifth student and a second feature network do "
-            "not fit the cpu profile's 20 minutes"))
+            "not run: metric_bias was off for this run (on in every profile's preset)"))
     out.append(Claim(
         "LPIPS-based numbers (CM's CIFAR-10 CD and CT), ImageNet 64 / LSUN, scaling sCD to 1.5B parameters (sCM "
         "Table 2, Fig. 6), FP16 flash-attention JVP, absolute FIDs",

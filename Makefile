@@ -13,8 +13,11 @@
 #                                           one notebook through papermill, into runs/
 #   make record NB=00_forward_process       re-execute a notebook in place with the cpu profile
 #                                           (what gets committed), then re-sync its .py twin
+#   make record NB=02 PROFILE=gpu           the same chapter on one GPU: book/gpu/ and book/results/gpu/,
+#                                           beside the cpu record (tools/device_session.sh runs it there)
 #   make lab                                JupyterLab with jupytext pairing of notebooks/
 #   make bench [BENCH_ARGS="--peak-tflops 989"] ddpm_lib's UNet against diffusers', into book/performance/
+#   make device-wheels                      the wheels a lent GPU machine without network lacks, into .whl/
 #   make sync                               jupytext --sync every pair, after syncing the repo URL
 #   make constraints                        regenerate requirements/constraints.txt from the venv
 
@@ -38,7 +41,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # spinning OpenMP threads make contended CPU training up to 40x slower (see ddpm_lib/__init__.py)
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: help install book test smoke run record lab sync mathjax chromium constraints clean bench
+.PHONY: help install book test smoke run record lab sync mathjax chromium constraints clean bench device-wheels
 
 help:
 	@sed -n '2,/^$$/{/^#/p}' Makefile | sed 's/^# \{0,1\}//'
@@ -91,6 +94,11 @@ bench: install
 	$(PY) benchmarks/unet_speed.py --device $(BENCH_DEVICE) $(BENCH_ARGS) \
 	  --out book/performance/$(BENCH_DEVICE).json --markdown book/performance/$(BENCH_DEVICE).md
 
+# The wheels a lent GPU machine without network lacks (papermill, jupytext, ipykernel, diffusers, ...), for
+# tools/device_session.sh there; .whl/ is ignored by git and carried by the device tool.
+device-wheels:
+	$(PYTHON) tools/device_wheels.py --dest .whl
+
 # ---- notebooks ----------------------------------------------------------------------------
 smoke: install
 	@if [ -n "$(PROFILE)" ] && [ "$(PROFILE)" != smoke ]; then \
@@ -101,7 +109,7 @@ run: install
 	$(PY) tools/run_notebook.py "$(NB)" --profile "$(PROFILE)" $(foreach p,$(PARAMS),--param $(p))
 
 record: install
-	$(PY) tools/run_notebook.py "$(NB)" --record
+	$(PY) tools/run_notebook.py "$(NB)" --record $(if $(PROFILE),--profile "$(PROFILE)")
 
 sync: install
 	$(PY) tools/sync_repo_url.py

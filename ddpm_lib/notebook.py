@@ -12,9 +12,10 @@ A chapter's first cells are::
 name passed with ``papermill -p``, raises at once with the list of valid names.
 
 ``nb.finish(claims)`` shows the claims table, writes the chapter's results (JSON) and completes the
-run card with the wall time. Results of cpu/gpu runs of the preset as it is (no parameter but the
-profile, seed 0) go to ``book/results/`` (the claims page of the book reads them); smoke runs and runs
-with parameters of their own write under ``runs/results/`` so they never replace a recorded run.
+run card with the wall time. Results of a cpu run of the preset as it is (no parameter but the
+profile, seed 0) go to ``book/results/``, of a gpu run to ``book/results/gpu/`` (the claims page of
+the book reads both: a gpu record never replaces the cpu one); smoke runs and runs with parameters of
+their own write under ``runs/results/`` so they never replace a recorded run.
 """
 from __future__ import annotations
 
@@ -334,7 +335,7 @@ class Session:
     def results_path(self) -> Path:
         root = repo_root() or Path.cwd()
         preset_run = self.profile in ("cpu", "gpu") and not getattr(self, "overrides", {})
-        sub = Path("book/results") if preset_run else Path("runs/results")
+        sub = Path("runs/results") if not preset_run else Path("book/results") / ("gpu" if self.profile == "gpu" else "")
         override = os.environ.get("DDPM_RESULTS_DIR")
         base = Path(override) if override else root / sub
         return base / f"{self.chapter}.json"

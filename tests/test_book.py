@@ -129,6 +129,10 @@ def test_claims_page_gathers_every_chapter(built_book: Path):
         assert card["device"] in page
         for claim in data["claims"]:
             assert claim["claim"] in _page_text(page), f"claim missing from the ledger: {claim['claim']}"
+    for path in sorted((ROOT / "book" / "results" / "gpu").glob("*.json")):  # the gpu records, beside them
+        data = json.loads(path.read_text())
+        assert data["run_card"]["device"] in page and "holds (GPU)" in page
+        assert (built_book / "book" / "gpu" / f"{path.stem}.html").exists(), f"no page for the gpu record {path.stem}"
 
 
 def _page_text(page: str) -> str:

@@ -397,6 +397,13 @@ def test_a_run_with_its_own_parameters_never_writes_over_the_books_results(monke
         nb.start()
         assert nb.results_path().parent == ROOT / where / "results", extra
         assert any("runs/results" in n for n in nb.card.notes) == (where == "runs")
+    # the preset's gpu run is recorded beside the cpu one, never over it
+    for extra, where in (({}, Path("book/results/gpu")), ({"seed": 1}, Path("runs/results"))):
+        ns = {}
+        nb = notebook.Session("00_forward_process", ns)
+        ns.update(profile="gpu", **extra)
+        nb.start()
+        assert nb.results_path() == ROOT / where / "00_forward_process.json", extra
 
 
 def test_disk_full_names_the_path(tmp_path, monkeypatch):

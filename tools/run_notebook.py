@@ -9,9 +9,13 @@ notebook, the profile and the parameter names are checked before papermill start
 fails at once with the list of valid choices.
 
 ``run`` writes the executed notebook to ``runs/<notebook>-<profile>.ipynb`` (kept, for reading).
-``--record`` re-executes the committed notebook in place with the cpu (or gpu) profile, taken from
+``--record`` re-executes the committed notebook in place with the cpu profile, taken from
 ``DDPM_PROFILE`` so that no parameters cell is injected, drops papermill's bookkeeping metadata, and
-re-syncs the ``.py`` twin: that is the notebook that gets committed.
+re-syncs the ``.py`` twin: that is the notebook that gets committed. ``--record --profile gpu`` runs
+the same notebook with the gpu profile and writes it to ``book/gpu/<notebook>.ipynb`` instead, titled
+as the chapter on one GPU, beside the cpu record and never over it (its results go to
+``book/results/gpu/``); the book shows it under "Results" and the claims ledger puts its verdicts
+in a second column.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
+GPU_RECORDS = ROOT / "book" / "gpu"  # the chapters recorded with the gpu profile (make record NB=.. PROFILE=gpu)
 sys.path.insert(0, str(ROOT))
 
 
@@ -120,6 +125,36 @@ def strip_papermill(path: Path) -> None:
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
+def as_gpu_record(nb: dict, name: str) -> dict:
+    """An executed notebook as the book's gpu record of chapter ``name``: its title says "on one GPU",
+    a note under the title points to the chapter's cpu record and to the ledger, links relative to
+    notebooks/ are made relative to book/gpu/, and the jupytext pairing is dropped (the record has no
+    .py twin; the chapter's source stays in notebooks/)."""
+    nb = json.loads(json.dumps(nb))
+    nb.get("metadata", {}).pop("jupytext", None)
+    for cell in nb["cells"]:  # links relative to notebooks/ (the Colab badge's image) from book/gpu/
+        if cell["cell_type"] == "markdown":
+            cell["source"] = "".join(cell["source"]).replace("](../book/", "](../")
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] != "markdown":
+            continue
+        lines = "".join(cell["source"]).splitlines()
+        heading = next((k for k, line in enumerate(lines) if line.startswith("# ")), None)
+        if heading is None:
+            continue
+        lines[heading] = lines[heading].rstrip() + " (on one GPU)"
+        cell["source"] = "\n".join(lines)
+        note = (f"```{{note}}\nThis page is chapter {name.split('_', 1)[0]} run with the `gpu` profile, recorded with "
+                f"`make record NB={name} PROFILE=gpu`: the same code and text, larger data and models; its run card "
+                f"below says on which device and how long it took. The chapter as the book reads it is the cpu record, "
+                f"{{doc}}`/notebooks/{name}`; the {{doc}}`claims ledger </book/claims>` shows both runs' verdicts "
+                f"side by side.\n```")
+        nb["cells"].insert(i + 1, {"cell_type": "markdown", "id": f"gpu-record-{name}"[:64], "metadata": {},
+                                   "source": note})
+        return nb
+    raise SystemExit(f"error: {name} has no markdown title ('# ...') to mark as the gpu record")
+
+
 def sync_pair(nb: Path) -> None:
     """Bring the pair in step first (jupytext takes the newer file as the source), so that an edit
     made to either file is what runs."""
@@ -142,11 +177,20 @@ def record(name: str, profile: str) -> None:
         raise SystemExit("error: a committed notebook carries a cpu or gpu run; use --profile cpu or gpu")
     nb = NOTEBOOKS / f"{name}.ipynb"
     sync_pair(nb)
-    tmp = ROOT / "runs" / f"{name}-record.ipynb"
+    tmp = ROOT / "runs" / f"{name}-record-{profile}.ipynb"
     tmp.parent.mkdir(parents=True, exist_ok=True)
     print(f"recording {name} with profile {profile} (DDPM_PROFILE={profile}, no injected parameters)")
     wall = execute(nb, tmp, None, {**_env(profile), "DDPM_NO_PROGRESS": "1"})
     strip_papermill(tmp)
+    if profile == "gpu":  # beside the cpu record, never over it
+        dest = GPU_RECORDS / f"{name}.ipynb"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(json.dumps(as_gpu_record(json.loads(tmp.read_text()), name), indent=1, ensure_ascii=False) + "\n")
+        tmp.unlink()
+        size = dest.stat().st_size / 1e6
+        print(f"{name}: recorded with the gpu profile in {wall:.0f} s; {dest.relative_to(ROOT)} is {size:.2f} MB"
+              + (" (over the 5 MB limit: fewer or smaller figures)" if size >= 5 else ""))
+        return
     os.replace(tmp, nb)
     subprocess.check_call([sys.executable, str(ROOT / "tools" / "sync_repo_url.py")])
     subprocess.check_call([sys.executable, "-m", "jupytext", "--sync", str(nb)])

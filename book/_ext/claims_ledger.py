@@ -17,6 +17,18 @@ renders a summary of all chapters, then one section per chapter: a link to the c
 card's profile, device and wall time, and the claims table. Notebooks in ``notebooks/`` that have
 no results yet are listed as such. The page is re-read on every build, so it is always current.
 A malformed results file is a build warning (an error under ``-W``).
+
+A chapter recorded on one GPU as well (``make record NB=.. PROFILE=gpu``: the executed notebook in
+``book/gpu/``, its results in ``book/results/gpu/<chapter>.json``) gets a second column of
+verdicts: each gpu claim sits beside the cpu claim of the same text (or, where the texts differ,
+the same position), and a claim only the gpu profile tests gets a row of its own.
+
+    ```{gpu-records}
+    :results: book/results/gpu
+    ```
+
+lists the gpu records (chapter, device, wall time, verdicts, a link to the executed notebook), or
+says that there is none yet.
 """
 from __future__ import annotations
 
@@ -34,6 +46,7 @@ logger = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 COLUMNS = [("claim", "claim", 26), ("paper", "the paper", 20), ("ours", "ours", 20),
            ("setting", "our setting", 16), ("holds", "holds", 6), ("why", "why not / note", 16)]
+GPU_COLUMNS = [("gpu", "on one GPU: ours; setting; note", 18), ("gpu_holds", "holds (GPU)", 6)]
 HOLDS = ("yes", "partly", "no", "not significant", "did not train", "n/a")
 
 
@@ -90,8 +103,8 @@ def _holds_node(value: str) -> nodes.paragraph:
     return p
 
 
-def _doc_link(env, chapter: str, title: str) -> nodes.Node:
-    docname = f"notebooks/{chapter}"
+def _doc_link(env, chapter: str, title: str, docname: str | None = None) -> nodes.Node:
+    docname = docname or f"notebooks/{chapter}"
     if docname not in env.found_docs:
         return nodes.Text(title)
     ref = addnodes.pending_xref("", refdomain="std", reftype="doc", reftarget=f"/{docname}",
@@ -110,21 +123,11 @@ class ClaimsLedger(SphinxDirective):
         folder = root / self.options.get("results", "book/results")
         env.claims_ledger_docs = getattr(env, "claims_ledger_docs", set()) | {env.docname}
 
-        results = {}
-        for path in sorted(folder.glob("*.json")):
-            env.note_dependency(str(path))
-            try:
-                data = json.loads(path.read_text())
-                card, claims = data["run_card"], data["claims"]
-                for c in claims:
-                    missing = {k for k, *_ in COLUMNS if k != "why"} - set(c)
-                    if missing:
-                        raise KeyError(f"claim without {sorted(missing)}")
-            except (OSError, ValueError, KeyError, TypeError) as err:
-                logger.warning(f"claims-ledger: cannot read {path.relative_to(root)}: {err}",
-                               location=self.get_location())
-                continue
-            results[path.stem] = (card, claims)
+        results = read_results(folder, root, env, self.get_location())
+        gpu = read_results(folder / "gpu", root, env, self.get_location())
+        for chapter in gpu.keys() - results.keys():  # a chapter recorded on a GPU only
+            results[chapter] = ({}, [])
+        results = dict(sorted(results.items()))
 
         out: list[nodes.Node] = []
         if not results:
@@ -134,14 +137,15 @@ class ClaimsLedger(SphinxDirective):
         # The summary: one row per chapter
         summary_rows = []
         for chapter, (card, claims) in results.items():
-            counts = Counter(c.get("holds", "n/a") for c in claims)
-            tally = ", ".join(f"{counts[h]} {h}" for h in HOLDS if counts[h]) or "no claims"
             link = nodes.paragraph()
             link += _doc_link(env, chapter, _chapter_title(root, chapter))
-            summary_rows.append([link, card.get("profile", "?"), card.get("device", "?"),
-                                 _wall(card.get("wall_time_s")), tally])
-        out.append(_table(["chapter", "profile", "device", "wall time", "claims"], summary_rows,
-                          [30, 8, 30, 10, 22], ["claims-summary"]))
+            g = gpu.get(chapter)
+            on_gpu = f"{_tally(g[1])} ({_wall(g[0].get('wall_time_s'))})" if g else "not recorded"
+            summary_rows.append([link, card.get("profile", "–"), card.get("device", "–"),
+                                 _wall(card.get("wall_time_s")) if card else "–", _tally(claims) if card else "–",
+                                 on_gpu])
+        out.append(_table(["chapter", "profile", "device", "wall time", "claims", "on one GPU"], summary_rows,
+                          [26, 7, 24, 9, 18, 16], ["claims-summary"]))
 
         missing = [p.stem for p in sorted((root / "notebooks").glob("*.ipynb")) if p.stem not in results]
         if missing:
@@ -157,19 +161,109 @@ class ClaimsLedger(SphinxDirective):
             title = _chapter_title(root, chapter)
             section = nodes.section(ids=[f"claims-{chapter.replace('_', '-')}"])
             section += nodes.title(text=title)
-            meta = nodes.paragraph(classes=["claims-run-card"])
-            meta += _doc_link(env, chapter, "the chapter")
-            meta += nodes.Text(f" · profile {card.get('profile', '?')} · device {card.get('device', '?')} · "
-                               f"wall time {_wall(card.get('wall_time_s'))} · torch {card.get('torch', '?')} · "
-                               f"ddpm_lib {card.get('ddpm_lib', '?')} · commit {card.get('commit', '?')} · "
-                               f"run {card.get('started', '?')} UTC"
-                               + (f" · {card['training']}" if card.get("training") else ""))
-            section += meta
-            rows = [[str(c.get(k, "")) if k != "holds" else _holds_node(str(c.get("holds", "")))
-                     for k, *_ in COLUMNS] for c in claims]
-            section += _table([h for _, h, _ in COLUMNS], rows, [w for *_, w in COLUMNS], ["claims-table"])
+            if card:
+                meta = nodes.paragraph(classes=["claims-run-card"])
+                meta += _doc_link(env, chapter, "the chapter")
+                meta += nodes.Text(" · " + _card_text(card))
+                section += meta
+            g = gpu.get(chapter)
+            if g:
+                meta = nodes.paragraph(classes=["claims-run-card"])
+                meta += _doc_link(env, chapter, "on one GPU", docname=f"book/gpu/{chapter}")
+                meta += nodes.Text(" · " + _card_text(g[0]))
+                section += meta
+            columns = COLUMNS + (GPU_COLUMNS if g else [])
+            rows = []
+            for c, gc in pair_claims(claims, g[1] if g else None):
+                row = [str(c.get(k, "")) if k != "holds" else _holds_node(str(c.get("holds", "")))
+                       for k, *_ in COLUMNS] if c else ["–"] * len(COLUMNS)
+                if c is None:
+                    row[0] = str(gc.get("claim", ""))  # tested on the GPU only
+                if g:
+                    row += (["; ".join(str(gc[k]) for k in ("ours", "setting", "why") if gc.get(k)),
+                             _holds_node(str(gc.get("holds", "")))] if gc else ["not in the gpu run", "–"])
+                rows.append(row)
+            section += _table([h for _, h, _ in columns], rows, [w for *_, w in columns], ["claims-table"])
             out.append(section)
         return out
+
+
+def read_results(folder: Path, root: Path, env=None, location=None) -> dict[str, tuple[dict, list[dict]]]:
+    """{chapter: (run card, claims)} of every results file in ``folder`` (none if it does not exist); a
+    file that cannot be read, or a claim without one of the columns, is a build warning and skipped."""
+    results = {}
+    for path in sorted(folder.glob("*.json")):
+        if env is not None:
+            env.note_dependency(str(path))
+        try:
+            data = json.loads(path.read_text())
+            card, claims = data["run_card"], data["claims"]
+            for c in claims:
+                missing = {k for k, *_ in COLUMNS if k != "why"} - set(c)
+                if missing:
+                    raise KeyError(f"claim without {sorted(missing)}")
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            logger.warning(f"claims-ledger: cannot read {path.relative_to(root)}: {err}", location=location)
+            continue
+        results[path.stem] = (card, claims)
+    return results
+
+
+def pair_claims(cpu: list[dict], gpu: list[dict] | None) -> list[tuple[dict | None, dict | None]]:
+    """The cpu claims in order, each with the gpu claim of the same text, else of the same position when
+    the two lists are equally long (a claim whose text names the profile's data set), else None; then
+    the gpu claims left over (tested on the GPU only) with None for the cpu side."""
+    if gpu is None:
+        return [(c, None) for c in cpu]
+    by_text = {g["claim"]: i for i, g in enumerate(gpu)}
+    cpu_texts = {c["claim"] for c in cpu}
+    used, pairs = set(), []
+    for i, c in enumerate(cpu):
+        j = by_text.get(c["claim"])
+        if j is None and len(cpu) == len(gpu) and gpu[i]["claim"] not in cpu_texts:
+            j = i
+        if j is not None and j in used:
+            j = None
+        if j is not None:
+            used.add(j)
+        pairs.append((c, gpu[j] if j is not None else None))
+    pairs += [(None, g) for j, g in enumerate(gpu) if j not in used]
+    return pairs
+
+
+def _tally(claims: list[dict]) -> str:
+    counts = Counter(c.get("holds", "n/a") for c in claims)
+    return ", ".join(f"{counts[h]} {h}" for h in HOLDS if counts[h]) or "no claims"
+
+
+def _card_text(card: dict) -> str:
+    return (f"profile {card.get('profile', '?')} · device {card.get('device', '?')} · "
+            f"wall time {_wall(card.get('wall_time_s'))} · torch {card.get('torch', '?')} · "
+            f"ddpm_lib {card.get('ddpm_lib', '?')} · commit {card.get('commit', '?')} · "
+            f"run {card.get('started', '?')} UTC" + (f" · {card['training']}" if card.get("training") else ""))
+
+
+class GpuRecords(SphinxDirective):
+    """The chapters recorded on one GPU, a row each with a link to the executed notebook."""
+    has_content = False
+    option_spec = {"results": directives.unchanged}
+
+    def run(self):
+        env = self.env
+        root = Path(env.srcdir)
+        env.claims_ledger_docs = getattr(env, "claims_ledger_docs", set()) | {env.docname}
+        records = read_results(root / self.options.get("results", "book/results/gpu"), root, env, self.get_location())
+        if not records:
+            return [nodes.paragraph(text="No chapter has a gpu record yet: no GPU has been lent to a session that "
+                                         "could record one. The cpu records are the book's results until then.")]
+        rows = []
+        for chapter, (card, claims) in records.items():
+            link = nodes.paragraph()
+            link += _doc_link(env, chapter, _chapter_title(root, chapter), docname=f"book/gpu/{chapter}")
+            rows.append([link, card.get("device", "?"), _wall(card.get("wall_time_s")), card.get("started", "?"),
+                         _tally(claims)])
+        return [_table(["chapter on one GPU", "device", "wall time", "run (UTC)", "claims"], rows,
+                       [30, 26, 10, 14, 20], ["claims-summary"])]
 
 
 def _always_reread(app, env, added, changed, removed):
@@ -190,9 +284,9 @@ def _static(app):
 
 
 def run_card_dates(results: Path) -> list[str]:
-    """The start dates (YYYY-MM-DD) of the run cards in ``results``."""
+    """The start dates (YYYY-MM-DD) of the run cards in ``results`` and its ``gpu`` folder."""
     dates = []
-    for path in sorted(results.glob("*.json")):
+    for path in sorted(results.glob("*.json")) + sorted(results.glob("gpu/*.json")):
         try:
             dates.append(json.loads(path.read_text())["run_card"]["started"][:10])
         except (OSError, ValueError, KeyError, TypeError):
@@ -214,6 +308,7 @@ def _dates_from_run_cards(app, config):
 
 def setup(app):
     app.add_directive("claims-ledger", ClaimsLedger)
+    app.add_directive("gpu-records", GpuRecords)
     app.connect("env-get-outdated", _always_reread)
     app.connect("env-purge-doc", _purge)
     app.connect("env-merge-info", _merge)

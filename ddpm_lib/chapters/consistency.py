@@ -97,6 +97,13 @@ def toy_arms(cd_steps=(6, 18, 54)) -> list[Arm]:
     return arms
 
 
+def ct_diagnostic_arm() -> Arm:
+    """CM's adaptive CT with iCT's stop-gradient target (mu = 0) in place of its EMA target, everything else
+    CM's (N(k), l2, uniform index): if CM's CT fails and this one trains, the EMA target is what stalls it.
+    Kept out of the ablation grid (and its pooled seed noise): a diagnostic, judged by failures per seed."""
+    return Arm("CT adaptive, stop-gradient", "ct", "ct", dict(steps="adaptive", mu=0.0))
+
+
 def schedule(value, total: int, kind: str):
     """Named schedules as picklable-free closures with a stable name (for the cache key)."""
     if value == "adaptive":

@@ -335,7 +335,10 @@ class Session:
     def results_path(self) -> Path:
         root = repo_root() or Path.cwd()
         preset_run = self.profile in ("cpu", "gpu") and not getattr(self, "overrides", {})
-        sub = Path("runs/results") if not preset_run else Path("book/results") / ("gpu" if self.profile == "gpu" else "")
+        if not preset_run:
+            sub = Path("runs/results")
+        else:  # a gpu record sits beside the cpu one, never over it
+            sub = Path("book/results/gpu") if self.profile == "gpu" else Path("book/results")
         override = os.environ.get("DDPM_RESULTS_DIR")
         base = Path(override) if override else root / sub
         return base / f"{self.chapter}.json"

@@ -113,15 +113,23 @@ def _doc_link(env, chapter: str, title: str, docname: str | None = None) -> node
     return ref
 
 
-class ClaimsLedger(SphinxDirective):
+class _ResultsDirective(SphinxDirective):
+    """A directive that reads results files (option ``results``, a folder): its page is re-read on every
+    build, since those files may appear between builds (see ``_always_reread``)."""
     has_content = False
     option_spec = {"results": directives.unchanged}
+    default_results = "book/results"
 
-    def run(self):
+    def _start(self):
         env = self.env
-        root = Path(env.srcdir)
-        folder = root / self.options.get("results", "book/results")
         env.claims_ledger_docs = getattr(env, "claims_ledger_docs", set()) | {env.docname}
+        root = Path(env.srcdir)
+        return env, root, root / self.options.get("results", self.default_results)
+
+
+class ClaimsLedger(_ResultsDirective):
+    def run(self):
+        env, root, folder = self._start()
 
         results = read_results(folder, root, env, self.get_location())
         gpu = read_results(folder / "gpu", root, env, self.get_location())
@@ -243,16 +251,13 @@ def _card_text(card: dict) -> str:
             f"run {card.get('started', '?')} UTC" + (f" · {card['training']}" if card.get("training") else ""))
 
 
-class GpuRecords(SphinxDirective):
+class GpuRecords(_ResultsDirective):
     """The chapters recorded on one GPU, a row each with a link to the executed notebook."""
-    has_content = False
-    option_spec = {"results": directives.unchanged}
+    default_results = "book/results/gpu"
 
     def run(self):
-        env = self.env
-        root = Path(env.srcdir)
-        env.claims_ledger_docs = getattr(env, "claims_ledger_docs", set()) | {env.docname}
-        records = read_results(root / self.options.get("results", "book/results/gpu"), root, env, self.get_location())
+        env, root, folder = self._start()
+        records = read_results(folder, root, env, self.get_location())
         if not records:
             return [nodes.paragraph(text="No chapter has a gpu record yet: no GPU has been lent to a session that "
                                          "could record one. The cpu records are the book's results until then.")]

@@ -15,6 +15,8 @@
 #                                           (what gets committed), then re-sync its .py twin
 #   make record NB=02 PROFILE=gpu           the same chapter on one GPU: book/gpu/ and book/results/gpu/,
 #                                           beside the cpu record (tools/device_session.sh runs it there)
+#   make claims [NB=02_ddpm]                re-derive the verdicts from the stored records (no training)
+#                                           and store them in book/results (tools/claims.py)
 #   make lab                                JupyterLab with jupytext pairing of notebooks/
 #   make bench [BENCH_ARGS="--peak-tflops 989"] ddpm_lib's UNet against diffusers', into book/performance/
 #   make device-wheels                      the wheels a lent GPU machine without network lacks, into .whl/
@@ -41,7 +43,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # spinning OpenMP threads make contended CPU training up to 40x slower (see ddpm_lib/__init__.py)
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: help install book test smoke run record lab sync mathjax chromium constraints clean bench device-wheels
+.PHONY: help install book test smoke run record claims lab sync mathjax chromium constraints clean bench device-wheels
 
 help:
 	@sed -n '2,/^$$/{/^#/p}' Makefile | sed 's/^# \{0,1\}//'
@@ -110,6 +112,9 @@ run: install
 
 record: install
 	$(PY) tools/run_notebook.py "$(NB)" --record $(if $(PROFILE),--profile "$(PROFILE)")
+
+claims: install
+	$(PY) tools/claims.py --write $(NB)
 
 sync: install
 	$(PY) tools/sync_repo_url.py

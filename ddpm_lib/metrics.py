@@ -311,8 +311,8 @@ def evaluate(extractor: FeatureExtractor | None, real, fake, real_ref=None, k: i
 
     ``bootstrap=B`` > 0 also keeps B bootstrap replicates of every metric (``EvalResult.ci``): the
     real, generated and reference sets are resampled with replacement (FD, KID; KID with 10 subsets
-    per replicate), precision and recall by resampling their per-point terms over the fixed
-    manifolds. Replicate i draws its indices from ``seed`` in a fixed order, so two calls with equal
+    per replicate; precision and recall with both k-NN manifolds rebuilt from the resampled sets,
+    so both sides' sampling noise is in the interval). Replicate i draws its indices from ``seed`` in a fixed order, so two calls with equal
     set sizes and seed are paired (``stats.diff_ci``).
     """
     feats = (lambda v: _f64(v)) if extractor is None else extractor.features
@@ -331,12 +331,22 @@ def evaluate(extractor: FeatureExtractor | None, real, fake, real_ref=None, k: i
     isc = None
     if extractor is not None and len(extractor.heads) == 1:
         isc = inception_score(extractor.predict(fake))[0]
-    reps = _bootstrap(fr, ff, fref, in_real, in_fake, bootstrap, kid_subset_size, seed) if bootstrap else {}
+    reps = _bootstrap(fr, ff, fref, k, bootstrap, kid_subset_size, seed) if bootstrap else {}
     return EvalResult(extractor.name if extractor is not None else "features", len(fr), len(ff),
                       frechet_distance(fr, ff), kid_mean, kid_std, precision, recall, fd_floor, kid_floor, isc, reps)
 
 
-def _bootstrap(fr, ff, fref, in_real, in_fake, B: int, kid_subset_size: int, seed: int) -> dict:
+def _pr_both_sets(fr, ff, ir, i_f, k: int) -> tuple[float, float]:
+    """Precision and recall of one bootstrap replicate with both manifolds rebuilt from the
+    resampled sets (a duplicate would be its own nearest neighbour at distance 0, so each k-NN
+    radius is taken among the distinct points drawn; duplicates count with their multiplicity)."""
+    ur, inv_r = torch.unique(ir, return_inverse=True)
+    uf, inv_f = torch.unique(i_f, return_inverse=True)
+    in_real, in_fake = pr_indicators(fr[ur], ff[uf], min(k, len(ur) - 1, len(uf) - 1))
+    return float(in_real[inv_f].double().mean()), float(in_fake[inv_r].double().mean())
+
+
+def _bootstrap(fr, ff, fref, k: int, B: int, kid_subset_size: int, seed: int) -> dict:
     g = torch.Generator().manual_seed(seed + 7919)
     out = {k: [] for k in ("fd", "kid", "precision", "recall") + (("fd_floor", "kid_floor") if fref is not None else ())}
     for b in range(B):
@@ -345,8 +355,9 @@ def _bootstrap(fr, ff, fref, in_real, in_fake, B: int, kid_subset_size: int, see
         r, f = fr[ir], ff[i_f]
         out["fd"].append(frechet_distance(r, f))
         out["kid"].append(kid(r, f, 10, kid_subset_size, seed + b)[0])
-        out["precision"].append(float(in_real[i_f].double().mean()))
-        out["recall"].append(float(in_fake[ir].double().mean()))
+        prec, rec = _pr_both_sets(fr, ff, ir, i_f, k)
+        out["precision"].append(prec)
+        out["recall"].append(rec)
         if iref is not None:
             out["fd_floor"].append(frechet_distance(r, fref[iref]))
             out["kid_floor"].append(kid(r, fref[iref], 10, kid_subset_size, seed + b)[0])

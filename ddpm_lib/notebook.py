@@ -35,8 +35,7 @@ from pathlib import Path
 import torch
 
 from . import OMP_GUARD, __version__, profiles
-
-HOLDS = ("yes", "no", "partly", "not significant", "did not train", "n/a")
+from .claims import KINDS, VERDICT_COLOURS, VERDICTS, Claim, Record, verdict_class, verdict_label  # noqa: F401
 
 
 def _is_book_root(p: Path) -> bool:
@@ -90,22 +89,6 @@ def device_name() -> str:
     if torch.cuda.is_available():
         return f"cuda: {torch.cuda.get_device_name(0)}{procs}"
     return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads{procs}"
-
-
-@dataclass
-class Claim:
-    """One row of a chapter's claims table."""
-
-    claim: str
-    paper: str  # the paper's number or statement, with its provenance
-    ours: str  # what we measured
-    setting: str  # our setting (data, size, budget)
-    holds: str  # yes / no / partly / n/a
-    why: str = ""  # why, where it does not hold
-
-    def __post_init__(self):
-        if self.holds not in HOLDS:
-            raise ValueError(f"holds must be one of {list(HOLDS)}, got {self.holds!r}")
 
 
 @dataclass
@@ -166,13 +149,29 @@ def training_summary() -> str:
 
 
 def claims_html(claims: list[Claim]) -> str:
-    head = "".join(f"<th style='{_CELL}text-align:left'>{h}</th>"
-                   for h in ("claim", "paper", "ours", "our setting", "holds", "why not / note"))
-    rows = "".join("<tr>" + "".join(f"<td style='{_CELL}text-align:left;vertical-align:top'>{html.escape(str(v))}</td>"
-                                     for v in (c.claim, c.paper, c.ours, c.setting, c.holds, c.why)) + "</tr>"
-                   for c in claims)
-    return (f"<div class='table-scroll' style='overflow-x:auto;max-width:100%'><table class='claims' "
-            f"style='border-collapse:collapse'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>")
+    """A chapter's claims table: one line per claim (its kind, the paper's number, ours, the
+    coloured verdict), the stated test and the why in a collapsible detail under it; the setting
+    shared by most rows once, above the table."""
+    settings = [c.setting for c in claims]
+    common = max(set(settings), key=settings.count) if settings else ""
+    head = "".join(f"<th style='{_CELL}text-align:left'>{h}</th>" for h in ("claim", "kind", "paper", "ours", "holds"))
+    rows = []
+    for c in claims:
+        colour = VERDICT_COLOURS.get(c.holds, "inherit")
+        verdict = (f"<span class='claim-holds {verdict_class(c.holds)}' style='color:{colour};font-weight:600'>"
+                   f"{html.escape(verdict_label(c))}</span>")
+        detail = [("test", c.test), ("setting", c.setting if c.setting != common else ""),
+                  ("parts", "; ".join(f"{k}: {v}" for k, v in c.parts.items())), ("why / note", c.why),
+                  ("amended after a record", c.amended)]
+        detail = "".join(f"<div><b>{k}</b>: {html.escape(str(v))}</div>" for k, v in detail if v)
+        cells = [html.escape(c.claim) + (f"<details><summary>test and notes</summary>{detail}</details>" if detail
+                                         else ""),
+                 html.escape(c.kind or "–"), html.escape(c.paper), html.escape(c.ours), verdict]
+        rows.append("<tr>" + "".join(f"<td style='{_CELL}text-align:left;vertical-align:top'>{v}</td>"
+                                     for v in cells) + "</tr>")
+    setting = f"<p class='claims-setting'><b>Setting</b>: {html.escape(common)}</p>" if common else ""
+    return (f"{setting}<div class='table-scroll' style='overflow-x:auto;max-width:100%'><table class='claims' "
+            f"style='border-collapse:collapse'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
 
 
 def see(text: str) -> None:
@@ -343,16 +342,25 @@ class Session:
         base = Path(override) if override else root / sub
         return base / f"{self.chapter}.json"
 
-    def finish(self, claims: list[Claim], numbers: dict | None = None) -> None:
+    def finish(self, claims: list[Claim], numbers: "dict | Record | None" = None) -> None:
         """Display the claims table, write the results file (``results_path()``), and close the run card
-        (rank 0 only). Returns nothing, so that no path of the recording machine is shown as a result."""
+        (rank 0 only). Returns nothing, so that no path of the recording machine is shown as a result.
+
+        ``numbers``: the chapter's typed ``Record`` (stored whole, so that ``make claims`` re-derives the
+        verdicts from it), or a plain dict of numbers (chapters not yet on the typed seam)."""
         self.card.wall_time_s = round(self.elapsed(), 1)
         self.card.training = training_summary()
         path = self.results_path()
         if rank() != 0:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        payload = dict(run_card=asdict(self.card), claims=[asdict(c) for c in claims], numbers=numbers or {})
+        from .claims import encode
+
+        payload = dict(run_card=asdict(self.card), claims=[c.as_dict() for c in claims])
+        if isinstance(numbers, Record):
+            payload.update(record_type=type(numbers).__name__, record=numbers.to_json())
+        else:
+            payload["numbers"] = encode(numbers or {})
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(payload, indent=1, default=str))
         os.replace(tmp, path)

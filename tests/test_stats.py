@@ -37,8 +37,10 @@ def test_clustered_rates_are_wider_than_independent_ones():
 
 def test_compare_says_not_significant_when_intervals_overlap():
     a, b = stats.Interval(1.0, 0.8, 1.2, 5), stats.Interval(1.1, 0.9, 1.3, 5)
-    assert stats.compare(a, b) == "not significant"
+    assert stats.compare(a, b, independent=True) == "not significant"
     assert stats.compare(a, 1.5) == "lower" and stats.compare(a, 0.5) == "higher"
+    with pytest.raises(TypeError, match="paired"):  # two intervals are the unpaired test: asked for by name
+        stats.compare(a, b)
 
 
 def test_partial_spearman_removes_a_shared_trend():

@@ -54,12 +54,12 @@ def trained(nll: float, h0: float) -> bool:
 
 def word(a: dict, b: dict) -> str:
     """'higher than' / 'lower than' / 'not significantly different from' for two interval dicts."""
-    c = stats.compare(iv(a), iv(b))
+    c = stats.compare(iv(a), iv(b), independent=True)
     return "not significantly different from" if c == "not significant" else c + " than"
 
 
 def _cmp_verdict(a: dict, b: dict) -> str:
-    c = stats.compare(iv(a), iv(b))
+    c = stats.compare(iv(a), iv(b), independent=True)
     return {"higher": "yes", "lower": "no"}.get(c, "not significant")
 
 
@@ -100,7 +100,7 @@ def claims(numbers: dict, cfg, setting: str) -> list[notebook.Claim]:
     ar_hits_last = pr["ar"]["layer_ci"][-1]
     best = pr["ar"]["best"]
     interior = 0 < best < cfg.n_layer
-    drop = stats.compare(iv(ar_hits_last), iv(ar_best))
+    drop = stats.compare(iv(ar_hits_last), iv(ar_best), independent=True)
     if not ar_ok:
         v, why = "did not train", dnt("the GPT")
     elif interior and drop == "lower":
@@ -124,7 +124,7 @@ def claims(numbers: dict, cfg, setting: str) -> list[notebook.Claim]:
     big, small = n["final_big"], n["final_small"]
     lower_loss_big = n["ar_test_nll"]["nats_per_token"] < n["small_test_nll"]["nats_per_token"]
     hi, lo = (big, small) if lower_loss_big else (small, big)
-    c = stats.compare(iv(hi), iv(lo))
+    c = stats.compare(iv(hi), iv(lo), independent=True)
     if not (ar_ok and small_ok):
         v, why = "did not train", dnt("the GPT" if not ar_ok else "the small GPT")
     elif math.isnan(rho):
@@ -177,7 +177,7 @@ def claims(numbers: dict, cfg, setting: str) -> list[notebook.Claim]:
     # 6. BERT catches up after fine-tuning
     gap_probe = ar_best["est"] - bert_best["est"]
     gap_ft = ft["ar_ci"]["est"] - ft["bert_ci"]["est"]
-    c_ft = stats.compare(iv(ft["bert_ci"]), iv(ft["ar_ci"]))
+    c_ft = stats.compare(iv(ft["bert_ci"]), iv(ft["ar_ci"]), independent=True)
     if not (ar_ok and bert_ok):
         v, why = "did not train", dnt("AR" if not ar_ok else "BERT (train loss)")
     elif vb != "yes":

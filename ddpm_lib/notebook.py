@@ -56,19 +56,31 @@ def repo_root(start: Path | None = None) -> Path | None:
     return None
 
 
+def uncommitted(root: Path | None) -> list[str] | None:
+    """Tracked files with uncommitted changes under ``root`` (``git status --porcelain``), or None
+    where that cannot be told (not a git checkout, no git)."""
+    if root is None:
+        return None
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.splitlines() if out.returncode == 0 else None
+
+
 def git_commit(root: Path | None) -> str:
+    """'<short sha>', '<short sha>+dirty' with uncommitted changes, or 'unknown'."""
     if root is None:
         return "unknown"
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
-        sha = out.stdout.strip()
-        if not sha:
-            return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        return sha + ("+dirty" if dirty else "")
-    except Exception:
+    except (OSError, subprocess.SubprocessError):
         return "unknown"
+    sha, changed = out.stdout.strip(), uncommitted(root)
+    if not sha or changed is None:
+        return "unknown"
+    return sha + ("+dirty" if changed else "")
 
 
 def rank() -> int:

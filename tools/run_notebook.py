@@ -172,11 +172,25 @@ def run(name: str, profile: str, params: dict) -> Path:
     return out
 
 
+def require_clean_tree() -> None:
+    """A record's numbers must be tied to code: refuse to record from uncommitted changes (the run card
+    would say <commit>+dirty). Outside a git checkout (a copy on a lent machine) the card says 'unknown'."""
+    from ddpm_lib import notebook
+
+    changed = notebook.uncommitted(ROOT)
+    if changed is None:
+        print("warning: not a git checkout: the run card cannot name the commit this record comes from")
+    elif changed:
+        raise SystemExit("error: uncommitted changes in tracked files; a record must come from a clean commit "
+                         "(commit or stash them first):\n  " + "\n  ".join(changed[:20]))
+
+
 def record(name: str, profile: str) -> None:
     if profile not in ("cpu", "gpu"):
         raise SystemExit("error: a committed notebook carries a cpu or gpu run; use --profile cpu or gpu")
     nb = NOTEBOOKS / f"{name}.ipynb"
     sync_pair(nb)
+    require_clean_tree()
     tmp = ROOT / "runs" / f"{name}-record-{profile}.ipynb"
     tmp.parent.mkdir(parents=True, exist_ok=True)
     print(f"recording {name} with profile {profile} (DDPM_PROFILE={profile}, no injected parameters)")

@@ -44,10 +44,15 @@ from sphinx.util.docutils import SphinxDirective
 
 logger = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
-COLUMNS = [("claim", "claim", 26), ("paper", "the paper", 20), ("ours", "ours", 20),
-           ("setting", "our setting", 16), ("holds", "holds", 6), ("why", "why not / note", 16)]
+from ddpm_lib.claims import KINDS, LEGACY_VERDICTS, VERDICTS, verdict_class, verdict_label  # noqa: E402
+
+COLUMNS = [("claim", "claim", 26), ("kind", "kind", 6), ("paper", "the paper", 18), ("ours", "ours", 20),
+           ("setting", "our setting", 14), ("holds", "holds", 8), ("why", "why not / note", 16)]
 GPU_COLUMNS = [("gpu", "on one GPU: ours; setting; note", 18), ("gpu_holds", "holds (GPU)", 6)]
-HOLDS = ("yes", "partly", "no", "not significant", "did not train", "n/a")
+HOLDS = VERDICTS + LEGACY_VERDICTS
+# Run cards from before the clean-commit rule may say "<commit>+dirty": the ledger says so on the
+# chapter; tests/test_claims_ledger.py fails on any later one.
+CLEAN_COMMIT_RULE = "2026-12-06"
 
 
 def _chapter_title(root: Path, chapter: str) -> str:
@@ -97,10 +102,37 @@ def _table(header: list[str], rows: list[list[nodes.Node | str]], widths: list[i
     return table
 
 
-def _holds_node(value: str) -> nodes.paragraph:
+def _holds_node(claim: dict | str) -> nodes.paragraph:
+    """A verdict, coloured by its class (claims.css), with '(provisional: ...)' where it is."""
+    c = claim if isinstance(claim, dict) else {"holds": claim}
     p = nodes.paragraph()
-    p += nodes.inline(text=value, classes=["claim-holds", f"claim-holds-{value.replace('/', '')}"])
+    p += nodes.inline(text=verdict_label(c), classes=["claim-holds", verdict_class(str(c.get("holds", "")))])
     return p
+
+
+def _tally_node(claims: list[dict], kind: str | None = "paper") -> nodes.paragraph:
+    """'3 yes · 1 no · ...' of the rows of ``kind`` (None: all), each count coloured as its verdict;
+    provisional verdicts counted apart."""
+    p = nodes.paragraph()
+    rows = [c for c in claims if kind is None or c.get("kind", "") == kind]
+    counts = Counter((c.get("holds", "n/a"), bool(c.get("provisional"))) for c in rows)
+    first = True
+    for h in HOLDS:
+        for prov in (False, True):
+            if counts[(h, prov)]:
+                if not first:
+                    p += nodes.Text(" · ")
+                p += nodes.inline(text=f"{counts[(h, prov)]} {h}" + (" (provisional)" if prov else ""),
+                                  classes=["claim-holds", verdict_class(h)])
+                first = False
+    if first:
+        p += nodes.Text("none" if rows or kind else "no claims")
+    return p
+
+
+def _kinds(claims: list[dict]) -> str:
+    counts = Counter(c.get("kind") or "unclassified" for c in claims)
+    return ", ".join(f"{counts[k]} {k}" for k in (*KINDS, "unclassified") if counts[k])
 
 
 def _doc_link(env, chapter: str, title: str, docname: str | None = None) -> nodes.Node:
@@ -134,7 +166,7 @@ class ClaimsLedger(_ResultsDirective):
         results = read_results(folder, root, env, self.get_location())
         gpu = read_results(folder / "gpu", root, env, self.get_location())
         for chapter in gpu.keys() - results.keys():  # a chapter recorded on a GPU only
-            results[chapter] = ({}, [])
+            results[chapter] = ({}, [], {})
         results = dict(sorted(results.items()))
 
         out: list[nodes.Node] = []
@@ -142,18 +174,24 @@ class ClaimsLedger(_ResultsDirective):
             out.append(nodes.paragraph(text="No chapter has written results yet."))
             return out
 
-        # The summary: one row per chapter
+        # The book-wide tally of paper claims, then one row per chapter
+        every = [c for _, claims, _ in results.values() for c in claims]
+        head = nodes.paragraph(classes=["claims-book-tally"])
+        head += nodes.strong(text="The paper's claims, book-wide: ")
+        head += _tally_node(every).children
+        head += nodes.Text(f" (of {sum(c.get('kind') == 'paper' for c in every)} paper claims; "
+                           f"all rows: {_kinds(every)})")
+        out.append(head)
         summary_rows = []
-        for chapter, (card, claims) in results.items():
+        for chapter, (card, claims, _payload) in results.items():
             link = nodes.paragraph()
             link += _doc_link(env, chapter, _chapter_title(root, chapter))
             g = gpu.get(chapter)
-            on_gpu = f"{_tally(g[1])} ({_wall(g[0].get('wall_time_s'))})" if g else "not recorded"
-            summary_rows.append([link, card.get("profile", "–"), card.get("device", "–"),
-                                 _wall(card.get("wall_time_s")) if card else "–", _tally(claims) if card else "–",
-                                 on_gpu])
-        out.append(_table(["chapter", "profile", "device", "wall time", "claims", "on one GPU"], summary_rows,
-                          [26, 7, 24, 9, 18, 16], ["claims-summary"]))
+            on_gpu = _tally_node(g[1]) if g else "not recorded"
+            summary_rows.append([link, _wall(card.get("wall_time_s")) if card else "–",
+                                 _tally_node(claims) if card else "–", _kinds(claims) if card else "–", on_gpu])
+        out.append(_table(["chapter", "wall time", "paper claims", "rows by kind", "on one GPU (paper claims)"],
+                          summary_rows, [26, 9, 26, 20, 16], ["claims-summary"]))
 
         missing = [p.stem for p in sorted((root / "notebooks").glob("*.ipynb")) if p.stem not in results]
         if missing:
@@ -165,7 +203,7 @@ class ClaimsLedger(_ResultsDirective):
             out.append(para)
 
         # One section per chapter
-        for chapter, (card, claims) in results.items():
+        for chapter, (card, claims, payload) in results.items():
             title = _chapter_title(root, chapter)
             section = nodes.section(ids=[f"claims-{chapter.replace('_', '-')}"])
             section += nodes.title(text=title)
@@ -174,6 +212,7 @@ class ClaimsLedger(_ResultsDirective):
                 meta += _doc_link(env, chapter, "the chapter")
                 meta += nodes.Text(" · " + _card_text(card))
                 section += meta
+                section += _provenance(card, payload)
             g = gpu.get(chapter)
             if g:
                 meta = nodes.paragraph(classes=["claims-run-card"])
@@ -183,22 +222,22 @@ class ClaimsLedger(_ResultsDirective):
             columns = COLUMNS + (GPU_COLUMNS if g else [])
             rows = []
             for c, gc in pair_claims(claims, g[1] if g else None):
-                row = [str(c.get(k, "")) if k != "holds" else _holds_node(str(c.get("holds", "")))
-                       for k, *_ in COLUMNS] if c else ["–"] * len(COLUMNS)
+                row = [_cell(c, k) for k, *_ in COLUMNS] if c else ["–"] * len(COLUMNS)
                 if c is None:
                     row[0] = str(gc.get("claim", ""))  # tested on the GPU only
                 if g:
                     row += (["; ".join(str(gc[k]) for k in ("ours", "setting", "why") if gc.get(k)),
-                             _holds_node(str(gc.get("holds", "")))] if gc else ["not in the gpu run", "–"])
+                             _holds_node(gc)] if gc else ["not in the gpu run", "–"])
                 rows.append(row)
             section += _table([h for _, h, _ in columns], rows, [w for *_, w in columns], ["claims-table"])
             out.append(section)
         return out
 
 
-def read_results(folder: Path, root: Path, env=None, location=None) -> dict[str, tuple[dict, list[dict]]]:
-    """{chapter: (run card, claims)} of every results file in ``folder`` (none if it does not exist); a
-    file that cannot be read, or a claim without one of the columns, is a build warning and skipped."""
+def read_results(folder: Path, root: Path, env=None, location=None) -> dict[str, tuple[dict, list[dict], dict]]:
+    """{chapter: (run card, claims, the whole payload)} of every results file in ``folder`` (none if it
+    does not exist); a file that cannot be read, or a claim without one of the columns, is a build
+    warning and skipped."""
     results = {}
     for path in sorted(folder.glob("*.json")):
         if env is not None:
@@ -207,14 +246,46 @@ def read_results(folder: Path, root: Path, env=None, location=None) -> dict[str,
             data = json.loads(path.read_text())
             card, claims = data["run_card"], data["claims"]
             for c in claims:
-                missing = {k for k, *_ in COLUMNS if k != "why"} - set(c)
+                missing = {k for k, *_ in COLUMNS if k not in ("why", "kind")} - set(c)
                 if missing:
                     raise KeyError(f"claim without {sorted(missing)}")
         except (OSError, ValueError, KeyError, TypeError) as err:
             logger.warning(f"claims-ledger: cannot read {path.relative_to(root)}: {err}", location=location)
             continue
-        results[path.stem] = (card, claims)
+        results[path.stem] = (card, claims, data)
     return results
+
+
+def _cell(c: dict, key: str):
+    if key == "holds":
+        return _holds_node(c)
+    if key == "kind":
+        return c.get("kind") or "unclassified"
+    if key == "why":
+        parts = "; ".join(f"{k}: {v}" for k, v in (c.get("parts") or {}).items())
+        bits = [("test", c.get("test")), ("parts", parts), ("", c.get("why")), ("amended after a record", c.get("amended"))]
+        return " · ".join(f"{k}: {v}" if k else str(v) for k, v in bits if v)
+    return str(c.get(key, ""))
+
+
+def _provenance(card: dict, payload: dict) -> nodes.Node:
+    """What ties the verdicts to code: a run card from uncommitted code says so; verdicts re-derived
+    under a later calculus say when, and which rules the record could not re-derive."""
+    box = nodes.container(classes=["claims-provenance"])
+    if str(card.get("commit", "")).endswith("+dirty"):
+        box += nodes.paragraph(
+            text=f"Recorded from uncommitted code ({card['commit']}): these numbers are not tied to a commit. "
+                 f"Records from {CLEAN_COMMIT_RULE} on must come from a clean commit; this chapter's re-record is "
+                 "pending.", classes=["claims-dirty"])
+    re_ = payload.get("rederived")
+    if re_:
+        text = (f"Verdicts re-derived on {re_.get('date')} at {re_.get('commit')} under the {re_.get('calculus')} "
+                "from the measurements this record stores (tools/claims.py); as recorded: "
+                + ", ".join(c.get("holds", "?") for c in payload.get("claims_as_recorded", [])) + ".")
+        box += nodes.paragraph(text=text)
+        for m in payload.get("not_rederived", []):
+            box += nodes.paragraph(text=f"Not re-derivable from this record: {m}.")
+    return box
 
 
 def pair_claims(cpu: list[dict], gpu: list[dict] | None) -> list[tuple[dict | None, dict | None]]:
@@ -239,11 +310,6 @@ def pair_claims(cpu: list[dict], gpu: list[dict] | None) -> list[tuple[dict | No
     return pairs
 
 
-def _tally(claims: list[dict]) -> str:
-    counts = Counter(c.get("holds", "n/a") for c in claims)
-    return ", ".join(f"{counts[h]} {h}" for h in HOLDS if counts[h]) or "no claims"
-
-
 def _card_text(card: dict) -> str:
     return (f"profile {card.get('profile', '?')} · device {card.get('device', '?')} · "
             f"wall time {_wall(card.get('wall_time_s'))} · torch {card.get('torch', '?')} · "
@@ -262,11 +328,11 @@ class GpuRecords(_ResultsDirective):
             return [nodes.paragraph(text="No chapter has a gpu record yet: no GPU has been lent to a session that "
                                          "could record one. The cpu records are the book's results until then.")]
         rows = []
-        for chapter, (card, claims) in records.items():
+        for chapter, (card, claims, _payload) in records.items():
             link = nodes.paragraph()
             link += _doc_link(env, chapter, _chapter_title(root, chapter), docname=f"book/gpu/{chapter}")
             rows.append([link, card.get("device", "?"), _wall(card.get("wall_time_s")), card.get("started", "?"),
-                         _tally(claims)])
+                         _tally_node(claims, None)])
         return [_table(["chapter on one GPU", "device", "wall time", "run (UTC)", "claims"], rows,
                        [30, 26, 10, 14, 20], ["claims-summary"])]
 

@@ -17,6 +17,8 @@
 #                                           beside the cpu record (tools/device_session.sh runs it there)
 #   make claims [NB=02_ddpm]                re-derive the verdicts from the stored records (no training)
 #                                           and store them in book/results (tools/claims.py)
+#   make wheel                              the library as a wheel in dist/ (to upload to Colab by hand
+#                                           while the repository is not public)
 #   make lab                                JupyterLab with jupytext pairing of notebooks/
 #   make bench [BENCH_ARGS="--peak-tflops 989"] ddpm_lib's UNet against diffusers', into book/performance/
 #   make device-wheels                      the wheels a lent GPU machine without network lacks, into .whl/
@@ -43,7 +45,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # spinning OpenMP threads make contended CPU training up to 40x slower (see ddpm_lib/__init__.py)
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: help install book test smoke run record claims lab sync mathjax chromium constraints clean bench device-wheels
+.PHONY: help install book test smoke run record claims wheel lab sync mathjax chromium constraints clean bench device-wheels
 
 help:
 	@sed -n '2,/^$$/{/^#/p}' Makefile | sed 's/^# \{0,1\}//'
@@ -87,6 +89,11 @@ book: install
 # ---- tests --------------------------------------------------------------------------------
 test: install chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# ---- the library as a wheel -------------------------------------------------------------
+wheel: install
+	$(PY) -m pip wheel --no-deps --no-build-isolation -q -w dist .
+	@ls dist/*.whl
 
 # ---- benchmarks ---------------------------------------------------------------------------
 # ddpm_lib's DDPM CIFAR-10 UNet against diffusers' (training, one step, a DDIM loop), side by side;

@@ -20,6 +20,7 @@ import posixpath
 import os
 import re
 import shutil
+import sys
 import threading
 from pathlib import Path
 from urllib.parse import urlparse
@@ -286,3 +287,14 @@ def test_every_page_in_a_real_browser(served_book):
     if external:
         report.append("requests to non-local hosts (blocked):\n    " + "\n    ".join(sorted(set(external))))
     assert not report, "\n".join(report)
+
+
+def test_the_chapter_table_numbers_chapters_as_their_notebooks():
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    import toc_table
+
+    assert toc_table.chapter_number("notebooks/02_ddpm") == "02"  # was its reading position, 4
+    assert toc_table.chapter_number("book/running") == "" and toc_table.chapter_number("book/notation") == ""
+    files = [f for _, f in toc_table.toc_rows(ROOT / "_toc.yml")]
+    assert [toc_table.chapter_number(f) for f in files if f.startswith("notebooks/")] == \
+        [f.split("/")[1][:2] for f in files if f.startswith("notebooks/")]

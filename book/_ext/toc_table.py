@@ -4,8 +4,9 @@ the order the book's navigation shows them (no hand-kept copy to drift).
     ```{chapters-table}
     ```
 
-One row per page of the table of contents, below the root: the part's caption, the reading
-position, and the page as a link (its title). Pages of the "Results" part are left out.
+One row per page of the table of contents, below the root: the chapter's number (its notebook's
+``NN_`` prefix, so that "02" is ``notebooks/02_ddpm``; none for a page that is not a chapter), the
+part's caption, and the page as a link (its title). Pages of the "Results" part are left out.
 """
 from __future__ import annotations
 
@@ -33,6 +34,12 @@ def toc_rows(toc_path: Path) -> list[tuple[str, str]]:
     return rows
 
 
+def chapter_number(file: str) -> str:
+    """'02' for notebooks/02_ddpm, '' for a page that is not a chapter notebook."""
+    name = Path(file).name
+    return name[:2] if file.startswith("notebooks/") and name[:2].isdigit() else ""
+
+
 class ChaptersTable(SphinxDirective):
     has_content = False
 
@@ -40,8 +47,8 @@ class ChaptersTable(SphinxDirective):
         toc = Path(self.env.srcdir) / "_toc.yml"
         self.env.note_dependency(str(toc))
         lines = ["| # | part | chapter |", "|---|---|---|"]
-        for i, (part, file) in enumerate(toc_rows(toc), 1):
-            lines.append(f"| {i} | {part} | {{doc}}`/{file}` |")
+        for part, file in toc_rows(toc):
+            lines.append(f"| {chapter_number(file)} | {part} | {{doc}}`/{file}` |")
         container = nodes.container(classes=["chapters-table"])
         self.state.nested_parse(StringList(lines, source="_toc.yml"), self.content_offset, container)
         return [container]

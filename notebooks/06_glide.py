@@ -59,7 +59,7 @@ seed = 0
 # %%
 cfg = nb.start()
 device = notebook.device()
-numbers, cmp = {}, {}
+rec = CH.Record()  # what the claims read, filled cell by cell
 
 # %% [markdown]
 # ## The idea
@@ -210,10 +210,12 @@ reader = scorer.reader(R, device=device, recipe=None if cfg.reader_images is Non
 keys = [text.caption_key(c) for c in test_set.captions_long]
 retrieval = {"guide (noised CLIP, at t = 0)": CL.retrieval_accuracy(guide, test_set.x, tk.encode(test_set.captions_long), keys),
              "judge (clean CLIP)": CL.retrieval_accuracy(judge, test_set.x, tk.encode(test_set.captions_long), keys)}
-numbers["clips"] = dict(retrieval=retrieval, reader_accuracy=reader.accuracy(test_set))
+rec.clips = dict(retrieval=retrieval,
+                 reader_accuracy=reader.accuracy(test_set))
 notebook.show_table([{"model": k, "held-out retrieval (descriptive captions)": f"{v:.0%}"} for k, v in retrieval.items()]
                     + [{"model": "reader (per attribute)", "held-out retrieval (descriptive captions)": ", ".join(
-                        f"{k} {v:.0%}" for k, v in numbers["clips"]["reader_accuracy"].items())}],
+                        f"{k} {v:.0%}"
+                        for k, v in rec.clips["reader_accuracy"].items())}],
                     caption=f"{cfg.clip_images:,} pairs seen per CLIP; chance retrieval is about 1%")
 
 # %% [markdown]
@@ -273,12 +275,13 @@ for name, how in tqdm(configs, desc="guidance sweep"):
     runs[name] = scores(draw(model))
 s1 = "CFG s=1"
 fd_floor = runs[s1]["ev"].fd_floor
-cmp["did_not_train"] = bool(runs[s1]["ev"].fd > 10 * fd_floor)  # CHAPTER_GUIDE's rule
-rows = [dict(config=k, fd=r["ev"].ci("fd").as_dict(), precision=r["ev"].ci("precision").as_dict(),
-             recall=r["ev"].ci("recall").as_dict(), match=stats.mean_ci(r["match"]).as_dict(),
-             fields={f: stats.mean_ci(v).as_dict() for f, v in r["fields"].items()},
-             guide=stats.mean_ci(r["guide"]).as_dict(), judge=stats.mean_ci(r["judge"]).as_dict()) for k, r in runs.items()]
-numbers["sweep"] = dict(rows=rows, fd_floor=fd_floor, n=n, steps=cfg.sample_steps, did_not_train=cmp["did_not_train"])
+rows = [dict(config=k, fd=r["ev"].ci("fd"),
+             precision=r["ev"].ci("precision"), recall=r["ev"].ci("recall"),
+             match=stats.mean_ci(r["match"]),
+             fields={f: stats.mean_ci(v) for f, v in r["fields"].items()},
+             guide=stats.mean_ci(r["guide"]), judge=stats.mean_ci(r["judge"]))
+        for k, r in runs.items()]
+rec.sweep = dict(rows=rows, fd_floor=fd_floor, n=n, steps=cfg.sample_steps)
 
 # %%
 notebook.show_table([{"configuration": r["config"], "FD": CH.iv(r["fd"]).fmt(), "precision": CH.iv(r["precision"]).fmt(),
@@ -327,46 +330,45 @@ fig.suptitle(textwrap.fill("Samples for the first six held-out captions (columns
 fig.tight_layout()
 plt.show()
 
-# %%
-diff_mean = lambda a, b, key: stats.mean_ci(runs[a][key] - runs[b][key])  # noqa: E731
-fd_diff = lambda a, b: stats.diff_ci(runs[a]["ev"].fd, runs[a]["ev"].replicates["fd"], runs[b]["ev"].fd,  # noqa: E731
-                                     runs[b]["ev"].replicates["fd"])
-cfg_name = f"CFG s={cfg.cfg_claim:g}" if cfg.cfg_claim in cfg.cfg_scales else f"CFG s={max(cfg.cfg_scales):g}"
-clip_names = [f"CLIP lambda={lam:g}" for lam in cfg.clip_scales]
-clip_best = max(clip_names, key=lambda k: runs[k]["match"].mean())
-clip_max = clip_names[-1]
-gain = lambda a, key: runs[a][key] - runs[s1][key]  # noqa: E731
-cmp.update(cfg_s=float(cfg_name.split("=")[1]), clip_best=float(clip_best.split("=")[1]),
-           clip_max=float(clip_max.split("=")[1]),
-           match_s1=stats.mean_ci(runs[s1]["match"]).as_dict(), match_empty=stats.mean_ci(runs["empty caption"]["match"]).as_dict(),
-           follow_diff=diff_mean(s1, "empty caption", "match").as_dict(),
-           cfg_vs_clip_match=diff_mean(cfg_name, clip_best, "match").as_dict(),
-           cfg_vs_clip_fd=fd_diff(cfg_name, clip_best).as_dict(),
-           guide_gain_clip=stats.mean_ci(gain(clip_max, "guide")).as_dict(),
-           judge_gain_clip=stats.mean_ci(gain(clip_max, "judge")).as_dict(),
-           inflation_clip=stats.mean_ci(gain(clip_max, "guide") - gain(clip_max, "judge")).as_dict(),
-           inflation_cfg=stats.mean_ci(gain(cfg_name, "guide") - gain(cfg_name, "judge")).as_dict(),
-           inflation_clip_minus_cfg=stats.mean_ci((gain(clip_max, "guide") - gain(clip_max, "judge"))
-                                                  - (gain(cfg_name, "guide") - gain(cfg_name, "judge"))).as_dict())
+# %% tags=["hide-cell"]
+# the record: per-caption scores and FD replicates by configuration (value)
+by_key = {how or CH.EMPTY: runs[name] for name, how in configs}
+rec.fd_floor = fd_floor
+rec.fd = {k: r["ev"].ci("fd") for k, r in by_key.items()}
+rec.fd_reps = {k: r["ev"].replicates["fd"] for k, r in by_key.items()}
+for field in ("match", "guide", "judge"):
+    setattr(rec, field, {k: r[field] for k, r in by_key.items()})
+rec.cfg_s = float(cfg.cfg_claim if cfg.cfg_claim in cfg.cfg_scales
+                  else max(cfg.cfg_scales))
+rec.clip_lam = (CH.CLIP_TABLE1 if CH.CLIP_TABLE1 in cfg.clip_scales
+                else float(min(cfg.clip_scales)))
+rec.clip_max = float(max(cfg.clip_scales))
+cfg_key, clip_key = ("cfg", rec.cfg_s), ("clip", rec.clip_lam)
+top_key = ("clip", rec.clip_max)
 
 # %% tags=["hide-input"]
 by_field = lambda name: ", ".join(  # noqa: E731
     f"{f} {CH.iv(next(r for r in rows if r['config'] == name)['fields'][f]).fmt(pct=True)}"
     for f in ("shape", "colour", "size", "position", "background"))
+pair = lambda field, a, b: stats.paired_mean_diff(getattr(rec, field)[a], getattr(rec, field)[b])  # noqa: E731
+gain = lambda key, field: np.subtract(getattr(rec, field)[key], getattr(rec, field)[CH.S1])  # noqa: E731
+follow = pair("match", CH.S1, CH.EMPTY)
+inflation = {k: stats.mean_ci(gain(k, "guide") - gain(k, "judge")) for k in (top_key, cfg_key)}
 notebook.see(
-    f"At s = 1 the reader finds {CH.iv(cmp['match_s1']).fmt(pct=True)} of each caption's attributes in its sample, "
-    f"against {CH.iv(cmp['match_empty']).fmt(pct=True)} for samples drawn with the empty caption (difference "
-    f"{CH.iv(cmp['follow_diff'])}); by attribute at s = 1: {by_field(s1)} (empty caption: {by_field('empty caption')}): "
-    + ("the model follows its captions before any guidance. " if CH.iv(cmp["follow_diff"]).lo > 0 else
+    f"At s = 1 the reader finds {stats.mean_ci(rec.match[CH.S1]).fmt(pct=True)} of each caption's attributes in its "
+    f"sample, against {stats.mean_ci(rec.match[CH.EMPTY]).fmt(pct=True)} for samples drawn with the empty caption "
+    f"(difference {follow}); by attribute at s = 1: {by_field(s1)} (empty caption: {by_field('empty caption')}): "
+    + ("the model follows its captions before any guidance. " if follow.lo > 0 else
        "the model does not measurably follow its captions, so the comparisons below have little to compare. ")
-    + f"Classifier-free guidance at s = {cmp['cfg_s']:g} against CLIP guidance at its best lambda ({cmp['clip_best']:g}): "
-    f"caption match {CH.iv(cmp['cfg_vs_clip_match'])}, FD {CH.iv(cmp['cfg_vs_clip_fd'])}. The paper's Table 1 has "
-    "classifier-free guidance ahead of CLIP guidance on both axes for people (Elo 82.7 vs -73.2 for photorealism, "
-    f"110.9 vs 29.3 for caption match). CLIP guidance at lambda = {cmp['clip_max']:g} raises the guide's CLIP-S by "
-    f"{CH.iv(cmp['guide_gain_clip'])} and the judge's by {CH.iv(cmp['judge_gain_clip'])}; the guide's excess over the "
-    f"judge is {CH.iv(cmp['inflation_clip'])}, against {CH.iv(cmp['inflation_cfg'])} for classifier-free guidance. "
-    "A score from the guiding model is not evidence that guidance worked: that is why the judge here is a second CLIP "
-    "and the verdicts rest on the reader.")
+    + f"Classifier-free guidance at s = {rec.cfg_s:g} against CLIP guidance at lambda = {rec.clip_lam:g} (Table 1's "
+    f"scales): caption match {pair('match', cfg_key, clip_key)}, FD "
+    f"{stats.diff_ci(rec.fd[cfg_key].est, rec.fd_reps[cfg_key], rec.fd[clip_key].est, rec.fd_reps[clip_key])}. "
+    "The paper's Table 1 has classifier-free guidance ahead of CLIP guidance on both axes for people (Elo 82.7 vs "
+    f"-73.2 for photorealism, 110.9 vs 29.3 for caption match). CLIP guidance at lambda = {rec.clip_max:g} raises "
+    f"the guide's CLIP-S by {stats.mean_ci(gain(top_key, 'guide'))} and the judge's by "
+    f"{stats.mean_ci(gain(top_key, 'judge'))}; the guide's excess over the judge is {inflation[top_key]}, against "
+    f"{inflation[cfg_key]} for classifier-free guidance. A score from the guiding model is not evidence that "
+    "guidance worked: that is why the judge here is a second CLIP and the verdicts rest on the reader.")
 
 # %% [markdown]
 # ## Experiment 4: inpainting, replacement against fine-tuning (Sec. 4.3)
@@ -418,13 +420,15 @@ for name, xs in fills.items():
     inp[name] = dict(seam=CH.seam(xs, mask), match=mm.score.double().numpy(),
                      fields={k: v.double().numpy() for k, v in mm.fields.items()})
 seam_real = CH.seam(src, mask)
-cmp.update(seam_diff=stats.mean_ci(inp["fine-tuned"]["seam"] - inp["replacement trick"]["seam"]).as_dict(),
-           seam_real=stats.mean_ci(seam_real).as_dict(),
-           hole_match_diff=stats.mean_ci(inp["fine-tuned"]["match"] - inp["replacement trick"]["match"]).as_dict())
-numbers["inpainting"] = dict(n=m_in, scale=s_in, seam_real=cmp["seam_real"],
-                             fills={k: dict(seam=stats.mean_ci(v["seam"]).as_dict(), match=stats.mean_ci(v["match"]).as_dict(),
-                                            fields={f: stats.mean_ci(x).as_dict() for f, x in v["fields"].items()})
-                                    for k, v in inp.items()})
+rec.seam = {**{k: v["seam"] for k, v in inp.items()}, "real": seam_real}
+rec.hole_match = {k: v["match"] for k, v in inp.items()}
+rec.inpainting = dict(
+    n=m_in, scale=s_in, seam_real=stats.mean_ci(seam_real),
+    fills={k: dict(seam=stats.mean_ci(v["seam"]),
+                   match=stats.mean_ci(v["match"]),
+                   fields={f: stats.mean_ci(x)
+                           for f, x in v["fields"].items()})
+           for k, v in inp.items()})
 
 # %%
 notebook.show_table([{"fill": k, "border step": stats.mean_ci(v["seam"]).fmt(),
@@ -448,9 +452,11 @@ fig.tight_layout()
 plt.show()
 
 # %% tags=["hide-input"]
+fills_diff = {k: stats.paired_mean_diff(v["fine-tuned"], v["replacement trick"])
+              for k, v in (("seam", rec.seam), ("match", rec.hole_match))}
 notebook.see(
-    f"The fine-tuned model's border steps minus the replacement trick's: {CH.iv(cmp['seam_diff'])} (real scenes: "
-    f"{CH.iv(cmp['seam_real'])}); its hole caption match minus the replacement trick's: {CH.iv(cmp['hole_match_diff'])}. "
+    f"The fine-tuned model's border steps minus the replacement trick's: {fills_diff['seam']} (real scenes: "
+    f"{stats.mean_ci(seam_real)}); its hole caption match minus the replacement trick's: {fills_diff['match']}. "
     "The paper reports the replacement trick's edge artifacts only qualitatively ('occasionally'); here both the seam "
     "and the prompt in the hole are measured, on scenes where the right fill is known.")
 
@@ -465,15 +471,22 @@ notebook.see(
 # %%
 if cfg.big_channels:
     big = train_text_model(cfg.big_channels).ema.eval()
-    runs["big, s=1"] = scores(draw(nets.as_model(big, tokens=tok)))
-    cmp.update(size_ratio=nets.count_params(big) / nets.count_params(net),
-               size_match_diff=diff_mean(cfg_name, "big, s=1", "match").as_dict(),
-               size_fd_diff=fd_diff(cfg_name, "big, s=1").as_dict())
-    numbers["size"] = dict(params=(nets.count_params(net), nets.count_params(big)),
-                           big_s1=dict(fd=runs["big, s=1"]["ev"].ci("fd").as_dict(),
-                                       match=stats.mean_ci(runs["big, s=1"]["match"]).as_dict()))
-    print(f"small {nets.count_params(net):,} vs big {nets.count_params(big):,} parameters; caption match, small at "
-          f"s = {cmp['cfg_s']:g} minus big at s = 1: {CH.iv(cmp['size_match_diff'])}; FD {CH.iv(cmp['size_fd_diff'])}")
+    runs["big, s=1"] = big_run = scores(draw(nets.as_model(big, tokens=tok)))
+    big_key = ("big", 1.0)
+    sizes = (nets.count_params(net), nets.count_params(big))
+    rec.match[big_key] = big_run["match"]
+    rec.fd[big_key] = big_run["ev"].ci("fd")
+    rec.fd_reps[big_key] = big_run["ev"].replicates["fd"]
+    rec.size_ratio = sizes[1] / sizes[0]
+    rec.size = dict(params=sizes,
+                    big_s1=dict(fd=rec.fd[big_key],
+                                match=stats.mean_ci(big_run["match"])))
+    size_match = stats.paired_mean_diff(rec.match[cfg_key], rec.match[big_key])
+    size_fd = stats.diff_ci(rec.fd[cfg_key].est, rec.fd_reps[cfg_key],
+                            rec.fd[big_key].est, rec.fd_reps[big_key])
+    print(f"small {sizes[0]:,} vs big {sizes[1]:,} parameters; caption match,"
+          f" small at s = {rec.cfg_s:g} minus big at s = 1: {size_match};"
+          f" FD {size_fd}")
 else:
     print("skipped on this profile (big_channels = 0)")
 
@@ -502,8 +515,9 @@ if cfg.sr_from:
     sr_rows = []
     for name, xs in ups.items():
         r = scores(xs)
-        sr_rows.append(dict(method=name, fd=r["ev"].ci("fd").as_dict(), match=stats.mean_ci(r["match"]).as_dict()))
-    numbers["upsampler"] = dict(sr_from=cfg.sr_from, rows=sr_rows)
+        sr_rows.append(dict(method=name, fd=r["ev"].ci("fd"),
+                            match=stats.mean_ci(r["match"])))
+    rec.upsampler = dict(sr_from=cfg.sr_from, rows=sr_rows)
     notebook.show_table([{"method": r["method"], "FD": CH.iv(r["fd"]).fmt(), "caption match": CH.iv(r["match"]).fmt(pct=True)}
                          for r in sr_rows], caption=f"{n} held-out scenes at {cfg.sr_from}x{cfg.sr_from} brought to {R}x{R}")
 else:
@@ -516,10 +530,9 @@ else:
 # interval, our setting, and the verdict of the test stated in the claim.
 
 # %% tags=["hide-input"]
-setting = (f"shapes {R}x{R}, {cfg.objects} object, {nets.count_params(net):,}-parameter text UNet, "
-           f"{cfg.train_images:,} images seen, {cfg.sample_steps} steps, n = {n}")
-claims = CH.claims(cmp, setting)
-nb.finish(claims, numbers)
+rec.setting = (f"shapes {R}x{R}, {cfg.objects} object, {nets.count_params(net):,}-parameter text UNet, "
+               f"{cfg.train_images:,} images seen, {cfg.sample_steps} steps, n = {n}")
+nb.finish(CH.claims(rec), rec)
 
 # %% [markdown]
 # ## Takeaways

@@ -38,7 +38,6 @@ from ddpm_lib import data as DS, diffusion, notebook, schedules
 from ddpm_lib.chapters import forward as CH
 
 plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 110, "font.size": 9})
-nb = None  # bound before the session looks at globals(), so that `nb` is not taken for a parameter
 nb = notebook.Session("00_forward_process", globals())
 
 # %% tags=["parameters"]
@@ -73,9 +72,12 @@ rec = CH.Record()  # what the claims read, filled cell by cell
 # steps gives a Gaussian again, in closed form (DDPM Eq. 4):
 #
 # $$
-# q(x_t \mid x_0) = \mathcal{N}\big(x_t;\ \sqrt{\bar\alpha_t}\, x_0,\ (1-\bar\alpha_t) I\big),
-# \qquad\text{i.e.}\qquad x_t = \sqrt{\bar\alpha_t}\, x_0 + \sqrt{1-\bar\alpha_t}\, \epsilon,
-# \quad \epsilon \sim \mathcal{N}(0, I).
+# \begin{aligned}
+# q(x_t \mid x_0) &= \mathcal{N}\big(x_t;\ \sqrt{\bar\alpha_t}\, x_0,\ (1-\bar\alpha_t) I\big),
+# \quad\text{i.e.}\\
+# x_t &= \sqrt{\bar\alpha_t}\, x_0 + \sqrt{1-\bar\alpha_t}\, \epsilon,
+# \qquad \epsilon \sim \mathcal{N}(0, I).
+# \end{aligned}
 # $$
 #
 # So $x_t$ at any $t$ can be drawn in one step, which is what makes training cheap. How much of
@@ -93,18 +95,29 @@ rec = CH.Record()  # what the claims read, filled cell by cell
 #   $\beta_t = 1 - \bar\alpha_t / \bar\alpha_{t-1}$, clipped at $0.999$ near $t = T$:
 #
 # $$
-# \bar\alpha_t = \frac{f(t)}{f(0)}, \qquad f(t) = \cos^2\!\left(\frac{t/T + s}{1 + s}\cdot\frac{\pi}{2}\right),
-# \qquad s = 0.008.
+# \begin{aligned}
+# \bar\alpha_t &= \frac{f(t)}{f(0)}, \qquad s = 0.008,\\
+# f(t) &= \cos^2\!\left(\frac{t/T + s}{1 + s}\cdot\frac{\pi}{2}\right).
+# \end{aligned}
 # $$
 #
-# At the far end, the prior term of the bound, $L_T = D_{\mathrm{KL}}\big(q(x_T \mid x_0)\,\|\,\mathcal{N}(0, I)\big)$,
+# At the far end, the prior term of the bound,
+#
+# $$
+# L_T = D_{\mathrm{KL}}\big(q(x_T \mid x_0)\,\|\,\mathcal{N}(0, I)\big),
+# $$
+#
 # measures how much of $x_0$ is still there; it has no parameters.
 #
 # ## The code
 #
 # `ddpm_lib.schedules` builds both schedules in float64 and derives $\bar\alpha_t$, the SNR and the
-# posterior coefficients from the betas; `ddpm_lib.diffusion.q_sample` is Eq. 4 in one line.
+# posterior coefficients from the betas; `ddpm_lib.diffusion.q_sample` is Eq. 4 in one line
+# (shapes: `x0` and `eps` (B, C, H, W) or (B, 2), `t` (B,) -> `x_t` like `x0`).
 # The library indexes steps $0, \dots, T-1$ for the paper's $t = 1, \dots, T$.
+
+# %% tags=["hide-input"]
+notebook.show_source(diffusion.q_sample, schedules.cosine_alpha_bar)
 
 # %% tags=["nbval-check-output"]
 lin, cos = schedules.linear(cfg.T), schedules.cosine(cfg.T)

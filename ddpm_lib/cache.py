@@ -4,14 +4,17 @@
 * ``config_hash(obj)``: a stable hash of dataclasses, dicts, lists and scalars (sorted keys), so a
   changed configuration never finds a stale file.
 * ``save_tensors`` / ``load_tensors``: one safetensors file per checkpoint. Its metadata (step,
-  optimizer groups, ...) and a SHA-256 of the tensors live in the file's own header, so tensors and
-  metadata are one unit, written atomically (temporary file, fsync, one rename): a killed run leaves
-  either the old checkpoint or the new one, never a mix.
+  optimizer groups, ...), a SHA-256 of the tensors and one of the metadata with it live in the file's
+  own header, so tensors and metadata are one unit, written atomically (temporary file, fsync, one
+  rename): a killed run leaves either the old checkpoint or the new one, never a mix, and at most
+  temporary files, which ``remove_orphans`` deletes (ours and safetensors' own ``.tmpXXXXXX``). A
+  full disk is said as such, naming the file, whether the OS or safetensors reports it.
 * On load the file is verified (it parses, its checksum matches, every float is finite); a file that
   fails raises ``CorruptCheckpoint`` naming the path and the remedy. ``quarantine`` moves such a file
   aside so the caller can retrain.
 * ``run_lock(dir)``: an exclusive lock, so two processes training the same run take turns (the
-  second then loads what the first finished) instead of interleaving writes.
+  second then loads what the first finished) instead of interleaving writes; in a read-only cache
+  there is no lock to take, and a finished run there loads.
 
 Nothing here unpickles: safetensors holds only tensors, the header only JSON.
 """
@@ -23,6 +26,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -30,11 +34,12 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 META_KEY = "ddpm_lib.meta"
 SHA_KEY = "ddpm_lib.sha256"
+HEADER_SHA_KEY = "ddpm_lib.header_sha256"  # over the metadata and the tensors' checksum (files written before it: none)
 
 
 def cache_dir(sub: str | None = None) -> Path:
@@ -87,6 +92,12 @@ def seed_of(obj) -> int:
 # Atomic writes
 # --------------------------------------------------------------------------------------------
 TMP_SUFFIX = ".tmp"
+# safetensors' writer first writes ``.tmpXXXXXX`` (six random characters) beside its target, then renames it:
+# a writer killed in between leaves that file, whose name carries no pid. Without the directory's lock such a
+# file is taken for an orphan only once nothing has written to it for ORPHAN_AGE_S (a live writer's grows).
+WRITER_TMP = ".tmp??????"
+ORPHAN_AGE_S = 600.0
+READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)  # what a write to a read-only folder raises
 
 
 def _pid_alive(pid: int) -> bool:
@@ -110,16 +121,41 @@ def remove_orphans(directory: str | Path, every: bool = False) -> list[Path]:
         except (ValueError, IndexError):
             pid = None  # an older writer's name, without a pid
         if every or (pid is not None and pid != os.getpid() and not _pid_alive(pid)):
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
-                removed.append(p)
+            _unlink(p, removed)
+    for p in Path(directory).glob(WRITER_TMP):  # safetensors' own temporary files
+        with contextlib.suppress(FileNotFoundError):
+            if every or time.time() - p.stat().st_mtime > ORPHAN_AGE_S:
+                _unlink(p, removed)
     return removed
 
 
-def _disk_full(e: OSError, path: Path) -> OSError:
+def _unlink(p: Path, removed: list[Path]) -> None:
+    """Delete ``p`` if it is still there and the disk can be written (a read-only cache keeps its orphans)."""
+    try:
+        p.unlink()
+        removed.append(p)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        if e.errno not in READ_ONLY:
+            raise
+
+
+def _disk_full(e: Exception, path: Path) -> OSError | None:
+    """The error to raise for a write of ``path`` that failed with ``e`` when the disk is full (or the
+    quota spent), else None. safetensors reports its I/O errors as its own ``SafetensorError`` whose text
+    carries the OS error ("No space left on device (os error 28)"), not as an ``OSError``."""
+    codes = (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(e, OSError):
+        code = e.errno
+    else:
+        found = re.search(r"os error (\d+)", str(e))
+        code = int(found.group(1)) if found else None
+    if code not in codes:
+        return None
     free = shutil.disk_usage(path.parent).free / 1e6 if path.parent.exists() else float("nan")
-    return OSError(e.errno, f"no space left to write {path} ({free:.0f} MB free on that disk): free some space, "
-                            f"or point DDPM_CACHE at another disk; nothing was replaced")
+    return OSError(code, f"no space left to write {path} ({free:.0f} MB free on that disk): free some space, "
+                         f"or point DDPM_CACHE at another disk; nothing was replaced")
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -133,9 +169,10 @@ def _atomic_write(path: Path, write) -> None:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise _disk_full(e, path) from e
+    except (OSError, SafetensorError) as e:
+        full = _disk_full(e, path)
+        if full is not None:
+            raise full from e
         raise
     finally:
         if os.path.exists(tmp):
@@ -164,11 +201,18 @@ def checksum(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def header_checksum(meta_json: str, tensors_sha: str) -> str:
+    """SHA-256 over the header's metadata text (step, optimizer groups, loss state, ...) and the tensors'
+    checksum: an edited step or optimizer state fails verification like an edited tensor does."""
+    return hashlib.sha256(f"{tensors_sha}|{meta_json}".encode()).hexdigest()
+
+
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict | None = None) -> None:
-    """Write ``path`` (.safetensors) atomically, with ``meta`` and a checksum in the file's header."""
+    """Write ``path`` (.safetensors) atomically, with ``meta`` and checksums in the file's header."""
     path = Path(path)
     flat = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    header = {META_KEY: json.dumps(meta or {}, default=str), SHA_KEY: checksum(flat)}
+    meta_json, sha = json.dumps(meta or {}, default=str), checksum(flat)
+    header = {META_KEY: meta_json, SHA_KEY: sha, HEADER_SHA_KEY: header_checksum(meta_json, sha)}
     _atomic_write(path, lambda tmp: save_file(flat, tmp, metadata=header))
 
 
@@ -183,8 +227,14 @@ def load_tensors(path: str | Path, device="cpu", verify: bool = True) -> tuple[d
         tensors = load_file(str(path), device="cpu")
     except Exception as e:  # SafetensorError, OSError on a truncated or garbled file
         raise CorruptCheckpoint(path, f"it cannot be read ({e.__class__.__name__}: {e})") from e
+    if verify and HEADER_SHA_KEY in header and \
+            header_checksum(header.get(META_KEY, ""), header.get(SHA_KEY, "")) != header[HEADER_SHA_KEY]:
+        raise CorruptCheckpoint(path, "its header (step, optimizer state, ...) does not match its checksum")
     if META_KEY in header:
-        meta = json.loads(header[META_KEY])
+        try:
+            meta = json.loads(header[META_KEY])
+        except json.JSONDecodeError as e:
+            raise CorruptCheckpoint(path, f"its metadata is not JSON ({e})") from e
     else:  # files written before the metadata moved into the header: a JSON sidecar
         side = path.with_suffix(path.suffix + ".json")
         if not side.exists():
@@ -223,21 +273,35 @@ def quarantine(path: str | Path, why: str = "") -> Path:
 @contextlib.contextmanager
 def run_lock(directory: str | Path):
     """Hold an exclusive lock on ``directory`` (a ``.lock`` file in it) for the duration; a second
-    process asking for it waits, saying so once. A no-op where ``fcntl`` does not exist."""
+    process asking for it waits, saying so once. Yields True when held; False when ``directory`` cannot
+    be written (a cache on a read-only disk: nobody writes there, so there is nothing to take turns on,
+    and a finished run in it loads). A no-op where ``fcntl`` does not exist."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     try:
+        directory.mkdir(parents=True, exist_ok=True)
         import fcntl
     except ImportError:  # Windows: no lock
-        yield
+        yield True
         return
-    with open(directory / ".lock", "a+") as f:
+    except OSError as e:
+        if e.errno not in READ_ONLY or not directory.is_dir():
+            raise
+        yield False
+        return
+    try:
+        f = open(directory / ".lock", "a+")
+    except OSError as e:
+        if e.errno not in READ_ONLY:
+            raise
+        yield False
+        return
+    with f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             print(f"waiting for another process that is training {directory.name} ...", file=sys.stderr)
             fcntl.flock(f, fcntl.LOCK_EX)
         try:
-            yield
+            yield True
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)

@@ -17,8 +17,10 @@ A checkpoint (model, EMA, optimizer moments, step, the objective's own state suc
 sampler's history or a target network's weights) is one safetensors file whose header carries the
 metadata and a checksum, written atomically (one rename) every ``checkpoint_every_images``, every
 ``checkpoint_every_s`` seconds of training and at the end. A corrupt checkpoint is moved aside and
-the run starts again. One process at a time trains a run directory (a file lock): a second waits,
-then loads. A NaN or infinite loss stops the run with an error before the step is applied; the last
+the run starts again; so is a corrupt EMA snapshot, and a missing one is recomputed the same way (the
+same weights, by construction). One process at a time trains a run directory (a file lock): a second
+waits, then loads. A finished run in a cache that cannot be written (a read-only disk) loads: no lock,
+no write. A NaN or infinite loss stops the run with an error before the step is applied; the last
 good checkpoint stays on disk. Training length is counted in images seen.
 
 ``train`` also is the weights cache: with ``run_dir`` under ``cache.cache_dir()`` named by a hash of
@@ -32,6 +34,7 @@ import copy
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -265,9 +268,22 @@ def _update_ema(ema: nn.Module, net: nn.Module, decay: float) -> None:
 
 
 def _read_log(path: Path, upto: int) -> list[dict]:
+    """The rows of ``log.jsonl`` up to step ``upto``. A last line cut short (a crash or a full disk in the
+    middle of a write) is left out, said once (training rewrites the file); any other bad line raises,
+    naming the file and the line."""
     if not path.exists():
         return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [(i, line) for i, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
+    rows = []
+    for i, line in lines:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if i == lines[-1][0]:
+                print(f"WARNING: {path}: its last line ({i}) was cut short mid-write; left out", file=sys.stderr)
+                break
+            raise ValueError(f"{path}, line {i}, is not a JSON row ({e}); delete the file to drop the run's "
+                             "training log (the weights are in the checkpoint)") from e
     return [r for r in rows if r.get("step", 0) <= upto]
 
 
@@ -290,24 +306,32 @@ def train(net: nn.Module, loss_fn: Callable, data, cfg: TrainConfig, run_dir: st
     rank, world = dist_info()
     device = torch.device(device) if device is not None else default_device()
     run_dir = Path(run_dir) if run_dir is not None else None
-    lock = cache.run_lock(run_dir) if run_dir is not None and rank == 0 else contextlib.nullcontext()
+    lock = cache.run_lock(run_dir) if run_dir is not None and rank == 0 else contextlib.nullcontext(True)
     devices = [device.index or 0] if device.type == "cuda" else []
-    with lock, torch.random.fork_rng(devices=devices):
+    with lock as writable, torch.random.fork_rng(devices=devices):  # writable False: a read-only cache, loads only
         if world > 1:
             dist.barrier()  # every rank reads the checkpoint only after rank 0 holds the lock
-        if run_dir is not None and rank == 0:
+        if run_dir is not None and rank == 0 and writable:
             cache.remove_orphans(run_dir, every=True)
         return _train(net, loss_fn, data, cfg, run_dir, config_key, device, progress, max_steps, desc,
-                      checkpoint_every_s, rank, world)
+                      checkpoint_every_s, rank, world, writable=writable)
 
 
-def _resume_state(run_dir: Path | None, config_key: str, device) -> tuple[dict, dict] | None:
-    """The checkpoint in ``run_dir`` (tensors, meta), or None; a corrupt one is moved aside."""
+def _read_only(run_dir: Path, what: str) -> PermissionError:
+    return PermissionError(f"{run_dir} cannot be written (a read-only cache) and {what}: point DDPM_CACHE at a "
+                           "writable folder (a copy of this cache) to train it")
+
+
+def _resume_state(run_dir: Path | None, config_key: str, device, writable: bool = True) -> tuple[dict, dict] | None:
+    """The checkpoint in ``run_dir`` (tensors, meta), or None; a corrupt one is moved aside (in a
+    read-only cache: raised)."""
     if run_dir is None or not cache.exists(run_dir / CKPT):
         return None
     try:
         tensors, meta = cache.load_tensors(run_dir / CKPT, device=device)
     except cache.CorruptCheckpoint as e:
+        if not writable:
+            raise
         cache.quarantine(run_dir / CKPT, e.why)
         return None
     if meta.get("config_key", "") != config_key:
@@ -316,8 +340,30 @@ def _resume_state(run_dir: Path | None, config_key: str, device) -> tuple[dict, 
     return tensors, meta
 
 
+def _snapshots_whole(run_dir: Path, cfg: TrainConfig, writable: bool) -> bool:
+    """Whether every EMA snapshot a finished run of ``cfg`` wrote is in ``run_dir`` and verifies; a corrupt
+    one is moved aside (as a corrupt checkpoint is), so that the caller recomputes the missing points."""
+    every = max(1, math.ceil(cfg.snapshot_every_images / cfg.batch_size))
+    whole = True
+    for done in sorted({*range(every, cfg.steps + 1, every), cfg.steps}):
+        path = run_dir / f"ema-{done * cfg.batch_size}.safetensors"
+        try:
+            cache.load_tensors(path)
+        except FileNotFoundError:
+            if not writable:
+                raise _read_only(run_dir, f"its EMA snapshot {path.name} is missing") from None
+            print(f"WARNING: {path} is missing; training the run again to recompute it", file=sys.stderr)
+            whole = False
+        except cache.CorruptCheckpoint as e:
+            if not writable:
+                raise
+            cache.quarantine(path, e.why)
+            whole = False
+    return whole
+
+
 def _train(net, loss_fn, data, cfg, run_dir, config_key, device, progress, max_steps, desc, checkpoint_every_s,
-           rank, world) -> TrainResult:
+           rank, world, writable: bool = True) -> TrainResult:
     x_all, y_all, extras_all = _unpack(data)
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {world} processes")
@@ -328,7 +374,14 @@ def _train(net, loss_fn, data, cfg, run_dir, config_key, device, progress, max_s
     start, log = 0, []
     if hasattr(loss_fn, "bind"):
         loss_fn.bind(net)  # e.g. a target network starts as a copy of the initial weights
-    state = _resume_state(run_dir, config_key, device)
+    state = _resume_state(run_dir, config_key, device, writable)
+    if state is not None and int(state[1]["step"]) >= cfg.steps and cfg.snapshot_every_images and rank == 0 \
+            and not _snapshots_whole(run_dir, cfg, writable):
+        state = None  # a snapshot is gone: train again from the start (the same weights, by construction)
+    if world > 1:  # every rank starts from the same state (rank 0 alone checked the snapshots)
+        redo = torch.tensor(float(state is None), device=device)
+        dist.broadcast(redo, 0)
+        state = None if redo.item() else state
     # a finished run needs no optimizer (the first one built in a process imports torch._dynamo: ~1 s)
     opt = None if state is not None and int(state[1]["step"]) >= cfg.steps else \
         torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
@@ -352,6 +405,8 @@ def _train(net, loss_fn, data, cfg, run_dir, config_key, device, progress, max_s
     if start >= total:
         result.loaded = True
         return result
+    if not writable:
+        raise _read_only(run_dir, f"its run is not finished (step {start} of {total})")
 
     model = net
     if cfg.compile:
@@ -514,8 +569,10 @@ def run_dir_for(name: str, **key: Any) -> tuple[Path, str]:
     return cache.cache_dir("runs") / f"{name}-{h}", h
 
 
-# What train_cached did in this process: one entry per call (name, trained or loaded, seconds).
-# A notebook's run card reports it, so that a wall time measured with cached weights says so.
+# What train_cached did in this process: one entry per model (run directory): its name, whether it was
+# trained (in any call) or only loaded, the training seconds of all calls, how many calls asked for it.
+# A notebook's run card reports it, so that a wall time measured with cached weights says so; a cell
+# interrupted and run again asks for its models again, and each still counts once.
 HISTORY: list[dict] = []
 # 2: network inits seeded from their config, one-file checkpoints (runs cached before are not reused)
 CACHE_VERSION = 2
@@ -540,8 +597,15 @@ def train_cached(name: str, net: nn.Module, loss_fn, data, cfg: TrainConfig, ext
         raise FileNotFoundError(f"no finished run {name!r} in the cache ({run_dir}) and load_only=True")
     kw.setdefault("checkpoint_every_s", CHECKPOINT_EVERY_S)
     res = train(net, loss_fn, data, cfg, run_dir=run_dir, config_key=h, desc=name, **kw)
-    HISTORY.append(dict(name=name, loaded=res.loaded, resumed_from=res.resumed_from, steps=res.steps,
-                        wall_s=round(res.wall_s, 1)))
+    entry = dict(name=name, loaded=res.loaded, resumed_from=res.resumed_from, steps=res.steps,
+                 wall_s=round(res.wall_s, 1), run=run_dir.name, calls=1)
+    before = next((e for e in HISTORY if e.get("run") == run_dir.name), None)
+    if before is None:
+        HISTORY.append(entry)
+    else:  # the same model again (a re-run cell): trained if any call trained it
+        before.update(loaded=before["loaded"] and res.loaded, steps=res.steps, calls=before["calls"] + 1,
+                      wall_s=round(before["wall_s"] + res.wall_s, 1),
+                      resumed_from=res.resumed_from if before["loaded"] else before["resumed_from"])
     return res
 
 

@@ -1,0 +1,224 @@
+"""Reliability, third round (issue 42): each test exercises the failure a user met, on the code before
+the fix it fails. The weights cache and training:
+
+1. a finished run in a read-only cache loads (no ``.lock`` written);
+4. a full disk as safetensors reports it (``SafetensorError``, os error 28) names the path;
+5. an edited checkpoint header (step) is caught by the checksum;
+6. a torn last line of ``log.jsonl`` is tolerated, any other bad line named;
+7. a corrupt or missing EMA snapshot is recomputed, not dropped;
+8. safetensors' own ``.tmpXXXXXX`` left by a killed writer is cleaned;
+12. a model asked for again by a re-run cell counts once on the run card.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from ddpm_lib import cache
+from ddpm_lib import train as TR
+import torch  # noqa: E402,I001 - after ddpm_lib (its OpenMP guard)
+from tests.helpers.setups import make_run, same_weights
+
+
+@pytest.fixture(autouse=True)
+def _tmp_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DDPM_CACHE", str(tmp_path / "cache"))
+
+
+# ---- real small / read-only filesystems --------------------------------------------------------
+def _mount_tmpfs(path: Path, size: str) -> bool:
+    """A real tmpfs of ``size`` at ``path`` (root only); False where it cannot be mounted."""
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """(folder, mounted): a 2 MB tmpfs where the machine allows it, else a plain folder."""
+    mnt = tmp_path / "fs"
+    mounted = _mount_tmpfs(mnt, "2m")
+    yield mnt, mounted
+    if mounted:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+@pytest.fixture
+def make_read_only(tmp_path):
+    """A function that makes a folder really read-only: a tmpfs remounted ro (root), else chmod (not root)."""
+    undo = []
+
+    def make(path: Path, mounted: bool) -> None:
+        if mounted:
+            subprocess.run(["mount", "-o", "remount,ro", str(path)], check=True, capture_output=True)
+        elif os.geteuid() != 0:
+            for p in [path, *path.rglob("*")]:
+                p.chmod(p.stat().st_mode & ~0o222)
+                undo.append(p)
+        else:
+            pytest.skip("root without mount: no way to make a folder read-only here")
+        with pytest.raises(OSError):
+            (path / "probe").write_text("x")
+
+    yield make
+    for p in undo:
+        p.chmod(p.stat().st_mode | 0o200)
+
+
+# ---- 1. a read-only cache ---------------------------------------------------------------------
+def test_a_finished_run_loads_from_a_read_only_cache(tmp_path, monkeypatch, make_read_only):
+    fs = tmp_path / "ro"
+    mounted = _mount_tmpfs(fs, "16m")
+    try:
+        monkeypatch.setenv("DDPM_CACHE", str(fs / "cache"))
+        first = TR.train_cached("finished", *make_run(6), progress=False)
+        TR.train_cached("unfinished", *make_run(8), progress=False, max_steps=3)
+        make_read_only(fs, mounted)
+        again = TR.train_cached("finished", *make_run(6), progress=False)
+        assert again.loaded and again.log == first.log
+        same_weights(first.ema.state_dict(), again.ema.state_dict())
+        with pytest.raises(PermissionError, match="read-only cache.*not finished.*DDPM_CACHE"):
+            TR.train_cached("unfinished", *make_run(8), progress=False)
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(fs)], capture_output=True)
+
+
+# ---- 4. a full disk ------------------------------------------------------------------------------
+def test_a_full_disk_as_safetensors_reports_it_names_the_path(small_fs, monkeypatch):
+    mnt, mounted = small_fs
+    if not mounted:  # no real small disk here: safetensors' own error, as it raises it on one
+        from safetensors import SafetensorError
+
+        def full(tensors, filename, metadata=None):
+            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+        monkeypatch.setattr(cache, "save_file", full)
+    target = mnt / "deep" / "w.safetensors"
+    with pytest.raises(OSError, match=f"no space left to write {target} \\(\\d+ MB free"):
+        cache.save_tensors(target, {"a": torch.zeros(1_000_000)})  # 4 MB on a 2 MB disk
+    assert os.listdir(target.parent) == [], "temporary files were left on the full disk"
+
+
+# ---- 5. the header is checksummed ---------------------------------------------------------------
+def test_an_edited_step_in_the_header_is_corrupt_and_retrained(tmp_path, capsys):
+    straight = TR.train(*make_run(12), run_dir=tmp_path / "a", progress=False)
+    TR.train(*make_run(12), run_dir=tmp_path / "b", progress=False, max_steps=8)
+    ckpt = tmp_path / "b" / TR.CKPT
+    raw = ckpt.read_bytes()
+    assert raw.count(b'\\"step\\": 8,') == 1
+    ckpt.write_bytes(raw.replace(b'\\"step\\": 8,', b'\\"step\\": 4,'))  # same length: a valid file
+    with pytest.raises(cache.CorruptCheckpoint, match="header"):
+        cache.load_tensors(ckpt)
+    resumed = TR.train(*make_run(12), run_dir=tmp_path / "b", progress=False)
+    assert resumed.resumed_from == 0 and "corrupt" in capsys.readouterr().err
+    same_weights(straight.net.state_dict(), resumed.net.state_dict())
+    same_weights(straight.ema.state_dict(), resumed.ema.state_dict())
+
+
+# ---- 6. a torn log line ----------------------------------------------------------------------------
+def test_a_torn_last_log_line_is_tolerated_and_a_bad_one_named(tmp_path, capsys):
+    first = TR.train(*make_run(10), run_dir=tmp_path, progress=False)
+    log = tmp_path / "log.jsonl"
+    with open(log, "a") as f:
+        f.write('{"step": 15, "images": 9')  # the write a crash or a full disk cut short
+    again = TR.train(*make_run(10), run_dir=tmp_path, progress=False)
+    assert again.loaded and again.log == first.log
+    assert "cut short" in capsys.readouterr().err
+    lines = log.read_text().splitlines()
+    log.write_text("\n".join([lines[0][:20], *lines[1:]]) + "\n")
+    with pytest.raises(ValueError, match=f"{log}, line 1"):
+        TR.train(*make_run(10), run_dir=tmp_path, progress=False)
+
+
+# ---- 7. EMA snapshots ---------------------------------------------------------------------------------
+def test_a_corrupt_or_missing_snapshot_is_recomputed(tmp_path, capsys):
+    def run():
+        net, loss_fn, data_, cfg = make_run(8)
+        return net, loss_fn, data_, dataclasses.replace(cfg, snapshot_every_images=3 * cfg.batch_size)
+
+    first = TR.train(*run(), run_dir=tmp_path, progress=False)
+    snaps = first.snapshots
+    assert sorted(snaps) == [192, 384, 512]
+    want = {k: {n: t.clone() for n, t in cache.load_tensors(p)[0].items()} for k, p in snaps.items()}  # not mmapped
+    raw = bytearray(snaps[192].read_bytes())
+    raw[-1] ^= 0x01
+    snaps[192].write_bytes(bytes(raw))
+    snaps[384].unlink()  # what the old remedy said to do
+    again = TR.train(*run(), run_dir=tmp_path, progress=False)
+    assert sorted(again.snapshots) == [192, 384, 512]
+    for k, p in again.snapshots.items():
+        same_weights(want[k], cache.load_tensors(p)[0])
+    same_weights(first.ema.state_dict(), again.ema.state_dict())
+    assert list(tmp_path.glob("ema-192.safetensors.corrupt-*")) and "corrupt" in capsys.readouterr().err
+    assert TR.train(*run(), run_dir=tmp_path, progress=False).loaded  # whole again: loads
+
+
+# ---- 8. safetensors' own temporary files --------------------------------------------------------------
+SAFETENSORS_TMP = ".tmp??????"  # what safetensors' writer writes beside its target before its rename
+def test_a_killed_writers_safetensors_temporary_is_cleaned(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    code = ("import sys, torch; from ddpm_lib import cache\n"
+            "while True: cache.save_tensors(sys.argv[1], {'a': torch.zeros(4_000_000)})")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(run / "w.safetensors")], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not list(run.glob(SAFETENSORS_TMP)):
+            pass
+        proc.send_signal(signal.SIGKILL)  # mid-write, with safetensors' temporary file in place
+    finally:
+        proc.kill()
+        proc.wait()
+    orphans = list(run.glob(SAFETENSORS_TMP))
+    assert orphans, "the writer was not caught mid-write"
+    young = run / ".tmpYOUNG1"
+    young.write_bytes(b"\0")  # another writer's, being written now: kept by a writer without the lock
+    old = time.time() - 86400  # a day old
+    for p in orphans:
+        os.utime(p, (old, old))
+    assert set(orphans) <= set(cache.remove_orphans(run)) and young.exists()
+    young.rename(run / ".tmpKILLED")
+    TR.train(*make_run(4), run_dir=run, progress=False)  # holds the run's lock: every orphan goes
+    assert not list(run.glob(".tmp*")) and not list(run.glob("*.tmp"))
+
+
+# ---- 12. a model counted once on the run card -----------------------------------------------------------
+def test_a_re_run_cell_counts_each_model_once():
+    from ddpm_lib.notebook import training_summary
+
+    class Interrupt(Exception):
+        pass
+
+    def cell(interrupt_at=None):  # a notebook cell training two models
+        TR.train_cached("cellA", *make_run(6), progress=False)
+        net, loss_fn, data_, cfg = make_run(8)
+        if interrupt_at is not None:
+            class Interrupting(type(loss_fn)):  # the same objective (the same cache key), stopped at a step
+                def __call__(self, model, batch):
+                    if batch.step == interrupt_at:
+                        raise Interrupt
+                    return super().__call__(model, batch)
+
+            loss_fn.__class__ = Interrupting
+        return TR.train_cached("cellB", net, loss_fn, data_, cfg, progress=False, checkpoint_every_s=1e-9)
+
+    TR.HISTORY.clear()
+    with pytest.raises(Interrupt):
+        cell(interrupt_at=5)
+    cell()  # re-run: A loads, B resumes
+    assert training_summary().startswith("2 models: 2 trained"), training_summary()
+    assert [(e["name"], e["loaded"], e["calls"]) for e in TR.HISTORY] == [("cellA", False, 2), ("cellB", False, 1)]
+    assert TR.HISTORY[1]["resumed_from"] == 5

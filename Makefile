@@ -109,13 +109,16 @@ device-wheels:
 	$(PYTHON) tools/device_wheels.py --dest .whl
 
 # ---- notebooks ----------------------------------------------------------------------------
+# PARAMS as one single-quoted shell word (a ' inside becomes '\''): brackets, parentheses and spaces in a
+# value reach tools/run_notebook.py intact, which splits it before each NAME= (PARAMS="scales=[0.0, 1.0] seed=1")
+PARAMS_ARG = '$(subst ','\'',$(PARAMS))'
 smoke: install
 	@if [ -n "$(PROFILE)" ] && [ "$(PROFILE)" != smoke ]; then \
 	  echo "error: make smoke runs the smoke profile only (PROFILE=$(PROFILE) given); use make run NB=.. PROFILE=$(PROFILE)"; exit 2; fi
-	$(PY) tools/run_notebook.py $(if $(NB),"$(NB)",--all) --profile smoke $(foreach p,$(PARAMS),--param $(p))
+	$(PY) tools/run_notebook.py $(if $(NB),"$(NB)",--all) --profile smoke --params $(PARAMS_ARG)
 
 run: install
-	$(PY) tools/run_notebook.py "$(NB)" --profile "$(PROFILE)" $(foreach p,$(PARAMS),--param $(p))
+	$(PY) tools/run_notebook.py "$(NB)" --profile "$(PROFILE)" --params $(PARAMS_ARG)
 
 record: install
 	$(PY) tools/run_notebook.py "$(NB)" --record $(if $(PROFILE),--profile "$(PROFILE)")

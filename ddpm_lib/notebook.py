@@ -282,12 +282,13 @@ class Session:
         """Validate the parameters, resolve the profile, seed everything and display the run card."""
         p = self.params()
         prof = profiles.resolve(p.pop("profile", "auto"))
+        profiles.require_device(prof)  # the gpu profile without CUDA would run for hours
         p = profiles.validate(self.chapter, p)  # names, types and ranges, before any work
         # a run with parameters of its own (anything but the profile and seed 0) is not the preset's run:
         # its results go to runs/results/, never over the book's (see results_path)
         self.overrides = {k: v for k, v in p.items() if not (k == "seed" and v == 0)}
         seed = p.pop("seed", 0)
-        cfg = profiles.get(self.chapter, prof, **p)
+        cfg = profiles.get(self.chapter, prof, **p)  # the preset as a whole (cross-field rules)
         torch.manual_seed(seed)
         self.t0 = time.time()
         root = repo_root()

@@ -33,6 +33,89 @@ def resolve(profile: str | None = "auto") -> str:
     return profile
 
 
+GPU_ON_CPU = "DDPM_ALLOW_GPU_PROFILE_ON_CPU"  # =1: run the gpu profile without CUDA anyway (a code-path check)
+
+
+def require_device(profile: str) -> None:
+    """Refuse the gpu profile where torch sees no CUDA device: it is sized for one GPU and runs for hours
+    on a CPU (chapter 04: about 4 hours for the first of 14 models). ``DDPM_ALLOW_GPU_PROFILE_ON_CPU=1``
+    overrides (tools/device_session.sh's DEVICE=cpu dry run sets it)."""
+    if profile != "gpu" or os.environ.get(GPU_ON_CPU, "").strip() == "1":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ValueError(f"profile gpu needs a CUDA GPU and torch sees none: on this machine the gpu profile runs for "
+                         f"hours. Use the cpu profile (or smoke), or set {GPU_ON_CPU}=1 to run it here anyway")
+
+
+# --------------------------------------------------------------------------------------------
+# A preset's rules: a field's own in its metadata (``ruled``), the cross-field ones in its class's
+# ``__post_init__``; so every preset, and every preset with parameters set, is checked as a whole
+# when it is made (``get``: at a notebook's start, before any work)
+# --------------------------------------------------------------------------------------------
+def ruled(default, *, min=None, nonempty: bool = False, contains: tuple = (), why: str = ""):
+    """A preset field with its rule beside it: a lower bound ``min`` (inclusive), a tuple that must be
+    ``nonempty`` or hold the members ``contains``; ``why`` names what needs it. Metadata only: the
+    field's value, and so every cache key, is unchanged."""
+    return dataclasses.field(default=default, metadata=dict(min=min, nonempty=nonempty, contains=tuple(contains),
+                                                            why=why))
+
+
+def check(cfg) -> None:
+    """Every ``ruled`` field of ``cfg``; raises a ValueError naming the parameter and what it allows."""
+    for f in dataclasses.fields(cfg):
+        m, v = f.metadata, getattr(cfg, f.name)
+        why = f" ({m['why']})" if m.get("why") else ""
+        if m.get("min") is not None and v is not None and v < m["min"]:
+            raise ValueError(f"parameter {f.name} must be >= {m['min']}{why}, got {v!r}")
+        if m.get("nonempty") and not v:
+            raise ValueError(f"parameter {f.name} must not be empty{why}, got {v!r}")
+        missing = [c for c in m.get("contains", ()) if c not in v]
+        if missing:
+            raise ValueError(f"parameter {f.name} must contain {', '.join(map(repr, missing))}{why}, got {v!r}")
+
+
+def swept(cfg, name: str, sweep: str) -> None:
+    """``name``'s value must be one of the values of the tuple field ``sweep`` (a claim reads that run)."""
+    v, values = getattr(cfg, name), getattr(cfg, sweep)
+    if v not in values:
+        raise ValueError(f"parameter {name} must be one of the swept {sweep} {list(values)}, got {v!r}")
+
+
+def above_one(cfg, name: str) -> None:
+    """The tuple field ``name`` holds a scale above 1 (the claims compare the largest against s = 1)."""
+    if max(getattr(cfg, name)) <= 1:
+        raise ValueError(f"parameter {name} must contain a scale above 1 (the claims compare the largest with s = 1), "
+                         f"got {getattr(cfg, name)!r}")
+
+
+def divides(cfg, name: str, of: str) -> None:
+    """``name`` divides the field ``of`` (attention heads of a width)."""
+    v, width = getattr(cfg, name), getattr(cfg, of)
+    if width % v:
+        ok = [d for d in range(1, min(width, 16) + 1) if width % d == 0]
+        raise ValueError(f"parameter {name} must divide {of} = {width} (the attention heads split it evenly; "
+                         f"e.g. {ok}), got {v!r}")
+
+
+# GroupNorm groups of nets.unet's presets (nets.unet.PRESETS; profiles imports nothing of the library's,
+# a test checks that the two agree): a UNet's channels must be multiples of them
+UNET_GROUPS = {"tiny8": 8, "small16": 8, "small32": 8, "ddpm_cifar10": 32}
+
+
+def unet_channels(cfg, *names: str) -> None:
+    """``cfg.unet`` is a known UNet preset and each channel count in ``names`` (0: off) a multiple of its groups."""
+    if cfg.unet not in UNET_GROUPS:
+        raise ValueError(f"parameter unet must be one of {sorted(UNET_GROUPS)}, got {cfg.unet!r}")
+    g = UNET_GROUPS[cfg.unet]
+    for name in names:
+        v = getattr(cfg, name)
+        if v and v % g:
+            raise ValueError(f"parameter {name} must be a multiple of {g} (the GroupNorm groups of unet {cfg.unet!r}; "
+                             f"e.g. {max(g, v // g * g)} or {(v // g + 1) * g}), got {v!r}")
+
+
 # --------------------------------------------------------------------------------------------
 # Chapter presets
 # --------------------------------------------------------------------------------------------
@@ -84,6 +167,10 @@ class DDPMChapter:
     bootstrap: int = 200  # bootstrap replicates of every FD / KID / precision / recall
     feature_images: int | None = None  # the feature nets' training length in images seen; None: their fixed recipe
 
+    def __post_init__(self):
+        check(self)
+        unet_channels(self, "base_channels")
+
 
 @dataclass(frozen=True)
 class IGPTChapter:
@@ -95,7 +182,7 @@ class IGPTChapter:
     objects: int = 2  # objects per scene (the second drawn over the first)
     label: str = "shape"  # the attribute probed (of the first object); raw pixels read it poorly
     k: int = 12  # palette size
-    palette_ks: tuple[int, ...] = (2, 4, 8, 16, 32, 64)
+    palette_ks: tuple[int, ...] = ruled((2, 4, 8, 16, 32, 64), nonempty=True)
     n_train: int = 3000
     n_test: int = 1000
     n_layer: int = 4
@@ -116,6 +203,10 @@ class IGPTChapter:
     gen_weight: float = 1.0  # weight of L_gen in the fine-tuning loss L_clf + gen_weight * L_gen
     n_samples: int = 32
     probe_C: float = 0.5  # inverse L2 strength of the logistic-regression probe
+
+    def __post_init__(self):
+        check(self)
+        divides(self, "n_head", "n_embd")
 
 
 @dataclass(frozen=True)
@@ -143,9 +234,13 @@ class ImprovedDDPMChapter:
     nll_images: int = 128
     n_samples: int = 128
     table_sample_steps: int = 250  # respaced sampler for the table's FD column
-    step_counts: tuple[int, ...] = (10, 25, 50, 100, 1000)
-    skip_fractions: tuple[float, ...] = (0.0, 0.2, 0.4)
+    step_counts: tuple[int, ...] = ruled((10, 25, 50, 100, 1000), nonempty=True)
+    skip_fractions: tuple[float, ...] = ruled((0.0, 0.2, 0.4), nonempty=True)
     feature_images: int | None = None  # as in DDPMChapter
+
+    def __post_init__(self):
+        check(self)
+        unet_channels(self, "base_channels")
 
 
 @dataclass(frozen=True)
@@ -172,16 +267,24 @@ class ADMChapter:
     arch_images: int = 600 * 64  # each architecture row (their own, shorter budget)
     sample_steps: int = 100  # respaced ancestral steps of the sweep (the paper: 250)
     ddim_steps: int = 25
-    ddim_scales: tuple[float, ...] = (1.0, 2.5)  # the paper's IN256 pair: 1.0 at 250 steps, 2.5 with DDIM-25
-    scales: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0, 10.0)
-    temperatures: tuple[float, ...] = (0.9, 0.8)  # App. G, each against tau = 1
-    n_samples: int = 360  # per configuration (the digits test split has 360 images: the floor's n)
+    # the paper's IN256 pair: 1.0 at 250 steps, 2.5 with DDIM-25
+    ddim_scales: tuple[float, ...] = ruled((1.0, 2.5), nonempty=True)
+    scales: tuple[float, ...] = ruled((0.0, 0.5, 1.0, 2.0, 4.0, 10.0), contains=(0.0, 1.0),
+                                      why="the claims compare guided samples with s = 0 and s = 1")
+    temperatures: tuple[float, ...] = ruled((0.9, 0.8), nonempty=True)  # App. G, each against tau = 1
+    # per configuration (the digits test split has 360 images: the floor's n)
+    n_samples: int = ruled(360, min=4, why="KID needs 4 samples")
     heldout_t: int = 20  # grid of steps for the held-out L_simple of the architecture rows
     clf_t: int = 20  # grid of steps for the classifier's accuracy curve
     bootstrap: int = 200
     feature_images: int | None = None  # as in DDPMChapter
     sr_size: int = 0  # > 0: the upsampling stack image_size -> sr_size (Table 6 shape); 0: skipped
     sr_images: int = 1500 * 64  # each model of the upsampling stack
+
+    def __post_init__(self):
+        check(self)
+        above_one(self, "scales")
+        unet_channels(self, "base_channels")
 
 
 @dataclass(frozen=True)
@@ -209,8 +312,9 @@ class GLIDEChapter:
     ema_decay: float = 0.995
     clip_images: int = 600 * 128  # the noised guide; the judge trains as long
     sample_steps: int = 50  # respaced ancestral steps (GLIDE: 150 for figures, 250 for evaluations)
-    cfg_scales: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0, 5.0)  # GLIDE's s; s = 1 is the conditional model
-    clip_scales: tuple[float, ...] = (2.0, 5.0, 10.0, 20.0)  # lambda, on the conditional model (s = 1)
+    cfg_scales: tuple[float, ...] = ruled((1.0, 1.5, 2.0, 3.0, 5.0), contains=(1.0,),
+                                          why="s = 1, the conditional model, is what guidance is compared with")
+    clip_scales: tuple[float, ...] = ruled((2.0, 5.0, 10.0, 20.0), nonempty=True)  # lambda, on the s = 1 model
     cfg_claim: float = 3.0  # Table 1's CFG scale, the one the claims compare
     n_samples: int = 256  # per configuration (one per held-out caption)
     inpaint_images: int = 250 * 64  # the inpainting fine-tune
@@ -219,10 +323,15 @@ class GLIDEChapter:
     big_channels: int = 0  # > 0: a second, wider text model (Table 4 in shape)
     sr_from: int = 0  # > 0: a text-conditional upsampler sr_from -> image_size
     sr_images: int = 600 * 64
-    sr_steps: tuple[int, ...] = (10, 50)  # respaced steps of the upsampler (GLIDE's fast27 has 27)
+    sr_steps: tuple[int, ...] = ruled((10, 50), nonempty=True)  # the upsampler's respaced steps (GLIDE's fast27: 27)
     bootstrap: int = 200
     feature_images: int | None = None  # as in DDPMChapter
     reader_images: int | None = None  # as in DALLEChapter
+
+    def __post_init__(self):
+        check(self)
+        swept(self, "cfg_claim", "cfg_scales")
+        unet_channels(self, "base_channels", "big_channels")
 
 
 @dataclass(frozen=True)
@@ -245,7 +354,8 @@ class DALLEChapter:
     dvae_lr: float = 2e-3
     likelihood: str = "gaussian"  # the main dVAEs' likelihood; the other one is trained once, as an ablation
     sigma: float = 0.1  # the Gaussian's standard deviation (pixels in [-1, 1])
-    betas: tuple[float, ...] = (0.0, 1.0, 6.6)  # the KL-weight ablation (tau annealed); 6.6 is the main dVAE
+    # the KL-weight ablation (tau annealed); 6.6 is the main dVAE
+    betas: tuple[float, ...] = ruled((0.0, 1.0, 6.6), nonempty=True)
     beta_images: int = 100 * 64  # beta's cosine warm-up (the paper: 5,000 of 3M updates)
     tau_end: float = 1 / 16
     tau_images: int = 600 * 64  # tau's cosine anneal 1 -> tau_end (the paper: 150,000 updates)
@@ -260,12 +370,14 @@ class DALLEChapter:
     n_captions: int = 200  # held-out captions for reranking
     n_rerank: int = 32  # samples per caption
     n_eval: int = 1000  # samples (one per held-out caption) for FD and the blur curve
-    blur_sigmas: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
+    blur_sigmas: tuple[float, ...] = ruled((0.0, 0.5, 1.0, 2.0), nonempty=True)
     bootstrap: int = 200
     feature_images: int | None = None  # as in DDPMChapter
     reader_images: int | None = None  # the reader's training length; None: its fixed recipe
 
     def __post_init__(self):
+        check(self)
+        divides(self, "n_head", "n_embd")
         if self.likelihood not in ("logit_laplace", "gaussian"):  # objectives.DVAEObjective.LIKELIHOODS
             raise ValueError(f"unknown likelihood {self.likelihood!r}; valid choices: ['logit_laplace', 'gaussian']")
 
@@ -321,6 +433,8 @@ class DALLE3Chapter:
     reader_images: int | None = None  # as in DALLEChapter
 
     def __post_init__(self):
+        check(self)
+        unet_channels(self, "base_channels")
         if not self.blends or any(not 0.0 < b <= 1.0 for b in self.blends) or 0.95 not in self.blends:
             raise ValueError(f"blends must be shares in (0, 1] and include 0.95 (the paper's blend), got {self.blends}")
         if len(self.blends) < 2:
@@ -422,13 +536,16 @@ class UnCLIPChapter:
     p_drop_text: float = 0.1  # the priors' dropped caption and text embedding
     prior_steps: int = 64  # the diffusion prior's respaced sampling steps (unCLIP: 64)
     candidates: int = 2  # the diffusion prior's draws per caption, the best by <z_i, z_t> kept
-    pca_dims: int = 16  # the AR prior's principal components (unCLIP: 319 of 1,024)
-    buckets: int = 32  # ... and buckets per component (unCLIP: 1,024)
+    pca_dims: int = 16  # the AR prior's principal components (unCLIP: 319 of 1,024); at most clip_dim and n_train
+    # ... and buckets per component (unCLIP: 1,024)
+    buckets: int = ruled(32, min=2, why="the AR prior reads the top half of them")
     sample_steps: int = 40  # the decoders' respaced ancestral steps (unCLIP: 250 for the 64 px decoder)
-    scales: tuple[float, ...] = (1.0, 3.0, 5.0)  # decoder guidance (GLIDE's s; s = 1 unguided)
+    # decoder guidance (GLIDE's s; s = 1 unguided)
+    scales: tuple[float, ...] = ruled((1.0, 3.0, 5.0), contains=(1.0,), why="the claims compare guidance with s = 1")
     cfg_claim: float = 3.0  # the scale at which unCLIP and GLIDE are compared on binding
     n_captions: int = 48  # held-out descriptive captions
-    per_caption: int = 4  # samples per caption (within-caption diversity)
+    # samples per caption
+    per_caption: int = ruled(4, min=2, why="within-caption diversity needs two samples of a caption")
     n_variations: int = 6  # images for the variation, interpolation and text-diff figures
     sr_from: int = 0  # > 0: an upsampler sr_from -> image_size trained on blurred low-res inputs (gpu, smoke)
     sr_images: int = 600 * 64
@@ -437,6 +554,16 @@ class UnCLIPChapter:
     bootstrap: int = 200
     feature_images: int | None = None  # as in DDPMChapter
     reader_images: int | None = None  # as in DALLEChapter
+
+    def __post_init__(self):
+        check(self)
+        above_one(self, "scales")
+        swept(self, "cfg_claim", "scales")
+        unet_channels(self, "base_channels")
+        limit = min(self.clip_dim, self.n_train)
+        if self.pca_dims > limit:
+            raise ValueError(f"parameter pca_dims must be at most {limit} (the principal components of n_train = "
+                             f"{self.n_train} embeddings of clip_dim = {self.clip_dim}), got {self.pca_dims!r}")
 
 
 PRESETS: dict[str, dict[str, object]] = {
@@ -616,6 +743,7 @@ ZERO_ALLOWED = {"warmup_images", "dropout", "ema_decay", "seed", "skip_fractions
                 "blur_sigmas", "text_weight", "ablation_text_weight", "p_empty", "big_channels", "sr_from",
                 "p_drop_z", "p_drop_caption", "p_drop_text", "sr_blur",
                 "p_second", "p_colour", "p_wrong", "p_junk"}
+SEED_MAX = 2**32 - 1  # seeds of every RNG a chapter uses (numpy's limit; torch's seeds stay below 2**63)
 FRACTIONS = {"toy_warmup", "student_ema", "dropout", "ema_decay", "skip_fractions", "text_weight", "ablation_text_weight", "p_empty",
              "p_drop_z", "p_drop_caption", "p_drop_text", "p_colour", "p_wrong", "p_junk"}
 
@@ -634,16 +762,25 @@ def _coerce(name: str, value, tp):
         inner = [a for a in args if a is not type(None)]
         return _coerce(name, value, inner[0])
     if origin is tuple:
+        if isinstance(value, str):  # from a command line: -p scales "[0.0, 1.0]", PARAMS="scales=(0.0,1.0)"
+            value = _literal(value)
         if not isinstance(value, (list, tuple)):
-            raise ValueError(f"parameter {name} must be a tuple of {_type_name(args[0])}, got {value!r}")
+            raise ValueError(f"parameter {name} must be a tuple of {_type_name(args[0])}, got {value!r}; "
+                             f"{_how(name, '[0.0, 1.0]')}")
         return tuple(_coerce(name, v, args[0]) for v in value)
     if tp is bool and isinstance(value, str) and value.lower() in ("true", "false"):
         value = value.lower() == "true"  # papermill's -p passes `true` / `false` through as strings
+    if tp in (int, float) and isinstance(value, str):  # papermill's -r passes text: -r train_images 100
+        number = _literal(value)
+        value = number if isinstance(number, (int, float)) and not isinstance(number, bool) else value
     ok = {int: isinstance(value, int) and not isinstance(value, bool),
           float: isinstance(value, (int, float)) and not isinstance(value, bool),
           str: isinstance(value, str), bool: isinstance(value, bool)}.get(tp, True)
     if not ok:
-        raise ValueError(f"parameter {name} must be {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+        raise ValueError(f"parameter {name} must be {_type_name(tp)}, got {value!r} ({type(value).__name__}); "
+                         f"{_how(name, '100' if tp is int else '0.5' if tp is float else 'true')}")
+    if name == "seed" and not 0 <= value <= SEED_MAX:
+        raise ValueError(f"parameter seed must be in [0, {SEED_MAX}], got {value!r}")
     value = float(value) if tp is float else value
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         low_ok = value >= 0 if name in ZERO_ALLOWED else value > 0
@@ -651,6 +788,22 @@ def _coerce(name: str, value, tp):
             bound = "in [0, 1)" if name in FRACTIONS else (">= 0" if name in ZERO_ALLOWED else "> 0")
             raise ValueError(f"parameter {name} must be {bound}, got {value!r}")
     return value
+
+
+def _literal(text: str):
+    """A Python literal written as text (a number, a list, a tuple), else the text itself."""
+    import ast
+
+    try:
+        return ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return text
+
+
+def _how(name: str, example: str) -> str:
+    """The forms that work, for an error message."""
+    return (f"e.g. papermill -p {name} '{example}' (or -y '{name}: {example}'), "
+            f"make run PARAMS=\"{name}={example}\", run_notebook.py --param '{name}={example}'")
 
 
 def validate(chapter: str, params: dict) -> dict:

@@ -397,7 +397,8 @@ def test_a_run_with_its_own_parameters_never_writes_over_the_books_results(monke
         nb.start()
         assert nb.results_path().parent == ROOT / where / "results", extra
         assert any("runs/results" in n for n in nb.card.notes) == (where == "runs")
-    # the preset's gpu run is recorded beside the cpu one, never over it
+    # the preset's gpu run is recorded beside the cpu one, never over it (without CUDA: with the override)
+    monkeypatch.setenv(profiles.GPU_ON_CPU, "1")
     for extra, where in (({}, Path("book/results/gpu")), ({"seed": 1}, Path("runs/results"))):
         ns = {}
         nb = notebook.Session("00_forward_process", ns)

@@ -1,13 +1,16 @@
 """Reliability, third round (issue 42): each test exercises the failure a user met, on the code before
-the fix it fails. The weights cache and training:
+the fix it fails.
 
 1. a finished run in a read-only cache loads (no ``.lock`` written);
+2. a preset checked as a whole at start (tuple contents, divisibility, cross-field rules);
+3. the gpu profile refused without CUDA unless overridden;
 4. a full disk as safetensors reports it (``SafetensorError``, os error 28) names the path;
 5. an edited checkpoint header (step) is caught by the checksum;
 6. a torn last line of ``log.jsonl`` is tolerated, any other bad line named;
 7. a corrupt or missing EMA snapshot is recomputed, not dropped;
 8. safetensors' own ``.tmpXXXXXX`` left by a killed writer is cleaned;
-12. a model asked for again by a re-run cell counts once on the run card.
+10. tuple parameters from the command line, ``make run PARAMS`` quoting;
+12. a model asked for again by a re-run cell counts once on the run card; a huge seed named at start.
 """
 from __future__ import annotations
 
@@ -27,6 +30,9 @@ from ddpm_lib import cache
 from ddpm_lib import train as TR
 import torch  # noqa: E402,I001 - after ddpm_lib (its OpenMP guard)
 from tests.helpers.setups import make_run, same_weights
+
+sys.path.insert(0, str(ROOT / "tools"))
+import run_notebook  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -222,3 +228,109 @@ def test_a_re_run_cell_counts_each_model_once():
     assert training_summary().startswith("2 models: 2 trained"), training_summary()
     assert [(e["name"], e["loaded"], e["calls"]) for e in TR.HISTORY] == [("cellA", False, 2), ("cellB", False, 1)]
     assert TR.HISTORY[1]["resumed_from"] == 5
+
+
+# ---- 2. a preset checked as a whole at start ----------------------------------------------------------
+WHOLE = [  # (chapter, parameters that passed the old start check and crashed after training, the message)
+    ("06_glide", {"big_channels": 20}, r"big_channels must be a multiple of 8 \(the GroupNorm groups.*16 or 24"),
+    ("07_unclip", {"scales": (2.0, 3.0)}, r"scales must contain 1\.0 \(the claims compare guidance with s = 1\)"),
+    ("04_adm", {"scales": ()}, r"scales must contain 0\.0, 1\.0"),
+    ("06_glide", {"clip_scales": ()}, "clip_scales must not be empty"),
+    ("07_unclip", {"per_caption": 1}, "per_caption must be >= 2"),
+    ("07_unclip", {"pca_dims": 500}, r"pca_dims must be at most 32 \(.*clip_dim = 32"),
+    ("05_dalle", {"n_head": 3}, r"n_head must divide n_embd = 32 .*\[1, 2, 4, 8, 16\]"),
+    ("04_adm", {"n_samples": 1}, r"n_samples must be >= 4 \(KID"),
+    ("04_adm", {"scales": (0.0, 1.0)}, "scales must contain a scale above 1"),
+    ("06_glide", {"cfg_claim": 2.0}, r"cfg_claim must be one of the swept cfg_scales \[1\.0, 3\.0\], got 2\.0"),
+    ("07_unclip", {"cfg_claim": 5.0}, r"cfg_claim must be one of the swept scales \[1\.0, 3\.0\], got 5\.0"),
+]
+
+
+@pytest.mark.parametrize("chapter, params, must_say", WHOLE, ids=[f"{c}-{next(iter(p))}" for c, p, _ in WHOLE])
+def test_a_preset_is_checked_as_a_whole_at_start(chapter, params, must_say):
+    from ddpm_lib import notebook, profiles
+
+    with pytest.raises(ValueError, match=must_say):
+        profiles.get(chapter, "smoke", **params)
+    ns = {}
+    nb = notebook.Session(chapter, ns)
+    ns.update(profile="smoke", **params)
+    with pytest.raises(ValueError, match=must_say):
+        nb.start()
+    assert nb.card is None, "work started before the check"
+    with pytest.raises(SystemExit, match=must_say):
+        run_notebook.parse_params(chapter, [f"{k}={v!r}" for k, v in params.items()], "smoke")
+
+
+def test_the_groupnorm_table_matches_the_unet_presets():
+    from ddpm_lib import profiles
+    from ddpm_lib.nets import unet as U
+
+    assert profiles.UNET_GROUPS == {name: cfg.groups for name, cfg in U.PRESETS.items()}
+
+
+# ---- 3. the gpu profile without CUDA ------------------------------------------------------------------
+def test_the_gpu_profile_is_refused_without_cuda(monkeypatch):
+    from ddpm_lib import notebook, profiles
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on this CPU machine, also where a GPU is
+    monkeypatch.delenv("DDPM_ALLOW_GPU_PROFILE_ON_CPU", raising=False)
+    says = r"profile gpu needs a CUDA GPU.*DDPM_ALLOW_GPU_PROFILE_ON_CPU=1"
+    for profile, env in (("gpu", None), ("auto", "gpu")):
+        if env:
+            monkeypatch.setenv("DDPM_PROFILE", env)
+        ns = {}
+        nb = notebook.Session("00_forward_process", ns)
+        ns.update(profile=profile)
+        with pytest.raises(ValueError, match=says):
+            nb.start()
+    for argv in (["00", "--profile", "gpu"], ["00", "--record", "--profile", "gpu"]):
+        with pytest.raises(SystemExit, match=says):
+            run_notebook.main(argv)
+    monkeypatch.setenv("DDPM_ALLOW_GPU_PROFILE_ON_CPU", "1")  # the explicit override
+    ns = {}
+    nb = notebook.Session("00_forward_process", ns)
+    ns.update(profile="gpu")
+    assert nb.start() == profiles.get("00_forward_process", "gpu")
+    assert 'DDPM_ALLOW_GPU_PROFILE_ON_CPU=1' in (ROOT / "tools" / "device_session.sh").read_text()
+
+
+# ---- 10. command-line forms ----------------------------------------------------------------------------
+def test_tuples_and_numbers_from_a_command_line_are_accepted(monkeypatch):
+    from ddpm_lib import notebook, profiles
+
+    ns = {}
+    nb = notebook.Session("04_adm", ns)
+    ns.update(profile="smoke", scales="[0.0,1.0,4.0]", train_images="640")  # papermill: -p scales [..], -r train_images 640
+    cfg = nb.start()
+    assert cfg.scales == (0.0, 1.0, 4.0) and cfg.train_images == 640
+    assert profiles.validate("04_adm", {"scales": "(0.0, 1.0, 4.0)"}) == {"scales": (0.0, 1.0, 4.0)}
+    with pytest.raises(ValueError, match=r"scales must be a tuple of float, got '0\.0 1\.0'; e\.g\. papermill -p scales"):
+        profiles.validate("04_adm", {"scales": "0.0 1.0"})
+    assert run_notebook.split_params(" scales=[0.0, 1.0, 4.0] seed=1  data=./a b ") == \
+        ["scales=[0.0, 1.0, 4.0]", "seed=1", "data=./a b"]
+
+
+def test_make_run_passes_brackets_parentheses_and_spaces_intact():
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    for params in ("scales=(0.0,1.0,4.0) n_samples=1", "scales=[0.0, 1.0, 4.0] n_samples=1"):
+        proc = subprocess.run(["make", "-s", "run", "NB=04", "PROFILE=smoke", f"PARAMS={params}", f"VENV={sys.prefix}"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120)
+        out = proc.stdout + proc.stderr
+        # the scales parsed whole; the check of the preset as a whole then stops it, before papermill
+        assert proc.returncode != 0 and "n_samples must be >= 4" in out, out[-2000:]
+        assert "syntax error" not in out and "running 04_adm" not in out
+
+
+# ---- 12. a huge seed ----------------------------------------------------------------------------------
+def test_a_huge_seed_is_refused_at_start_naming_it():
+    from ddpm_lib import notebook
+
+    ns = {}
+    nb = notebook.Session("00_forward_process", ns)
+    ns.update(profile="smoke", seed=2**64)
+    with pytest.raises(ValueError, match=r"seed must be in \[0, 4294967295\], got 18446744073709551616"):
+        nb.start()
+    with pytest.raises(SystemExit, match="seed must be in"):
+        run_notebook.parse_params("00_forward_process", [f"seed={2**64}"])

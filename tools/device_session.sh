@@ -25,6 +25,8 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 DDPM_PLAIN_PROG
 unset MPLBACKEND
 PY="${PYTHON:-python3}"
 DEVICE="${DEVICE:-cuda}"
+# the gpu profile is refused without CUDA (hours on a CPU); the DEVICE=cpu dry run means it
+[ "$DEVICE" = cuda ] || export DDPM_ALLOW_GPU_PROFILE_ON_CPU=1
 LIMIT="${CHAPTER_LIMIT_S:-540}"
 LOG="$(mktemp -t device-session.XXXXXX.log)"
 say() { echo "device-session: $*" | tee -a "$LOG"; }

@@ -23,6 +23,7 @@ import argparse
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -59,7 +60,15 @@ def resolve_profile(profile: str) -> str:
     return profile
 
 
-def parse_params(chapter: str, items: list[str]) -> dict:
+def split_params(text: str) -> list[str]:
+    """``make run PARAMS="..."`` as NAME=VALUE items: split on the spaces before a ``name=``, so a value may
+    hold spaces and brackets (``scales=[0.0, 1.0] seed=1`` -> two items)."""
+    return [item for item in re.split(r"\s+(?=[A-Za-z_]\w*=)", text.strip()) if item]
+
+
+def parse_params(chapter: str, items: list[str], profile: str | None = None) -> dict:
+    """NAME=VALUE items, checked before papermill starts: names, types and ranges, and with ``profile``
+    the preset as a whole (its cross-field rules)."""
     from ddpm_lib import profiles
 
     try:
@@ -82,6 +91,8 @@ def parse_params(chapter: str, items: list[str]) -> dict:
     if valid is not None:
         try:  # types and ranges too, before papermill starts (train_images=abc, train_images=0)
             params = profiles.validate(chapter, params)
+            if profile is not None:  # and the preset as a whole (06 big_channels=20, 07 cfg_claim not swept)
+                profiles.get(chapter, profile, **{k: v for k, v in params.items() if k != "seed"})
         except ValueError as e:
             raise SystemExit(f"error: {e}")
         params = {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}  # JSON for papermill
@@ -217,15 +228,24 @@ def main(argv=None) -> None:
     ap.add_argument("notebook", nargs="?", default="")
     ap.add_argument("--profile", default=None)
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    ap.add_argument("--params", default="", metavar="'NAME=VALUE ...'",
+                    help="several at once, as make run PARAMS=... passes them (values may hold spaces)")
     ap.add_argument("--all", action="store_true", help="every notebook in notebooks/")
     ap.add_argument("--record", action="store_true", help="re-execute in place for committing")
     a = ap.parse_args(argv)
+    from ddpm_lib import profiles
+
+    if a.profile:  # the gpu profile without CUDA runs for hours: refused before anything starts
+        try:
+            profiles.require_device(profiles.resolve(a.profile))
+        except ValueError as e:
+            raise SystemExit(f"error: {e}")
     if a.record:
         record(resolve_notebook(a.notebook), a.profile or "cpu")
         return
     profile = resolve_profile(a.profile or "")
     names = available() if a.all else [resolve_notebook(a.notebook)]
-    params = {n: parse_params(n, a.param) for n in names}
+    params = {n: parse_params(n, [*a.param, *split_params(a.params)], profile) for n in names}
     for n in names:
         run(n, profile, params[n])
 

@@ -28,6 +28,7 @@ import platform
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -289,6 +290,8 @@ class Session:
         self.overrides = {k: v for k, v in p.items() if not (k == "seed" and v == 0)}
         seed = p.pop("seed", 0)
         cfg = profiles.get(self.chapter, prof, **p)  # the preset as a whole (cross-field rules)
+        self.profile = prof
+        self._check_results_folder()
         torch.manual_seed(seed)
         self.t0 = time.time()
         root = repo_root()
@@ -344,7 +347,24 @@ class Session:
     def elapsed(self) -> float:
         return time.time() - (self.t0 or time.time())
 
+    def _check_results_folder(self) -> None:
+        """Fail at start, not in the last cell after all the work, when the results cannot be written."""
+        if rank() != 0:
+            return
+        path = self.results_path()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=path.parent, prefix=f".{self.chapter}.probe."):
+                pass
+        except OSError as e:
+            raise PermissionError(f"the results folder {path.parent} cannot be written ({e.strerror or e}): set "
+                                  "DDPM_RESULTS_DIR to a writable folder") from e
+        if os.environ.get("DDPM_RESULTS_DIR"):
+            print(f"results will be written to {path}")
+
     def results_path(self) -> Path:
+        """Where ``finish`` writes: ``DDPM_RESULTS_DIR`` (absolute; a relative one is taken from the
+        working directory), else the book's results (a preset's cpu or gpu run) or runs/results/."""
         root = repo_root() or Path.cwd()
         preset_run = self.profile in ("cpu", "gpu") and not getattr(self, "overrides", {})
         if not preset_run:
@@ -352,7 +372,7 @@ class Session:
         else:  # a gpu record sits beside the cpu one, never over it
             sub = Path("book/results/gpu") if self.profile == "gpu" else Path("book/results")
         override = os.environ.get("DDPM_RESULTS_DIR")
-        base = Path(override) if override else root / sub
+        base = Path(override).expanduser().absolute() if override else root / sub
         return base / f"{self.chapter}.json"
 
     def finish(self, claims: list[Claim], numbers: "dict | Record | None" = None) -> None:

@@ -9,11 +9,16 @@ the fix it fails.
 6. a torn last line of ``log.jsonl`` is tolerated, any other bad line named;
 7. a corrupt or missing EMA snapshot is recomputed, not dropped;
 8. safetensors' own ``.tmpXXXXXX`` left by a killed writer is cleaned;
+9. an unwritable results folder found at start;
 10. tuple parameters from the command line, ``make run PARAMS`` quoting;
-12. a model asked for again by a re-run cell counts once on the run card; a huge seed named at start.
+11. relative paths resolved where the command was run;
+12. the smaller ones: a model asked for again by a re-run cell counts once on the run card; a huge seed
+    named at start; no "Passed unknown parameter" for valid ones; concurrent runs of a chapter keep
+    their own executed notebooks; Ctrl-C ends quietly, naming the partial notebook.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -295,6 +300,27 @@ def test_the_gpu_profile_is_refused_without_cuda(monkeypatch):
     assert 'DDPM_ALLOW_GPU_PROFILE_ON_CPU=1' in (ROOT / "tools" / "device_session.sh").read_text()
 
 
+# ---- 9. an unwritable results folder, found at start ----------------------------------------------------
+def test_an_unwritable_results_folder_fails_at_start(tmp_path, monkeypatch, make_read_only):
+    from ddpm_lib import notebook
+
+    fs = tmp_path / "ro"
+    mounted = _mount_tmpfs(fs, "1m")
+    try:
+        (fs / "results").mkdir()
+        make_read_only(fs, mounted)
+        for where in (fs / "results", fs / "new" / "results"):
+            monkeypatch.setenv("DDPM_RESULTS_DIR", str(where))
+            ns = {}
+            nb = notebook.Session("00_forward_process", ns)
+            ns.update(profile="smoke")
+            with pytest.raises(PermissionError, match=f"results folder {where} cannot be written.*DDPM_RESULTS_DIR"):
+                nb.start()
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(fs)], capture_output=True)
+
+
 # ---- 10. command-line forms ----------------------------------------------------------------------------
 def test_tuples_and_numbers_from_a_command_line_are_accepted(monkeypatch):
     from ddpm_lib import notebook, profiles
@@ -323,7 +349,81 @@ def test_make_run_passes_brackets_parentheses_and_spaces_intact():
         assert "syntax error" not in out and "running 04_adm" not in out
 
 
-# ---- 12. a huge seed ----------------------------------------------------------------------------------
+# ---- 11, 12. relative paths, papermill's warnings, concurrent runs, Ctrl-C, a huge seed --------------------
+def _tiny_notebook(path: Path, *cells: str) -> Path:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell('profile = "auto"', metadata={"tags": ["parameters"]}),
+                *[nbformat.v4.new_code_cell(c) for c in cells]]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def _execute(tmp_path: Path, src: Path, params: dict, env: dict, **popen) -> subprocess.Popen:
+    """tools/run_notebook.execute in a process of its own, run from ``tmp_path`` (the user's folder)."""
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import run_notebook as r; a = json.loads(sys.argv[2]); "
+            "r.execute(r.Path(a['src']), r.Path(a['dst']), a['params'], r._env())")
+    import json
+
+    args = json.dumps(dict(src=str(src), dst=str(tmp_path / "out.ipynb"), params=params))
+    return subprocess.Popen([sys.executable, "-c", code, str(ROOT / "tools"), args], cwd=tmp_path, text=True,
+                            env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, **popen)
+
+
+def test_relative_paths_resolve_where_the_command_ran_and_valid_parameters_are_not_unknown(tmp_path, monkeypatch):
+    import json
+
+    src = _tiny_notebook(tmp_path / "probe.ipynb", "import os\nprint(os.environ['DDPM_RESULTS_DIR'], "
+                                                   "os.environ['DDPM_CACHE'], n_toy, sep='|')")
+    proc = _execute(tmp_path, src, {"profile": "smoke", "n_toy": 500},
+                    {"DDPM_RESULTS_DIR": "relres", "DDPM_CACHE": "relcache"})
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    cells = json.loads((tmp_path / "out.ipynb").read_text())["cells"]
+    printed = "".join("".join(o.get("text", "")) for c in cells if c["cell_type"] == "code" for o in c["outputs"])
+    assert printed.strip() == f"{tmp_path / 'relres'}|{tmp_path / 'relcache'}|500"
+    assert "Passed unknown parameter" not in err, err[-2000:]
+    monkeypatch.chdir(tmp_path)
+    assert run_notebook.parse_params("02_ddpm", ["data=./my_images"]) == {"data": str(tmp_path / "my_images")}
+
+
+def test_ctrl_c_ends_quietly_and_says_where_the_partial_notebook_is(tmp_path):
+    src = _tiny_notebook(tmp_path / "slow.ipynb", "import time\ntime.sleep(120)")
+    proc = _execute(tmp_path, src, {"profile": "smoke"}, {}, start_new_session=True)
+    deadline = time.time() + 90
+    while time.time() < deadline and not (tmp_path / "out.ipynb").exists():
+        time.sleep(0.2)
+    time.sleep(3)  # the kernel is in the slow cell
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does: the whole foreground group
+    t0 = time.time()
+    out, err = proc.communicate(timeout=90)
+    assert time.time() - t0 < 30, "the run did not stop at Ctrl-C"
+    assert f"interrupted: the partial run is in {tmp_path / 'out.ipynb'}" in err, err[-3000:]
+    assert err.count("Traceback") == 0, err[-3000:]
+    assert (tmp_path / "out.ipynb").exists()
+
+
+def test_concurrent_runs_of_a_chapter_keep_their_own_executed_notebooks(tmp_path):
+    code = ("import sys, time; sys.path.insert(0, sys.argv[1]); import run_notebook as r\n"
+            "with r.executed_path('00_forward_process', 'smoke-test') as out:\n"
+            "    print(out, flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(ROOT / "tools")], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        first = Path(holder.stdout.readline().strip())
+        with run_notebook.executed_path("00_forward_process", "smoke-test") as second:
+            assert first == ROOT / "runs" / "00_forward_process-smoke-test.ipynb"
+            assert second != first and second.name == f"00_forward_process-smoke-test-{os.getpid()}.ipynb"
+    finally:
+        holder.kill()
+        holder.wait()
+        with contextlib.suppress(FileNotFoundError):
+            (ROOT / "runs" / ".00_forward_process-smoke-test.lock").unlink()
+
+
 def test_a_huge_seed_is_refused_at_start_naming_it():
     from ddpm_lib import notebook
 

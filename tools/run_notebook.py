@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import os
 import re
@@ -66,6 +67,14 @@ def split_params(text: str) -> list[str]:
     return [item for item in re.split(r"\s+(?=[A-Za-z_]\w*=)", text.strip()) if item]
 
 
+def _from_here(value):
+    """A relative path given on the command line (``data=./my_images``) as an absolute one: the kernel runs
+    in notebooks/, and the user meant the folder the command was run from."""
+    if isinstance(value, str) and (value.startswith(("./", "../", "~")) or ("/" in value and Path(value).exists())):
+        return str(Path(value).expanduser().absolute())
+    return value
+
+
 def parse_params(chapter: str, items: list[str], profile: str | None = None) -> dict:
     """NAME=VALUE items, checked before papermill starts: names, types and ranges, and with ``profile``
     the preset as a whole (its cross-field rules)."""
@@ -87,7 +96,7 @@ def parse_params(chapter: str, items: list[str], profile: str | None = None) -> 
         try:
             params[key] = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
-            params[key] = raw
+            params[key] = _from_here(raw)
     if valid is not None:
         try:  # types and ranges too, before papermill starts (train_images=abc, train_images=0)
             params = profiles.validate(chapter, params)
@@ -103,6 +112,9 @@ def _env(profile_env: str | None = None, keep_profile: bool = False) -> dict:
     """The kernel's environment: plain progress bars, offline unless told otherwise; DDPM_PROFILE is
     ``profile_env``, the user's own with ``keep_profile`` (PROFILE=auto), else unset."""
     env = dict(os.environ, DDPM_PLAIN_PROGRESS="1", HF_HUB_OFFLINE=os.environ.get("HF_HUB_OFFLINE", "1"))
+    for name in ("DDPM_RESULTS_DIR", "DDPM_CACHE"):  # relative to where the command ran, not the kernel's notebooks/
+        if env.get(name):
+            env[name] = str(Path(env[name]).expanduser().absolute())
     if not keep_profile:
         env.pop("DDPM_PROFILE", None)
     if profile_env:
@@ -110,14 +122,38 @@ def _env(profile_env: str | None = None, keep_profile: bool = False) -> dict:
     return env
 
 
+# papermill in a child process. Its "Passed unknown parameter" warning is dropped: the parameters cell
+# declares only profile and seed, and every name passed here was checked against the preset already.
+# Ctrl-C reaches this process and papermill (the kernel runs in a session of its own): papermill saves
+# the partial notebook and ends the kernel at once (a kernel asked to shut down mid-cell prints a
+# traceback of its own), the child ends quietly, and the parent says where the notebook is.
+_PAPERMILL = """
+import json, logging, sys
+import papermill as pm
+a = json.loads(sys.argv[1])
+logging.getLogger("papermill").addFilter(lambda r: not r.getMessage().startswith("Passed unknown parameter"))
+try:
+    pm.execute_notebook(a["src"], a["dst"], parameters=a["params"], kernel_name="python3", cwd=a["cwd"],
+                        progress_bar=sys.stderr.isatty(), shutdown_kernel="immediate")
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
 def execute(src: Path, dst: Path, parameters: dict | None, env: dict) -> float:
     """papermill in a child process (so that the environment applies to the kernel), timed."""
-    code = ("import json, sys, papermill as pm; a = json.loads(sys.argv[1]); "
-            "pm.execute_notebook(a['src'], a['dst'], parameters=a['params'], kernel_name='python3', "
-            "cwd=a['cwd'], progress_bar=sys.stderr.isatty())")
     args = json.dumps(dict(src=str(src), dst=str(dst), params=parameters or {}, cwd=str(NOTEBOOKS)))
     t0 = time.time()
-    rc = subprocess.call([sys.executable, "-c", code, args], env=env)
+    child = subprocess.Popen([sys.executable, "-c", _PAPERMILL, args], env=env)
+    try:
+        rc = child.wait()
+    except KeyboardInterrupt:  # papermill got the Ctrl-C too: let it save the partial notebook and end
+        try:
+            child.wait(timeout=60)
+        except (KeyboardInterrupt, subprocess.TimeoutExpired):
+            child.terminate()
+            child.wait()
+        raise SystemExit(f"interrupted: the partial run is in {dst}") from None
     if rc:
         raise SystemExit(f"error: {src.name} failed (papermill exit {rc}); the partial run is in {dst}")
     return time.time() - t0
@@ -172,14 +208,32 @@ def sync_pair(nb: Path) -> None:
     subprocess.check_call([sys.executable, "-m", "jupytext", "--sync", "--quiet", str(nb)])
 
 
+@contextlib.contextmanager
+def executed_path(name: str, profile: str):
+    """``runs/<name>-<profile>.ipynb``, held (a lock) while a run writes it; when another run of the same
+    chapter and profile holds it, ``runs/<name>-<profile>-<pid>.ipynb``, so neither overwrites the other."""
+    runs = ROOT / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    with open(runs / f".{name}-{profile}.lock", "a+") as f:
+        try:
+            import fcntl
+
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            yield runs / f"{name}-{profile}.ipynb"
+        except BlockingIOError:
+            yield runs / f"{name}-{profile}-{os.getpid()}.ipynb"
+        except ImportError:  # Windows: no lock
+            yield runs / f"{name}-{profile}.ipynb"
+
+
 def run(name: str, profile: str, params: dict) -> Path:
     sync_pair(NOTEBOOKS / f"{name}.ipynb")
-    out = ROOT / "runs" / f"{name}-{profile}.ipynb"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    print(f"running {name} with profile {profile}{' ' + str(params) if params else ''} -> {out.relative_to(ROOT)}")
-    # PROFILE=auto means what the README says: DDPM_PROFILE if set, else gpu with CUDA, else cpu
-    wall = execute(NOTEBOOKS / f"{name}.ipynb", out, {"profile": profile, **params}, _env(keep_profile=profile == "auto"))
-    print(f"{name}: done in {wall:.0f} s; executed notebook: {out.relative_to(ROOT)}")
+    with executed_path(name, profile) as out:
+        print(f"running {name} with profile {profile}{' ' + str(params) if params else ''} -> {out}")
+        # PROFILE=auto means what the README says: DDPM_PROFILE if set, else gpu with CUDA, else cpu
+        wall = execute(NOTEBOOKS / f"{name}.ipynb", out, {"profile": profile, **params},
+                       _env(keep_profile=profile == "auto"))
+    print(f"{name}: done in {wall:.0f} s; executed notebook: {out}")
     return out
 
 

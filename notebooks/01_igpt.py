@@ -60,7 +60,7 @@ seed = 0
 # %%
 cfg = nb.start()
 device = notebook.device()
-numbers = {}
+rec = igpt.Record.of_config(cfg)  # what the claims read, cell by cell
 
 # %% [markdown]
 # After each experiment a **What we see** paragraph, written from this run's numbers, says what
@@ -182,11 +182,11 @@ for k in cfg.palette_ks:
     pal = fit_palette(pal_data.x, k, seed=seed)
     palettes[k] = pal
     read = metrics.attribute_accuracy(reader, pal.quantise(pal_test.x), pal_test.attrs)["all"]
-    read_ci.append(stats.wilson(round(read * len(pal_test)), len(pal_test)).as_dict())
+    n_pal = len(pal_test)
+    read_ci.append(stats.wilson(round(read * n_pal), n_pal))
     pal_rows.append(dict(k=k, bits=f"{math.log2(k):.0f}", rmse=round(pal.error(pal_test.x), 2),
                          attributes_read=f"{read:.1%}"))
-base_ci = stats.wilson(round(base_acc * len(pal_test)), len(pal_test)).as_dict()
-numbers["palette"] = dict(rows=pal_rows, base_attribute_accuracy=base_acc, base_ci=base_ci, read_ci=read_ci)
+base_ci = stats.wilson(round(base_acc * len(pal_test)), len(pal_test))
 
 # %%
 px = cfg.image_size**2
@@ -199,7 +199,11 @@ fig = igpt.image_table([pal_test.x[:6]] + [palettes[k].quantise(pal_test.x[:6]) 
 plt.show()
 
 # %% tags=["hide-input"]
-k_ok = [r["k"] for r, c in zip(pal_rows, read_ci) if c["hi"] >= base_ci["est"] - 0.02]
+rec.palette_rmse = {r["k"]: r["rmse"] for r in pal_rows}
+rec.palette_read = dict(zip(cfg.palette_ks, read_ci))
+rec.palette_base = base_ci
+k_ok = [r["k"] for r, c in zip(pal_rows, read_ci)
+        if c.hi >= base_ci.est - igpt.PALETTE_MARGIN]
 notebook.see(
     f"The quantisation error falls from {pal_rows[0]['rmse']} (k = {pal_rows[0]['k']}) to {pal_rows[-1]['rmse']} "
     f"(k = {pal_rows[-1]['k']}) on the 0-255 scale. "
@@ -223,7 +227,6 @@ test_set = DS.load("shapes", split="test", image_size=cfg.image_size, objects=cf
 palette = fit_palette(train_set.x, cfg.k, seed=seed)
 tok_train, tok_test = palette.encode(train_set.x), palette.encode(test_set.x)
 h0 = igpt.unigram_entropy(tok_train, cfg.k)
-numbers.update(unigram_entropy=h0, n_classes=len(train_set.classes))
 print(f"shapes: {len(tok_train)} train / {len(tok_test)} test sequences of {n_tok} tokens, vocabulary {cfg.k}; "
       f"palette RMSE {palette.error(test_set.x):.2f} (0-255); label '{cfg.label}': {', '.join(train_set.classes)}")
 
@@ -243,7 +246,6 @@ print("GPT: " + nets.describe(ar.ema, tok_train[:2].to(device)))
 print(f"trained {ar.steps} steps ({ar.steps * cfg.batch_size:,} sequences) "
       + ("(loaded from the cache)" if ar.loaded else f"in {ar.wall_s:.0f} s"))
 test_nll = AR.eval_nll(ar.ema, tok_test)
-numbers["ar_test_nll"] = test_nll
 print(f"held-out NLL: {test_nll['nats_per_token']:.3f} nats per token; a uniform guess over the palette: "
       f"{math.log(cfg.k):.3f}; the palette's token frequencies alone: {h0:.3f}")
 
@@ -281,6 +283,8 @@ plt.show()
 
 # %% tags=["hide-input"]
 nll = test_nll["nats_per_token"]
+rec.unigram_entropy, rec.ar_nll = h0, nll
+rec.n_classes = len(train_set.classes)
 notebook.see(
     f"The held-out loss is {nll:.3f} nats per token, against {h0:.3f} for a coder that knows only the "
     f"palette's colour frequencies: "
@@ -308,29 +312,31 @@ def probe_model(net, layers=None):
 
 
 def summary(r):
-    return dict(val=r["val"], test=r["test"], best=r["best"], best_ci=igpt.ci_dict(r["hits"][r["best"]]),
-                layer_ci=[igpt.ci_dict(h) for h in r["hits"]])
+    hits = r["hits"][r["best"]]  # per test image, at the layer chosen on val
+    return dict(val=r["val"], test=r["test"], best=r["best"], hits=hits,
+                best_ci=igpt.acc_ci(hits),
+                layer_ci=[igpt.acc_ci(h) for h in r["hits"]])
 
 
 ar_probe = probe_model(ar.ema)
 rand_probe = probe_model(GPT_.GPT(gpt_cfg).to(device))
 pix_hits = probe.probe_hits(train_set.x.flatten(1), train_set.y, test_set.x.flatten(1), test_set.y, C=cfg.probe_C)
-numbers["probe"] = dict(ar=summary(ar_probe), untrained=summary(rand_probe), pixels_ci=igpt.ci_dict(pix_hits))
+P = dict(ar=summary(ar_probe), untrained=summary(rand_probe),
+         pixels_ci=igpt.acc_ci(pix_hits))
+
 
 # %%
-P = numbers["probe"]
-
-
 def err_plot(ax, s, fmt, label, **kw):
-    lo = [c["est"] - c["lo"] for c in s["layer_ci"]]  # Wilson 95% interval as error bars
-    hi = [c["hi"] - c["est"] for c in s["layer_ci"]]
+    lo = [c.est - c.lo for c in s["layer_ci"]]  # Wilson 95% error bars
+    hi = [c.hi - c.est for c in s["layer_ci"]]
     ax.errorbar(range(len(s["test"])), s["test"], yerr=[lo, hi], fmt=fmt, capsize=2, label=label, **kw)
 
 
 fig, ax = plt.subplots(figsize=(4.8, 3))
 err_plot(ax, P["ar"], "o-", "autoregressive GPT")
 err_plot(ax, P["untrained"], "s--", "untrained GPT", color="gray")
-ax.axhspan(P["pixels_ci"]["lo"], P["pixels_ci"]["hi"], color="C2", alpha=0.25, label="raw pixels (95% CI)")
+ax.axhspan(P["pixels_ci"].lo, P["pixels_ci"].hi, color="C2", alpha=0.25,
+           label="raw pixels (95% CI)")
 ax.axhline(1 / len(train_set.classes), color="k", lw=0.8, ls=":", label="chance")
 ax.set(xlabel="layer (blocks applied)", ylabel="test accuracy", title=f"linear probe of '{cfg.label}' by depth")
 ax.legend(frameon=False, fontsize=7)
@@ -338,19 +344,25 @@ plt.show()
 
 # %%
 notebook.show_table([dict(layer=l, val=f"{P['ar']['val'][l]:.1%}", test=f"{P['ar']['test'][l]:.1%}",
-                          ci95=f"[{c['lo']:.1%}, {c['hi']:.1%}]", untrained=f"{P['untrained']['test'][l]:.1%}")
+                          ci95=f"[{c.lo:.1%}, {c.hi:.1%}]",
+                          untrained=f"{P['untrained']['test'][l]:.1%}")
                      for l, c in enumerate(P["ar"]["layer_ci"])],
                     caption=f"probe accuracy by layer (chosen on val: {P['ar']['best']}); raw pixels "
                             f"{igpt.pct(P['pixels_ci'])}; paper: 96.3% on CIFAR-10 (iGPT-L)")
 
 # %% tags=["hide-input"]
 A, R, X = P["ar"]["best_ci"], P["untrained"]["best_ci"], P["pixels_ci"]
+hA, hR = P["ar"]["hits"], P["untrained"]["hits"]  # per image, paired
+rec.ar_layer, rec.ar_layer_acc = P["ar"]["best"], P["ar"]["layer_ci"]
+rec.ar_hits, rec.ar_last_hits = hA, ar_probe["hits"][-1]
+rec.untrained_hits, rec.pixel_hits = hR, pix_hits
 notebook.see(
     f"The GPT's probe (layer {P['ar']['best']}) reads the shape {igpt.pct(A)}, the raw pixels {igpt.pct(X)}, "
     f"an untrained GPT {igpt.pct(R)}, chance {1 / len(train_set.classes):.0%}. The pretrained features' accuracy is "
-    f"{igpt.word(A, X)} the pixels' and {igpt.word(A, R)} the untrained network's"
+    f"{igpt.word(hA, pix_hits)} the pixels' and "
+    f"{igpt.word(hA, hR)} the untrained network's"
     + (", which is the paper's finding in miniature: predicting pixels taught the network what shapes are. "
-       if igpt.word(A, X) == igpt.word(A, R) == "higher than" else
+       if igpt.word(hA, pix_hits) == igpt.word(hA, hR) == "higher than" else
        "; the paper's finding, features better than what the input or the architecture alone give, "
        "does not show clearly at this scale. ")
     + f"The layer chosen on validation is {P['ar']['best']} of {cfg.n_layer}"
@@ -373,7 +385,7 @@ small_cfg = GPT_.GPTConfig(**{**gpt_cfg.__dict__, "n_layer": cfg.small_layer, "n
                               "n_head": max(1, min(cfg.n_head, cfg.small_embd // 16))})
 small = TR.train_cached("01_igpt_ar_small", GPT_.GPT(small_cfg), AR.ARObjective(), tok_train, tcfg, device=device,
                         extra={"palette": palette.centers})
-numbers["small_test_nll"] = AR.eval_nll(small.ema, tok_test)
+small_nll = AR.eval_nll(small.ema, tok_test)["nats_per_token"]
 small_probe = probe_model(small.ema)
 snap_rows = []  # earlier snapshots: probed at the layer chosen for the final model of their size
 for name, run, mcfg, final in (("large", ar, gpt_cfg, ar_probe), ("small", small, small_cfg, small_probe)):
@@ -391,10 +403,9 @@ z_img = [r["images"] for r in snap_rows]
 enough = len(snap_rows) >= 4
 from scipy.stats import spearmanr
 
-numbers.update(probe_vs_loss=snap_rows,
-               raw_rho=float(spearmanr(x_nll, y_acc).correlation) if enough else float("nan"),
-               partial_rho=stats.partial_spearman(x_nll, y_acc, z_img) if enough else float("nan"),
-               final_big=P["ar"]["best_ci"], final_small=igpt.ci_dict(small_probe["hits"][small_probe["best"]]))
+nan = float("nan")
+raw_rho = float(spearmanr(x_nll, y_acc).correlation) if enough else nan
+partial_rho = stats.partial_spearman(x_nll, y_acc, z_img) if enough else nan
 notebook.show_table([{k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()} for r in snap_rows],
                     caption=f"EMA snapshots of the {cfg.n_layer}x{cfg.n_embd} ('large') and "
                             f"{cfg.small_layer}x{cfg.small_embd} ('small') GPTs")
@@ -412,18 +423,25 @@ ax.legend(frameon=False, fontsize=7)
 plt.show()
 
 # %% tags=["hide-input"]
-rho, rho0 = numbers["partial_rho"], numbers["raw_rho"]
-B_, S_ = numbers["final_big"], numbers["final_small"]
-nll_b, nll_s = numbers["ar_test_nll"]["nats_per_token"], numbers["small_test_nll"]["nats_per_token"]
+rho, rho0 = partial_rho, raw_rho
+hS = small_probe["hits"][small_probe["best"]]
+B_, S_ = P["ar"]["best_ci"], igpt.acc_ci(hS)
+nll_b, nll_s = nll, small_nll
+rec.small_nll, rec.small_hits = small_nll, hS
+rec.n_snapshots = len(snap_rows)
+rec.partial_rho, rec.raw_rho = rho, rho0
+# the lower-NLL model first
+lower, other = (hA, hS) if nll_b < nll_s else (hS, hA)
 notebook.see(
     (f"Over the {len(snap_rows)} snapshots, the raw rank correlation of (-NLL, probe) is {rho0:.2f}, and "
      f"{rho:.2f} with the number of sequences seen held fixed; the paper's Fig. 3 shows a clear positive slope. "
      if enough else "This profile keeps too few snapshots for a correlation. ")
     + f"At the end of training the {'large' if nll_b < nll_s else 'small'} model has the lower loss "
-      f"({nll_b:.3f} vs {nll_s:.3f} nats) and its probe is {igpt.word(B_ if nll_b < nll_s else S_, S_ if nll_b < nll_s else B_)} "
+      f"({nll_b:.3f} vs {nll_s:.3f} nats) and its probe is "
+      f"{igpt.word(lower, other)} "
       f"the other's ({igpt.pct(B_)} large, {igpt.pct(S_)} small)"
     + (": the better generative model gives the better features, as in the paper."
-       if igpt.word(B_ if nll_b < nll_s else S_, S_ if nll_b < nll_s else B_) == "higher than" else
+       if igpt.word(lower, other) == "higher than" else
        ": at two small sizes and this budget, a lower loss does not buy a measurably better probe."))
 
 # %% [markdown]
@@ -441,27 +459,30 @@ bert = TR.train_cached("01_igpt_bert", GPT_.GPT(bert_cfg), AR.MaskedObjective(ma
 bert_probe = probe_model(bert.ema)
 P["bert"] = summary(bert_probe)
 _, bl = bert.losses()
-numbers["bert_train_loss"] = float(np.mean(bl[-10:]))
+bert_loss = float(np.mean(bl[-10:]))
 
 # %%
 fig, ax = plt.subplots(figsize=(4.8, 3))
 err_plot(ax, P["ar"], "o-", "autoregressive")
 err_plot(ax, P["bert"], "^-", "BERT (masked)")
-ax.axhspan(P["pixels_ci"]["lo"], P["pixels_ci"]["hi"], color="C2", alpha=0.25, label="raw pixels (95% CI)")
+ax.axhspan(P["pixels_ci"].lo, P["pixels_ci"].hi, color="C2", alpha=0.25,
+           label="raw pixels (95% CI)")
 ax.set(xlabel="layer", ylabel="test accuracy", title="linear probes: AR vs BERT")
 ax.legend(frameon=False, fontsize=7)
 plt.show()
 
 # %% tags=["hide-input"]
-Bb = P["bert"]["best_ci"]
+Bb, hB = P["bert"]["best_ci"], P["bert"]["hits"]
+rec.bert_train_loss, rec.bert_layer = bert_loss, P["bert"]["best"]
+rec.bert_hits = hB
 notebook.see(
     f"BERT's probe (layer {P['bert']['best']}) reads {igpt.pct(Bb)}, the autoregressive GPT's {igpt.pct(A)}: "
-    f"AR is {igpt.word(A, Bb)} BERT"
+    f"AR is {igpt.word(hA, hB)} BERT"
     + (", the paper's ordering (it finds BERT more than 1 point lower on CIFAR-10)."
-       if igpt.word(A, Bb) == "higher than" else
+       if igpt.word(hA, hB) == "higher than" else
        "; the paper finds AR ahead by more than 1 point on CIFAR-10 and 6 on ImageNet, a gap this test "
        "set (its interval is several points wide) could not resolve if it were that small."
-       if igpt.word(A, Bb) != "lower than" else
+       if igpt.word(hA, hB) != "lower than" else
        ", the reverse of the paper's ordering: at this size the masked objective, which sees both sides of "
        "every pixel, learns the more readable features."))
 
@@ -476,7 +497,7 @@ notebook.see(
 # %%
 ftcfg = TR.TrainConfig(train_images=cfg.finetune_images, batch_size=cfg.batch_size, lr=cfg.finetune_lr,
                        warmup_images=0, weight_decay=0.01, ema_decay=0.99, seed=seed)
-ft = {}
+ft, ft_loss = {}, {}  # per-image test hits; final train L_clf
 for name, run, mcfg, mask in (("ar", ar, gpt_cfg, None), ("bert", bert, bert_cfg, cfg.k)):
     body = GPT_.GPT(mcfg)
     body.load_state_dict(run.ema.state_dict())
@@ -484,41 +505,50 @@ for name, run, mcfg, mask in (("ar", ar, gpt_cfg, None), ("bert", bert, bert_cfg
                           probe.FineTuneObjective(cfg.gen_weight, mask_token=mask), (tok_train, train_set.y), ftcfg,
                           device=device, extra={"palette": palette.centers, "init": run.run_dir.name if run.run_dir else ""})
     ft[name] = probe.classify_hits(res.ema, tok_test, test_set.y)
-numbers["finetune"] = dict(ar_ci=igpt.ci_dict(ft["ar"]), bert_ci=igpt.ci_dict(ft["bert"]))
+    ft_loss[name] = float(np.mean(res.losses("clf")[1][-10:]))
+F_ = dict(ar_ci=igpt.acc_ci(ft["ar"]), bert_ci=igpt.acc_ci(ft["bert"]))
 
 # %%
-F_ = numbers["finetune"]
 notebook.show_table([dict(model="AR", probe=igpt.pct(A), fine_tuned=igpt.pct(F_["ar_ci"]), paper="96.3% / 99.0%"),
                      dict(model="BERT", probe=igpt.pct(Bb), fine_tuned=igpt.pct(F_["bert_ci"]),
                           paper="behind / catches up")],
                     caption=f"test accuracy of '{cfg.label}' [95% Wilson]; paper: CIFAR-10, iGPT-L")
 
 # %% tags=["hide-input"]
+rec.ft_ar_hits, rec.ft_bert_hits = ft["ar"], ft["bert"]
+rec.ft_clf_loss = ft_loss
 notebook.see(
-    f"Fine-tuning reads the shape {igpt.pct(F_['ar_ci'])} from the autoregressive GPT, {igpt.word(F_['ar_ci'], A)} "
+    f"Fine-tuning reads the shape {igpt.pct(F_['ar_ci'])} from the "
+    "autoregressive GPT, "
+    f"{igpt.word(ft['ar'], hA)} "
     f"its best linear probe ({igpt.pct(A)}); the paper gains 2.7 points on CIFAR-10 (96.3% to 99.0%). "
-    f"BERT fine-tuned reaches {igpt.pct(F_['bert_ci'])}, {igpt.word(F_['bert_ci'], F_['ar_ci'])} AR fine-tuned; "
-    f"the AR - BERT gap goes from {A['est'] - Bb['est']:+.1%} under probes to "
-    f"{F_['ar_ci']['est'] - F_['bert_ci']['est']:+.1%} after fine-tuning"
+    f"BERT fine-tuned reaches {igpt.pct(F_['bert_ci'])}, "
+    f"{igpt.word(ft['bert'], ft['ar'])} AR fine-tuned; "
+    f"the AR - BERT gap goes from {A.est - Bb.est:+.1%} under probes to "
+    f"{F_['ar_ci'].est - F_['bert_ci'].est:+.1%} after fine-tuning"
     + (" (it shrinks, the paper's direction; the claims table says whether either gap is significant)."
-       if abs(F_['ar_ci']['est'] - F_['bert_ci']['est']) < abs(A['est'] - Bb['est'])
+       if abs(F_['ar_ci'].est - F_['bert_ci'].est) < abs(A.est - Bb.est)
        else " (it does not shrink here).")
     + (" Fine-tuning also trains the whole network on labels, so part of its gain may come from supervised "
        "training alone; Exercise 4 varies the two knobs that bear on that."
-       if igpt.word(F_["ar_ci"], A) == "higher than" else
+       if igpt.word(ft["ar"], hA) == "higher than" else
        f" With {cfg.finetune_images:,} labelled sequences the fine-tune has not overtaken the frozen features; "
        "Exercise 4 gives it more."))
 
 # %% [markdown]
 # ## Claims
 #
-# Each row's test (the metric, the comparison, the threshold) is stated in its first column and was
-# fixed before the run; the verdicts come from `ddpm_lib/chapters/igpt.py`.
+# Each row's test (the metric, the comparison, the threshold) is stated under it and is code in
+# `ddpm_lib/chapters/igpt.py`, where the verdicts come from. Every comparison of two accuracies is
+# paired, on the same test images.
 
 # %% tags=["hide-input"]
-setting = (f"shapes {cfg.image_size}x{cfg.image_size}, {cfg.objects} objects, label '{cfg.label}', k={cfg.k}, "
-           f"GPT {cfg.n_layer}x{cfg.n_embd}, {cfg.train_images:,} sequences, {len(test_set)} test images")
-nb.finish(igpt.claims(numbers, cfg, setting), numbers)
+# the palette the models use, on Experiment 1's test scenes: the same scenes
+# quantised or not, so the palette's cost is a paired difference
+rec.palette_orig_hits = igpt.attribute_hits(reader, pal_test.x, pal_test.attrs)
+rec.palette_model_hits = igpt.attribute_hits(
+    reader, palette.quantise(pal_test.x), pal_test.attrs)
+nb.finish(igpt.claims(rec), rec)
 
 # %% [markdown]
 # ## Takeaways

@@ -107,36 +107,3 @@ def test_fine_tuning_learns_a_label_with_either_objective():
         hits = probe.classify_hits(res.ema, seqs[:64], y[:64])
         assert hits.shape == (64,) and hits.mean() > 0.9, (causal, hits.mean())
 
-
-def _numbers(ar=0.8, pix=0.5, rnd=0.5, bert=0.6, ft_ar=0.9, ft_bert=0.88, small=0.6, n=1000, nll=0.2):
-    from ddpm_lib import stats
-
-    ci = lambda p: stats.wilson(round(p * n), n).as_dict()  # noqa: E731
-    layer = [ci(0.5), ci(ar), ci(ar - 0.1)]
-    rows = [dict(model=m, images=i, val_nll=v, layer=1, probe=p)
-            for m, i, v, p in (("large", 1, 0.5, 0.6), ("large", 2, 0.3, 0.7), ("large", 3, nll, ar),
-                               ("small", 1, 0.7, 0.5), ("small", 2, 0.6, 0.55), ("small", 3, 0.5, small))]
-    return dict(unigram_entropy=1.5, n_classes=3, ar_test_nll={"nats_per_token": nll},
-                small_test_nll={"nats_per_token": 0.5}, bert_train_loss=0.5,
-                probe=dict(ar=dict(best=1, best_ci=ci(ar), layer_ci=layer), untrained=dict(best_ci=ci(rnd)),
-                           pixels_ci=ci(pix), bert=dict(best_ci=ci(bert))),
-                probe_vs_loss=rows, partial_rho=0.8, raw_rho=0.9, final_big=ci(ar), final_small=ci(small),
-                finetune=dict(ar_ci=ci(ft_ar), bert_ci=ci(ft_bert)),
-                palette=dict(rows=[dict(k=16, rmse=1.0, attributes_read="99.0%")], read_ci=[ci(0.99)],
-                             base_ci=ci(0.995)))
-
-
-def test_igpt_claims_can_fail_and_say_not_significant():
-    from ddpm_lib import profiles
-    from ddpm_lib.chapters import igpt
-
-    cfg = profiles.get("01_igpt", "smoke")
-    holds = lambda nums: [c.holds for c in igpt.claims(nums, cfg, "test")]  # noqa: E731
-    assert holds(_numbers())[:6] == ["yes", "yes", "yes", "yes", "yes", "yes"]
-    h = holds(_numbers(ar=0.4, pix=0.6, rnd=0.55, bert=0.5, ft_ar=0.3, small=0.6))
-    assert h[0] == "no" and h[3] == "no" and h[4] == "no"
-    h = holds(_numbers(ar=0.52, pix=0.5, rnd=0.51, bert=0.51, ft_ar=0.53, small=0.51))
-    assert h[0] == "not significant" and h[2] == "not significant" and h[3] == "not significant"
-    assert h[5] == "n/a"  # no probe gap for BERT to close
-    assert holds(_numbers(ft_bert=0.7))[5] == "no"
-    assert set(holds(_numbers(nll=1.4))[:6]) == {"did not train"}  # NLL not 10% below the unigram entropy

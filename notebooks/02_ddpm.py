@@ -54,7 +54,7 @@ seed = 0
 # %%
 cfg = nb.start()
 device = notebook.device()
-numbers = {}  # every number the claims table quotes, saved with the results
+rec = CH.Record(profile=nb.profile, T=cfg.T)  # what the claims read
 
 # %% [markdown]
 # ## The idea
@@ -268,7 +268,8 @@ chain = list(smp.ancestral_steps(gm.model(lin1000), toy, smp.noise_like((n_toy, 
 oracle_samples = chain[-1][1]
 print(f"mean log-likelihood under the true mixture: data {gm.log_prob(real_toy).mean():.3f}, "
       f"oracle-driven DDPM samples {gm.log_prob(oracle_samples).mean():.3f} (n = {n_toy})")
-numbers["oracle_loglik"] = [gm.log_prob(real_toy).mean().item(), gm.log_prob(oracle_samples).mean().item()]
+rec.oracle_loglik = [gm.log_prob(real_toy).mean().item(),
+                     gm.log_prob(oracle_samples).mean().item()]
 snap = {999: chain[0][1], 500: chain[499][1], 200: chain[799][1], 0: oracle_samples}
 fig = viz.scatter_panels([real_toy] + [v for v in snap.values()],
                          ["data"] + [f"x at t = {k}" for k in snap], lim=3.0)
@@ -331,7 +332,7 @@ extractor = feature_extractor(train_set.name, cfg.image_size)
 n_eval = min(cfg.n_samples, len(test_set))
 main_eval = metrics.evaluate(extractor, train_set.x, samples[:n_eval], real_ref=test_set.x[:n_eval],
                              bootstrap=cfg.bootstrap)
-numbers["main"] = main_eval.as_row()
+rec.main = main_eval.as_row()
 notebook.show_table([{"": "DDPM samples", "FD": main_eval.ci("fd").fmt(), "KID": main_eval.ci("kid").fmt(),
                       "precision": main_eval.ci("precision").fmt(), "recall": main_eval.ci("recall").fmt()},
                      {"": "held-out real (floor)", "FD": main_eval.ci("fd_floor").fmt(),
@@ -397,11 +398,12 @@ n_abl = min(cfg.ablation_samples, len(abl_test))
 nll_x = abl_test.x[:min(len(abl_test), 256)].to(device)
 
 
-abl_models = {}  # label -> (model, diffusion)
+abl_models = {}  # row key -> (model, diffusion)
 
 
 def run_row(label, param, var, loss, tcfg, run_name="02_ddpm_table2"):
-    """Train one Table 2 row (or load it), then its bound (reps x), samples and FD with intervals."""
+    """Train one Table 2 row (or load it), then its bound (reps x, and per
+    image), samples and FD with intervals."""
     d = D.Diffusion(abl_sched, param, var)
     net = U.UNet(U.preset(cfg.ablation_unet, image_size=cfg.ablation_size, in_channels=Ca,
                           out_channels=d.out_channels(Ca)))
@@ -410,31 +412,41 @@ def run_row(label, param, var, loss, tcfg, run_name="02_ddpm_table2"):
     except FloatingPointError:
         return dict(row=label, status="diverged"), None, None
     m = nets.as_model(res.ema)
-    abl_models[label] = (m, d)
-    est = [D.nll_bpd(m, d, nll_x, generator=torch.Generator(device=device).manual_seed(seed + k),
-                     n_steps=cfg.ablation_nll_steps)["total"].mean().item() for k in range(cfg.ablation_nll_reps)]
+    budget = tcfg.train_images // cfg.ablation_images
+    abl_models[(param, var, loss, budget)] = (m, d)  # keyed as rec.table2
+    reps = []  # the same images and noise in every row
+    for k in range(cfg.ablation_nll_reps):
+        g_k = torch.Generator(device=device).manual_seed(seed + k)
+        reps.append(D.nll_bpd(m, d, nll_x, generator=g_k,
+                              n_steps=cfg.ablation_nll_steps)["total"])
+    per_image = torch.stack(reps).double().cpu()  # (reps, images)
+    est = per_image.mean(1).tolist()
     xs = smp.sample_batched("ancestral", m, d, n_abl, abl_train.image_shape, seed=seed, device=device, progress=True)
     finite = torch.isfinite(xs).all(dim=(1, 2, 3))
-    row = dict(row=label, status="trained", nll=stats.mean_ci(est).as_dict(), nll_reps=est, trace=CH.training_trace(res.losses()[1]),
+    row = dict(row=label, status="trained", nll=stats.mean_ci(est),
+               nll_reps=est, nll_per_image=per_image.mean(0).tolist(),
+               trace=CH.training_trace(res.losses()[1]),
                frac_nonfinite=float((~finite).float().mean()),
                frac_pixels_out_of_range=float((xs.abs() > 1.5).flatten(1).float().mean(1).mean()))
     ev = None
     if finite.sum() == len(xs):
         ev = metrics.evaluate(abl_extractor, abl_train.x, xs.clamp(-1, 1), real_ref=abl_test.x[:n_abl],
                               bootstrap=cfg.bootstrap)
-        row.update(fd=ev.ci("fd").as_dict(), fd_floor=ev.fd_floor, kid=ev.kid, precision=ev.precision,
-                   recall=ev.recall, isc=ev.isc)
+        row.update(fd=ev.ci("fd"), fd_floor=ev.fd_floor, kid=ev.kid,
+                   precision=ev.precision, recall=ev.recall, isc=ev.isc)
     if CH.did_not_train(row):
         row["status"] = "did not train"
     return row, xs, ev
 
 
-table2, abl_samples, abl_evals = [], {}, {}
+# keyed by (param, var, loss, budget)
+rec.table2, abl_samples, abl_evals = {}, {}, {}
 for label, param, var, loss, p_is, p_fid in ROWS:
     row, xs, ev = run_row(label, param, var, loss, abl_tcfg)
-    table2.append({**row, "paper_IS": p_is or "unstable", "paper_FID": p_fid or "unstable"})
-    abl_samples[label], abl_evals[label] = xs, ev
-numbers["table2"] = table2
+    key = (param, var, loss, 1)
+    rec.table2[key] = {**row, "paper_is": p_is, "paper_fid": p_fid}
+    abl_samples[key], abl_evals[key] = xs, ev
+table2 = [rec.table2[(p, v, l, 1)] for _, p, v, l, *_ in ROWS]
 
 # %% [markdown]
 # The μ̃ row with the true bound and a fixed variance is the one the paper reports as working
@@ -449,21 +461,25 @@ if CH.did_not_train(mu_first):
     long_tcfg = dataclasses.replace(abl_tcfg, train_images=cfg.mu_budget_factor * cfg.ablation_images)
     long_row, xs, ev = run_row(f"{label} ({cfg.mu_budget_factor}x budget)", param, var, loss, long_tcfg)
     long_row["budget_factor"] = cfg.mu_budget_factor
-    abl_samples[long_row["row"]], abl_evals[long_row["row"]] = xs, ev
-    numbers["table2_mu_long"] = long_row
+    key = (param, var, loss, cfg.mu_budget_factor)
+    abl_samples[key], abl_evals[key], rec.table2[key] = xs, ev, long_row
     print(f"{long_row['row']}: bound {CH.fmt_iv(long_row.get('nll'))} bits/dim, FD {CH.fmt_iv(long_row.get('fd'))}"
           f" -> {long_row['status']}")
 
 # %%
-fd_diff = {}  # paired bootstrap intervals of FD differences (same resampling of the real sets)
+# FD(a) - FD(b), paired bootstrap (the same resampling of the real sets)
+rec.fd_diff = {}
 for a in abl_evals:
     for b in abl_evals:
         if a != b and abl_evals[a] is not None and abl_evals[b] is not None:
             ea, eb = abl_evals[a], abl_evals[b]
-            fd_diff[(a, b)] = stats.diff_ci(ea.fd, ea.replicates["fd"], eb.fd, eb.replicates["fd"]).as_dict()
+            rec.fd_diff[(a, b)] = stats.diff_ci(ea.fd, ea.replicates["fd"],
+                                                eb.fd, eb.replicates["fd"])
 fmt = notebook.fmt
 rows_shown = table2 + ([long_row] if long_row else [])
-notebook.show_table([{"row": r["row"], "paper IS": r.get("paper_IS", "–"), "paper FID": r.get("paper_FID", "–"),
+paper = lambda r, k: "–" if k not in r else r[k] or "unstable"  # noqa: E731
+notebook.show_table([{"row": r["row"], "paper IS": paper(r, "paper_is"),
+                      "paper FID": paper(r, "paper_fid"),
                       "status": r["status"], "bound (bits/dim)": CH.fmt_iv(r.get("nll")),
                       "FD": CH.fmt_iv(r.get("fd")), "FD floor": fmt(r.get("fd_floor")),
                       "IS analogue": fmt(r.get("isc")),
@@ -476,7 +492,8 @@ notebook.show_table([{"row": r["row"], "paper IS": r.get("paper_IS", "–"), "pa
                             f"exp KL of the digit classifier (max 10)")
 
 # %%
-shown = [(k, v) for k, v in abl_samples.items() if v is not None]
+shown = [(rec.table2[k]["row"], v) for k, v in abl_samples.items()
+         if v is not None]
 fig, axes = plt.subplots(1, len(shown), figsize=(1.8 * len(shown), 2.5))
 for ax, (label, xs) in zip(np.atleast_1d(axes), shown):
     viz.show_grid(xs[:36].clamp(-1, 1), nrow=6, ax=ax, title=label.replace(": ", ":\n").replace(" (", "\n("))
@@ -494,21 +511,23 @@ notebook.see(CH.see_table2(table2, long_row, ROWS[5][0]))
 # two rows of our Table 2, side by side:
 
 # %%
-by_row = {r["row"]: r for r in table2}
-vlb_row, simple_row = by_row[ROWS[4][0]], by_row[ROWS[5][0]]
-pts = {k: (r["nll"]["est"], r["fd"]["est"]) for k, r in [("L (fixed Σ)", vlb_row), ("L_simple", simple_row)]
-       if "fd" in r}
+vlb_row, simple_row = rec.table2[CH.EPS_VLB], rec.table2[CH.SIMPLE]
+pts = {k: (r["nll"].est, r["fd"].est)
+       for k, r in [("L (fixed Σ)", vlb_row), ("L_simple", simple_row)]
+       if r.get("fd") is not None}
 fig = viz.tradeoff_plot(pts, xlabel="NLL bound (bits/dim, held-out)", ylabel="FD (in-domain features)")
 plt.show()
-# both rows' bound estimates use the same noise (seed + k), so their differences pair up
-nll_diff = (stats.mean_ci(np.subtract(vlb_row["nll_reps"], simple_row["nll_reps"])).as_dict()
-            if "nll_reps" in vlb_row and "nll_reps" in simple_row else None)
-numbers["vlb_vs_simple"] = dict(nll_diff=nll_diff, fd_diff=fd_diff.get((ROWS[4][0], ROWS[5][0])))
+# both rows' bounds: the same images with the same noise, paired per image
+nll_diff = (stats.paired_mean_diff(vlb_row["nll_per_image"],
+                                   simple_row["nll_per_image"])
+            if "nll_per_image" in vlb_row and "nll_per_image" in simple_row
+            else None)
 for k, r in [("trained on L, fixed Σ", vlb_row), ("trained on L_simple", simple_row)]:
     print(f"{k:>22}: bound {CH.fmt_iv(r.get('nll'))} bits/dim, FD {CH.fmt_iv(r.get('fd'))}")
 
 # %% tags=["hide-input"]
-notebook.see(CH.see_tradeoff(vlb_row, simple_row, CH.iv(nll_diff), CH.iv(fd_diff.get((ROWS[4][0], ROWS[5][0])))))
+notebook.see(CH.see_tradeoff(vlb_row, simple_row, nll_diff,
+                             rec.fd_diff.get((CH.EPS_VLB, CH.SIMPLE))))
 
 # %% [markdown]
 # ## Experiment 4: progressive generation
@@ -554,8 +573,8 @@ t_coarse, t_detail = settles(r_coarse), settles(r_detail)
 per_c, per_d = explained(coarse, (2, 3, 4)), explained(detail, (2, 3, 4))  # (steps, n)
 earlier = [settles(per_c[:, i]) > settles(per_d[:, i]) for i in range(n_prog)]
 coarse_first = stats.wilson(sum(earlier), n_prog)
-numbers["progressive"] = dict(t_coarse_settles=t_coarse, t_detail_settles=t_detail,
-                              share_coarse_first=coarse_first.as_dict())
+rec.progressive = dict(t_coarse_settles=t_coarse, t_detail_settles=t_detail,
+                       share_coarse_first=coarse_first)
 
 # %%
 fig, ax = plt.subplots(figsize=(4.4, 2.7))
@@ -603,7 +622,7 @@ for t in t_values:
         pred = extractor.predict(xs.flatten(0, 1).float().cpu()).argmax(1).reshape(4, n_src)
         agree[t] = stats.rate_ci((pred == test_set.y[:n_src][None]).T.numpy())  # sources x samples
     grids.append(torch.cat([src[:4].cpu()[None], xs[:, :4].float().cpu()]).transpose(0, 1).flatten(0, 1))
-numbers["shared_xt_class_agreement"] = {t: a.as_dict() for t, a in agree.items()}
+rec.shared_xt, rec.n_classes = agree, test_set.num_classes
 
 # %%
 fig, axes = plt.subplots(1, len(t_values), figsize=(2.1 * len(t_values), 2.6))
@@ -644,10 +663,11 @@ lossless, rate_end = rd["lossless"].item(), rd["rate"][0].item()
 decoder_bits, rmse_end = lossless - rate_end, rd["distortion"][0].item()
 per_image = both["sigma^2 = beta"]["total"].double().cpu().numpy()
 decoder_share = (both["sigma^2 = beta"]["terms"][:, 0] / both["sigma^2 = beta"]["total"]).double().cpu().numpy()
-numbers["rate_distortion"] = dict(lossless=lossless, lossless_ci=stats.mean_ci(per_image).as_dict(),
-                                  decoder_share_ci=stats.mean_ci(decoder_share).as_dict(),
-                                  rate_at_t1=rate_end, decoder_bits=decoder_bits, rmse_at_t1=rmse_end,
-                                  nll={k: v["total"].mean().item() for k, v in both.items()})
+rec.rate_distortion = dict(
+    lossless=lossless, lossless_ci=stats.mean_ci(per_image),
+    decoder_share_ci=stats.mean_ci(decoder_share), rate_at_t1=rate_end,
+    decoder_bits=decoder_bits, rmse_at_t1=rmse_end,
+    nll={k: v["total"].mean().item() for k, v in both.items()})
 
 # %%
 t_axis = np.arange(cfg.T)
@@ -683,14 +703,13 @@ notebook.see(
 
 # %%
 var_rows, var_evals = [], {}
-simple_label = ROWS[5][0]
-if abl_evals.get(simple_label) is not None:
+if abl_evals.get(CH.SIMPLE) is not None:
     label, param, var, loss, *_ = ROWS[5]
     for name, v in [("σ² = β", "fixed_large"), ("σ² = β̃", "fixed_small")]:
         if v == "fixed_large":
-            var_evals[name] = abl_evals[simple_label]
+            var_evals[name] = abl_evals[CH.SIMPLE]
         else:
-            m_simple, d_simple = abl_models[simple_label]
+            m_simple, d_simple = abl_models[CH.SIMPLE]
             xs = smp.sample_batched("ancestral", m_simple, dataclasses.replace(d_simple, var=v), n_abl,
                                     abl_train.image_shape, seed=seed, device=device, progress=True)
             var_evals[name] = metrics.evaluate(abl_extractor, abl_train.x, xs.clamp(-1, 1),
@@ -702,7 +721,7 @@ var_diff = None
 if len(var_evals) == 2:
     (a, ea), (b, eb) = var_evals.items()
     var_diff = stats.diff_ci(ea.fd, ea.replicates["fd"], eb.fd, eb.replicates["fd"])
-numbers["variance_choice"] = dict(rows=var_rows, fd_diff=var_diff.as_dict() if var_diff else None)
+rec.variance_fd_diff = var_diff
 notebook.show_table(var_rows, caption="Sampling variance: FD (95% bootstrap interval) of the Table 2 L_simple "
                                       "model on the full chain; exact NLL of the main model")
 
@@ -747,13 +766,10 @@ plt.show()
 # %% tags=["hide-input"]
 setting = (f"{abl_train.name} {cfg.ablation_size}x{cfg.ablation_size}, {cfg.ablation_unet} UNet, "
            f"{cfg.ablation_images:,} images per row, T={cfg.T}, {n_abl} samples")
-claims = CH.claims(table2, ROWS, ROWS[5][0], long_row, setting, fd_diff)
-claims += CH.more_claims(
-    vlb_row=vlb_row, simple_row=simple_row, nll_diff=CH.iv(nll_diff),
-    fd_diff=CH.iv(fd_diff.get((ROWS[4][0], ROWS[5][0]))), var_diff=var_diff, rd=numbers["rate_distortion"],
-    coarse_first=coarse_first, t_coarse=t_coarse, t_detail=t_detail, agree=agree, n_classes=len(test_set.classes),
-    setting=setting, main_setting=f"main model, {train_set.name} {cfg.image_size}x{cfg.image_size}", profile=nb.profile)
-nb.finish(claims, numbers)
+rec.setting = setting
+rec.main_setting = (f"main model, {train_set.name} "
+                    f"{cfg.image_size}x{cfg.image_size}")
+nb.finish(CH.claims(rec), rec)
 
 # %% [markdown]
 # ## Takeaways

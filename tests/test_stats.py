@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from ddpm_lib import metrics, stats
-from ddpm_lib.chapters import ddpm as ch02
 from ddpm_lib.chapters import improved as ch03
 
 
@@ -70,25 +69,6 @@ def test_bootstrap_intervals_are_paired_and_separate_different_generators():
         metrics.evaluate(None, real, same).ci("fd")
 
 
-def test_a_row_above_a_uniform_coder_did_not_train():
-    ok = dict(nll=stats.Interval(5.0, 4.9, 5.1, 5).as_dict(), fd=stats.Interval(30, 25, 35, 200).as_dict(), fd_floor=8.0)
-    assert ch02.did_not_train(ok) == ""
-    bad_bound = {**ok, "nll": stats.Interval(13.6, 13.0, 14.0, 5).as_dict()}
-    assert "uniform coder" in ch02.did_not_train(bad_bound)
-    bad_fd = {**ok, "fd": stats.Interval(155, 140, 170, 200).as_dict()}
-    assert "10x the floor" in ch02.did_not_train(bad_fd)
-    assert ch02.did_not_train({"status": "diverged"}).startswith("diverged")
-
-
-def test_training_trace_flags_spikes_and_non_finite_losses():
-    calm = np.r_[np.linspace(2, 1, 50), np.full(50, 1.0)]
-    assert not ch02.training_trace(calm)["unstable"]
-    spiky = calm.copy()
-    spiky[80] = 50.0
-    assert ch02.training_trace(spiky)["unstable"]
-    assert ch02.training_trace(np.r_[calm, np.nan])["unstable"]
-
-
 def test_gradient_noise_from_the_gram_matrix_equals_the_direct_formula():
     class Quad(torch.nn.Module):
         def __init__(self):
@@ -116,32 +96,3 @@ def test_gradient_noise_from_the_gram_matrix_equals_the_direct_formula():
     direct = float(((G - m) ** 2).sum(1).mean() / (m @ m))
     assert got["est"] == pytest.approx(direct, rel=1e-9)
     assert got["lo"] <= got["est"] <= got["hi"]
-
-
-def test_chapter_02_claims_read_a_run_whichever_way_it_came_out():
-    I = lambda e, lo, hi: stats.Interval(e, lo, hi, 5)  # noqa: E731
-    rows = [("mu L learned", 0, 0, 0, "7.28", "23.69"), ("mu L fixed", 0, 0, 0, "8.06", "13.22"),
-            ("mu mse", 0, 0, 0, None, None), ("eps L learned", 0, 0, 0, None, None),
-            ("eps L fixed", 0, 0, 0, "7.67", "13.51"), ("eps simple", 0, 0, 0, "9.46", "3.17")]
-    good = lambda name, fd: dict(row=name, status="trained", nll=I(5.0, 4.9, 5.1).as_dict(),  # noqa: E731
-                                 fd=I(fd, fd - 3, fd + 3).as_dict(), fd_floor=8.0,
-                                 trace=dict(unstable=False, spike_ratio=1.5))
-    dead = lambda name: dict(row=name, status="did not train", nll=I(40.0, 39, 41).as_dict(),  # noqa: E731
-                             fd=I(250, 240, 260).as_dict(), fd_floor=8.0, trace=dict(unstable=False, spike_ratio=2.0))
-    table2 = [dead("mu L learned"), dead("mu L fixed"), dead("mu mse"), good("eps L learned", 70),
-              good("eps L fixed", 45), good("eps simple", 30)]
-    fd_diff = {(a["row"], b["row"]): I(a_fd - b_fd, a_fd - b_fd - 4, a_fd - b_fd + 4).as_dict()
-               for a in table2 for b in table2 if a is not b
-               for a_fd, b_fd in [(a["fd"]["est"], b["fd"]["est"])]}
-    claims = ch02.claims(table2, rows, "eps simple", None, "setting", fd_diff)
-    verdicts = [c.holds for c in claims]
-    assert verdicts[0] == "yes" and verdicts[1] == "did not train"  # L_simple best; mu row 2 not compared
-    assert "eps simple" in ch02.see_table2(table2, None, "eps simple")
-    text = ch02.see_tradeoff(table2[4], table2[5], I(-0.01, -0.02, -0.005), I(15, 5, 25))
-    assert "better on the bound and worse on samples" in text
-    more = ch02.more_claims(table2[4], table2[5], I(-0.01, -0.02, -0.005), I(15, 5, 25), I(0.0, -1, 1),
-                            dict(decoder_share_ci=I(0.53, 0.51, 0.55).as_dict(), lossless_ci=I(2.8, 2.7, 2.9).as_dict(),
-                                 rate_at_t1=1.3, decoder_bits=1.5, rmse_at_t1=0.7),
-                            stats.wilson(30, 32), 339, 145, {100: I(0.9, 0.8, 1.0), 500: I(0.24, 0.14, 0.35),
-                                                            900: I(0.1, 0.05, 0.14)}, 10, "s", "m", "cpu")
-    assert [c.holds for c in more] == ["yes", "yes", "yes", "yes", "yes", "n/a"]

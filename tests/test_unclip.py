@@ -1,17 +1,15 @@
 """unCLIP's pieces (ddpm_lib.nets.unclip, quantize's PCA buckets, metrics.within_caption_diversity,
-chapters.unclip): shapes, causality, the best-of-candidates rule, the quantiser's round trip, and the
-claims' gates."""
+chapters.unclip): shapes, causality, the best-of-candidates rule and the quantiser's round trip (the
+chapter's claims: tests/test_claims_unclip.py)."""
 from __future__ import annotations
 
 import ddpm_lib  # noqa: F401  (before torch)
-
-import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from ddpm_lib import diffusion as D, metrics, objectives as OBJ, quantize as Q, schedules as S, scorer, stats, text
+from ddpm_lib import diffusion as D, metrics, objectives as OBJ, quantize as Q, schedules as S, scorer, text
 from ddpm_lib.chapters import unclip as CH
 from ddpm_lib.nets import text_encoder as TE, unclip as UC, unet as U
 
@@ -132,25 +130,3 @@ def test_recoloured_captions_change_only_the_first_colour():
     parsed = scorer.parse_captions(caps)
     assert parsed["colour"].tolist() == [2, 4] and parsed["colour2"].tolist() == [5, 6]
     assert parsed["shape"].tolist() == [0, 1] and parsed["position2"].tolist() == [8, 2]
-
-
-def test_chapter_07_claims_and_their_gates():
-    I = lambda est, lo, hi: stats.Interval(est, lo, hi, 100).as_dict()  # noqa: E731, E741
-    pos, neg, zero = I(0.1, 0.05, 0.15), I(-0.1, -0.15, -0.05), I(0.0, -0.02, 0.02)
-    c = dict(follow_unclip=pos, follow_glide=pos, cos_diffusion=I(0.8, 0.78, 0.82), cos_ar=I(0.7, 0.68, 0.72),
-             prior_cos_diff=pos, prior_match_diff=pos, prior_fd_diff=neg, why_fd_prior_vs_text=neg,
-             why_match_prior_vs_text=pos, why_match_prior_vs_caption=pos, s_max=4.0, cfg_claim=3.0,
-             div_drop_glide=pos, div_drop_unclip=zero, div_drop_diff=pos, fd_rise_glide=pos, fd_rise_unclip=zero,
-             fd_rise_diff=pos, bound_unclip=I(0.2, 0.15, 0.25), bound_glide=I(0.4, 0.35, 0.45), bound_diff=neg,
-             swap_unclip=pos, swap_glide=zero, swap_diff=pos, recon_swap=pos, real_swap=zero, recon_swap_diff=pos)
-    assert [x.holds for x in CH.claims(c, "t")] == ["yes"] * 6 + ["n/a"]
-    assert CH.claims({**c, "prior_fd_diff": pos}, "t")[1].holds == "partly"
-    gated = [x.holds for x in CH.claims({**c, "decoder_did_not_train": True}, "t")]
-    assert gated[0] == "yes" and gated[1:6] == ["did not train"] * 5
-    no_glide = [x.holds for x in CH.claims({**c, "follow_glide": zero}, "t")]
-    assert no_glide[0] == "partly" and no_glide[1:3] == ["yes", "yes"] and no_glide[3:5] == ["did not train"] * 2
-    assert no_glide[5] == "yes"
-    no_unclip = [x.holds for x in CH.claims({**c, "follow_unclip": zero}, "t")]
-    assert no_unclip[1:5] == ["did not train"] * 4 and no_unclip[5] == "yes"
-    assert [x.holds for x in CH.claims({**c, "glide_did_not_train": True}, "t")][3:5] == ["did not train"] * 2
-    assert math.isfinite(CH.PAPER_TABLE2["unCLIP, diffusion prior"])

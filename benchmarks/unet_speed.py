@@ -14,8 +14,9 @@ round by round (so drift and contention hit all alike) and the best round kept:
 * one denoising step: a forward pass without gradients (batch 256 on a GPU), in images/s;
 * a DDIM loop of ``--ddim-steps`` steps (100 on a GPU), each library's own sampler: ddpm_lib's
   ``sampling.ddim`` (its sampler state in float64) and diffusers' ``DDIMScheduler``, in images/s;
-* peak memory (CUDA only) and the model FLOPs utilisation: 12.4 GFLOPs per 32x32 image forward
-  (x3 for a training step) against the device's dense bf16 peak (``--peak-tflops``; H100 SXM 989,
+* peak memory (CUDA only) and the model FLOPs utilisation: the forward FLOPs per 32x32 image as
+  ``ddpm_lib.nets.cost`` counts them (12.4 G; the counter ``ddpm_lib.budget`` sizes the gpu presets with),
+  x3 for a training step, against the device's dense bf16 peak (``--peak-tflops``; H100 SXM 989,
   H200 989, A100 312, L4 121, T4 65 fp16).
 
 Configurations: ``diffusers eager`` (as its training examples run it: bf16 autocast on a GPU) and
@@ -34,9 +35,15 @@ import platform
 import time
 from pathlib import Path
 
+import ddpm_lib  # noqa: F401  (before torch: its OpenMP wait policy; a spinning benchmark crawls on shared cores)
 import torch
 
-GFLOPS_FORWARD = 12.4  # per 32x32 image, ddpm_cifar10 (measured with nets.cost; DDPM's model)
+
+def forward_gflops(net) -> float:
+    """Forward GFLOPs per 32x32 image of ``net``, counted by the library's counter (``nets.cost``)."""
+    from ddpm_lib import nets as N
+
+    return N.cost(net, torch.zeros(2, 3, 32, 32), torch.zeros(2))["flops_per_example"] / 1e9
 
 
 def ddpm_lib_model():
@@ -142,6 +149,7 @@ def measure(device="cpu", train_batch=None, step_batch=None, ddim_batch=None, dd
     torch.manual_seed(0)
     nets = {"ddpm_lib": ddpm_lib_model(), "diffusers": diffusers_model()}
     params = {k: count(v) for k, v in nets.items()}
+    gflops = forward_gflops(nets["ddpm_lib"])
     if abs(params["ddpm_lib"] - params["diffusers"]) > 0.005 * params["ddpm_lib"]:
         raise RuntimeError(f"the two models differ in size: {params}")
     spec = {"diffusers eager": ("diffusers", dict(amp=bf16)),
@@ -193,16 +201,14 @@ def measure(device="cpu", train_batch=None, step_batch=None, ddim_batch=None, dd
         if gpu:
             row["peak_memory_gib"] = peak[name] / 2**30
             if peak_tflops:
-                row["train_mfu"] = 3 * GFLOPS_FORWARD * 1e9 * row["train_img_s"] / (peak_tflops * 1e12)
-                row["step_mfu"] = GFLOPS_FORWARD * 1e9 * row["step_img_s"] / (peak_tflops * 1e12)
+                row["train_mfu"] = 3 * gflops * 1e9 * row["train_img_s"] / (peak_tflops * 1e12)
+                row["step_mfu"] = gflops * 1e9 * row["step_img_s"] / (peak_tflops * 1e12)
         rows[name] = row
     ratios = {}
     for ours, theirs in (("ddpm_lib eager", "diffusers eager"), ("ddpm_lib best", "diffusers eager"),
                          ("ddpm_lib best", "diffusers compiled")):
         if ours in rows and theirs in rows:
             ratios[f"{ours} / {theirs}"] = {k: rows[ours][k] / rows[theirs][k] for k in ("train_img_s", "step_img_s", "ddim_img_s")}
-    import ddpm_lib
-
     try:
         import diffusers
         dver = diffusers.__version__
@@ -211,7 +217,7 @@ def measure(device="cpu", train_batch=None, step_batch=None, ddim_batch=None, dd
     dev_name = torch.cuda.get_device_name(device) if gpu else f"cpu: {platform.machine()}, {torch.get_num_threads()} threads"
     return dict(device=dev_name, date=datetime.date.today().isoformat(), torch=torch.__version__,
                 diffusers=dver, ddpm_lib=ddpm_lib.__version__, precision=str(bf16).replace("torch.", "") if bf16 else "float32",
-                params=params, batches=dict(train=train_batch, step=step_batch, ddim=ddim_batch), ddim_steps=ddim_steps,
+                params=params, gflops_forward=gflops, batches=dict(train=train_batch, step=step_batch, ddim=ddim_batch), ddim_steps=ddim_steps,
                 rounds=rounds, peak_tflops=peak_tflops, results=rows, ratios=ratios)
 
 

@@ -4,7 +4,9 @@
 ``DDPM_PROFILE`` environment variable when it is set, else ``gpu`` when CUDA is available, else ``cpu``.
 Overrides replace single fields; an unknown chapter, profile or field raises a ValueError that lists
 the valid ones. Budgets: smoke <= ~90 s on a 2-core CPU (CI), cpu <= ~20 min on a 2-core CPU,
-gpu ~30 min on one GPU by estimate (untested: no gpu run has been recorded yet).
+gpu ~5 min on one H100-class GPU (two chapters per 15-minute device session), estimated from counted
+FLOPs and launched operations by ``ddpm_lib.budget`` (``python -m ddpm_lib.budget`` prints them;
+untested: no gpu run has been recorded yet).
 """
 from __future__ import annotations
 
@@ -573,12 +575,12 @@ PRESETS: dict[str, dict[str, object]] = {
                                     student_images=15 * 32, scd=True, metric_bias=True, heun_steps=(2, 5), euler_steps=(4,),
                                     n_samples=120, bootstrap=20, feature_images=1440),
         "cpu": ConsistencyChapter(),
-        # one GPU: more 2-D steps, seeds and N values; MNIST at 32x32 with small32 (digits at 32x32 when the Hub
-        # is out of reach, said on the run card); sCD and the metric-bias experiment on (not yet run on a GPU;
-        # sized from estimates)
-        "gpu": ConsistencyChapter(toy_steps=3000, toy_seeds=3, cd_steps=(9, 18, 36, 72), data="mnist", image_size=32,
-                                  unet="small32", teacher_images=6000 * 128, batch_size=128,
-                                  student_images=1500 * 128, student_lr=2e-4, student_ema=0.999, scd=True,
+        # one GPU: 4x the 2-D batch, a third seed and more N values; MNIST at 32x32 with small32 (digits at 32x32
+        # when the Hub is out of reach, said on the run card); sCD and the metric-bias experiment on (untested: never
+        # run on a GPU; sized to ~5 min by ddpm_lib.budget: the 2-D arms are launch-bound, so a larger batch is free)
+        "gpu": ConsistencyChapter(toy_steps=800, toy_batch=1024, toy_seeds=3, cd_steps=(9, 18, 36, 72), data="mnist",
+                                  image_size=32, unet="small32", teacher_images=2000 * 128, batch_size=128,
+                                  student_images=400 * 128, student_lr=2e-4, student_ema=0.999, scd=True,
                                   metric_bias=True, heun_steps=(2, 3, 5, 10, 18, 40), euler_steps=(4, 8, 16, 32, 64),
                                   n_samples=2000, bootstrap=200),
     },
@@ -590,14 +592,14 @@ PRESETS: dict[str, dict[str, object]] = {
                                bootstrap=20, feature_images=1440, reader_images=1000),
         "cpu": DALLE3Chapter(),
         # one GPU: 32x32 two-object scenes, chapter 06's gpu model, all four blends of Fig. 5
-        # (not yet run on a GPU; sized from estimates)
+        # (untested: never run on a GPU; sized to ~5 min by ddpm_lib.budget)
         "gpu": DALLE3Chapter(image_size=32, n_train=40_000, n_test=2000, unet="small32", base_channels=64,
                              num_res_blocks=2, channels_last=False, text_width=128, text_layers=4,
-                             train_images=4000 * 128, batch_size=128, lr=3e-4, warmup_images=20_000,
+                             train_images=1500 * 128, batch_size=128, lr=3e-4, warmup_images=20_000,
                              ema_decay=0.9995, blends=(0.65, 0.8, 0.95, 1.0), captioner_width=128,
-                             captioner_layers=4, captioner_images=3000 * 128, n_labelled=4000,
-                             finetune_images=1500 * 128, captioner_lr=5e-4, clip_images=3000 * 256,
-                             sample_steps=100, n_prompts=1000),
+                             captioner_layers=4, captioner_images=1500 * 128, n_labelled=4000,
+                             finetune_images=750 * 128, captioner_lr=5e-4, clip_images=1000 * 256,
+                             sample_steps=50, n_prompts=1000),
     },
     "07_unclip": {
         "smoke": UnCLIPChapter(n_train=600, n_test=200, T=100, base_channels=16, text_width=32, clip_dim=32,
@@ -608,13 +610,13 @@ PRESETS: dict[str, dict[str, object]] = {
                                feature_images=1440, reader_images=1000),
         "cpu": UnCLIPChapter(),
         # one GPU: 32x32 two-object scenes, wider decoder and baseline, larger priors
-        # (not yet run on a GPU; sized from estimates)
+        # (untested: never run on a GPU; sized to ~5 min by ddpm_lib.budget)
         "gpu": UnCLIPChapter(image_size=32, n_train=40_000, n_test=2000, unet="small32", base_channels=64,
-                             text_width=128, text_layers=4, clip_dim=128, clip_images=3000 * 256,
-                             train_images=6000 * 128, batch_size=128, lr=3e-4, warmup_images=20_000,
-                             ema_decay=0.9995, prior_width=256, prior_layers=6, prior_images=6000 * 128,
+                             text_width=128, text_layers=4, clip_dim=128, clip_images=1000 * 256,
+                             train_images=2500 * 128, batch_size=128, lr=3e-4, warmup_images=20_000,
+                             ema_decay=0.9995, prior_width=256, prior_layers=6, prior_images=2500 * 128,
                              prior_lr=3e-4, pca_dims=48, buckets=64, sample_steps=100, n_captions=250,
-                             per_caption=4, sr_from=16, sr_images=3000 * 128),
+                             per_caption=4, sr_from=16, sr_images=1000 * 128),
     },
     "06_glide": {
         # smoke also runs the size comparison and the upsampler (code paths only)
@@ -625,12 +627,12 @@ PRESETS: dict[str, dict[str, object]] = {
                               bootstrap=20, feature_images=1440, reader_images=1000),
         "cpu": GLIDEChapter(),
         # one GPU: 32x32 two-object scenes, wider models, the size comparison and a 16 -> 32 upsampler
-        # (not yet run on a GPU; sized from estimates)
+        # (untested: never run on a GPU; sized to ~5 min by ddpm_lib.budget)
         "gpu": GLIDEChapter(image_size=32, objects=2, n_train=40_000, n_test=2000, unet="small32", base_channels=64,
-                            text_width=128, text_layers=4, train_images=6000 * 128, batch_size=128, lr=3e-4,
-                            warmup_images=20_000, ema_decay=0.9995, clip_images=3000 * 256, sample_steps=100,
-                            n_samples=1000, inpaint_images=1500 * 128, n_inpaint=500, big_channels=128,
-                            sr_from=16, sr_images=3000 * 128, sr_steps=(27, 100)),
+                            text_width=128, text_layers=4, train_images=3000 * 128, batch_size=128, lr=3e-4,
+                            warmup_images=20_000, ema_decay=0.9995, clip_images=1000 * 256, sample_steps=100,
+                            n_samples=1000, inpaint_images=600 * 128, n_inpaint=500, big_channels=128,
+                            sr_from=16, sr_images=1000 * 128, sr_steps=(27, 100)),
     },
     "05_dalle": {
         "smoke": DALLEChapter(n_train=600, n_test=200, dvae_width=32, dvae_images=30 * 32, betas=(0.0, 6.6),
@@ -639,11 +641,11 @@ PRESETS: dict[str, dict[str, object]] = {
                               bootstrap=20, feature_images=1440, reader_images=1000),
         "cpu": DALLEChapter(),
         # one GPU: 32x32 two-object scenes, K = 512, an 8x8 code grid, a larger transformer
-        # (not yet run on a GPU; sized from estimates)
+        # (untested: never run on a GPU; sized to ~5 min by ddpm_lib.budget)
         "gpu": DALLEChapter(image_size=32, objects=2, n_train=40_000, n_test=2000, text_len=24, codes=512,
-                            dvae_width=128, dvae_images=6000 * 128, beta_images=500 * 128, tau_images=4000 * 128,
-                            n_layer=8, n_embd=256, n_head=8, gpt_images=8000 * 128, gpt_lr=5e-4,
-                            clip_images=3000 * 256, n_captions=500, n_rerank=64, n_eval=2000),
+                            dvae_width=128, dvae_images=1500 * 128, beta_images=200 * 128, tau_images=1000 * 128,
+                            n_layer=8, n_embd=256, n_head=8, gpt_images=3500 * 128, gpt_lr=5e-4,
+                            clip_images=1000 * 256, n_captions=500, n_rerank=64, n_eval=2000),
     },
     "04_adm": {
         # smoke also runs the upsampling stack (on digits 8 -> 16 it has nothing to add: a code-path test)
@@ -654,12 +656,14 @@ PRESETS: dict[str, dict[str, object]] = {
         # cpu: the upsampling stack is off, because digits at 16x16 are bilinear upsamples of the 8x8
         # originals (nothing for a super-resolution model to add) and it does not fit the budget
         "cpu": ADMChapter(),
-        # one GPU: CIFAR-10 (shapes when the Hub is unreachable) at 16x16 for the guided models, the
-        # upsampling stack 16 -> 32 (not yet run on a GPU; sized from estimates)
-        "gpu": ADMChapter(data="cifar10", image_size=16, unet="small16", base_channels=64, train_images=6000 * 128,
-                          batch_size=128, lr=2e-4, warmup_images=20_000, ema_decay=0.9995, clf_images=4000 * 128,
-                          clf_lr=3e-4, arch_images=2000 * 128, sample_steps=250, n_samples=2000, bootstrap=200,
-                          sr_size=32, sr_images=4000 * 128),
+        # one GPU: CIFAR-10 (shapes when the Hub is unreachable) at 16x16 for the guided models (untested:
+        # never run on a GPU; sized to ~5 min by ddpm_lib.budget). The upsampling stack 16 -> 32 is off
+        # (sr_size=32, sr_images=1500 * 128 turns it on): two more UNets, a classifier and a feature net
+        # at 32x32 are estimated at ~4 more minutes
+        "gpu": ADMChapter(data="cifar10", image_size=16, unet="small16", base_channels=64, train_images=2000 * 128,
+                          batch_size=128, lr=2e-4, warmup_images=20_000, ema_decay=0.9995, clf_images=1500 * 128,
+                          clf_lr=3e-4, arch_images=600 * 128, sample_steps=250, n_samples=1000, bootstrap=200,
+                          sr_size=0, sr_images=1500 * 128),
     },
     "00_forward_process": {
         "smoke": ForwardProcess(n_toy=500, n_images=4),
@@ -672,7 +676,7 @@ PRESETS: dict[str, dict[str, object]] = {
                              finetune_images=10 * 32, n_samples=8),
         "cpu": IGPTChapter(),
         # one GPU: the same scenes at 32x32 (1,024 tokens, as iGPT's CIFAR-10 models) with a wider GPT
-        # (untested: never run on a GPU; sized from estimates)
+        # (untested: never run on a GPU; ~5 min by ddpm_lib.budget)
         "gpu": IGPTChapter(image_size=32, k=16, n_train=20_000, n_test=2000, n_layer=8, n_embd=256, n_head=8,
                            small_layer=4, small_embd=128, train_images=8_000 * 64, batch_size=64, lr=5e-4,
                            warmup_images=50_000, checkpoints=5, finetune_images=2000 * 64, n_samples=64),
@@ -684,11 +688,11 @@ PRESETS: dict[str, dict[str, object]] = {
                                      step_counts=(5, 10, 100), skip_fractions=(0.0, 0.3), feature_images=1440),
         "cpu": ImprovedDDPMChapter(),
         # one GPU: 32x32 (CIFAR-10 where reachable, else shapes), DDPM-sized models are too slow for six
-        # rows in 30 minutes, so a 16-32M parameter UNet with a shorter budget
-        # (not yet run on a GPU; sized from estimates)
+        # rows in 5 minutes, so a 9M parameter UNet with a short budget
+        # (untested: never run on a GPU; sized to ~5 min by ddpm_lib.budget)
         "gpu": ImprovedDDPMChapter(data="cifar10", image_size=32, unet="small32", base_channels=64,
-                                   train_images=2500 * 128, batch_size=128, lr=2e-4, warmup_images=20_000,
-                                   ema_decay=0.9995, nll_steps=200, nll_images=256, n_samples=1000,
+                                   train_images=900 * 128, batch_size=128, lr=2e-4, warmup_images=20_000,
+                                   ema_decay=0.9995, nll_steps=100, nll_images=256, n_samples=512,
                                    table_sample_steps=100, step_counts=(10, 25, 50, 100, 250)),
     },
     "02_ddpm": {
@@ -697,14 +701,14 @@ PRESETS: dict[str, dict[str, object]] = {
                              ablation_nll_steps=4, ablation_nll_reps=3, mu_budget_factor=2, shared_xt_sources=8, bootstrap=20,
                              feature_images=1440),
         "cpu": DDPMChapter(),
-        # one GPU: CIFAR-10 with DDPM's CIFAR model (shorter than the paper's 800k steps) where the Hub
-        # is reachable, else shapes at 32x32; the ablation at 16x16
-        # (not yet run on a GPU: sized from estimates of ~0.1 s per step of the 35.7M model at batch 128)
+        # one GPU: CIFAR-10 with DDPM's CIFAR model (far shorter than the paper's 800k steps) where the
+        # Hub is reachable, else shapes at 32x32; the ablation at 16x16
+        # (untested: never run on a GPU; sized to ~5 min by ddpm_lib.budget)
         "gpu": DDPMChapter(data="cifar10", image_size=32, unet="ddpm_cifar10", base_channels=128, num_res_blocks=2,
-                           dropout=0.1, train_images=8_000 * 128, batch_size=128, lr=2e-4, ema_decay=0.9995,
+                           dropout=0.1, train_images=3_000 * 128, batch_size=128, lr=2e-4, ema_decay=0.9995,
                            sample_steps=250, n_samples=2000, nll_images=128, ablation_size=16,
-                           ablation_unet="small16", ablation_images=2000 * 64, ablation_samples=1000,
-                           ablation_nll_steps=200),
+                           ablation_unet="small16", ablation_images=400 * 64, ablation_samples=512,
+                           ablation_nll_steps=100, mu_budget_factor=2),
     },
 }
 

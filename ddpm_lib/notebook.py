@@ -303,6 +303,10 @@ class Session:
         if self.overrides and prof in ("cpu", "gpu"):
             self.card.notes.append(f"parameters set for this run: {self.overrides}; its results go to runs/results/, "
                                    "not the book's")
+        if prof == "gpu":  # the estimated device time of this config, "untested" until a gpu record exists
+            from . import budget
+
+            self.card.notes.append(budget.card_note(self.chapter, cfg, root or Path.cwd()))
         from . import train
 
         train.HISTORY.clear()

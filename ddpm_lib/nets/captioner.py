@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from . import seeded_init
 from .encoder import EncoderConfig, EncoderUNet
-from .transformer import Block, GPTConfig
+from .transformer import Block, GPTConfig, KVCache, decode
 
 
 @dataclass(frozen=True)
@@ -68,40 +68,33 @@ class Captioner(nn.Module):
             return self.grid_proj(self.image.features(x, None).flatten(2).transpose(1, 2))
         return self.image(x, None).view(x.shape[0], self.cfg.prefix, self.cfg.width)
 
-    def forward(self, x, tokens, prefix: torch.Tensor | None = None):
-        """``prefix``: ``self.prefix(x)`` computed once (``generate`` reuses it for every word)."""
-        B, L = tokens.shape
-        pre = self.prefix(x) if prefix is None else prefix
-        h = torch.cat([pre, self.tok(tokens[:, :-1])], 1) if L > 1 else pre
-        h = h + self.pos[:h.shape[1]]
+    def forward(self, x, tokens, prefix: torch.Tensor | None = None, cache: KVCache | None = None):
+        """``prefix``: ``self.prefix(x)`` computed once (``generate`` reuses it for every word). With a
+        ``cache`` (decoding): ``tokens`` are the words not yet fed, all of them inputs, after the image's
+        tokens on an empty cache; returns the logits (B, 1, vocab) of the next word."""
+        past = 0 if cache is None else cache.length()
+        pre = (self.prefix(x) if prefix is None else prefix) if past == 0 else None
+        if cache is None:
+            h = torch.cat([pre, self.tok(tokens[:, :-1])], 1) if tokens.shape[1] > 1 else pre
+        else:
+            h = self.tok(tokens) if pre is None else torch.cat([pre, self.tok(tokens)], 1)
+        h = h + self.pos[past:past + h.shape[1]]
         for block in self.blocks:
-            h = block(h)
+            h = block(h, cache)
         # the last prefix slot predicts word 0, the slot of word i predicts word i + 1
-        return self.head(self.ln(h[:, self.cfg.n_prefix - 1:]))
+        return self.head(self.ln(h[:, self.cfg.n_prefix - 1:] if cache is None else h[:, -1:]))
 
     @torch.no_grad()
-    def generate(self, x: torch.Tensor, temperature: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    def generate(self, x: torch.Tensor, temperature: float = 0.0, generator: torch.Generator | None = None,
+                 use_cache: bool = True) -> torch.Tensor:
         """Captions (B, context) written one word at a time (``temperature`` 0: greedy); every word after the
-        first padding is padding."""
+        first padding is padding. ``use_cache``: each word costs one position's work (KV cache)."""
         self.eval()
-        B, L = x.shape[0], self.cfg.context
-        tokens = torch.zeros(B, L, dtype=torch.long, device=x.device)
-        done = torch.zeros(B, dtype=torch.bool, device=x.device)
         pre = self.prefix(x)
-        for i in range(L):
-            logits = self.forward(x, tokens[:, :i + 1], prefix=pre)[:, i].float()
-            if temperature <= 0:
-                nxt = logits.argmax(-1)
-            else:
-                probs = torch.softmax(logits / temperature, -1)
-                nxt = torch.multinomial(probs.cpu() if generator is not None and generator.device.type == "cpu"
-                                        else probs, 1, generator=generator).squeeze(1).to(x.device)
-            nxt = torch.where(done, torch.zeros_like(nxt), nxt)
-            tokens[:, i] = nxt
-            done |= nxt == 0
-            if bool(done.all()):
-                break
-        return tokens
+        start = torch.zeros(x.shape[0], 0, dtype=torch.long, device=x.device)
+        return decode(lambda tokens, cache: self(x, tokens, prefix=pre, cache=cache), start, self.cfg.context,
+                      n_layer=self.cfg.layers, temperature=temperature, generator=generator, use_cache=use_cache,
+                      end=0)
 
 
 class CaptionObjective:

@@ -147,23 +147,27 @@ class GPT(nn.Module):
             raise ValueError(f"sequence of {start + x.shape[1]} positions exceeds block_size {self.cfg.block_size}")
         return x + self.pos[start:start + x.shape[1]]
 
-    def forward(self, idx, return_hidden: bool = False, cache: KVCache | None = None, start: int = 0):
+    def forward(self, idx, return_hidden: bool = False, cache: KVCache | None = None):
         """Logits (B, L, V) for ``idx`` (B, L).
 
         With ``sos``: the input is [sos, idx[:, :-1]], so ``logits[:, i]`` predicts ``idx[:, i]``.
         Without: ``logits[:, i]`` is the output at position i (predicting i + 1 when causal).
         ``return_hidden`` also returns the residual stream after each block, [(B, L, n_embd)] * n_layer
         (the features of iGPT's linear probes).
+        With a ``cache`` (decoding): ``idx`` holds only the tokens not yet fed, all of them inputs; an
+        empty cache starts with the sos slot. Returns the logits (B, 1, V) of the last position, which
+        predict the next token (nanoGPT's inference path).
         """
-        if self.sos is not None and cache is None:
-            x = self.embed(idx[:, :-1], 0, with_sos=True)
+        if cache is None:
+            x = self.embed(idx[:, :-1], 0, with_sos=True) if self.sos is not None else self.embed(idx)
         else:
-            x = self.embed(idx, start, with_sos=False)
+            past = cache.length()
+            x = self.embed(idx, past, with_sos=past == 0)
         hidden = []
         for block in self.blocks:
             x = block(x, cache)
             hidden.append(x)
-        logits = self.head(self.ln_f(x))
+        logits = self.head(self.ln_f(x if cache is None else x[:, -1:]))
         return (logits, hidden) if return_hidden else logits
 
     @torch.no_grad()
@@ -182,39 +186,63 @@ class GPT(nn.Module):
         if not (self.cfg.causal and self.cfg.sos):
             raise ValueError("generate needs a causal model with a start-of-sequence slot")
         self.eval()
-        seq = prefix.clone()
-        B = seq.shape[0]
-        cache = KVCache(self.cfg.n_layer) if use_cache else None
-        if use_cache:  # feed sos + prefix once; the last output predicts the next token
-            x = torch.cat([self.sos.expand(B, 1, -1), self.tok(seq)], 1) + self.pos[: seq.shape[1] + 1]
-            for block in self.blocks:
-                x = block(x, cache)
-            logits = self.head(self.ln_f(x[:, -1]))
-        while seq.shape[1] < length:
-            if not use_cache:
-                full = torch.cat([seq, seq.new_zeros(B, 1)], 1)  # a dummy last token: only its input shifts in
-                logits = self.forward(full)[:, -1]
-            if vocab_range is not None:
-                keep = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
-                keep[vocab_range[0]:vocab_range[1]] = True
-                logits = logits.masked_fill(~keep, float("-inf"))
-            nxt = _sample(logits, temperature, top_k, generator)
-            seq = torch.cat([seq, nxt[:, None]], 1)
-            if use_cache and seq.shape[1] < length:
-                pos = seq.shape[1]  # absolute position of this token's input slot (sos is 0)
-                x = self.tok(nxt[:, None]) + self.pos[pos:pos + 1]
-                for block in self.blocks:
-                    x = block(x, cache)
-                logits = self.head(self.ln_f(x[:, -1]))
-        return seq
+        return decode(lambda seq, cache: self(seq, cache=cache), prefix, length, n_layer=self.cfg.n_layer,
+                      temperature=temperature, top_k=top_k, generator=generator, use_cache=use_cache,
+                      vocab_range=vocab_range)
 
 
-def _sample(logits, temperature, top_k, generator):
+def sample_token(logits: torch.Tensor, *, temperature: float, top_k: int | None = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """One token per row of ``logits`` (B, V): the argmax at ``temperature`` 0, otherwise a draw from
+    softmax(logits / temperature), kept to the ``top_k`` largest logits if given. The draw is one
+    ``multinomial`` call on ``generator``'s device (a CPU generator serves CUDA logits); returns (B,)
+    long on the logits' device."""
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()
-    logits = logits / max(temperature, 1e-8)
+    if temperature <= 0:
+        return logits.argmax(-1)
+    logits = logits / temperature
     if top_k is not None:
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     probs = torch.softmax(logits, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    if generator is not None:
+        probs = probs.to(generator.device)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1).to(logits.device)
+
+
+@torch.no_grad()
+def decode(step, prefix: torch.Tensor, length: int, *, n_layer: int, temperature: float = 1.0,
+           top_k: int | None = None, generator: torch.Generator | None = None, use_cache: bool = True,
+           vocab_range: tuple[int, int] | None = None, end: int | None = None) -> torch.Tensor:
+    """The decoding loop of every token model: extend ``prefix`` (B, P) to (B, ``length``) one
+    ``sample_token`` at a time.
+
+    ``step(tokens, cache)`` is the network's forward. With a ``KVCache`` (``use_cache``) it gets the
+    tokens not yet fed (the prefix first, then each new token) and its last logits predict the next
+    token; without, the whole sequence so far plus a placeholder, and its logits are aligned with its
+    input (``logits[:, i]`` predicts ``tokens[:, i]`` from ``tokens[:, :i]``), so the last predicts the
+    next token from the sequence alone. ``vocab_range=(lo, hi)`` samples from ids lo..hi-1 only;
+    ``end``: a row that has written it writes only it, and decoding stops once every row has (the rest
+    is ``end``).
+    """
+    cache = KVCache(n_layer) if use_cache else None
+    seq, new = prefix, prefix
+    done = torch.zeros(prefix.shape[0], dtype=torch.bool, device=prefix.device)
+    while seq.shape[1] < length:
+        if use_cache:
+            logits = step(new, cache)[:, -1]
+        else:
+            logits = step(torch.cat([seq, seq.new_zeros(seq.shape[0], 1)], 1), None)[:, -1]
+        if vocab_range is not None:
+            keep = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+            keep[vocab_range[0]:vocab_range[1]] = True
+            logits = logits.masked_fill(~keep, float("-inf"))
+        nxt = sample_token(logits, temperature=temperature, top_k=top_k, generator=generator).to(seq.device)
+        if end is not None:
+            nxt = torch.where(done, torch.full_like(nxt, end), nxt)
+            done |= nxt == end
+        seq, new = torch.cat([seq, nxt[:, None]], 1), nxt[:, None]
+        if end is not None and bool(done.all()):
+            return torch.cat([seq, seq.new_full((seq.shape[0], length - seq.shape[1]), end)], 1)
+    return seq

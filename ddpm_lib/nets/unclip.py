@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from . import seeded_init
 from .text_encoder import TextEncoder, TextEncoderConfig, TextUNet, TextUNetConfig
-from .transformer import Block, GPTConfig
+from .transformer import Block, GPTConfig, KVCache, decode
 from .unet import timestep_embedding
 
 
@@ -109,16 +109,20 @@ class _PriorBackbone(nn.Module):
         self.blocks = nn.ModuleList(Block(block_cfg, i) for i in range(cfg.layers))
         self.ln = nn.LayerNorm(cfg.width)
 
-    def forward(self, tokens, z_text, slots: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens, z_text, slots: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """tokens (B, L), z_text (B, d), slots (B, S, width) after the z_t slot -> hidden (B, 1 + S, width)
-        of the z_t slot and the slots."""
-        states, _ = self.text(tokens)
-        z_t = self.z_text_in(z_text.to(self.z_text_in.weight.dtype))[:, None]
-        h = torch.cat([self.text_in(states), z_t, slots], 1)
-        h = h + self.pos[:h.shape[1]]
+        of the z_t slot and the slots. With a ``cache`` (decoding): the caption and z_t go in first, on an
+        empty cache only; returns the last position's hidden state (B, 1, width)."""
+        past = 0 if cache is None else cache.length()
+        h = slots
+        if past == 0:
+            states, _ = self.text(tokens)
+            z_t = self.z_text_in(z_text.to(self.z_text_in.weight.dtype))[:, None]
+            h = torch.cat([self.text_in(states), z_t, slots], 1)
+        h = h + self.pos[past:past + h.shape[1]]
         for block in self.blocks:
-            h = block(h)
-        return self.ln(h[:, states.shape[1]:])
+            h = block(h, cache)
+        return self.ln(h[:, tokens.shape[1]:] if cache is None else h[:, -1:])
 
 
 def _null_inputs(tokens, z_text, B, cfg: PriorConfig, device, dtype):
@@ -165,28 +169,27 @@ class ARPrior(nn.Module):
         self.out = nn.Linear(cfg.width, cfg.buckets)
         nn.init.normal_(self.code_in.weight, std=0.02)
 
-    def forward(self, codes, tokens: torch.Tensor | None = None, z_text: torch.Tensor | None = None):
+    def forward(self, codes, tokens: torch.Tensor | None = None, z_text: torch.Tensor | None = None,
+                cache: KVCache | None = None):
+        """With a ``cache`` (decoding): ``codes`` are the codes not yet fed, all of them inputs, after the
+        caption and z_t on an empty cache; returns the logits (B, 1, buckets) of the next code."""
         B = codes.shape[0]
         tokens, z_text = _null_inputs(tokens, z_text, B, self.cfg, codes.device, self.out.weight.dtype)
-        h = self.backbone(tokens, z_text, self.code_in(codes[:, :-1]))  # (B, S, width): z_t slot predicts code 0
+        slots = self.code_in(codes[:, :-1] if cache is None else codes)
+        h = self.backbone(tokens, z_text, slots, cache)  # (B, S, width): z_t slot predicts code 0
         return self.out(h)
 
     @torch.no_grad()
     def generate(self, tokens, z_text, first: torch.Tensor | None = None, temperature: float = 1.0,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+                 generator: torch.Generator | None = None, use_cache: bool = True) -> torch.Tensor:
         """Codes (B, S) sampled one at a time; ``first`` (B,) fixes the dot-product token (the paper
-        samples it from the top half of its distribution)."""
+        samples it from the top half of its distribution). ``use_cache``: the caption is encoded once
+        and each code costs one position's work (KV cache)."""
         B = tokens.shape[0]
-        codes = torch.zeros(B, self.length, dtype=torch.long, device=tokens.device)
-        for i in range(self.length):
-            if i == 0 and first is not None:
-                codes[:, 0] = first.to(codes.device)
-                continue
-            logits = self.forward(codes, tokens, z_text)[:, i].float() / max(temperature, 1e-8)
-            probs = torch.softmax(logits, -1)
-            codes[:, i] = torch.multinomial(probs.cpu() if generator is not None and generator.device.type == "cpu"
-                                            else probs, 1, generator=generator).squeeze(1).to(codes.device)
-        return codes
+        start = (torch.zeros(B, 0, dtype=torch.long, device=tokens.device) if first is None
+                 else first.to(tokens.device).long()[:, None])
+        return decode(lambda codes, cache: self(codes, tokens, z_text, cache=cache), start, self.length,
+                      n_layer=self.cfg.layers, temperature=temperature, generator=generator, use_cache=use_cache)
 
 
 class ARPriorObjective:

@@ -4,16 +4,21 @@
   chapter on one GPU, pointing to the cpu record, with links that still resolve from book/gpu/;
 * the claims ledger (``book/_ext/claims_ledger.py``) puts the gpu verdicts beside the cpu ones, claim by
   claim, and the gpu page lists the records (a small Sphinx build with -W, on made-up results);
-* ``tools/device_session.sh``, the one command run on a lent GPU machine, checks its imports and names a
-  chapter that fails without stopping (DEVICE=cpu, the benchmark off).
+* ``tools/device_session.sh``, the one command run on a lent GPU machine, checks its imports, names a
+  chapter that fails without stopping, and stops a chapter at CHAPTER_LIMIT_S leaving no kernel behind
+  (DEVICE=cpu, the benchmark off; the full dry run with the benchmark is a documented command in
+  tools/device_session.sh).
 """
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -118,6 +123,56 @@ def test_the_device_session_checks_its_tools_and_names_a_chapter_that_fails(tmp_
     assert "device-session: torch" in out and "no_such_chapter: failed" in out and "valid choices" in out
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["device-session.log"]
     assert not (ROOT / "book" / "gpu" / "no_such_chapter.ipynb").exists()
+
+
+def _copy_checkout(dest: Path) -> Path:
+    """The working tree's tracked and unignored files in ``dest``: a session that records writes book/gpu/
+    there, never into the checkout the tests run from."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True,
+                           check=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        src = ROOT / name
+        if src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def _processes_with(marker: str) -> list[int]:
+    """This user's processes whose environment holds ``marker`` (the session's children, kernels included)."""
+    found = []
+    for env in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker.encode() in env.read_bytes().split(b"\0"):
+                found.append(int(env.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc to find the session's processes")
+def test_the_device_session_stops_a_chapter_at_its_limit_and_leaves_no_kernel(tmp_path):
+    """CHAPTER_LIMIT_S ends a chapter that runs over (here the gpu preset of 02 on a CPU, stopped after 20 s):
+    the session names it, goes on, brings back only what finished (the log), and the chapter's kernel is
+    gone (it polls its parent) without a pkill by name, which would end other users' kernels."""
+    repo = _copy_checkout(tmp_path / "repo")
+    marker = f"DDPM_TEST_SESSION={uuid.uuid4().hex}"
+    env = dict(os.environ, DEVICE="cpu", BENCH="0", CHAPTER_LIMIT_S="20", OUT=str(tmp_path / "out"),
+               PYTHON=sys.executable, DDPM_CACHE=str(tmp_path / "cache"), **dict([marker.split("=")]))
+    t0 = time.time()
+    proc = subprocess.run(["bash", str(repo / "tools" / "device_session.sh"), "02"], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=240)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    stopped = re.search(r"device-session: 02: out of time after (\d+) s \(CHAPTER_LIMIT_S=20\); nothing recorded", out)
+    assert stopped and 20 <= int(stopped.group(1)) < 60, out
+    assert time.time() - t0 < 150, "the limit did not stop the chapter"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["device-session.log"]
+    assert not (repo / "book" / "gpu" / "02_ddpm.ipynb").exists() and not (repo / "book" / "results" / "gpu").exists()
+    deadline = time.time() + 10
+    while _processes_with(marker) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not _processes_with(marker), "a process of the stopped chapter (its kernel?) outlived the session"
 
 
 def test_every_committed_gpu_record_is_whole():

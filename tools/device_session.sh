@@ -17,7 +17,13 @@
 #   4. copies those files, flat, and the session's log to $OUT when it is set (at most 8 files come back:
 #      the log, the benchmark's two and two per chapter, so name at most two chapters per command).
 # DEVICE=cpu runs the same steps without CUDA (the benchmark's --quick code-path check): how the tests
-# and a session without a GPU check this script.
+# and a session without a GPU check this script. The whole dry run, in a copy of the checkout so that its
+# records never land in this book (00's gpu preset finishes on a CPU, 02's is stopped at the limit):
+#   d=$(mktemp -d); git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "$d/"; cd "$d" &&
+#   DEVICE=cpu CHAPTER_LIMIT_S=150 OUT="$d/out" DDPM_CACHE="$d/cache" PYTHON=<the venv's python> \
+#     tools/device_session.sh 00 02
+# 2026-12-06 on 2 shared cores: benchmark 99 s, 00 recorded in 102 s, 02 out of time after 154 s (its kernel
+# shut itself down); $OUT held the benchmark's two files, 00's two and the log.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 # (no MPLBACKEND: the kernel's inline backend is what puts the figures into the recorded notebook)
@@ -43,7 +49,7 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 import importlib, sys
 device = sys.argv[1]
 missing = []
-for name in ("torch", "papermill", "jupytext", "ipykernel", "nbformat", "diffusers", "ddpm_lib"):
+for name in ("ddpm_lib", "torch", "papermill", "jupytext", "ipykernel", "nbformat", "diffusers"):  # ddpm_lib first: before torch
     try:
         importlib.import_module(name)
     except Exception as e:  # noqa: BLE001 - any failure to import is a missing package here
@@ -80,8 +86,10 @@ for ch in "$@"; do
   el=$(( $(date +%s) - s ))
   case $rc in
     0) say "$ch: recorded in $el s"; done_chapters+=("$ch") ;;
-    124|137) say "$ch: out of time after $el s (CHAPTER_LIMIT_S=$LIMIT); nothing recorded"
-             pkill -f ipykernel_launcher 2>/dev/null ;;  # the kernel runs in a session of its own: end it too
+    # timeout signals its whole process group; the kernel, in a session of its own, polls its parent
+    # (ipykernel's JPY_PARENT_PID) and exits within a second of papermill's end: nothing else to kill
+    # (a pkill by name would also end other users' kernels on a shared machine)
+    124|137) say "$ch: out of time after $el s (CHAPTER_LIMIT_S=$LIMIT); nothing recorded" ;;
     *) say "$ch: failed (exit $rc) after $el s; the partial run is under runs/" ;;
   esac
 done

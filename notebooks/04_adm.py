@@ -56,7 +56,7 @@ seed = 0
 # %%
 cfg = nb.start()
 device = notebook.device()
-numbers, cmp = {}, {}
+rec = CH.Record()  # what the claims read, filled cell by cell
 
 # %% [markdown]
 # ## The idea
@@ -216,10 +216,6 @@ ts, clf_hits = CH.accuracy_by_t(clf, diff, x_test, y_test, cfg.clf_t, seed=seed)
 quarter = np.minimum(4 * ts // cfg.T, 3)
 per_image_q = np.stack([clf_hits[quarter == q].mean(0) for q in range(4)])  # (4, N)
 clf_q = [stats.rate_ci(clf_hits[quarter == q].T) for q in range(4)]
-cmp.update(clf_q=[q.as_dict() for q in clf_q], chance=1 / K,
-           clf_q1_minus_q4=stats.mean_ci(per_image_q[0] - per_image_q[3]).as_dict())
-numbers["classifier"] = dict(steps=ts.tolist(), accuracy=[stats.rate_ci(h).as_dict() for h in clf_hits],
-                             quarters=cmp["clf_q"])
 acc_ci = [stats.rate_ci(h) for h in clf_hits]
 fig, ax = plt.subplots(figsize=(4.4, 2.6))
 ax.plot(ts, [a.est for a in acc_ci], marker="o", ms=3, label="noisy classifier")
@@ -233,6 +229,9 @@ notebook.show_table([{"steps": f"{q * cfg.T // 4}-{(q + 1) * cfg.T // 4 - 1}", "
                                                  f"{cfg.clf_t} steps, 95% bootstrap intervals over images)")
 
 # %% tags=["hide-input"]
+rec.chance, rec.clf_quarters = 1 / K, clf_q
+rec.clf_q1_minus_q4 = stats.paired_mean_diff(per_image_q[0], per_image_q[3])
+rec.clf_q4_below_mid = stats.paired_mean_diff((per_image_q[0] + 1 / K) / 2, per_image_q[3])
 notebook.see(
     f"On clean images (t = 0) the classifier reads {acc_ci[0].fmt(pct=True)} of the held-out digits; by the last "
     f"quarter of the chain its accuracy is {clf_q[3].fmt(pct=True)} against a chance rate of {1 / K:.0%}. "
@@ -287,9 +286,6 @@ for (name, s), r in runs.items():
     sweep_rows.append(dict(model=name, scale=s, fd=ev.ci("fd").as_dict(), precision=ev.ci("precision").as_dict(),
                            recall=ev.ci("recall").as_dict(), accuracy=stats.rate_ci(r["hits"]).as_dict(),
                            confidence=stats.mean_ci(r["conf"]).as_dict(), paper=paper))
-cmp["did_not_train"] = [m for m in models if runs[(m, 0.0)]["ev"].fd > 10 * fd_floor]  # CHAPTER_GUIDE's rule
-numbers["sweep"] = dict(rows=sweep_rows, fd_floor=fd_floor, n=n, steps=cfg.sample_steps,
-                        did_not_train=cmp["did_not_train"])
 
 # %%
 notebook.show_table([{"model": r["model"], "scale": f"{r['scale']:g}", "FD": CH.iv(r["fd"]).fmt(),
@@ -329,27 +325,24 @@ fig.suptitle("Samples asked for the classes 0-9 (columns), two per class; rows: 
 fig.tight_layout()
 plt.show()
 
-# %%
+# %% tags=["hide-input"]
 ev = lambda m, s: runs[(m, s)]["ev"]  # noqa: E731
 best = min(runs, key=lambda k: runs[k]["ev"].fd)
-cmp.update(s_hi=s_hi, s_mid=s_mid, best_config=best, best_fd=ev(*best).ci("fd").as_dict(),
-           fd_u={s: ev("unconditional", s).ci("fd").as_dict() for s in cfg.scales},
-           u_1_minus_0=CH.pair(ev("unconditional", s_mid), ev("unconditional", 0.0)).as_dict(),
-           u_hi_minus_0=CH.pair(ev("unconditional", s_hi), ev("unconditional", 0.0)).as_dict(),
-           u_hi_minus_1=CH.pair(ev("unconditional", s_hi), ev("unconditional", s_mid)).as_dict(),
-           c0_fd=ev("conditional", 0.0).ci("fd").as_dict(), fd_floor=fd_floor,
-           c_mid_minus_0=CH.pair(ev("conditional", s_mid), ev("conditional", 0.0)).as_dict(),
-           c_mid_minus_hi=CH.pair(ev("conditional", s_mid), ev("conditional", s_hi)).as_dict(),
-           dp={m: CH.pair(ev(m, s_hi), ev(m, s_mid), "precision").as_dict() for m in models},
-           dr={m: CH.pair(ev(m, s_hi), ev(m, s_mid), "recall").as_dict() for m in models},
-           conf_u1=stats.mean_ci(runs[("unconditional", s_mid)]["conf"]).as_dict(),
-           conf_uhi=stats.mean_ci(runs[("unconditional", s_hi)]["conf"]).as_dict(),
-           acc_u1=stats.rate_ci(runs[("unconditional", s_mid)]["hits"]).as_dict(),
-           acc_uhi=stats.rate_ci(runs[("unconditional", s_hi)]["hits"]).as_dict(),
-           gap_u1=stats.mean_ci(runs[("unconditional", s_mid)]["conf"] - runs[("unconditional", s_mid)]["hits"]).as_dict(),
-           acc_u_hi_minus_1=CH.paired_rate_diff(runs[("unconditional", s_hi)]["hits"],
-                                                runs[("unconditional", s_mid)]["hits"]).as_dict())
-numbers["sweep"]["comparisons"] = {k: v for k, v in cmp.items() if k not in ("clf_q", "chance", "clf_q1_minus_q4")}
+did_not_train = [m for m in models if ev(m, 0.0).fd > 10 * fd_floor]  # the text's rule; the claims' gates: CH.untrained
+UN, CO = "unconditional", "conditional"
+rec.n, rec.s_mid, rec.s_hi, rec.fd_floor = n, s_mid, s_hi, fd_floor
+rec.fd, rec.precision, rec.recall = ({k: r["ev"].ci(m) for k, r in runs.items()} for m in ("fd", "precision", "recall"))
+rec.accuracy = {k: stats.rate_ci(r["hits"]) for k, r in runs.items()}
+rec.confidence = {k: stats.mean_ci(r["conf"]) for k, r in runs.items()}
+rec.hits = {k: r["hits"].astype(int) for k, r in runs.items()}
+rec.u_1_minus_0, rec.u_hi_minus_0 = CH.pair(ev(UN, s_mid), ev(UN, 0.0)), CH.pair(ev(UN, s_hi), ev(UN, 0.0))
+rec.u_hi_minus_1 = CH.pair(ev(UN, s_hi), ev(UN, s_mid))
+rec.c_mid_minus_0, rec.c_mid_minus_hi = CH.pair(ev(CO, s_mid), ev(CO, 0.0)), CH.pair(ev(CO, s_mid), ev(CO, s_hi))
+rec.c_mid_minus_uncond = {s: CH.pair(ev(CO, s_mid), ev(UN, s)) for s in cfg.scales}
+rec.dp = {m: CH.pair(ev(m, s_hi), ev(m, s_mid), "precision") for m in models}
+rec.dr = {m: CH.pair(ev(m, s_hi), ev(m, s_mid), "recall") for m in models}
+rec.gap_u1 = stats.paired_mean_diff(runs[(UN, s_mid)]["conf"], runs[(UN, s_mid)]["hits"])
+rec.acc_u_hi_minus_1 = stats.paired_rate_diff(runs[(UN, s_hi)]["hits"], runs[(UN, s_mid)]["hits"])
 
 # %% tags=["hide-input"]
 fdi = lambda m, s: ev(m, s).ci("fd")  # noqa: E731
@@ -358,22 +351,22 @@ notebook.see(
     f"{fdi('unconditional', s_hi)} at s={s_hi:g} (paper, ImageNet 256: 26.21, 33.03, 12.00). Conditional model: "
     f"{fdi('conditional', 0.0)}, {fdi('conditional', s_mid)}, {fdi('conditional', s_hi)} (paper: 10.94, 4.59, 9.11); "
     f"the floor at this n is {fd_floor:.3g}"
-    + (f" and the {' and '.join(cmp['did_not_train'])} model did not train (unguided FD above 10x the floor): the "
-       "sweep's verdicts for it are withheld. " if cmp["did_not_train"] else ". ")
+    + (f" and the {' and '.join(did_not_train)} model did not train (unguided FD above 10x the floor): the "
+       "sweep's verdicts for it are withheld. " if did_not_train else ". ")
     + f"The lowest FD of the sweep is the {best[0]} model at s={best[1]:g}. "
     f"From s={s_mid:g} to s={s_hi:g}, precision changes by "
-    + ", ".join(f"{CH.iv(cmp['dp'][m])} ({m})" for m in models) + " and recall by "
-    + ", ".join(f"{CH.iv(cmp['dr'][m])} ({m})" for m in models) + ". "
+    + ", ".join(f"{rec.dp[m]} ({m})" for m in models) + " and recall by "
+    + ", ".join(f"{rec.dr[m]} ({m})" for m in models) + ". "
     f"At s={s_mid:g} the guiding classifier gives the unconditional model's samples "
-    f"{CH.iv(cmp['conf_u1']).fmt(pct=True)} probability of their target class, while the independent network "
-    f"reads {CH.iv(cmp['acc_u1']).fmt(pct=True)} of them as that class; at s={s_hi:g}: "
-    f"{CH.iv(cmp['conf_uhi']).fmt(pct=True)} and {CH.iv(cmp['acc_uhi']).fmt(pct=True)}. "
+    f"{rec.confidence[(UN, s_mid)].fmt(pct=True)} probability of their target class, while the independent network "
+    f"reads {rec.accuracy[(UN, s_mid)].fmt(pct=True)} of them as that class; at s={s_hi:g}: "
+    f"{rec.confidence[(UN, s_hi)].fmt(pct=True)} and {rec.accuracy[(UN, s_hi)].fmt(pct=True)}. "
     + {"lower": "As in the paper, strong guidance turns the unconditional model into a markedly better one. ",
        "higher": "Unlike ImageNet, ten digit classes are easy for an unconditional model to cover, so sharpening "
                  "each class costs diversity that FD notices. ",
        "not significant": f"For the unconditional model the FD point estimates fall with the scale as in the paper "
-                          f"(FD(s={s_hi:g}) - FD(0) = {CH.iv(cmp['u_hi_minus_0'])}), but at n = {n} the intervals are "
-                          "too wide to call it. "}[stats.compare(CH.iv(cmp["u_hi_minus_0"]), 0.0)]
+                          f"(FD(s={s_hi:g}) - FD(0) = {rec.u_hi_minus_0}), but at n = {n} the intervals are "
+                          "too wide to call it. "}[stats.compare(rec.u_hi_minus_0, 0.0)]
     + (f"The unguided conditional model's FD ({fdi('conditional', 0.0)}) already contains the floor: there is no FD "
        "left for guidance to win, so here guidance can only trade recall for precision."
        if fdi("conditional", 0.0).lo <= fd_floor else ""))
@@ -391,12 +384,6 @@ d_ddim = diff.respace(f"ddim{cfg.ddim_steps}") if cfg.ddim_steps < cfg.T else di
 ddim_runs = {s: draw(guide(models["conditional"], s, d_ddim, form="eps"), d_ddim, sampler="ddim") for s in cfg.ddim_scales}
 ddim_ev = {s: judge(xs) for s, xs in ddim_runs.items()}
 ddim_scale = 2.5 if 2.5 in cfg.ddim_scales else max(cfg.ddim_scales)
-cmp.update(ddim_steps=cfg.ddim_steps, anc_steps=cfg.sample_steps, ddim_scale=ddim_scale,
-           ddim_minus_anc=CH.pair(ddim_ev[ddim_scale], ev("conditional", s_mid)).as_dict(),
-           fd_anc_ref=ev("conditional", s_mid).fd)
-numbers["ddim"] = {f"s={s:g}": dict(fd=e.ci("fd").as_dict(), precision=e.precision, recall=e.recall,
-                                    accuracy=stats.rate_ci(CH.hits(extractor, ddim_runs[s], labels)).as_dict())
-                   for s, e in ddim_ev.items()}
 notebook.show_table(
     [{"sampler": f"ancestral, {cfg.sample_steps} steps", "scale": f"{s_mid:g}", "FD": fdi("conditional", s_mid).fmt(),
       "precision": notebook.fmt(ev("conditional", s_mid).precision), "recall": notebook.fmt(ev("conditional", s_mid).recall),
@@ -407,10 +394,14 @@ notebook.show_table(
     caption=f"Guided conditional model, {n} samples; 95% bootstrap intervals")
 
 # %% tags=["hide-input"]
+rec.ddim_steps, rec.anc_steps, rec.ddim_scale = cfg.ddim_steps, cfg.sample_steps, ddim_scale
+rec.fd_anc_ref = ev("conditional", s_mid).fd
+rec.ddim_minus_anc = CH.pair(ddim_ev[ddim_scale], ev("conditional", s_mid))
+rec.ddim_recall_minus_anc = CH.pair(ddim_ev[ddim_scale], ev("conditional", s_mid), "recall")
 notebook.see(
     f"With {cfg.ddim_steps} DDIM steps at s={ddim_scale:g} the FD is {ddim_ev[ddim_scale].ci('fd')}, against "
     f"{fdi('conditional', s_mid)} for {cfg.sample_steps} ancestral steps at s={s_mid:g} (difference "
-    f"{CH.iv(cmp['ddim_minus_anc'])}). In the paper the 25-step sampler lost a little (4.59 -> 5.44 at ImageNet 256) "
+    f"{rec.ddim_minus_anc}). In the paper the 25-step sampler lost a little (4.59 -> 5.44 at ImageNet 256) "
     f"for a tenth of the network calls; here the step ratio is {cfg.sample_steps // cfg.ddim_steps}x.")
 
 # %% [markdown]
@@ -429,11 +420,6 @@ for tau in cfg.temperatures:
     temp_ev[("noise x tau", tau)] = judge(draw(models["conditional"], d_anc, temperature=tau))
     temp_ev[("eps / tau", tau)] = judge(draw(CH.eps_temperature(models["conditional"], tau, C), d_anc))
 tau_lo = min(cfg.temperatures)
-cmp["temp"] = {f"{k} at tau={tau_lo:g}": (CH.pair(temp_ev[(k, tau_lo)], base["ev"], "precision").as_dict(),
-                                           CH.pair(temp_ev[(k, tau_lo)], base["ev"], "recall").as_dict())
-               for k in ("noise x tau", "eps / tau")}
-numbers["temperature"] = {f"{k} tau={tau:g}": dict(fd=e.ci("fd").as_dict(), precision=e.ci("precision").as_dict(),
-                                                     recall=e.ci("recall").as_dict()) for (k, tau), e in temp_ev.items()}
 notebook.show_table([{"knob": "none", "tau": "1", "FD": base["ev"].ci("fd").fmt(),
                       "precision": base["ev"].ci("precision").fmt(), "recall": base["ev"].ci("recall").fmt()}]
                     + [{"knob": k, "tau": f"{tau:g}", "FD": e.ci("fd").fmt(), "precision": e.ci("precision").fmt(),
@@ -442,13 +428,17 @@ notebook.show_table([{"knob": "none", "tau": "1", "FD": base["ev"].ci("fd").fmt(
                             "95% bootstrap intervals")
 
 # %% tags=["hide-input"]
+KNOBS = ("noise x tau", "eps / tau")
+rec.tau_lo = tau_lo
+rec.temp_dp = {k: CH.pair(temp_ev[(k, tau_lo)], base["ev"], "precision") for k in KNOBS}
+rec.temp_dr = {k: CH.pair(temp_ev[(k, tau_lo)], base["ev"], "recall") for k in KNOBS}
 notebook.see(
     "At the lowest temperature the changes against tau = 1 are: "
-    + "; ".join(f"{k}: precision {CH.iv(p)}, recall {CH.iv(r)}" for k, (p, r) in cmp["temp"].items())
+    + "; ".join(f"{k} at tau={tau_lo:g}: precision {rec.temp_dp[k]}, recall {rec.temp_dr[k]}" for k in KNOBS)
     + ". The paper saw both fall (blurry, smooth images) and neither knob help. "
     + ("Here recall falls, as expected with less noise, but precision rises: the smoother low-temperature digits "
        "stay inside the k-NN manifold of real digits, which at 8x8 hardly shows blur."
-       if all(CH.iv(p).est > 0 for p, _ in cmp["temp"].values()) else
+       if all(p.est > 0 for p in rec.temp_dp.values()) else
        "A fall of recall is the expected part (less noise, less variety); a fall of precision says the "
        "low-temperature samples also leave the data's manifold."))
 
@@ -490,14 +480,11 @@ PAIRS = {  # claim name -> (row, baseline row)
     "attention at every resolution with twice the heads": ("AdaGN, up/down, more attention", "AdaGN, BigGAN up/down"),
     "rescaled residuals (skip + h)/sqrt 2": ("AdaGN, up/down, rescaled residual", "AdaGN, BigGAN up/down"),
 }
-cmp["arch"] = {k: dict(loss=stats.mean_ci(arch[a]["loss"] - arch[b]["loss"]).as_dict(),
-                       fd=CH.pair(arch[a]["ev"], arch[b]["ev"]).as_dict()) for k, (a, b) in PAIRS.items()}
-cmp["arch_seed"] = stats.mean_ci(arch["AdaGN, up/down (second seed)"]["loss"] - arch["AdaGN, BigGAN up/down"]["loss"]).as_dict()
-cmp["arch_setting"] = (f"{train_set.name} {cfg.image_size}x{cfg.image_size}, {cfg.arch_images:,} images per row, "
-                       f"loss on {len(test_set)} held-out images x {cfg.heldout_t} steps")
-numbers["architecture"] = dict(rows={k: dict(loss=stats.mean_ci(v["loss"]).as_dict(), fd=v["ev"].ci("fd").as_dict(),
-                                             params=v["params"]) for k, v in arch.items()},
-                               pairs=cmp["arch"], seed_to_seed=cmp["arch_seed"])
+rec.arch_loss = {k: stats.paired_mean_diff(arch[a]["loss"], arch[b]["loss"])
+                 for k, (a, b) in PAIRS.items()}
+second, first = "AdaGN, up/down (second seed)", "AdaGN, BigGAN up/down"
+rec.arch_seed = stats.paired_mean_diff(arch[second]["loss"],
+                                       arch[first]["loss"])
 
 # %%
 notebook.show_table([{"row": k, "parameters": f"{v['params']:,}", "held-out L_simple": stats.mean_ci(v["loss"]).fmt(),
@@ -505,9 +492,9 @@ notebook.show_table([{"row": k, "parameters": f"{v['params']:,}", "held-out L_si
                     caption=f"{cfg.arch_images:,} training images per row; 95% intervals (t over images for the loss, "
                             "bootstrap for FD). Paper: ImageNet 128 at 700K iterations")
 fig, ax = plt.subplots(figsize=(5.2, 2.4))
-items = list(cmp["arch"].items()) + [("second seed vs first (control)", dict(loss=cmp["arch_seed"]))]
-for i, (k, v) in enumerate(items):
-    d = CH.iv(v["loss"])
+items = [*rec.arch_loss.items(),
+         ("second seed vs first (control)", rec.arch_seed)]
+for i, (k, d) in enumerate(items):
     ax.errorbar(1e3 * d.est, i, xerr=[[1e3 * (d.est - d.lo)], [1e3 * (d.hi - d.est)]], fmt="o", ms=4, capsize=3,
                 color="gray" if "control" in k else "C0")
 ax.axvline(0, color="k", lw=0.8)
@@ -517,14 +504,17 @@ ax.invert_yaxis()
 plt.show()
 
 # %% tags=["hide-input"]
-seed_iv = CH.iv(cmp["arch_seed"])
+rec.arch_fd = {k: CH.pair(arch[a]["ev"], arch[b]["ev"]) for k, (a, b) in PAIRS.items()}
+rec.arch_setting = (f"{train_set.name} {cfg.image_size}x{cfg.image_size}, {cfg.arch_images:,} images per row, "
+                    f"loss on {len(test_set)} held-out images x {cfg.heldout_t} steps")
+seed_iv = rec.arch_seed
 notebook.see(
     "Held-out loss differences (negative: the change helps): "
-    + "; ".join(f"{k}: {CH.iv(v['loss'])}" for k, v in cmp["arch"].items())
+    + "; ".join(f"{k}: {v}" for k, v in rec.arch_loss.items())
     + f". Two seeds of one configuration differ by {seed_iv}. "
     + "Changes whose difference is no larger than that are below what this scale can resolve, whatever their "
     "interval over images says; the FD differences ("
-    + "; ".join(f"{k}: {CH.iv(v['fd'])}" for k, v in cmp["arch"].items())
+    + "; ".join(f"{k}: {v}" for k, v in rec.arch_fd.items())
     + ") are wider still. The paper measured these rows on ImageNet 128 at 700K iterations of a 100M+ parameter "
     "model; at 8x8 a change such as multi-resolution attention has little room to act.")
 
@@ -572,18 +562,18 @@ if cfg.sr_size:
     for ax, (k, v) in zip(axes, stack.items()):
         viz.show_grid(v[:K], nrow=K // 2, ax=ax, title=k)
     plt.show()
-    cmp["stack"] = {k: dict(dp=CH.pair(stack_ev[k], stack_ev["ADM"], "precision").as_dict(),
-                            dr=CH.pair(stack_ev[k], stack_ev["ADM"], "recall").as_dict()) for k in ("ADM-U", "ADM-G")}
-    cmp["stack_data"] = hi_train.name
-    cmp["stack_setting"] = (f"{hi_train.name} {cfg.image_size} -> {cfg.sr_size}, {cfg.sr_images:,} images per model, "
-                            f"guidance s={s_mid:g}, {n} samples")
-    cmp["upsampling"] = "; ".join(f"{k}: FD {e.ci('fd')}" for k, e in stack_ev.items())
-    numbers["upsampling"] = {k: dict(fd=e.ci("fd").as_dict(), precision=e.ci("precision").as_dict(),
-                                     recall=e.ci("recall").as_dict()) for k, e in stack_ev.items()}
+    dp, dr = ({k: CH.pair(stack_ev[k], stack_ev["ADM"], m)
+               for k in ("ADM-U", "ADM-G")} for m in ("precision", "recall"))
+    rec.stack_dp, rec.stack_dr, rec.stack_data = dp, dr, hi_train.name
+    rec.stack_setting = (f"{hi_train.name} {cfg.image_size} -> {cfg.sr_size}, "
+                         f"{cfg.sr_images:,} images per model, "
+                         f"guidance s={s_mid:g}, {n} samples")
+    rec.upsampling = "; ".join(f"{k}: FD {e.ci('fd')}"
+                               for k, e in stack_ev.items())
     notebook.see(
         "Against the direct model: upsampling changes precision by "
-        f"{CH.iv(cmp['stack']['ADM-U']['dp'])} and recall by {CH.iv(cmp['stack']['ADM-U']['dr'])}; guidance changes "
-        f"them by {CH.iv(cmp['stack']['ADM-G']['dp'])} and {CH.iv(cmp['stack']['ADM-G']['dr'])}. "
+        f"{dp['ADM-U']} and recall by {dr['ADM-U']}; guidance changes "
+        f"them by {dp['ADM-G']} and {dr['ADM-G']}. "
         + (f"On {hi_train.name} at {cfg.sr_size}x{cfg.sr_size} from {cfg.image_size}x{cfg.image_size}, "
            "compare with the paper's pattern: upsampling raises precision and keeps recall, guidance buys precision "
            "with recall." if hi_train.name != "digits" else
@@ -601,8 +591,8 @@ else:
 # %% tags=["hide-input"]
 setting = (f"{train_set.name} {cfg.image_size}x{cfg.image_size}, T={cfg.T} {cfg.schedule}, {cfg.train_images:,} "
            f"images per model, {n} samples per configuration, {cfg.sample_steps} ancestral steps")
-claims = CH.claims(cmp, setting)
-nb.finish(claims, numbers)
+rec.setting = setting
+nb.finish(CH.claims(rec), rec)
 
 # %% [markdown]
 # ## Takeaways

@@ -1,10 +1,8 @@
 """Chapter helpers (ddpm_lib.chapters.adm for 04, .dalle for 05): the held-out loss grid, accuracy by noise level,
-the temperature knob, blur and reranking, and the claims' gates (did not train, the seed-to-seed control)."""
+the temperature knob, blur and reranking (their claims: tests/test_claims_adm.py, tests/test_claims_dalle.py)."""
 from __future__ import annotations
 
 import ddpm_lib  # noqa: F401  (before torch)
-
-import math
 
 import numpy as np
 import torch
@@ -55,61 +53,13 @@ def test_eps_temperature_scales_only_the_eps_channels():
 
 
 def test_within_band():
+    from ddpm_lib.chapters.common import within_band
+
     iv = lambda lo, hi: stats.Interval((lo + hi) / 2, lo, hi, 10)  # noqa: E731
-    assert CH.within_band(iv(-0.02, 0.03), 0.05) == "yes"
-    assert CH.within_band(iv(0.06, 0.1), 0.05) == "no"
-    assert CH.within_band(iv(-0.2, -0.06), 0.05) == "no"
-    assert CH.within_band(iv(-0.01, 0.08), 0.05) == "not significant"
-
-
-def _c(did_not_train=(), arch_loss=(-0.01, -0.012, -0.008), seed=(0.001, 0.0, 0.002)):
-    I = lambda est, lo, hi: stats.Interval(est, lo, hi, 100).as_dict()  # noqa: E731, E741
-    neg, pos = I(-1.0, -1.5, -0.5), I(0.1, 0.05, 0.15)
-    arch = {k: dict(loss=I(*arch_loss), fd=neg) for k in (
-        "AdaGN vs addition + GroupNorm", "BigGAN up/down vs plain resampling",
-        "attention at every resolution with twice the heads", "rescaled residuals (skip + h)/sqrt 2")}
-    return dict(
-        s_hi=10.0, s_mid=1.0, chance=0.1, did_not_train=list(did_not_train),
-        clf_q=[I(0.9, 0.85, 0.95), I(0.6, 0.5, 0.7), I(0.3, 0.25, 0.35), I(0.12, 0.1, 0.15)],
-        clf_q1_minus_q4=I(0.78, 0.7, 0.85), fd_u={0.0: I(5, 4, 6), 1.0: I(5, 4, 6), 10.0: I(3, 2.5, 3.5)},
-        u_1_minus_0=I(-0.1, -0.2, 0.0), u_hi_minus_0=I(-2.0, -2.5, -1.5),
-        u_hi_minus_1=I(-1.9, -2.4, -1.4), best_config=("conditional", 1.0),
-        best_fd=I(2, 1.5, 2.5), c_mid_minus_0=neg, c_mid_minus_hi=neg,
-        dp={"unconditional": pos, "conditional": pos}, dr={"unconditional": neg, "conditional": neg},
-        conf_u1=I(0.5, 0.45, 0.55), conf_uhi=I(0.99, 0.98, 1.0), acc_u1=I(0.3, 0.25, 0.35), acc_uhi=I(0.95, 0.9, 0.97),
-        gap_u1=I(0.2, 0.15, 0.25), acc_u_hi_minus_1=I(0.6, 0.5, 0.7), ddim_steps=25, anc_steps=100, ddim_scale=2.5,
-        ddim_minus_anc=I(0.1, -0.1, 0.3), fd_anc_ref=2.0,
-        temp={"noise x tau at tau=0.8": (I(-0.1, -0.15, -0.05), I(-0.1, -0.15, -0.05))},
-        arch=arch, arch_seed=I(*seed), arch_setting="test")
-
-
-def test_claims_follow_the_stated_tests():
-    cl = CH.claims(_c(), "test")
-    holds = [c.holds for c in cl]
-    assert holds[:8] == ["yes"] * 8, [(c.claim[:40], c.holds, c.why) for c in cl[:8]]
-    # three architecture rows expected lower and lower: yes; rescaling expected higher but lower: no
-    assert holds[8:12] == ["yes", "yes", "yes", "no"]
-    assert holds[-1] == "n/a" and len(cl) == 13  # no upsampling stack given
-
-
-def test_an_untrained_model_gets_no_verdict_and_small_effects_meet_the_seed_control():
-    cl = CH.claims(_c(did_not_train=["unconditional"], seed=(0.02, 0.015, 0.025)), "test")
-    untrained = [c for c in cl if c.holds == "did not train"]
-    assert len(untrained) == 4  # claims 2, 3, 5 and 6 read the unconditional model
-    assert all("unconditional" in c.why for c in untrained)
-    assert cl[0].holds == "yes"  # the classifier's claim does not read a denoiser
-    arch = cl[8:12]
-    assert all(c.holds == "not significant" and "seed" in c.why for c in arch)
-    assert math.isclose(stats.Interval.of(_c()["arch_seed"]).est, 0.001)
-
-
-def test_a_conditional_model_at_the_floor_is_said_to_leave_guidance_nothing_to_win():
-    c = _c()
-    c.update(best_config=("conditional", 0.0), c0_fd=stats.Interval(1.4, 0.1, 3.6, 200).as_dict(), fd_floor=1.44)
-    cl = CH.claims(c, "test")
-    assert cl[2].holds == "partly" and "floor" in cl[2].why  # the best FD is unguided; s=1 still beats s=0 here
-    c["c0_fd"] = stats.Interval(5.0, 4.0, 6.0, 200).as_dict()
-    assert "floor" not in CH.claims(c, "test")[2].why
+    assert within_band(iv(-0.02, 0.03), 0.05) == "yes"
+    assert within_band(iv(0.06, 0.1), 0.05) == "no"
+    assert within_band(iv(-0.2, -0.06), 0.05) == "no"
+    assert within_band(iv(-0.01, 0.08), 0.05) == "not significant"
 
 
 def test_chapter_05_gates_claims_on_an_untrained_transformer():

@@ -55,7 +55,7 @@ seed = 0
 # %%
 cfg = nb.start()
 device = notebook.device()
-numbers, cmp = {}, {}
+rec = CH.Record()  # what the claims read, filled cell by cell
 
 # %% [markdown]
 # ## The idea
@@ -203,13 +203,11 @@ for name, (net, obj) in dvaes.items():
                      mse=stats.mean_ci(mse).as_dict(), elb_hard=stats.mean_ci(elb["hard"].numpy()).as_dict(),
                      gap=stats.mean_ci(gap).as_dict(), final_tau=final_tau,
                      read={k: stats.mean_ci(v).as_dict() for k, v in per_image[name]["read"].items()}))
-numbers["dvae"] = rows
 # what the grid itself can hold: real scenes average-pooled to the code grid and blown up again
 pooled = torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(test_set.x, 2**cfg.levels),
                                          scale_factor=2**cfg.levels, mode="nearest")
 pooled_read = {k: stats.mean_ci(v.double().numpy()).as_dict()
                for k, v in scorer.caption_match(reader, pooled, test_set.attrs).fields.items()}
-numbers["grid_pooled_read"] = pooled_read
 
 # %%
 notebook.show_table([{"dVAE": r["dvae"], "likelihood": r["likelihood"],
@@ -235,7 +233,7 @@ for ax, (name, v) in zip(axes[1:], per_image.items()):
 fig.suptitle(f"Reconstructions from argmax codes ({dvae_cfg.grid}x{dvae_cfg.grid} grid, K = {cfg.codes})", y=1.05)
 plt.show()
 
-# %%
+# %% tags=["hide-input"]
 b0, bm, fixed = "beta 0", f"beta {beta_main:g}", f"beta {beta_main:g}, tau fixed at 1"
 other = f"beta {beta_main:g}, {lik_name[other_lik]}"
 ll, ga = (other, bm) if cfg.likelihood == "gaussian" else (bm, other)  # logit-Laplace, Gaussian rows
@@ -243,32 +241,32 @@ rng = np.random.default_rng(seed)
 boot = rng.integers(0, len(test_set), (cfg.bootstrap, len(test_set)))
 usage = lambda name, idx: V.perplexity(per_image[name]["codes"][idx], cfg.codes)  # noqa: E731
 usage_reps = [usage(bm, i) - usage(b0, i) for i in boot]
-cmp.update(codes=cfg.codes,
-           usage_diff=stats.percentile(usage(bm, slice(None)) - usage(b0, slice(None)), usage_reps).as_dict(),
-           recon_diff=stats.mean_ci(per_image[bm]["mse"] - per_image[b0]["mse"]).as_dict(),
-           gap_annealed=stats.mean_ci(np.abs(per_image[bm]["gap"])).as_dict(),
-           gap_fixed=stats.mean_ci(np.abs(per_image[fixed]["gap"])).as_dict(),
-           gap_diff=stats.mean_ci(np.abs(per_image[bm]["gap"]) - np.abs(per_image[fixed]["gap"])).as_dict(),
-           likelihood_colour=stats.mean_ci(per_image[ll]["read"]["colour"] - per_image[ga]["read"]["colour"]).as_dict(),
-           colour_ll=stats.mean_ci(per_image[ll]["read"]["colour"]).as_dict(),
-           colour_gauss=stats.mean_ci(per_image[ga]["read"]["colour"]).as_dict(), sigma=cfg.sigma,
-           dvae_setting=f"shapes {cfg.image_size}x{cfg.image_size}, {cfg.objects} object, K={cfg.codes}, "
-                        f"{dvae_cfg.grid}x{dvae_cfg.grid} grid, {cfg.dvae_images:,} images per dVAE")
+rec.codes, rec.sigma, rec.tau_end = cfg.codes, cfg.sigma, cfg.tau_end
+rec.usage_diff = stats.percentile(usage(bm, slice(None)) - usage(b0, slice(None)), usage_reps,
+                                  method="bootstrap-paired")
+rec.recon_diff = stats.paired_mean_diff(per_image[bm]["mse"], per_image[b0]["mse"])
+rec.gap_annealed, rec.gap_fixed = stats.mean_ci(per_image[bm]["gap"]), stats.mean_ci(per_image[fixed]["gap"])
+colour = {"logit-Laplace": per_image[ll]["read"]["colour"], "Gaussian": per_image[ga]["read"]["colour"]}
+rec.colour_hits = {k: v.astype(int) for k, v in colour.items()}
+rec.likelihood_colour = stats.paired_rate_diff(colour["logit-Laplace"], colour["Gaussian"])
+rec.colour_ll, rec.colour_gauss = stats.mean_ci(colour["logit-Laplace"]), stats.mean_ci(colour["Gaussian"])
+rec.dvae_setting = (f"shapes {cfg.image_size}x{cfg.image_size}, {cfg.objects} object, K={cfg.codes}, "
+                    f"{dvae_cfg.grid}x{dvae_cfg.grid} grid, {cfg.dvae_images:,} images per dVAE")
 
 # %% tags=["hide-input"]
 notebook.see(
-    f"The reader finds the object's colour in {CH.iv(cmp['colour_ll']).fmt(pct=True)} of the logit-Laplace dVAE's "
-    f"reconstructions and in {CH.iv(cmp['colour_gauss']).fmt(pct=True)} of the Gaussian's (difference "
-    f"{CH.iv(cmp['likelihood_colour'])}). "
+    f"The reader finds the object's colour in {rec.colour_ll.fmt(pct=True)} of the logit-Laplace dVAE's "
+    f"reconstructions and in {rec.colour_gauss.fmt(pct=True)} of the Gaussian's (difference "
+    f"{rec.likelihood_colour}). "
     + ("The paper's likelihood loses the objects on these scenes: its reconstructions are the background with at "
        "most a smudge, as the figure shows, so the chapter's dVAE uses the Gaussian. "
-       if CH.iv(cmp["likelihood_colour"]).hi < 0 else "The two likelihoods keep the objects alike. ")
+       if rec.likelihood_colour.hi < 0 else "The two likelihoods keep the objects alike. ")
     + f"Codes in effective use: " + ", ".join(f"{r['dvae']} {r['perplexity']:.1f}" for r in rows) + f" of {cfg.codes}; "
-    f"beta {beta_main:g} minus beta 0: {CH.iv(cmp['usage_diff'])}. Reconstruction MSE, beta {beta_main:g} minus beta 0: "
-    f"{CH.iv(cmp['recon_diff'])}. The paper found, against the usual trade-off, that a larger KL weight ends with "
+    f"beta {beta_main:g} minus beta 0: {rec.usage_diff}. Reconstruction MSE, beta {beta_main:g} minus beta 0: "
+    f"{rec.recon_diff}. The paper found, against the usual trade-off, that a larger KL weight ends with "
     "better usage and better reconstructions, because with a small one the relaxation's noise pushes the "
-    f"optimizer to abandon codes early. The relaxed-vs-true gap is {CH.iv(cmp['gap_annealed'])} nats/dim with tau "
-    f"annealed to {cfg.tau_end:g} and {CH.iv(cmp['gap_fixed'])} with tau fixed at 1 (which, at this budget, used "
+    f"optimizer to abandon codes early. The relaxed-vs-true gap is {rec.gap_annealed} nats/dim with tau "
+    f"annealed to {cfg.tau_end:g} and {rec.gap_fixed} with tau fixed at 1 (which, at this budget, used "
     f"{next(r['perplexity'] for r in rows if r['dvae'] == fixed):.1f} codes and read colour in "
     f"{CH.iv(next(r['read']['colour'] for r in rows if r['dvae'] == fixed)).fmt(pct=True)} of its reconstructions: "
     "the relaxed decoder is the better one, the hard codes are what the transformer gets). What the grid cannot hold "
@@ -346,18 +344,6 @@ shuffled = scorer.caption_match(reader, samples, eval_caps[1:] + eval_caps[:1]).
 own_ablation = scorer.caption_match(reader, generate(eval_caps, 1, seed, gpts[cfg.ablation_text_weight]),
                                     eval_caps).score.double().numpy()
 hw, ha = heldout[cfg.text_weight], heldout[cfg.ablation_text_weight]
-cmp.update(match_own=stats.mean_ci(own).as_dict(), match_shuffled=stats.mean_ci(shuffled).as_dict(),
-           match_vs_shuffled=stats.mean_ci(own - shuffled).as_dict(), text_weight=cfg.text_weight,
-           ablation_text_weight=cfg.ablation_text_weight,
-           image_ce_diff=stats.mean_ci(hw["image"] - ha["image"]).as_dict(),
-           text_ce_diff=stats.mean_ci(hw["text"] - ha["text"]).as_dict(),
-           match_weight_diff=stats.mean_ci(own - own_ablation).as_dict())
-numbers["transformer"] = dict(params=nets.count_params(gpt),
-                              heldout_ce={f"text weight {w:g}": {k: stats.mean_ci(v).as_dict() for k, v in h.items()}
-                                          for w, h in heldout.items()},
-                              match_ablation=stats.mean_ci(own_ablation).as_dict(),
-                              match_own=cmp["match_own"], match_shuffled=cmp["match_shuffled"],
-                              reader_accuracy=reader.accuracy(test_set))
 
 # %%
 show = test_set.captions_long[:6]
@@ -371,16 +357,22 @@ fig.tight_layout()
 plt.show()
 
 # %% tags=["hide-input"]
+rec.match_own, rec.match_shuffled = stats.mean_ci(own), stats.mean_ci(shuffled)
+rec.match_vs_shuffled = stats.paired_mean_diff(own, shuffled)
+rec.text_weight, rec.ablation_text_weight = cfg.text_weight, cfg.ablation_text_weight
+rec.image_ce_diff = stats.paired_mean_diff(hw["image"], ha["image"])
+rec.text_ce_diff = stats.paired_mean_diff(hw["text"], ha["text"])
+rec.match_weight_diff = stats.paired_mean_diff(own, own_ablation)
 notebook.see(
     f"The reader (trained on real renders; per-attribute accuracy on held-out scenes "
-    + ", ".join(f"{k} {v:.0%}" for k, v in numbers["transformer"]["reader_accuracy"].items()) + ") finds "
-    f"{CH.iv(cmp['match_own']).fmt(pct=True)} of each caption's attributes in its sample, against "
-    f"{CH.iv(cmp['match_shuffled']).fmt(pct=True)} for a shuffled caption (difference {CH.iv(cmp['match_vs_shuffled'])}). "
-    + ("The transformer follows its captions. " if CH.iv(cmp["match_vs_shuffled"]).lo > 0 else
+    + ", ".join(f"{k} {v:.0%}" for k, v in reader.accuracy(test_set).items()) + ") finds "
+    f"{rec.match_own.fmt(pct=True)} of each caption's attributes in its sample, against "
+    f"{rec.match_shuffled.fmt(pct=True)} for a shuffled caption (difference {rec.match_vs_shuffled}). "
+    + ("The transformer follows its captions. " if rec.match_vs_shuffled.lo > 0 else
        "The transformer does not follow its captions measurably: the reranking below has nothing to choose from. ")
     + f"Weighting the text {cfg.text_weight:g} instead of {cfg.ablation_text_weight:g} changes the held-out image "
-    f"cross-entropy by {CH.iv(cmp['image_ce_diff'])} nats per token, the text cross-entropy by "
-    f"{CH.iv(cmp['text_ce_diff'])}, and the caption match by {CH.iv(cmp['match_weight_diff'])}.")
+    f"cross-entropy by {rec.image_ce_diff} nats per token, the text cross-entropy by "
+    f"{rec.text_ce_diff}, and the caption match by {rec.match_weight_diff}.")
 
 # %% [markdown]
 # ## Experiment 3: reranking (Fig. 9c in shape)
@@ -417,16 +409,6 @@ picks = CH.rerank(score["reranker"], Ns)
 curve = {N: dict(match=CH.picked(match, i), reranker=CH.picked(score["reranker"], i), judge=CH.picked(score["judge"], i))
          for N, i in picks.items()}
 n_max = Ns[-1]
-d = lambda key, a, b: curve[a][key] - curve[b][key]  # noqa: E731
-cmp.update(n_max=n_max, gain_total=stats.mean_ci(d("match", n_max, 1)).as_dict(),
-           gain_first=stats.mean_ci(d("match", 2, 1)).as_dict(),
-           gain_last=stats.mean_ci(d("match", n_max, n_max // 2)).as_dict(),
-           gain_last_minus_first=stats.mean_ci(d("match", n_max, n_max // 2) - d("match", 2, 1)).as_dict(),
-           gain_reranker=stats.mean_ci(d("reranker", n_max, 1)).as_dict(),
-           gain_judge=stats.mean_ci(d("judge", n_max, 1)).as_dict(),
-           own_minus_judge=stats.mean_ci(d("reranker", n_max, 1) - d("judge", n_max, 1)).as_dict())
-numbers["reranking"] = dict(retrieval=retrieval, curve={N: {k: stats.mean_ci(v).as_dict() for k, v in c.items()}
-                                                        for N, c in curve.items()})
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(8.4, 2.7))
@@ -450,10 +432,18 @@ notebook.show_table([{"N": N, "caption match": stats.mean_ci(curve[N]["match"]).
                             + ", ".join(f"{k} {v:.0%}" for k, v in retrieval.items()))
 
 # %% tags=["hide-input"]
+pd = lambda key, a, b: stats.paired_mean_diff(curve[a][key], curve[b][key])  # noqa: E731  paired over captions
+rec.n_max, rec.gain_total, rec.gain_first = n_max, pd("match", n_max, 1), pd("match", 2, 1)
+rec.gain_last = pd("match", n_max, n_max // 2)
+rec.gain_last_minus_first = stats.paired_mean_diff(curve[n_max]["match"] - curve[n_max // 2]["match"],
+                                                   curve[2]["match"] - curve[1]["match"])
+rec.gain_reranker, rec.gain_judge = pd("reranker", n_max, 1), pd("judge", n_max, 1)
+rec.own_minus_judge = stats.paired_mean_diff(curve[n_max]["reranker"] - curve[1]["reranker"],
+                                             curve[n_max]["judge"] - curve[1]["judge"])
 notebook.see(
     f"Reranking {n_max} samples instead of taking the first raises the reader's caption match by "
-    f"{CH.iv(cmp['gain_total'])} (first doubling {CH.iv(cmp['gain_first'])}, last {CH.iv(cmp['gain_last'])}). The "
-    f"reranker's own score rises by {CH.iv(cmp['gain_reranker'])}, the judge's by {CH.iv(cmp['gain_judge'])}: "
+    f"{rec.gain_total} (first doubling {rec.gain_first}, last {rec.gain_last}). The "
+    f"reranker's own score rises by {rec.gain_reranker}, the judge's by {rec.gain_judge}: "
     "scored by itself, the reranker would overstate what choosing buys. The paper saw FID and IS improve up to "
     "N = 32 and flatten after; it reranked its published samples with N = 512.")
 
@@ -478,22 +468,12 @@ for sigma in tqdm(cfg.blur_sigmas, desc="blur"):
         blur[(name, sigma)] = metrics.evaluate(extractor, real, CH.gaussian_blur(xs, sigma), real_ref=ref[:len(xs)],
                                                bootstrap=cfg.bootstrap, seed=seed)
 s_blur = 1.0 if 1.0 in cfg.blur_sigmas else max(cfg.blur_sigmas)
-pair = lambda a, b: stats.diff_ci(a.fd, a.replicates["fd"], b.fd, b.replicates["fd"])  # noqa: E731
-cmp.update(blur_sigma=s_blur, blur_samples=pair(blur[("samples", s_blur)], blur[("samples", 0.0)]).as_dict(),
-           blur_recon=pair(blur[("reconstructions", s_blur)], blur[("reconstructions", 0.0)]).as_dict())
 sharp, recon_sharp = blur[("samples", 0.0)], blur[("reconstructions", 0.0)]
 with torch.no_grad():  # a control that learned nothing: uniformly random code grids, decoded
     uniform_codes = torch.randint(0, cfg.codes, (cfg.n_eval, dvae_cfg.grid, dvae_cfg.grid),
                                   generator=torch.Generator().manual_seed(seed))
     uniform = dvae.decode_codes(uniform_codes.to(device)).cpu()
 uniform_ev = metrics.evaluate(extractor, train_set.x, uniform, real_ref=test_set.x[:cfg.n_eval], bootstrap=cfg.bootstrap, seed=seed)
-# The book's rule (FD > 10x the real-vs-real floor: did not train) applied to the transformer's own part: it
-# can at best reach the FD of decoded real codes (the reconstructions), so its excess over that ceiling counts.
-cmp["samples_did_not_train"] = bool(sharp.fd > recon_sharp.fd + 10 * sharp.fd_floor)
-cmp.update(fd_samples=sharp.ci("fd").as_dict(), fd_recon=recon_sharp.ci("fd").as_dict(), fd_floor=sharp.fd_floor,
-           fd_uniform=uniform_ev.ci("fd").as_dict())
-numbers["blur"] = {f"{k} sigma={s:g}": dict(fd=e.ci("fd").as_dict(), fd_floor=e.fd_floor) for (k, s), e in blur.items()}
-numbers["blur"]["uniform codes sigma=0"] = dict(fd=cmp["fd_uniform"], fd_floor=uniform_ev.fd_floor)
 fig, ax = plt.subplots(figsize=(4.6, 2.8))
 for name in ("samples", "reconstructions"):
     cis = [blur[(name, s)].ci("fd") for s in cfg.blur_sigmas]
@@ -505,15 +485,24 @@ ax.legend(frameon=False, fontsize=7)
 plt.show()
 
 # %% tags=["hide-input"]
+pair = lambda a, b: stats.diff_ci(a.fd, a.replicates["fd"], b.fd, b.replicates["fd"])  # noqa: E731
+by = {k: (blur[(k, s_blur)], blur[(k, 0.0)]) for k in ("samples", "reconstructions")}
+rec.blur_sigma, rec.blur_samples, rec.blur_recon = s_blur, pair(*by["samples"]), pair(*by["reconstructions"])
+rec.blur_ratio_samples, rec.blur_ratio_recon = CH.ratio_diff(*by["samples"]), CH.ratio_diff(*by["reconstructions"])
+rec.fd_samples, rec.fd_recon, rec.fd_floor = sharp.ci("fd"), recon_sharp.ci("fd"), sharp.fd_floor
+rec.fd_uniform = uniform_ev.ci("fd")
+# the book's rule (FD > 10x the floor: did not train) applied to the transformer's own part: it can at best reach the
+# FD of decoded real codes (the reconstructions), so its excess over that ceiling counts (CH.samples_untrained)
+samples_did_not_train = CH.samples_untrained(rec)
 notebook.see(
-    f"Blurring both sets with sigma = {s_blur:g} px changes the FD of samples by {CH.iv(cmp['blur_samples'])} and of "
-    f"reconstructions by {CH.iv(cmp['blur_recon'])}. The reconstructions' FD ({recon_sharp.ci('fd')}, "
+    f"Blurring both sets with sigma = {s_blur:g} px changes the FD of samples by {rec.blur_samples} and of "
+    f"reconstructions by {rec.blur_recon}. The reconstructions' FD ({recon_sharp.ci('fd')}, "
     f"{recon_sharp.fd / sharp.fd_floor:.0f}x the real-vs-real floor of {sharp.fd_floor:.3g}) is the bottleneck's own "
     f"cost: a transformer that modelled the codes perfectly would reach it, not the floor. The samples score "
     f"{sharp.ci('fd')}, and decoded uniformly random codes (a transformer that learned nothing) "
     f"{uniform_ev.ci('fd')}. "
     + (f"The samples' FD exceeds the reconstructions' by more than 10x the floor: the transformer did not train, "
-       "and no claim below is drawn from its samples." if cmp["samples_did_not_train"] else
+       "and no claim below is drawn from its samples." if samples_did_not_train else
        "The samples are within 10x the floor of the reconstructions, so the transformer trained by the book's rule "
        "applied to its own stage; the dVAE's grid, not the transformer, is what keeps both far from the floor."))
 
@@ -526,8 +515,8 @@ notebook.see(
 # %% tags=["hide-input"]
 setting = (f"shapes {cfg.image_size}x{cfg.image_size}, {cfg.objects} object, {cfg.n_layer}x{cfg.n_embd} transformer, "
            f"{cfg.gpt_images:,} sequences seen, K={cfg.codes}")
-claims = CH.claims(cmp, setting)
-nb.finish(claims, numbers)
+rec.setting = setting
+nb.finish(CH.claims(rec), rec)
 
 # %% [markdown]
 # ## Takeaways

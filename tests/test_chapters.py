@@ -62,27 +62,6 @@ def test_within_band():
     assert within_band(iv(-0.01, 0.08), 0.05) == "not significant"
 
 
-def test_chapter_05_gates_claims_on_an_untrained_transformer():
-    from ddpm_lib.chapters import dalle
-
-    I = lambda est, lo, hi: stats.Interval(est, lo, hi, 100).as_dict()  # noqa: E731, E741
-    pos, neg = I(0.1, 0.05, 0.15), I(-0.1, -0.15, -0.05)
-    c = dict(usage_diff=pos, recon_diff=neg, gap_annealed=I(0.01, 0.0, 0.02), gap_fixed=I(0.1, 0.05, 0.15),
-             gap_diff=neg, codes=64, dvae_setting="test", match_own=I(0.8, 0.7, 0.9), match_shuffled=I(0.3, 0.2, 0.4),
-             match_vs_shuffled=I(0.5, 0.4, 0.6), text_weight=0.125, ablation_text_weight=0.5, image_ce_diff=neg,
-             text_ce_diff=pos, match_weight_diff=pos, n_max=32, gain_total=pos, gain_first=pos, gain_last=I(0.0, -0.01, 0.01),
-             gain_last_minus_first=neg, gain_reranker=I(5, 4, 6), gain_judge=I(1, 0, 2), own_minus_judge=I(4, 3, 5),
-             blur_sigma=1.0, blur_samples=neg, blur_recon=neg, sigma=0.1, colour_ll=I(0.9, 0.85, 0.95),
-             colour_gauss=I(0.92, 0.88, 0.96), likelihood_colour=I(-0.02, -0.06, 0.02))
-    assert [x.holds for x in dalle.claims(c, "t")] == ["yes"] * 8 + ["n/a"]
-    # the likelihood claim is a non-inferiority test with a 10-point margin
-    for d, want in (((-0.5, -0.6, -0.4), "no"), ((-0.1, -0.2, 0.0), "not significant")):
-        assert dalle.claims({**c, "likelihood_colour": I(*d)}, "t")[0].holds == want
-    c["samples_did_not_train"] = True
-    holds = [x.holds for x in dalle.claims(c, "t")]
-    assert holds[:3] == ["yes"] * 3 and holds[3:8] == ["did not train"] * 5
-
-
 def test_gaussian_blur_keeps_the_mean_and_smooths():
     from ddpm_lib.chapters import dalle
 

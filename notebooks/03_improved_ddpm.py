@@ -53,7 +53,7 @@ seed = 0
 # %%
 cfg = nb.start()
 device = notebook.device()
-numbers = {}
+rec = CH.Record(profile=nb.profile, T=cfg.T)  # what the claims read
 
 # %% [markdown]
 # ## The idea
@@ -231,7 +231,10 @@ for sched_name in ("linear", "cosine"):
                           fd=evals[key].ci("fd").as_dict(), fd_floor=evals[key].fd_floor, precision=evals[key].precision,
                           recall=evals[key].recall, paper_nll=paper[0], paper_fid=paper[1],
                           **({"importance_from_step": obj.sampler.warm_at} if loss == "L_vlb" else {})))
-numbers["table"] = table
+rec.table = {(r["schedule"], r["objective"]):
+             {**r, "bound": CH.iv(r["bound"]), "fd": CH.iv(r["fd"])}
+             for r in table}
+rec.table_steps = tcfg.steps
 
 # %%
 notebook.show_table([{"schedule": r["schedule"], "objective": r["objective"],
@@ -264,9 +267,12 @@ cmp["vlb_minus_other_nll"] = {s: {l: pair_nll((s, "L_vlb"), (s, l)) for l in ("L
                               for s in ("linear", "cosine")}
 cmp["vlb_minus_other_fd"] = {s: {l: pair_fd((s, "L_vlb"), (s, l)) for l in ("L_simple", "L_hybrid")}
                              for s in ("linear", "cosine")}
-numbers["comparisons"] = {k: ({kk: (vv.as_dict() if isinstance(vv, stats.Interval) else
-                                    {a: b.as_dict() for a, b in vv.items()} if isinstance(vv, dict) else vv)
-                               for kk, vv in v.items()}) for k, v in cmp.items()}
+pairs = [(("cosine", l), ("linear", l)) for l in SETUPS] + [
+    ((s, a), (s, b)) for s in ("linear", "cosine")
+    for a, b in (("L_hybrid", "L_simple"), ("L_vlb", "L_simple"),
+                 ("L_vlb", "L_hybrid"))]
+rec.bound_diff = {p: pair_nll(*p) for p in pairs}  # a - b, paired
+rec.fd_diff = {p: pair_fd(*p) for p in pairs[len(SETUPS):]}
 
 # %% tags=["hide-input"]
 best = min(table, key=lambda r: r["bound"]["est"])
@@ -322,9 +328,9 @@ g_ratio = stats.Interval(noise["importance-sampled t"]["est"] / noise["uniform t
                          noise["importance-sampled t"]["lo"] / noise["uniform t"]["hi"],
                          noise["importance-sampled t"]["hi"] / noise["uniform t"]["lo"], cfg.grad_batches)
 bound_diff = CH.paired_bound_diff(final_reps["importance-sampled t"], final_reps["uniform t"])
-numbers["importance_sampling"] = dict(
-    warm_at=warm_at, steps=is_tcfg.steps, curves={k: [(i, v.as_dict()) for i, v in pts] for k, pts in curves.items()},
-    gradient_noise=noise, gradient_noise_ratio=g_ratio.as_dict(), final_bound_diff=bound_diff.as_dict())
+rec.is_warm_at, rec.is_steps, rec.is_curves = warm_at, is_tcfg.steps, curves
+rec.is_gradnoise = {k: CH.iv(v) for k, v in noise.items()}
+rec.is_gradnoise_ratio, rec.is_bound_diff = g_ratio, bound_diff
 
 # %%
 fig, ax = plt.subplots(figsize=(4.6, 2.8))
@@ -370,16 +376,17 @@ notebook.see(
 m_simple, d_simple, _, _ = models[("cosine", "L_simple")]
 m_hybrid, d_hybrid, _, _ = models[("cosine", "L_hybrid")]
 variants = {
-    "L_simple, σ² = β̃": (m_simple, dataclasses.replace(d_simple, var="fixed_small"), "ancestral"),
-    "L_simple, σ² = β": (m_simple, d_simple, "ancestral"),
-    "L_hybrid, learned σ": (m_hybrid, d_hybrid, "ancestral"),
-    "DDIM on L_simple": (m_simple, d_simple, "ddim"),
+    CH.SMALL: (m_simple, dataclasses.replace(d_simple, var="fixed_small"),
+               "ancestral"),  # "L_simple, σ² = β̃"
+    CH.LARGE: (m_simple, d_simple, "ancestral"),  # "L_simple, σ² = β"
+    CH.HYBRID: (m_hybrid, d_hybrid, "ancestral"),  # "L_hybrid, learned σ"
+    CH.DDIM: (m_simple, d_simple, "ddim"),  # "DDIM on L_simple"
 }
 sweep = {(name, k): quality(m, d, k, sampler=sampler)[0] for name, (m, d, sampler) in variants.items()
          for k in cfg.step_counts}
 fd_floor = next(iter(sweep.values())).fd_floor
-numbers["steps_sweep"] = dict(step_counts=list(cfg.step_counts), fd_floor=fd_floor,
-                              fd={f"{n} @ {k}": ev.ci("fd").as_dict() for (n, k), ev in sweep.items()})
+rec.step_counts = list(cfg.step_counts)
+rec.sweep_fd = {key: ev.ci("fd") for key, ev in sweep.items()}
 
 # %%
 fig, ax = plt.subplots(figsize=(4.8, 3.0))
@@ -405,6 +412,11 @@ cmp["small_minus_hybrid_mid"] = pair(fd_of("L_simple, σ² = β̃", mid), fd_of(
 cmp["ddim_minus_other_few"] = {n: pair(fd_of("DDIM on L_simple", few), fd_of(n, few)) for n in variants
                                if n != "DDIM on L_simple"}
 order = {k: sorted(["L_simple, σ² = β̃", "L_simple, σ² = β"], key=lambda n: fd_of(n, k).fd) for k in (few, full)}
+rec.sweep_diff = {  # a - b, paired bootstrap
+    ((CH.HYBRID, mid), (CH.HYBRID, full)): cmp["hybrid_mid_minus_full"],
+    ((CH.SMALL, mid), (CH.HYBRID, mid)): cmp["small_minus_hybrid_mid"],
+    **{((CH.DDIM, few), (n, few)): d
+       for n, d in cmp["ddim_minus_other_few"].items()}}
 
 # %% tags=["hide-input"]
 notebook.see(
@@ -440,7 +452,9 @@ cmp["skip_cosine"] = CH.combo(skip_evals, {("cosine", f_skip): 1, ("cosine", 0.0
 cmp["skip_contrast"] = CH.combo(skip_evals, {("cosine", f_skip): 1, ("cosine", 0.0): -1,
                                              ("linear", f_skip): -1, ("linear", 0.0): 1})
 cmp["fd_skip_base"] = {sn: skip_evals[(sn, 0.0)].fd for sn in ("linear", "cosine")}
-numbers["skip"] = {f"{sn} @ {f}": ev.ci("fd").as_dict() for (sn, f), ev in skip_evals.items()}
+rec.skip_fraction, rec.skip_contrast = f_skip, cmp["skip_contrast"]
+rec.skip_fd = {key: ev.ci("fd") for key, ev in skip_evals.items()}
+rec.skip_cost = {"linear": cmp["skip_linear"], "cosine": cmp["skip_cosine"]}
 
 # %%
 fig, ax = plt.subplots(figsize=(4.4, 2.7))
@@ -487,9 +501,13 @@ share = {clip: float(terms[clip][:first].sum() / terms[clip].sum()) for clip in 
 cmp["share_first"] = stats.mean_ci(share_per_img)
 cmp["share_first_unclipped"] = share[False]
 cmp["first"], cmp["T"] = first, cfg.T
-numbers["vlb_terms"] = {("clipped" if clip else "unclipped"): dict(
-    total=stats.mean_ci(per_img[clip]).as_dict(), without_last=stats.mean_ci(no_last[clip]).as_dict(),
-    share_first=share[clip], decoder=terms[clip][0].item(), last_step=terms[clip][-1].item()) for clip in (True, False)}
+rec.share_first, rec.share_first_unclipped = cmp["share_first"], share[False]
+rec.first_steps = first
+rec.vlb_terms = {("clipped" if clip else "unclipped"): dict(
+    total=stats.mean_ci(per_img[clip]),
+    without_last=stats.mean_ci(no_last[clip]), share_first=share[clip],
+    decoder=terms[clip][0].item(), last_step=terms[clip][-1].item())
+    for clip in (True, False)}
 
 # %% [markdown]
 # The same three readings of the bound for every model of the table (stratified estimate, same noise):
@@ -510,8 +528,9 @@ notebook.show_table([{"schedule": k[0], "objective": k[1], "clipped (paper)": v[
                       "unclipped": v["unclipped"].fmt(), "its last term": notebook.fmt(v["last_term"]),
                       "unclipped, without last term": v["unclipped_no_last"].fmt()}
                      for k, v in lastless.items()], caption="Held-out bound (bits/dim) three ways, 95% t-intervals")
-numbers["bound_three_ways"] = {f"{k[0]} {k[1]}": {n: (x.as_dict() if isinstance(x, stats.Interval) else x)
-                                                for n, x in v.items()} for k, v in lastless.items()}
+rec.bound_three_ways = lastless
+rec.bound_diff_no_last = {(("cosine", l), ("linear", l)): d
+                          for l, d in cmp["cos_minus_lin_no_last"].items()}
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(8, 2.7))
@@ -526,7 +545,7 @@ fig.tight_layout()
 plt.show()
 
 # %% tags=["hide-input"]
-vt = numbers["vlb_terms"]
+vt = rec.vlb_terms
 notebook.see(
     f"The exact bound of the cosine L_hybrid model is {CH.iv(vt['clipped']['total'])} bits/dim with x0 clipped "
     f"and {CH.iv(vt['unclipped']['total'])} without; its last step costs {vt['clipped']['last_step']:.3f} and "
@@ -545,13 +564,9 @@ notebook.see(
 # setting, and the verdict of the test stated in the claim.
 
 # %% tags=["hide-input"]
-cmp.update(warm_at=warm_at, is_steps=is_tcfg.steps, is_minus_uniform_bound=bound_diff,
-           table_is_from=table[5].get("importance_from_step"), table_steps=tcfg.steps,
-           is_over_uniform_gradnoise=g_ratio, few=few, mid=mid, full=full,
-           best_bound=CH.iv(best["bound"]).fmt())
-setting = f"{train_set.name} {cfg.image_size}x{cfg.image_size}, T={cfg.T}, {cfg.train_images:,} images per model"
-claims = CH.claims(cmp, setting)
-nb.finish(claims, numbers)
+rec.setting = (f"{train_set.name} {cfg.image_size}x{cfg.image_size}, "
+               f"T={cfg.T}, {cfg.train_images:,} images per model")
+nb.finish(CH.claims(rec), rec)
 
 # %% [markdown]
 # ## Takeaways

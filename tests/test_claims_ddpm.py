@@ -184,15 +184,20 @@ def test_a_record_round_trips_and_a_missing_field_is_named():
         CH.lsimple_best(_record(fd_diff={(CH.EPS_VLB, CH.SIMPLE): _iv(9, 4)}))
 
 
+def rederive_old(mod, chapter: str):
+    """(record, {rule: verdict}, [why not re-derivable]) from the chapter's second-edition results
+    file (skipped once it is re-recorded through the typed seam)."""
+    payload = json.loads((ROOT / "book" / "results" / f"{chapter}.json").read_text())
+    if not payload.get("numbers"):
+        pytest.skip(f"{chapter}'s results are written through the typed seam")
+    r = mod.record_from_numbers(C.decode(payload["numbers"]), payload["run_card"])
+    rows = C.derive(mod.RULES, r, strict=False)
+    return (r, {x.name: x.holds for x in rows if isinstance(x, C.Claim)},
+            [str(x) for x in rows if isinstance(x, C.Missing)])
+
+
 def test_the_second_edition_record_re_derives_what_it_stores():
-    payload = json.loads((ROOT / "book" / "results" / "02_ddpm.json").read_text())
-    numbers = payload.get("numbers") or None
-    if numbers is None:
-        pytest.skip("02's results are written through the typed seam")
-    r = CH.record_from_numbers(C.decode(numbers), payload["run_card"])
-    rows = C.derive(CH.RULES, r, strict=False)
-    got = {x.name: x.holds for x in rows if isinstance(x, C.Claim)}
-    missing = [str(x) for x in rows if isinstance(x, C.Missing)]
+    r, got, missing = rederive_old(CH, "02_ddpm")
     assert got["mu_tilde_works"] == "did not train" and got["blank_rows_unstable"] == "no"
     assert got["variance_similar"] == "yes" and got["shared_xt_attributes"] == "yes"
     assert any("nll_per_image" in m for m in missing)  # the old record has no per-image bounds

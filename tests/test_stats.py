@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from ddpm_lib import metrics, stats
-from ddpm_lib.chapters import improved as ch03
 
 
 def test_mean_ci_covers_the_true_mean_at_its_level():
@@ -67,32 +66,3 @@ def test_bootstrap_intervals_are_paired_and_separate_different_generators():
     assert floor_vs_same.lo <= 0 <= floor_vs_same.hi  # a perfect generator is indistinguishable from the floor
     with pytest.raises(ValueError, match="bootstrap > 0"):
         metrics.evaluate(None, real, same).ci("fd")
-
-
-def test_gradient_noise_from_the_gram_matrix_equals_the_direct_formula():
-    class Quad(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.w = torch.nn.Parameter(torch.tensor([1.0, -2.0, 0.5]))
-
-    grads = []
-
-    def objective(net, batch):
-        x = batch.x
-        loss = ((x @ net.w) ** 2).mean()
-        return loss
-
-    net = Quad()
-    x = torch.randn(64, 3, generator=torch.Generator().manual_seed(0))
-    got = ch03.gradient_noise(net, objective, x, batch_size=8, n_batches=10, seed=3)
-    g = torch.Generator().manual_seed(3)
-    for k in range(10):
-        idx = torch.randint(len(x), (8,), generator=g)
-        net.zero_grad()
-        objective(net, type("B", (), {"x": x[idx]})()).backward()
-        grads.append(net.w.grad.detach().double().clone())
-    G = torch.stack(grads)
-    m = G.mean(0)
-    direct = float(((G - m) ** 2).sum(1).mean() / (m @ m))
-    assert got["est"] == pytest.approx(direct, rel=1e-9)
-    assert got["lo"] <= got["est"] <= got["hi"]

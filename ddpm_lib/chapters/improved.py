@@ -1,16 +1,31 @@
-"""Chapter 03 (Improved DDPM): gradient noise of the L_vlb estimators, the claims and their prose.
+"""Chapter 03 (Improved DDPM): its typed record, its claims as rules over it, and the gradient noise
+of the L_vlb estimators.
 
-Numbers arrive as ``stats.Interval`` objects (or their ``as_dict()``), each with its interval.
+The notebook fills a ``Record`` cell by cell. The table's models are keyed by value, ``(schedule,
+loss)``; differences between two of them are keyed by the pair, ``{(a, b): a - b}``: bounds paired
+over the same held-out images and noise (a t-interval over the ``nll_reps`` estimates), FD paired
+over the same resampling of the real sets (bootstrap). The step sweep is keyed ``(sampler, steps)``,
+the prefix-skipping runs ``(schedule, fraction)``.
+
+The paper compares schedules and objectives for L_simple and L_hybrid (its Table 2); our L_vlb arm
+is the book's (``extension``) unless its models trained with importance sampling over most of
+training, as the paper's did.
 """
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from .. import claims as C
 from .. import stats
-from ..notebook import Claim
+from ..claims import Claim
+from ..stats import Interval
 from ..train import Batch
-from .common import LOWER, aggregate, combo, iv, paired_diff, why, within  # noqa: F401  (combo, iv: the notebook calls CH.combo, CH.iv)
+from .common import combo, iv  # noqa: F401  (the notebook calls CH.combo, CH.iv)
+from .ddpm import equivalence, margin_why, pair_of, why_parts
 
 # Improved DDPM's Table 2 (CIFAR-10, 500K iterations; T = 4000 except the first row): NLL, FID.
 # Values from ../shared/reference/paper-targets.md, marked there as recalled, not checked against the text.
@@ -21,7 +36,46 @@ PAPER_TABLE2 = {
     ("cosine", "L_hybrid"): ("3.17", "3.19"),
     ("cosine", "L_vlb"): ("2.94", "11.47"),
 }
-VERDICT = LOWER
+SCHEDULES = ("linear", "cosine")
+SIMILAR = 0.25  # "about equal" / "costs little": within 25% of the reference FD (stated before the record)
+IS_SHARE = 0.5  # the paper's L_vlb models trained with importance sampling throughout; ours must for >= half
+# the step sweep's samplers (display names, the notebook's too)
+SMALL, LARGE, HYBRID, DDIM = "L_simple, σ² = β̃", "L_simple, σ² = β", "L_hybrid, learned σ", "DDIM on L_simple"
+
+paired_bound_diff = stats.paired_mean_diff  # bound estimates with the same noise (seed + k) pair up
+
+
+@dataclass
+class Record(C.Record):
+    """What chapter 03's claims read."""
+
+    profile: str | None = None  # the run's profile (smoke / cpu / gpu)
+    setting: str | None = None  # data, size, T, budget per model
+    T: int | None = None  # steps of the forward process
+    table: dict | None = None  # {(schedule, loss): dict(bound, fd: Interval, fd_floor, precision, recall,
+    #                              paper_nll, paper_fid, importance_from_step (L_vlb))}
+    table_steps: int | None = None  # training batches of each table model
+    bound_diff: dict | None = None  # {(a, b): bound(a) - bound(b)}, table models, x0 clipped, paired over noise
+    bound_diff_no_last: dict | None = None  # the same unclipped and without the last step's term
+    fd_diff: dict | None = None  # {(a, b): FD(a) - FD(b)}, table models, paired bootstrap
+    is_warm_at: int | None = None  # the batch after which importance sampling is on (None: never)
+    is_steps: int | None = None  # training batches of the importance-sampling experiment
+    is_bound_diff: Interval | None = None  # final bound, importance - uniform t, paired over noise
+    is_gradnoise: dict | None = None  # {"uniform t" | "importance-sampled t": relative gradient noise}
+    is_gradnoise_ratio: Interval | None = None  # importance / uniform
+    is_curves: dict | None = None  # {name: [(images, bound Interval)]}, the learning curves
+    step_counts: list | None = None  # the sweep's numbers of sampling steps
+    sweep_fd: dict | None = None  # {(sampler, steps): FD Interval}
+    sweep_diff: dict | None = None  # {((sampler, steps), (sampler, steps)): FD difference}, paired bootstrap
+    skip_fraction: float | None = None  # the fraction of reverse steps skipped in the claim (the paper's ~20%)
+    skip_fd: dict | None = None  # {(schedule, fraction): FD Interval}, L_simple models, 250-step chain
+    skip_cost: dict | None = None  # {schedule: FD(skip_fraction) - FD(0)}, paired bootstrap
+    skip_contrast: Interval | None = None  # cosine's cost - linear's cost, paired bootstrap
+    first_steps: int | None = None  # the "first few steps" (T/20)
+    share_first: Interval | None = None  # their share of the exact bound, x0 clipped, t-interval over images
+    share_first_unclipped: float | None = None  # the same, unclipped (share of the mean terms)
+    vlb_terms: dict | None = None  # {"clipped" | "unclipped": exact bound of cosine L_hybrid, its terms}
+    bound_three_ways: dict | None = None  # {(schedule, loss): clipped / unclipped / without the last term}
 
 
 def gradient_noise(net, objective, x: torch.Tensor, batch_size: int, n_batches: int, seed: int) -> dict:
@@ -54,113 +108,327 @@ def gradient_noise(net, objective, x: torch.Tensor, batch_size: int, n_batches: 
     reps = [rel(rng.integers(0, n_batches, n_batches)) for _ in range(200)]
     return stats.percentile(est, reps, centre=True).as_dict()
 
+# ---- helpers --------------------------------------------------------------------------------------
+def _pair(d: dict, a, b, what: str) -> Interval:
+    return pair_of(d, a, b, what, _name)
 
-paired_bound_diff = paired_diff  # bound estimates with the same noise (seed + k) pair up
+
+def _name(k) -> str:
+    return " ".join(map(str, k)) if isinstance(k, tuple) else str(k)
 
 
-def claims(c: dict, setting: str) -> list[Claim]:
-    """The claims of chapter 03 from the measured intervals in ``c`` (built by the notebook)."""
-    out = []
-    # 1. cosine improves the bound (clipped x0, as the paper's evaluation)
-    diffs = {l: iv(d) for l, d in c["cos_minus_lin"].items()}
-    ver = [VERDICT[stats.compare(d, 0.0)] for d in diffs.values()]
-    holds = "yes" if all(v == "yes" for v in ver) else ("no" if all(v == "no" for v in ver) else
-                                                        ("partly" if "yes" in ver else "not significant"))
-    out.append(Claim(
-        "the cosine schedule improves the log-likelihood over the linear one (test: for each objective, the "
-        "95% interval of bound(cosine) - bound(linear), paired over the same noise, lies below 0)",
-        "Table 2, CIFAR-10: L_simple 3.37 -> 3.26, L_hybrid 3.26 -> 3.17 (T=4000; recalled values)",
-        "; ".join(f"{l}: {d}" for l, d in diffs.items()) + " bits/dim", setting + "; bound with x0 clipped", holds,
-        "" if holds == "yes" else
-        "; ".join(f"{l}: {v}" for l, v in zip(diffs, ver) if v != "yes")
-        + f". Unclipped and without the last step's term, the differences are: "
-        + "; ".join(f"{l}: {iv(d)}" for l, d in c["cos_minus_lin_no_last"].items())))
-    # 2. L_hybrid: better bound than L_simple at about equal FD
-    parts, verdicts = [], {}
-    for s in ("linear", "cosine"):
-        dn, df = iv(c["hyb_minus_simple_nll"][s]), iv(c["hyb_minus_simple_fd"][s])
-        verdicts[f"{s} bound lower"] = VERDICT[stats.compare(dn, 0.0)]
-        verdicts[f"{s} FD within 25%"] = within(df, 0.25 * c["fd_simple"][s])
-        parts.append(f"{s}: bound diff {dn}, FD diff {df} (25% of L_simple's FD: {0.25 * c['fd_simple'][s]:.3g})")
-    out.append(Claim(
-        "L_hybrid improves the log-likelihood over L_simple at about equal sample quality (tests: the bound "
-        "difference's interval lies below 0; the FD difference's interval lies below 25% of L_simple's FD, "
-        "'not significant' when it straddles that margin)",
-        "Table 2, CIFAR-10: cosine 3.26 -> 3.17 bits/dim, FID 3.05 -> 3.19 (recalled values)",
-        "; ".join(parts), setting, aggregate(verdicts), why(verdicts)))
-    # 3. L_vlb: best bound, worst samples
-    parts, hits = [], 0
-    for s in ("linear", "cosine"):
-        best = all(stats.compare(iv(d), 0.0) == "lower" for d in c["vlb_minus_other_nll"][s].values())
-        worst = all(stats.compare(iv(d), 0.0) == "higher" for d in c["vlb_minus_other_fd"][s].values())
-        hits += best + worst
-        parts.append(f"{s}: bound {'best' if best else 'not clearly best'}, FD {'worst' if worst else 'not clearly worst'}")
-    out.append(Claim(
-        "L_vlb gives the best log-likelihood and the worst samples (test: its bound lower and its FD higher "
-        "than both other objectives', every difference's 95% interval excluding 0)",
-        "Table 2, CIFAR-10: 2.94 bits/dim, FID 11.47 (cosine; recalled values)", "; ".join(parts), setting,
-        "yes" if hits == 4 else ("partly" if hits else "no"),
-        "" if hits == 4 else f"the L_vlb rows trained with importance sampling only from batch "
-        f"{c['table_is_from']} of {c['table_steps']} (its warm-up), so they are nearly uniform-t L_vlb models"))
-    # 4. importance sampling
-    db, dg = iv(c["is_minus_uniform_bound"]), iv(c["is_over_uniform_gradnoise"])
-    vb, vg = stats.compare(db, 0.0), stats.compare(dg, 1.0)
-    holds = "yes" if vb == "lower" and vg == "lower" else (
-        "partly" if "lower" in (vb, vg) else ("not significant" if "not significant" in (vb, vg) else "no"))
-    out.append(Claim(
-        "importance sampling makes L_vlb easier to optimise: less gradient noise and a better bound (tests: the "
-        "gradient noise ratio importance/uniform has a 95% interval below 1; the final bound difference, "
-        "paired over the same noise, below 0)",
-        "Sec. 3.3 and Fig. 7 (gradient noise of L_vlb with and without importance sampling)",
-        f"gradient-noise ratio {dg}; bound difference {db} bits/dim; importance sampling active from step "
-        f"{c['warm_at']} of {c['is_steps']}", setting + ", cosine, L_vlb", holds,
-        "" if holds == "yes" else ("the bound is not better at this budget" if vg == "lower" else
-                                   "the gradient noise is not lower" if vb == "lower" else "neither effect is clear")))
-    # 5. fewer steps with a learned variance
-    d_l, d_s = iv(c["hybrid_mid_minus_full"]), iv(c["small_minus_hybrid_mid"])
-    verdicts = {f"learned variance within 25% at {c['mid']} steps": within(d_l, 0.25 * c["fd_hybrid_full"]),
-                f"fixed small variance worse at {c['mid']} steps":
-                    {"higher": "yes", "lower": "no", "not significant": "not significant"}[stats.compare(d_s, 0.0)]}
-    out.append(Claim(
-        f"learned variances keep sample quality with an order of magnitude fewer steps (tests: the interval of "
-        f"FD(L_hybrid, {c['mid']} steps) - FD(L_hybrid, {c['full']}) lies below 25% of the latter, 'not significant' "
-        f"when it straddles that margin; and a fixed small variance is worse than the learned one at {c['mid']} steps)",
-        "abstract: 'sampling with an order of magnitude fewer forward passes with a negligible difference in "
-        "sample quality'; the paper's step sweeps use models trained with T = 4000",
-        f"FD(hybrid, {c['mid']}) - FD(hybrid, {c['full']}) = {d_l}; FD(fixed small) - FD(hybrid) at {c['mid']}: {d_s}",
-        setting + f"; T = {c['T']}", aggregate(verdicts), why(verdicts)))
-    # 6. DDIM at the fewest steps
-    dd = {k: iv(v) for k, v in c["ddim_minus_other_few"].items()}
-    best = all(stats.compare(v, 0.0) == "lower" for v in dd.values())
-    ns = all(stats.compare(v, 0.0) != "higher" for v in dd.values())
-    out.append(Claim(
-        f"DDIM is the best sampler at the fewest steps (test: at {c['few']} steps FD(DDIM) - FD(other) has a 95% "
-        "interval below 0 for every other sampler)",
-        "Fig. 8 (DDIM better below ~50 steps; ADM Sec. 2.1 adopts DDIM there citing it)",
-        "; ".join(f"vs {k}: {v}" for k, v in dd.items()), setting,
-        "yes" if best else ("not significant" if ns else "no")))
-    # 7. prefix skipping: the contrast between schedules (Fig. 4)
-    dl, dc, ddiff = iv(c["skip_linear"]), iv(c["skip_cosine"]), iv(c["skip_contrast"])
-    verdicts = {"linear costs little": within(dl, 0.25 * c["fd_skip_base"]["linear"]),
-                "cosine costs more": {"higher": "yes", "lower": "no", "not significant": "not significant"}[
-                    stats.compare(ddiff, 0.0)]}
-    out.append(Claim(
-        f"skipping the first {c['skip']:.0%} of the reverse steps costs little with the linear schedule and more "
-        "with the cosine one (tests: the linear FD increase's interval lies below 25% of its FD, 'not significant' "
-        "when it straddles that margin; the cosine increase minus the linear increase has a 95% interval above 0)",
-        "Fig. 4 (ImageNet 64x64, FID against the fraction of the reverse process skipped)",
-        f"FD increase: linear {dl}, cosine {dc}; contrast {ddiff}", setting, aggregate(verdicts), why(verdicts)))
-    # 8. the first steps carry most of the bound
-    share = c["share_first"]
-    majority = {"higher": "yes", "lower": "no", "not significant": "not significant"}[stats.compare(iv(share), 0.5)]
-    out.append(Claim(
-        f"the first few steps carry most of the bound (test: the first {c['first']} of {c['T']} steps carry > 50% "
-        "of the exact bound with x0 clipped, as the paper evaluates; interval over images)",
-        "Fig. 2 (the terms of the bound fall by orders of magnitude over the first steps)",
-        f"{iv(share).fmt(pct=True)} (clipped); {c['share_first_unclipped']:.0%} without clipping",
-        setting + ", cosine, L_hybrid", majority))
-    out.append(Claim(
-        "NLL 2.94 bits/dim on CIFAR-10 (L_vlb)", "reported in summaries of the paper (recalled, not checked)",
-        f"best bound here {c['best_bound']}", setting, "n/a",
-        "different data at 8x8; needs CIFAR-10 and ~500k steps of a 50M-parameter model"))
+def _join(*xs) -> str:
+    return ". ".join(x for x in xs if x)
+
+
+def mid_steps(counts) -> int:
+    """The "order of magnitude fewer" point of the sweep: 50 steps where swept, else the middle count."""
+    return 50 if 50 in counts else sorted(counts)[len(counts) // 2]
+
+
+def is_share(r: Record, loss: str = "L_vlb") -> dict:
+    """{schedule: share of the table's training batches run with importance sampling}."""
+    table, steps = r.need("table", "table_steps")
+    out = {}
+    for s in SCHEDULES:
+        start = table[(s, loss)].get("importance_from_step")
+        out[s] = 0.0 if start is None else max(0.0, 1 - start / steps)
     return out
+
+
+# ---- the claims -------------------------------------------------------------------------------------
+def cosine_better_bound(r: Record) -> Claim:
+    """Table 2: the cosine schedule improves the bound, for L_simple and L_hybrid (the paper's rows)."""
+    bd, setting = r.need("bound_diff", "setting")
+    ev = {loss: _pair(bd, ("cosine", loss), ("linear", loss), "bound_diff") for loss in ("L_simple", "L_hybrid")}
+    parts = {k: C.supports(d, "<") for k, d in ev.items()}
+    no_last = r.bound_diff_no_last or {}
+    unclipped = "; ".join(f"{l}: {no_last[(('cosine', l), ('linear', l))]}" for l in ev
+                          if (("cosine", l), ("linear", l)) in no_last)
+    return Claim("the cosine schedule improves the log-likelihood over the linear one",
+                 "Table 2, CIFAR-10: L_simple 3.37 -> 3.26, L_hybrid 3.26 -> 3.17 (T=4000; recalled values)",
+                 "; ".join(f"{k}: {d}" for k, d in ev.items()) + " bits/dim", setting + "; bound with x0 clipped",
+                 C.weakest(*parts.values()),
+                 _join(why_parts(parts, ev), f"unclipped and without the last step's term: {unclipped}"
+                       if unclipped else ""),
+                 kind="paper", parts=parts, seeds=1, evidence=ev,
+                 test="for L_simple and for L_hybrid, the 95% interval of bound(cosine) - bound(linear) (x0 clipped, "
+                      "paired over the same images and noise) lies below 0; a conjunction (weakest part)")
+
+
+def cosine_better_bound_vlb(r: Record) -> Claim:
+    """The book's L_vlb arm of the schedule comparison (the paper has no linear L_vlb row)."""
+    bd, setting = r.need("bound_diff", "setting")
+    d = _pair(bd, ("cosine", "L_vlb"), ("linear", "L_vlb"), "bound_diff")
+    holds = C.supports(d, "<")
+    share = is_share(r)
+    return Claim("the cosine schedule improves the bound of L_vlb models too", "no linear L_vlb row in Table 2",
+                 f"L_vlb: {d} bits/dim", setting + "; bound with x0 clipped", holds,
+                 _join(C.not_significant_why(d) if holds == "not significant" else "",
+                       "the L_vlb models trained with importance sampling for "
+                       + ", ".join(f"{s} {v:.0%}" for s, v in share.items()) + " of their batches"),
+                 kind="extension", seeds=1, evidence={"L_vlb": d},
+                 test="the 95% interval of bound(cosine) - bound(linear) for L_vlb (x0 clipped, paired) lies below 0")
+
+
+def hybrid_better_bound_same_fd(r: Record) -> Claim:
+    """Table 2: L_hybrid improves the bound over L_simple at about equal FD, for both schedules."""
+    bd, fdd, table, setting = r.need("bound_diff", "fd_diff", "table", "setting")
+    parts, ev, margins = {}, {}, {}
+    for s in SCHEDULES:
+        ev[f"{s} bound lower"] = _pair(bd, (s, "L_hybrid"), (s, "L_simple"), "bound_diff")
+        parts[f"{s} bound lower"] = C.supports(ev[f"{s} bound lower"], "<")
+        margin = SIMILAR * iv(table[(s, "L_simple")]["fd"]).est
+        k = f"{s} FD not worse (margin {margin:.3g})"
+        ev[k] = _pair(fdd, (s, "L_hybrid"), (s, "L_simple"), "fd_diff")
+        parts[k], margins[k] = C.below(ev[k], margin), margin
+    return Claim("L_hybrid improves the log-likelihood over L_simple at about equal sample quality",
+                 "Table 2, CIFAR-10: cosine 3.26 -> 3.17 bits/dim, FID 3.05 -> 3.19 (recalled values)",
+                 "; ".join(f"{k}: {d}" for k, d in ev.items()), setting, C.weakest(*parts.values()),
+                 why_parts(parts, ev, margins), kind="paper", parts=parts, seeds=1, evidence=ev,
+                 test=f"per schedule: the 95% interval of bound(L_hybrid) - bound(L_simple) (paired) lies below 0, "
+                      f"and that of FD(L_hybrid) - FD(L_simple) (paired bootstrap) below {SIMILAR:.0%} of L_simple's "
+                      "FD (non-inferiority); a conjunction (weakest part)")
+
+
+def _vlb_parts(r: Record) -> tuple[dict, dict]:
+    bd, fdd = r.need("bound_diff", "fd_diff")
+    parts, ev = {}, {}
+    for s in SCHEDULES:
+        for other in ("L_simple", "L_hybrid"):
+            k = f"{s}: bound below {other}"
+            ev[k] = _pair(bd, (s, "L_vlb"), (s, other), "bound_diff")
+            parts[k] = C.supports(ev[k], "<")
+            k = f"{s}: FD above {other}"
+            ev[k] = _pair(fdd, (s, "L_vlb"), (s, other), "fd_diff")
+            parts[k] = C.supports(ev[k], ">")
+    return parts, ev
+
+
+VLB_TEST = ("per schedule, L_vlb's bound lies below and its FD above both other objectives' (every paired "
+            "difference's 95% interval excluding 0); a conjunction (weakest part)")
+
+
+def vlb_best_bound_worst_samples(r: Record) -> Claim:
+    """Table 2: L_vlb gives the best bound and the worst samples, drawn only from L_vlb models trained
+    as the paper's were (importance sampling over most of training)."""
+    setting = r.need("setting")
+    share = is_share(r)
+    claim, paper = ("L_vlb gives the best log-likelihood and the worst samples",
+                    "Table 2, CIFAR-10: 2.94 bits/dim, FID 11.47 (cosine; recalled values)")
+    if min(share.values()) < IS_SHARE:
+        return Claim(claim, paper, "importance sampling on for " + ", ".join(f"{s} {v:.0%}" for s, v in share.items())
+                     + " of the L_vlb models' batches", setting, "n/a",
+                     "not the paper's training: its L_vlb models use importance-sampled t throughout; ours switch it "
+                     "on after the sampler's warm-up, so the paper's verdict is not drawn from them (the book's "
+                     "reading of these models is the row vlb_late_is_best_bound_worst_fd)",
+                     kind="paper", seeds=1,
+                     test=f"only from L_vlb models with importance sampling for >= {IS_SHARE:.0%} of training: "
+                          + VLB_TEST)
+    parts, ev = _vlb_parts(r)
+    return Claim(claim, paper, "; ".join(f"{k}: {d}" for k, d in ev.items()), setting, C.weakest(*parts.values()),
+                 why_parts(parts, ev), kind="paper", parts=parts, seeds=1, evidence=ev, test=VLB_TEST)
+
+
+def vlb_late_is_best_bound_worst_fd(r: Record) -> Claim | None:
+    """The same test on L_vlb models that ran importance sampling for less than half of training (the
+    book's, not the paper's, training); None where the paper's row already used them."""
+    setting = r.need("setting")
+    share = is_share(r)
+    if min(share.values()) >= IS_SHARE:
+        return None
+    parts, ev = _vlb_parts(r)
+    return Claim("L_vlb trained mostly with uniform t gives the best bound and the worst samples",
+                 "Table 2's L_vlb row used importance sampling throughout",
+                 "; ".join(f"{k}: {d}" for k, d in ev.items()), setting, C.weakest(*parts.values()),
+                 _join(why_parts(parts, ev), "importance sampling on for "
+                       + ", ".join(f"{s} {v:.0%}" for s, v in share.items()) + " of the batches"),
+                 kind="extension", parts=parts, seeds=1, evidence=ev, test=VLB_TEST)
+
+
+def is_better_bound(r: Record) -> Claim:
+    """Sec. 3.3: importance-sampled t makes L_vlb easier to optimise, i.e. a better bound."""
+    d, ratio, steps, setting = r.need("is_bound_diff", "is_gradnoise_ratio", "is_steps", "setting")
+    warm = r.is_warm_at  # None: importance sampling never switched on
+    test = ("the 95% interval of the final held-out bound, importance - uniform (paired over the same images and "
+            "noise), lies below 0")
+    claim, paper = ("importance-sampled t gives L_vlb a better bound than uniform t",
+                    "Sec. 3.3 and Fig. 6: resampled L_vlb reaches better log-likelihoods than uniform L_vlb")
+    if warm is None:
+        return Claim(claim, paper, f"importance sampling never switched on in {steps} batches", setting, "n/a",
+                     "both runs trained with uniform t: the sampler's warm-up outlasts this budget", kind="paper",
+                     seeds=1, test=test)
+    holds = C.supports(d, "<")
+    noise = ("less noisy, as the paper says" if ratio.hi < 1 else
+             "not measurably less noisy" if ratio.lo <= 1 else "noisier")
+    return Claim(claim, paper,
+                 f"final bound, importance - uniform: {d} bits/dim; importance sampling on from batch {warm} of "
+                 f"{steps}", setting + ", cosine, L_vlb", holds,
+                 _join(C.not_significant_why(d) if holds == "not significant" else "",
+                       f"the gradient noise relative to the mean gradient is {ratio} times the uniform one "
+                       f"(importance / uniform, at the same weights): {noise}, yet the bound "
+                       f"is not better after {steps - warm} batches with it; both runs are identical up to batch "
+                       f"{warm}" if holds != "yes" else
+                       f"gradient noise ratio (importance / uniform) {ratio}"),
+                 kind="paper", seeds=1, evidence={"bound difference": d}, test=test)
+
+
+def _sweep(r: Record):
+    counts, sd, setting, T = r.need("step_counts", "sweep_diff", "setting", "T")
+    return sorted(counts), sd, setting, T
+
+
+def fewer_steps_learned_variance(r: Record) -> Claim:
+    """Abstract: learned variances sample with an order of magnitude fewer steps at about equal quality."""
+    counts, sd, setting, T = _sweep(r)
+    sweep_fd = r.need("sweep_fd")
+    mid, full = mid_steps(counts), max(counts)
+    d = _pair(sd, (HYBRID, mid), (HYBRID, full), "sweep_diff")
+    margin = SIMILAR * iv(sweep_fd[(HYBRID, full)]).est
+    holds = C.below(d, margin)
+    return Claim("learned variances keep sample quality with an order of magnitude fewer steps",
+                 "abstract: 'sampling with an order of magnitude fewer forward passes with a negligible difference "
+                 "in sample quality'; the paper's step sweeps use models trained with T = 4000",
+                 f"FD(L_hybrid, {mid} steps) - FD(L_hybrid, {full}) = {d} (margin {margin:.3g})",
+                 setting + f"; T = {T}", holds, margin_why(d, margin) if holds == "not significant" else "",
+                 kind="paper", seeds=1, evidence={"FD difference": d},
+                 test=f"non-inferiority: the 95% paired bootstrap interval of FD(L_hybrid, {mid} steps) - "
+                      f"FD(L_hybrid, {full}) lies below {SIMILAR:.0%} of the latter")
+
+
+def fixed_small_degrades(r: Record) -> Claim:
+    """Fig. 8: with few steps, L_simple with the fixed small variance samples worse than the learned one."""
+    counts, sd, setting, T = _sweep(r)
+    mid = mid_steps(counts)
+    d = _pair(sd, (SMALL, mid), (HYBRID, mid), "sweep_diff")
+    holds = C.supports(d, ">")
+    return Claim(f"with {mid} steps, a fixed small variance (beta_tilde) samples worse than a learned one",
+                 "Fig. 8 (L_simple with sigma^2 = beta_tilde degrades with fewer steps; reference notes, recalled)",
+                 f"FD(fixed small) - FD(learned) at {mid} steps: {d}", setting + f"; T = {T}", holds,
+                 C.not_significant_why(d) if holds == "not significant" else "",
+                 kind="paper", seeds=1, evidence={"FD difference": d},
+                 test=f"the 95% paired bootstrap interval of FD(L_simple, beta_tilde) - FD(L_hybrid) at {mid} "
+                      "steps lies above 0")
+
+
+def ddim_best_few_steps(r: Record) -> Claim:
+    """Fig. 8: DDIM is the best sampler at the fewest steps."""
+    counts, sd, setting, T = _sweep(r)
+    few = min(counts)
+    ev = {n: _pair(sd, (DDIM, few), (n, few), "sweep_diff") for n in (SMALL, LARGE, HYBRID)}
+    parts = {f"vs {n}": C.supports(d, "<") for n, d in ev.items()}
+    ev = {f"vs {n}": d for n, d in ev.items()}
+    return Claim("DDIM is the best sampler at the fewest steps",
+                 "Fig. 8 (DDIM better below ~50 steps; ADM Sec. 2.1 adopts DDIM there citing it)",
+                 "; ".join(f"{k}: {d}" for k, d in ev.items()), setting, C.weakest(*parts.values()),
+                 why_parts(parts, ev), kind="paper", parts=parts, seeds=1, evidence=ev,
+                 test=f"at {few} steps, the 95% paired bootstrap interval of FD(DDIM) - FD(other) lies below 0 for "
+                      "every other sampler; a conjunction (weakest part)")
+
+
+def skip_linear_costs_little(r: Record) -> Claim:
+    """Fig. 4: with the linear schedule, skipping the first ~20% of the reverse steps costs little."""
+    f, cost, skip_fd, setting = r.need("skip_fraction", "skip_cost", "skip_fd", "setting")
+    d = cost["linear"]
+    margin = SIMILAR * iv(skip_fd[("linear", 0.0)]).est
+    holds, why = equivalence(d, margin)
+    return Claim(f"with the linear schedule, skipping the first {f:.0%} of the reverse steps costs little",
+                 "Fig. 4 (ImageNet 64x64: skipping up to ~20% of the reverse process barely changes FID)",
+                 f"FD(skip {f:.0%}) - FD(no skip), linear: {d} (margin +-{margin:.3g})", setting, holds, why,
+                 kind="paper", seeds=1, evidence={"FD increase": d},
+                 test=f"equivalence: the 95% paired bootstrap interval of the FD change lies inside +-{SIMILAR:.0%} "
+                      "of the unskipped FD (L_simple model, 250-step chain)")
+
+
+def skip_cosine_costs_more(r: Record) -> Claim:
+    """The book's contrast: skipping costs the cosine schedule more than the linear one."""
+    f, cost, contrast, setting = r.need("skip_fraction", "skip_cost", "skip_contrast", "setting")
+    holds = C.supports(contrast, ">")
+    return Claim(f"skipping the first {f:.0%} of the reverse steps costs the cosine schedule more than the linear one",
+                 "not in the paper (its Fig. 4 shows the linear schedule)",
+                 f"FD increase: linear {cost['linear']}, cosine {cost['cosine']}; contrast {contrast}", setting, holds,
+                 C.not_significant_why(contrast) if holds == "not significant" else "",
+                 kind="extension", seeds=1, evidence={"contrast": contrast},
+                 test="the 95% paired bootstrap interval of (cosine's FD increase - linear's) lies above 0")
+
+
+def first_steps_carry_bound(r: Record) -> Claim:
+    """Fig. 2: the first few steps carry most of the bound."""
+    share, unclipped, first, T, setting = r.need("share_first", "share_first_unclipped", "first_steps", "T",
+                                                 "setting")
+    d = Interval(share.est - 0.5, share.lo - 0.5, share.hi - 0.5, share.n, share.level, share.method)
+    holds = C.supports(d, ">")
+    return Claim("the first few steps carry most of the bound",
+                 "Fig. 2 (the terms of the bound fall by orders of magnitude over the first steps)",
+                 f"{share.fmt(pct=True)} (clipped); {unclipped:.0%} without clipping",
+                 setting + ", cosine, L_hybrid", holds, C.not_significant_why(d) if holds == "not significant" else "",
+                 kind="paper", evidence={"share - 50%": d},
+                 test=f"the first {first} of {T} steps carry > 50% of the exact bound with x0 clipped, as the paper "
+                      "evaluates (95% t-interval over images)")
+
+
+def cifar10_nll(r: Record) -> Claim:
+    """The headline NLL: not measured at this scale."""
+    table, setting = r.need("table", "setting")
+    best = min(table.values(), key=lambda row: iv(row["bound"]).est)
+    return Claim("NLL 2.94 bits/dim on CIFAR-10 (L_vlb)", "reported in summaries of the paper (recalled, not checked)",
+                 f"best bound here {iv(best['bound'])}", setting, "n/a",
+                 "different data at 8x8; needs CIFAR-10 and ~500k steps of a 50M-parameter model", kind="paper")
+
+
+RULES = [cosine_better_bound, cosine_better_bound_vlb, hybrid_better_bound_same_fd, vlb_best_bound_worst_samples,
+         vlb_late_is_best_bound_worst_fd, is_better_bound, fewer_steps_learned_variance, fixed_small_degrades,
+         ddim_best_few_steps, skip_linear_costs_little, skip_cosine_costs_more, first_steps_carry_bound, cifar10_nll]
+
+
+def claims(r: Record) -> list[Claim]:
+    return C.derive(RULES, r)
+
+
+def record_from_numbers(numbers: dict, run_card: dict) -> Record:
+    """A Record from a results file written before the typed seam: the table, the paired differences
+    it stored (``comparisons``) and the importance-sampling experiment, keyed by value; None where it
+    stores nothing (the step sweep's and the skipping runs' paired differences, the first steps'
+    interval). Intervals get the method the notebook of that time used."""
+    def m(d, method):
+        d = iv(d)
+        return None if d is None else Interval(d.est, d.lo, d.hi, d.n, d.level, d.method or method, d.p)
+
+    cfg = run_card.get("config", {})
+    r = Record(profile=run_card.get("profile"), T=cfg.get("T"))
+    if cfg:
+        r.setting = (f"{cfg['data']} {cfg['image_size']}x{cfg['image_size']}, T={cfg['T']}, "
+                     f"{cfg['train_images']:,} images per model")
+        r.table_steps = math.ceil(cfg["train_images"] / cfg["batch_size"])  # train.TrainConfig.steps
+    if "table" in numbers:
+        r.table = {(row["schedule"], row["objective"]): {**{k: v for k, v in row.items()
+                                                           if k not in ("schedule", "objective")},
+                                                        "bound": m(row["bound"], "t"), "fd": m(row["fd"], "bootstrap")}
+                   for row in numbers["table"]}
+    c = numbers.get("comparisons")
+    if c:
+        bd, fdd = {}, {}
+        for loss, d in c["cos_minus_lin"].items():
+            bd[(("cosine", loss), ("linear", loss))] = m(d, "t-paired")
+        for s in SCHEDULES:
+            bd[((s, "L_hybrid"), (s, "L_simple"))] = m(c["hyb_minus_simple_nll"][s], "t-paired")
+            fdd[((s, "L_hybrid"), (s, "L_simple"))] = m(c["hyb_minus_simple_fd"][s], "bootstrap-paired")
+            for other in ("L_simple", "L_hybrid"):
+                bd[((s, "L_vlb"), (s, other))] = m(c["vlb_minus_other_nll"][s][other], "t-paired")
+                fdd[((s, "L_vlb"), (s, other))] = m(c["vlb_minus_other_fd"][s][other], "bootstrap-paired")
+        r.bound_diff, r.fd_diff = bd, fdd
+    isx = numbers.get("importance_sampling")
+    if isx:
+        r.is_warm_at, r.is_steps = isx["warm_at"], isx["steps"]
+        r.is_bound_diff = m(isx["final_bound_diff"], "t-paired")
+        r.is_gradnoise = {k: m(v, "bootstrap") for k, v in isx["gradient_noise"].items()}
+        r.is_gradnoise_ratio = m(isx["gradient_noise_ratio"], "")
+        r.is_curves = {k: [(i, m(v, "t")) for i, v in pts] for k, pts in isx["curves"].items()}
+    sw = numbers.get("steps_sweep")
+    if sw:
+        r.step_counts = sw["step_counts"]
+    r.vlb_terms = numbers.get("vlb_terms")
+    if r.vlb_terms:
+        r.share_first_unclipped = r.vlb_terms["unclipped"]["share_first"]
+        r.first_steps = max(1, cfg["T"] // 20) if cfg else None  # the notebook's T/20
+    return r

@@ -59,7 +59,7 @@ seed = 0
 # %%
 cfg = nb.start()
 device = notebook.device()
-numbers, cmp = {}, {}
+rec, cmp = CH.Record(), {}  # cmp: the comparisons the text quotes
 
 # %% [markdown]
 # ## The idea
@@ -196,7 +196,7 @@ toy_rows = [{"arm": a.name, "SW 1 step": _mean(toy[a.name], "sw", 1), "SW 2 step
              "SW 1 step, per seed": ", ".join(f"{r['sw'][1]:.3f}" for r in toy[a.name]),
              "in mode (1 step)": f"{_mean(toy[a.name], 'in_mode', 1):.0%}",
              "failed": f"{sum(r['failed'] for r in toy[a.name])}/{len(toy[a.name])}"} for a in arms]
-numbers["toy"] = dict(floor=toy_floor, rows=toy_rows, sigma_d=float(toy_x.std()))
+rec.toy = dict(floor=toy_floor, rows=toy_rows, sigma_d=float(toy_x.std()))
 notebook.show_table(toy_rows, caption=f"2-D ring, {cfg.toy_steps} steps x batch {cfg.toy_batch} per arm, "
                     f"{cfg.toy_seeds} seed(s); sliced Wasserstein to {cfg.toy_eval} true points (floor "
                     f"{toy_floor:.3f}); means over seeds")
@@ -265,7 +265,7 @@ cmp_rows = ([{"comparison": f"CD Heun - Euler, N = {n}", "1-step SW difference":
             + [{"comparison": f"iCT with {k} - iCT", "1-step SW difference": f(v)} for k, v in cmp["toy_ict_ablation"].items()]
             + [{"comparison": f"sCT: {k} - sCT" if k != "sCD - sCT" else k, "1-step SW difference": f(v)}
                for k, v in cmp["toy_scm_ablation"].items()])
-numbers["toy_comparisons"] = cmp_rows
+rec.toy_comparisons = cmp_rows
 notebook.show_table(cmp_rows, caption=f"Differences of the seed-mean 1-step sliced Wasserstein distance (negative: the "
                     f"first arm is better), 95% t-intervals from the seed-to-seed spread pooled over the arms that "
                     f"trained (sd {noise[0]:.3f}, {noise[1]} degrees of freedom); the differences seed by seed in "
@@ -285,7 +285,7 @@ _rows = [{"arm": n, "SW 1 step, per seed": ", ".join(f"{r['sw'][1]:.3f}" for r i
           "SW 2 steps, per seed": ", ".join(f"{r['sw'][2]:.3f}" for r in runs),
           "in mode (1 step)": f"{_mean(runs, 'in_mode', 1):.0%}", "failed": f"{sum(r['failed'] for r in runs)}/{len(runs)}"}
          for n, runs in (("CT adaptive (CM: EMA target mu(k))", toy["CT adaptive"]), (_diag.name, toy_diag))]
-numbers["toy_ct_diagnostic"] = _rows
+rec.toy_ct_diagnostic = _rows
 cmp["toy_ct_diagnostic"] = dict(cm_failed=sum(r["failed"] for r in toy["CT adaptive"]),
                                 stopgrad_failed=sum(r["failed"] for r in toy_diag), seeds=len(toy_diag))
 notebook.show_table(_rows, caption=f"CM's adaptive CT with its EMA target and with a stop-gradient target, "
@@ -293,6 +293,13 @@ notebook.show_table(_rows, caption=f"CM's adaptive CT with its EMA target and wi
                     f"({cfg.fail_factor * toy_floor:.3f})")
 
 # %% tags=["hide-input"]
+# the record: every arm's distances per seed (seed k: one initialisation
+# and data order in every arm, so arms pair by seed)
+rec.cd_steps, rec.toy_floor = list(cfg.cd_steps), toy_floor
+rec.toy_sw = {(a.name, k): [r["sw"][k] for r in toy[a.name]]
+              for a in arms for k in (1, 2)}
+rec.toy_sw.update({(_diag.name, k): [r["sw"][k] for r in toy_diag]
+                   for k in (1, 2)})
 _sw = lambda n, k=1: _mean(toy[n], "sw", k)  # noqa: E731
 _v = lambda c, lower=True: CH.toy_verdict(c, lower)  # noqa: E731
 _failed = lambda n: f", failing in {sum(r['failed'] for r in toy[n])} of {len(toy[n])} seeds" if any(r["failed"] for r in toy[n]) else ""  # noqa: E731
@@ -408,8 +415,9 @@ TEACHER = f"teacher Heun {2 * teacher_best - 1}"
 fd_floor = evals[TEACHER].fd_floor
 teacher_rows = [{"sampler": k, "NFE": nfe, "FD": evals[name].ci("fd").fmt(), "precision": f"{evals[name].precision:.2f}",
                  "recall": f"{evals[name].recall:.2f}"} for k, pts in curves.items() for nfe, name in pts]
-numbers["teacher"] = dict(rows=teacher_rows, fd_floor=fd_floor, sigma_d=sd,
-                          loss=teacher_res.log[-1]["loss"] if teacher_res.log else None)
+rec.teacher = dict(
+    rows=teacher_rows, fd_floor=fd_floor, sigma_d=sd,
+    loss=teacher_res.log[-1]["loss"] if teacher_res.log else None)
 notebook.show_table(teacher_rows, caption=f"The TrigFlow teacher ({cfg.teacher_images:,} images seen); FD with 95% "
                     f"bootstrap intervals, n = {n_eval}; real-vs-real floor {fd_floor:.2f}")
 
@@ -464,7 +472,7 @@ cm_rows = [{"model": name, "NFE": nfe, "FD": evals[f"{name} {nfe}"].ci("fd").fmt
            for name in students for nfe in (1, 2)]
 cm_rows.append({"model": "teacher (Heun)", "NFE": 2 * teacher_best - 1, "FD": evals[TEACHER].ci("fd").fmt(),
                 "precision": evals[TEACHER].ci("precision").fmt(), "recall": evals[TEACHER].ci("recall").fmt()})
-numbers["students"] = cm_rows
+rec.students = cm_rows
 notebook.show_table(cm_rows, caption=f"Digits 8x8, {s_steps} steps x batch {cfg.batch_size} per student from the "
                     f"teacher's weights; n = {n_eval}; floor {fd_floor:.2f}; 95% bootstrap intervals")
 
@@ -482,7 +490,8 @@ plt.show()
 # %%
 def dfd(a, b):
     ea, eb = evals[a], evals[b]
-    return stats.diff_ci(ea.fd, ea.replicates["fd"], eb.fd, eb.replicates["fd"]).as_dict()
+    return stats.diff_ci(ea.fd, ea.replicates["fd"],
+                         eb.fd, eb.replicates["fd"])
 
 
 cmp.update(cd_2_minus_1=dfd("CD 2", "CD 1"), cd1_minus_teacher=dfd("CD 1", TEACHER), ct_minus_cd=dfd("CT 1", "CD 1"),
@@ -491,8 +500,10 @@ cmp.update(cd_2_minus_1=dfd("CD 2", "CD 1"), cd1_minus_teacher=dfd("CD 1", TEACH
 cmp["did_not_train"] = [n for n in ["teacher", *students] if
                         evals[TEACHER if n == "teacher" else f"{n} 1"].fd > 10 * fd_floor and
                         (n == "teacher" or evals[f"{n} 2"].fd > 10 * fd_floor)]
-numbers["digits_comparisons"] = {k: cmp[k] for k in ("cd_2_minus_1", "cd1_minus_teacher", "ct_minus_cd", "ict_minus_ct",
-                                                     "sct2_minus_ict2", "sct1_minus_ict1")}
+for _k in ("cd_2_minus_1", "cd1_minus_teacher", "ct_minus_cd", "ict_minus_ct",
+           "sct2_minus_ict2", "sct1_minus_ict1"):
+    setattr(rec, _k, cmp[_k])
+rec.ict1_fd, rec.ict2_fd = evals["iCT 1"].fd, evals["iCT 2"].fd
 fdv = lambda k: CH.iv(cmp[k])  # noqa: E731
 best1 = min(students, key=lambda n: evals[f"{n} 1"].fd)
 _cd = "CD" not in cmp["did_not_train"]
@@ -561,12 +572,16 @@ if cfg.metric_bias:
         return est, reps
 
     (g_own, r_own), (g_ind, r_ind) = _gain("own"), _gain("independent")
-    cmp["metric_bias"] = dict(gain_own=stats.percentile(g_own, r_own, centre=True).as_dict(),
-                              gain_indep=stats.percentile(g_ind, r_ind, centre=True).as_dict(),
-                              bias=stats.percentile(g_own - g_ind, r_own - r_ind, centre=True).as_dict())
+
+    def _pc(g, r):  # paired replicates: the same resamples on both sides
+        return stats.percentile(g, r, centre=True, method="bootstrap-paired")
+
+    cmp["metric_bias"] = dict(gain_own=_pc(g_own, r_own),
+                              gain_indep=_pc(g_ind, r_ind),
+                              bias=_pc(g_own - g_ind, r_own - r_ind))
     mb_rows = [{"model (1 step)": name, "features": space, "FD": fb[(name, space)].ci("fd").fmt(),
                 "floor": f"{fb[(name, space)].fd_floor:.2f}"} for name in students_fb for space in ("own", "independent")]
-    numbers["metric_bias"] = dict(rows=mb_rows, **cmp["metric_bias"])
+    rec.metric_bias, rec.metric_bias_rows = dict(cmp["metric_bias"]), mb_rows
     notebook.show_table(mb_rows, caption="CD trained with l2 vs with the evaluation network's feature distance, scored "
                         "in that network ('own') and in an independently trained one; 95% bootstrap intervals")
     mb = {k: CH.iv(v) for k, v in cmp["metric_bias"].items()}
@@ -580,6 +595,7 @@ if cfg.metric_bias:
            if mb["bias"].lo > 0 else "no sign, at this n, that the training network flatters its own model."
            if mb["bias"].hi > 0 else "the independent network sees the larger gain: no bias of the kind iCT describes here."))
 else:
+    rec.metric_bias = {}  # not run: its claim reads n/a
     print("metric_bias is off in this profile: Experiment 4 is not run (turn it on with -p metric_bias True).")
 
 # %% [markdown]
@@ -612,7 +628,8 @@ ax.legend(fontsize=6, ncol=2)
 ax.set_title("From DDPM's ancestral steps to one-step consistency models", fontsize=8)
 fig.tight_layout()
 plt.show()
-numbers["nfe_curve"] = {label: [(nfe, evals[name].fd) for nfe, name in pts] for label, pts in curves.items()}
+rec.nfe_curve = {label: [(nfe, evals[name].fd) for nfe, name in pts]
+                 for label, pts in curves.items()}
 
 # %% [markdown]
 # ## Claims
@@ -621,13 +638,11 @@ numbers["nfe_curve"] = {label: [(nfe, evals[name].fd) for nfe, name in pts] for 
 # verdict of the test stated in the claim.
 
 # %% tags=["hide-input"]
-setting_toy = (f"2-D ring of {cfg.toy_modes}, MLP {cfg.toy_layers}x{cfg.toy_width}, {cfg.toy_steps} steps x "
-               f"{cfg.toy_batch}, {cfg.toy_seeds} seed(s) per arm, exact CD teacher")
-setting_digits = (f"digits {R}x{R}, tiny8 ({sum(p.numel() for p in teacher.parameters()):,} parameters) in TrigFlow "
-                  f"form; teacher {cfg.teacher_images // cfg.batch_size} steps; students {s_steps} steps from its "
-                  f"weights; n = {n_eval}")
-claims = CH.claims(cmp, setting_toy, setting_digits)
-nb.finish(claims, numbers)
+rec.setting_toy = CH.setting_toy_of(dataclasses.asdict(cfg))
+rec.setting_digits = CH.setting_digits_of(
+    dataclasses.asdict(cfg), sum(p.numel() for p in teacher.parameters()),
+    n_eval)
+nb.finish(CH.claims(rec), rec)
 
 # %% [markdown]
 # ## Takeaways

@@ -1,5 +1,6 @@
 """Chapter 09's pieces (ddpm_lib.chapters.consistency): the exact teacher of a Gaussian mixture in sigma and
-TrigFlow form, the seed-noise intervals of the 2-D comparisons, the claims' verdicts and gates, the presets."""
+TrigFlow form, the seed-noise intervals of the text's 2-D comparisons, the presets (the claims:
+test_claims_consistency.py)."""
 from __future__ import annotations
 
 import ddpm_lib  # noqa: F401  (before torch)
@@ -51,42 +52,6 @@ def test_seed_noise_intervals_and_verdicts():
     assert nan["interval"] is None and CH.toy_verdict(nan) == "not significant"
     with pytest.raises(ValueError, match="seed noise"):
         CH.seed_noise({"a": _runs("a", [0.1])})
-
-
-def _iv(est, lo, hi):
-    return dict(est=est, lo=lo, hi=hi, n=100, level=0.95)
-
-
-def _cmp(**over):
-    good = CH.sw_compare(_runs("x", [0.1, 0.1]), _runs("y", [0.2, 0.2]), (0.01, 10))
-    worse = CH.sw_compare(_runs("y", [0.2, 0.2]), _runs("x", [0.1, 0.1]), (0.01, 10))
-    c = dict(cd_2_minus_1=_iv(-1, -1.5, -0.5), cd1_minus_teacher=_iv(2, 1, 3), ct_minus_cd=_iv(3, 2, 4),
-             ict_minus_ct=_iv(-2, -3, -1), sct2_minus_ict2=_iv(0.01, -0.05, 0.08), sct1_minus_ict1=_iv(-0.5, -0.8, -0.2),
-             ict2_fd=2.0, cd_steps=[9], toy_heun_vs_euler={"9": good}, toy_ct_adaptive_vs_fixed=worse,
-             toy_ict_vs_ct={"CT N=18": good, "CT adaptive": good},
-             toy_ict_ablation={"EMA target": worse, "l2": worse}, toy_scm_fails={"sCT": (0, 2), "sCT, Fourier 16": (2, 2)},
-             toy_scm_ablation={"no normalisation": worse}, toy_failed=[], did_not_train=[])
-    c.update(over)
-    return c
-
-
-def test_claims_verdicts_gates_and_the_equivalence_margin():
-    holds = [cl.holds for cl in CH.claims(_cmp(), "toy", "digits")]
-    # CD, CT < CD, iCT > CT, sCT ~ iCT (within 10%), Heun, adaptive (worse: no), iCT ablations, sCM fixes, metric bias n/a
-    assert holds == ["yes", "yes", "yes", "yes", "yes", "no", "yes", "yes", "n/a", "n/a"]
-    # sCT's 2-step FD worse than iCT's by more than the margin: that part fails
-    assert CH.claims(_cmp(sct2_minus_ict2=_iv(0.5, 0.3, 0.7)), "t", "d")[3].holds == "partly"
-    # a model that did not train is named, not compared
-    cl = CH.claims(_cmp(did_not_train=["CT"], toy_failed=["CT adaptive"]), "t", "d")
-    assert cl[1].holds == "did not train" and "CT" in cl[1].why
-    assert cl[5].holds == "did not train" and "CT adaptive" in cl[5].why
-    assert cl[2].holds == "yes" and "skipped" in cl[2].why  # iCT vs CT: the parts left still decide
-    # an undone iCT change whose arm fails counts as worse
-    assert CH.claims(_cmp(toy_ict_ablation={"l2": None}, toy_failed=["iCT, l2"]), "t", "d")[6].holds == "yes"
-    mb = dict(gain_own=_iv(0.2, 0.1, 0.3), gain_indep=_iv(0.05, 0.0, 0.1), bias=_iv(0.15, 0.05, 0.25))
-    assert CH.claims(_cmp(metric_bias=mb), "t", "d")[8].holds == "yes"
-    assert CH.claims(_cmp(metric_bias=mb, did_not_train=["CD-feature"]), "t", "d")[8].holds == "did not train"
-    assert CH.claims(_cmp(), "t", "d")[8].holds == "n/a"  # the experiment switched off
 
 
 def test_presets_check_their_fields():

@@ -182,13 +182,8 @@ class ConsistencyObjective(TargetObjective):
     def teacher_step(self, x: torch.Tensor, s_hi: torch.Tensor, s_lo: torch.Tensor) -> torch.Tensor:
         """One Euler or Heun step of the teacher's PF-ODE dx/dsigma = (x - D(x; sigma)) / sigma, from
         s_hi to s_lo (per example)."""
-        b = lambda v: K._bcast(v, x).to(x.dtype)  # noqa: E731
-        d = (x - self.teacher(x, s_hi).to(x.dtype)) / b(s_hi)
-        x_e = x + b(s_lo - s_hi) * d
-        if self.solver == "euler":
-            return x_e
-        d2 = (x_e - self.teacher(x_e, s_lo).to(x.dtype)) / b(s_lo)
-        return x + b(s_lo - s_hi) * (d + d2) / 2
+        step = K.euler_step if self.solver == "euler" else K.heun_step
+        return step(self.teacher, x, s_hi, s_lo)[0]
 
     def __call__(self, net, batch):
         x0 = batch.x

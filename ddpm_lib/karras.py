@@ -151,9 +151,36 @@ def edm_loss(denoise: Denoise, x0: torch.Tensor, sigma: torch.Tensor, noise: tor
 # --------------------------------------------------------------------------------------------
 # The probability-flow ODE in sigma: Euler, Heun (EDM Algorithm 1 with S_churn = 0)
 # --------------------------------------------------------------------------------------------
-def _x0(denoise: Denoise, x: torch.Tensor, s: float, denoised_fn) -> torch.Tensor:
-    x0 = denoise(x, _sigma(s, x)).double()
-    return denoised_fn(x0) if denoised_fn is not None else x0
+def _level(v, x: torch.Tensor):
+    """A noise level (or a difference of two) as the step's arithmetic uses it: a Python float as it is
+    (the samplers' float64 state), a per-example tensor (B,) broadcast over x in x's dtype."""
+    return _bcast(v, x).to(x.dtype) if torch.is_tensor(v) else v
+
+
+def _slope(denoise: Denoise, x: torch.Tensor, sigma, denoised_fn=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(dx/dsigma, D(x; sigma)) of the PF-ODE at x, sigma (EDM Eq. 3)."""
+    x0 = denoise(x, _sigma(sigma, x)).to(x.dtype)
+    if denoised_fn is not None:
+        x0 = denoised_fn(x0)
+    return (x - x0) / _level(sigma, x), x0  # EDM Eq. 3: dx/dsigma = (x - D(x; sigma)) / sigma
+
+
+def euler_step(denoise: Denoise, x: torch.Tensor, sigma, sigma_next, *,
+               denoised_fn=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One Euler step of the PF-ODE from ``sigma`` to ``sigma_next`` (floats, or per-example (B,) float64
+    tensors): (x at sigma_next, D(x; sigma)). 1 NFE."""
+    d, x0 = _slope(denoise, x, sigma, denoised_fn)
+    return x + _level(sigma_next - sigma, x) * d, x0  # Algorithm 1, line 6
+
+
+def heun_step(denoise: Denoise, x: torch.Tensor, sigma, sigma_next, *,
+              denoised_fn=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One Heun step (EDM Algorithm 1, lines 5-8): Euler, then the trapezoidal correction with the slope
+    at the Euler point (sigma_next must not be 0). 2 NFE; returns (x at sigma_next, D(x; sigma))."""
+    d, x0 = _slope(denoise, x, sigma, denoised_fn)
+    h = _level(sigma_next - sigma, x)
+    d_next, _ = _slope(denoise, x + h * d, sigma_next, denoised_fn)
+    return x + h * (d + d_next) / 2, x0
 
 
 def _grid(sigmas) -> list[float]:
@@ -169,28 +196,21 @@ def euler_steps(denoise: Denoise, x: torch.Tensor, sigmas, denoised_fn=None,
     """Yield (i, x at sigmas[i + 1], x0_hat at sigmas[i]) after each step; ``x`` starts at sigmas[0]."""
     s, x = _grid(sigmas), x.double()
     for i in tqdm(range(len(s) - 1), desc="Euler", disable=not progress, leave=False):
-        x0 = _x0(denoise, x, s[i], denoised_fn)
-        d = (x - x0) / s[i]  # EDM Eq. 3: dx/dsigma = (x - D(x; sigma)) / sigma
-        x = x + (s[i + 1] - s[i]) * d  # Algorithm 1, line 6
+        x, x0 = euler_step(denoise, x, s[i], s[i + 1], denoised_fn=denoised_fn)
         yield i, x, x0
 
 
 @torch.no_grad()
 def heun_steps(denoise: Denoise, x: torch.Tensor, sigmas, denoised_fn=None,
                progress: bool = False) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
-    """EDM Algorithm 1 (deterministic): Euler, then the trapezoidal correction unless sigma_next = 0.
+    """EDM Algorithm 1 (deterministic): Heun steps, and an Euler step where sigma_next = 0 (line 7).
 
     2 NFE per step, 1 on a last step to 0: a grid of n levels plus 0 costs 2n - 1 evaluations.
     """
     s, x = _grid(sigmas), x.double()
     for i in tqdm(range(len(s) - 1), desc="Heun", disable=not progress, leave=False):
-        x0 = _x0(denoise, x, s[i], denoised_fn)
-        d = (x - x0) / s[i]  # Algorithm 1, line 5
-        x_next = x + (s[i + 1] - s[i]) * d  # line 6
-        if s[i + 1] != 0:  # lines 7-8: second-order correction
-            d_next = (x_next - _x0(denoise, x_next, s[i + 1], denoised_fn)) / s[i + 1]
-            x_next = x + (s[i + 1] - s[i]) * (d + d_next) / 2
-        x = x_next
+        step = heun_step if s[i + 1] != 0 else euler_step
+        x, x0 = step(denoise, x, s[i], s[i + 1], denoised_fn=denoised_fn)
         yield i, x, x0
 
 
@@ -215,7 +235,7 @@ def ancestral(denoise: Denoise, x: torch.Tensor, sigmas, generator: torch.Genera
     (DDPM Eq. 7 in VE variables, x_sigma = x_t / sqrt(alpha_bar_t)), 1 NFE per step; ends at sigmas[-1]."""
     s, x = _grid(sigmas), x.double()
     for i in tqdm(range(len(s) - 1), desc="ancestral", disable=not progress, leave=False):
-        x0 = _x0(denoise, x, s[i], None)
+        x0 = denoise(x, _sigma(s[i], x)).double()
         r = (s[i + 1] / s[i]) ** 2
         x = x0 + r * (x - x0)
         if s[i + 1] > 0:

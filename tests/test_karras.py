@@ -213,3 +213,39 @@ def test_vp_denoiser_interpolates_the_step_in_log_sigma():
     assert torch.equal(seen[-1], tm[[1, 8, 19]])
     K.vp_denoiser(model, sched)(x, torch.tensor([1e-9, 1e9, sched.sigmas()[5].item()], dtype=torch.float64))
     assert torch.equal(seen[-1], tm[[0, 19, 5]])  # clamped to the chain's ends
+
+
+# ---- one PF-ODE step for the samplers and the consistency teacher -----------------------------
+def test_euler_and_heun_steps_serve_the_samplers_and_the_distillation_teacher():
+    """``euler_step`` / ``heun_step`` are the steps of ``euler_steps`` / ``heun_steps`` (float levels,
+    float64 state) and of ``ConsistencyObjective.teacher_step`` (per-example float64 levels, state in
+    its own dtype): each matches the formula it replaced, written out here, bit for bit."""
+    from ddpm_lib import consistency as CM
+
+    def den(x, s):  # a smooth stand-in denoiser, float32 out like a network
+        return (torch.tanh(x) / (1 + s.view(-1, *[1] * (x.ndim - 1)).to(x.dtype) ** 2).sqrt()).float()
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 3, 5, 5, generator=g, dtype=torch.float64) * 80
+    sig = S.karras_sigmas(6, 0.002, 80.0, 7.0).tolist()
+    ref, ref_e = x, x
+    for i in range(len(sig) - 1):  # EDM Algorithm 1, as heun_steps / euler_steps wrote it
+        sa, sb = sig[i], sig[i + 1]
+        d = (ref - den(ref, K._sigma(sa, ref)).double()) / sa
+        nxt = ref + (sb - sa) * d
+        if sb != 0:
+            nxt = ref + (sb - sa) * (d + (nxt - den(nxt, K._sigma(sb, nxt)).double()) / sb) / 2
+        ref = nxt
+        ref_e = ref_e + (sb - sa) * (ref_e - den(ref_e, K._sigma(sa, ref_e)).double()) / sa
+    assert torch.equal(K.heun(den, x, sig), ref) and torch.equal(K.euler(den, x, sig), ref_e)
+    for dtype in (torch.float32, torch.float64):
+        xt = (x / 20).to(dtype)
+        for solver in ("euler", "heun"):
+            obj = CM.ConsistencyObjective("cd", teacher=den, solver=solver)
+            s_lo, s_hi = obj.pairs(0, torch.rand(4, generator=g))
+            b = lambda v: K._bcast(v, xt).to(dtype)  # noqa: E731  (the teacher step as it was written)
+            d = (xt - den(xt, s_hi).to(dtype)) / b(s_hi)
+            want = xt + b(s_lo - s_hi) * d
+            if solver == "heun":
+                want = xt + b(s_lo - s_hi) * (d + (want - den(want, s_lo).to(dtype)) / b(s_lo)) / 2
+            assert torch.equal(obj.teacher_step(xt, s_hi, s_lo), want), (dtype, solver)

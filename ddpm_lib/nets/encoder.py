@@ -19,7 +19,7 @@ import torch.nn as nn
 from einops import rearrange
 
 from . import seeded_init
-from .unet import Attention, ResBlock, down_path, timestep_embedding
+from .unet import Attention, ResBlock, encoder_half, n_heads, timestep_embedding
 
 
 @dataclass(frozen=True)
@@ -78,18 +78,13 @@ class EncoderUNet(nn.Module):
         else:
             self.const_embed = nn.Parameter(torch.zeros(emb_dim))
 
-        def heads(c):
-            return c // cfg.head_channels if cfg.head_channels else cfg.num_heads
-
         def block(cin, cout, resample=None):
             return ResBlock(cin, cout, emb_dim, cfg.dropout, g, cfg.scale_shift_norm, resample)
 
         def attn(c):
-            return Attention(c, heads(c), g)
+            return Attention(c, n_heads(cfg, c), g)
 
-        self.conv_in = nn.Conv2d(cfg.in_channels, ch, 3, padding=1)
-        self.down, _, cur, res = down_path(cfg, block, attn)  # the UNet's own down path
-        self.mid = nn.ModuleList([block(cur, cur), attn(cur), block(cur, cur)])
+        self.conv_in, self.down, self.mid, _, cur, res = encoder_half(cfg, block, attn)  # the UNet's own
         self.out_norm = nn.Sequential(nn.GroupNorm(g, cur), nn.SiLU())
         self.pool = AttentionPool2d(cur, res * res, cfg.pool_heads, cfg.out_dim)
 

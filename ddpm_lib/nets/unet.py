@@ -202,12 +202,19 @@ class Up(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
 
 
-def down_path(cfg, block, attn) -> tuple[nn.ModuleList, list[int], int, int]:
-    """The encoder half after ``conv_in``: per level ``num_res_blocks`` residual blocks (with attention
-    at ``attention_resolutions``), then a down-sampling (a BigGAN block with ``resblock_updown``).
-    Shared by ``UNet`` and ``encoder.EncoderUNet``; returns (layers, the channels of every skip
-    connection, the final channels, the final resolution)."""
+def n_heads(cfg, channels: int) -> int:
+    """Attention heads at ``channels``: ``channels // head_channels`` if set (ADM), else ``num_heads``."""
+    return channels // cfg.head_channels if cfg.head_channels else cfg.num_heads
+
+
+def encoder_half(cfg, block, attn) -> tuple[nn.Conv2d, nn.ModuleList, nn.ModuleList, list[int], int, int]:
+    """The stem and encoder half shared by ``UNet`` and ``encoder.EncoderUNet``: ``conv_in``, then per
+    level ``num_res_blocks`` residual blocks (with attention at ``attention_resolutions``) and a
+    down-sampling (a BigGAN block with ``resblock_updown``), then the middle block [res, attention, res].
+    Returns (conv_in, down, mid, the channels of every skip connection, the final channels, the final
+    resolution)."""
     ch, down = cfg.base_channels, nn.ModuleList()
+    conv_in = nn.Conv2d(cfg.in_channels, ch, 3, padding=1)
     skips, cur, res = [ch], ch, cfg.image_size
     for level, mult in enumerate(cfg.channel_mult):
         for _ in range(cfg.num_res_blocks):
@@ -221,7 +228,8 @@ def down_path(cfg, block, attn) -> tuple[nn.ModuleList, list[int], int, int]:
             down.append(nn.ModuleList([block(cur, cur, "down") if cfg.resblock_updown else Down(cur)]))
             skips.append(cur)
             res //= 2
-    return down, skips, cur, res
+    mid = nn.ModuleList([block(cur, cur), attn(cur), block(cur, cur)])
+    return conv_in, down, mid, skips, cur, res
 
 
 class UNet(nn.Module):
@@ -235,19 +243,14 @@ class UNet(nn.Module):
         self.class_embed = nn.Embedding(cfg.num_classes + 1, emb_dim) if cfg.num_classes else None
         self.global_embed = nn.Linear(cfg.embed_dim, emb_dim) if cfg.embed_dim else None
 
-        def heads(c):
-            return c // cfg.head_channels if cfg.head_channels else cfg.num_heads
-
         def block(cin, cout, resample=None):
             return ResBlock(cin, cout, emb_dim, cfg.dropout, g, cfg.scale_shift_norm, resample,
                             cfg.pixel_norm_modulation, cfg.rescale_skip)
 
         def attn(c):
-            return Attention(c, heads(c), g, cfg.context_dim)
+            return Attention(c, n_heads(cfg, c), g, cfg.context_dim)
 
-        self.conv_in = nn.Conv2d(cfg.in_channels, ch, 3, padding=1)
-        self.down, skips, cur, res = down_path(cfg, block, attn)
-        self.mid = nn.ModuleList([block(cur, cur), attn(cur), block(cur, cur)])
+        self.conv_in, self.down, self.mid, skips, cur, res = encoder_half(cfg, block, attn)
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(cfg.channel_mult))):
             for i in range(cfg.num_res_blocks + 1):

@@ -141,3 +141,24 @@ def test_text_upsampler_sees_the_low_resolution_image_and_the_caption():
     assert not torch.allclose(out, net(x, t, -low, tok)) and not torch.allclose(out, net(x, t, low))
     with pytest.raises(ValueError, match="2 x the image channels"):
         TE.TextSuperResUNet(dataclasses.replace(cfg, unet=dataclasses.replace(cfg.unet, in_channels=3)))
+
+
+def test_both_upsamplers_are_one_wrapper_with_their_old_state_dict_keys():
+    """SuperResUNet and TextSuperResUNet are unet.SuperResolution around a UNet / a TextUNet; the inner
+    net keeps its old name (``unet.`` / ``base.``), so cached weights still load, and the config (the
+    weights cache's key) is the inner net's."""
+    from ddpm_lib import cache
+
+    tk, cfg, tsr = _tiny_text_unet(TE.TextSuperResUNet, in_channels=6)
+    sr_cfg = U.preset("tiny8", image_size=8, in_channels=6, out_channels=3, base_channels=16)
+    sr = U.SuperResUNet(sr_cfg)
+    assert isinstance(tsr, U.SuperResolution) and isinstance(sr, U.SuperResolution)
+    assert tsr.cfg is cfg and sr.cfg is sr_cfg
+    assert list(tsr.state_dict()) == ["base." + k for k in TE.TextUNet(cfg).state_dict()]
+    assert list(sr.state_dict()) == ["unet." + k for k in U.UNet(sr_cfg).state_dict()]
+    assert cache.checksum(sr.state_dict()) == cache.checksum({"unet." + k: v for k, v in U.UNet(sr_cfg).state_dict().items()})
+    x, t, low = torch.randn(2, 3, 8, 8), torch.tensor([10.0, 500.0]), torch.randn(2, 3, 4, 4)
+    up = torch.nn.functional.interpolate(low, size=(8, 8), mode="bilinear", align_corners=False)
+    tok = tk.encode(["a red circle", "a blue square"])
+    assert torch.equal(tsr(x, t, low, tok), tsr.base(torch.cat([x, up], 1), t, tok))
+    assert torch.equal(tsr(x, t, low_res=low, tokens=tok), tsr(x, t, low, tok))

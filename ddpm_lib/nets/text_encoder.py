@@ -17,11 +17,10 @@ from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from . import seeded_init
 from .transformer import Block, GPTConfig
-from .unet import UNet, UNetConfig
+from .unet import SuperResolution, UNet, UNetConfig
 
 
 @dataclass(frozen=True)
@@ -130,20 +129,11 @@ class InpaintTextUNet(nn.Module):
         return self.base(torch.cat([x, known.to(x.dtype) * mask, mask], dim=1), t, tokens, **kw)
 
 
-class TextSuperResUNet(nn.Module):
-    """GLIDE's upsampler (glide-text2im ``SuperResText2ImUNet``): a TextUNet at the high resolution whose
-    input is x_t concatenated with the bilinearly upsampled low-resolution image (``in_channels`` = 2 x
-    the image channels); the caption joins through the text routes as in the base model."""
+class TextSuperResUNet(SuperResolution):
+    """GLIDE's upsampler (glide-text2im ``SuperResText2ImUNet``): ``unet.SuperResolution`` around a
+    TextUNet (held as ``base``); the caption joins through the text routes as in the base model,
+    ``forward(x, t, low_res, tokens=None, **kw)``."""
 
     @seeded_init
     def __init__(self, cfg: TextUNetConfig):
-        super().__init__()
-        if cfg.unet.in_channels % 2:
-            raise ValueError(f"a super-resolution UNet takes x_t and the low-res image: in_channels must be "
-                             f"2 x the image channels, got {cfg.unet.in_channels}")
-        self.cfg = cfg
-        self.base = TextUNet(cfg)
-
-    def forward(self, x, t, low_res, tokens=None, **kw):
-        up = F.interpolate(low_res.to(x.dtype), size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return self.base(torch.cat([x, up], dim=1), t, tokens, **kw)
+        super().__init__(TextUNet(cfg), cfg.unet.in_channels, name="base")

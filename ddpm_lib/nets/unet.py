@@ -300,23 +300,33 @@ class UNet(nn.Module):
         return self.out(h)
 
 
-class SuperResUNet(nn.Module):
-    """ADM's (and GLIDE's) upsampler: a UNet at the high resolution whose input is x_t concatenated
-    with the bilinearly upsampled low-resolution image (guided-diffusion ``SuperResModel``). Its config
-    has ``in_channels`` = 2 x the image channels; ``forward(x, t, low_res, **cond)``."""
+class SuperResolution(nn.Module):
+    """ADM's and GLIDE's upsampler around any inner net: the inner net runs at the high resolution on
+    x_t concatenated with the bilinearly upsampled low-resolution image (guided-diffusion
+    ``SuperResModel``, glide-text2im ``SuperResText2ImUNet``), so its ``in_channels`` is 2 x the image
+    channels; ``forward(x, t, low_res, *args, **cond)`` passes the rest to it. The inner net is held
+    under ``name`` (its parameters' prefix in the state dict) and its ``cfg`` is the wrapper's."""
+
+    def __init__(self, net: nn.Module, in_channels: int, name: str = "net"):
+        super().__init__()
+        if in_channels % 2:
+            raise ValueError(f"a super-resolution UNet takes x_t and the low-res image: in_channels must be "
+                             f"2 x the image channels, got {in_channels}")
+        self.cfg, self._name = net.cfg, name
+        self.add_module(name, net)
+
+    def forward(self, x, t, low_res, *args, **cond):
+        up = F.interpolate(low_res.to(x.dtype), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return getattr(self, self._name)(torch.cat([x, up], dim=1), t, *args, **cond)
+
+
+class SuperResUNet(SuperResolution):
+    """ADM's upsampler: a ``UNet`` (held as ``unet``) with ``in_channels`` = 2 x the image channels;
+    ``forward(x, t, low_res, **cond)``."""
 
     @seeded_init
     def __init__(self, cfg: UNetConfig):
-        super().__init__()
-        if cfg.in_channels % 2:
-            raise ValueError(f"a super-resolution UNet takes x_t and the low-res image: in_channels must be "
-                             f"2 x the image channels, got {cfg.in_channels}")
-        self.cfg = cfg
-        self.unet = UNet(cfg)
-
-    def forward(self, x, t, low_res, **cond):
-        up = F.interpolate(low_res.to(x.dtype), size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return self.unet(torch.cat([x, up], dim=1), t, **cond)
+        super().__init__(UNet(cfg), cfg.in_channels, name="unet")
 
 
 def jvp(fn, primals: tuple, tangents: tuple):

@@ -17,8 +17,9 @@ denoiser of ``oracle``, or a guidance wrapper from ``sampling``.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -62,13 +63,21 @@ class Diffusion:
         """Channels the network must output: doubled when it also predicts the variance."""
         return 2 * channels if self.learns_variance else channels
 
-    def respace(self, spacing) -> "Diffusion":
+    def respace(self, spacing: int | str | Sequence[int]) -> "Diffusion":
         """The same model on a subset of the steps (Improved DDPM Sec. 4).
 
+        ``spacing``: a number of steps n, evenly strided (n >= T is the chain itself, unchanged), or
+        any form of ``schedules.space_timesteps`` ("50", "ddim50", "10,20,30", step indices).
         eps, x0 and v predictions mean the same thing on any chain (they relate x_t to x_0 through
         alpha_bar_t, which respacing keeps); a predicted mean (``mu``) or a raw log-variance
         (``learned``) belongs to one step of the chain it was trained on, so those refuse.
         """
+        if isinstance(spacing, bool):
+            raise TypeError("respace takes a number of steps, a spacing string or step indices, not a bool")
+        if isinstance(spacing, numbers.Integral):
+            if spacing >= self.T:
+                return self
+            spacing = str(int(spacing))
         if self.param == "mu" or self.var == "learned":
             raise ValueError(f"a {'mu-prediction' if self.param == 'mu' else 'raw learned variance'} is tied to "
                              f"the step size it was trained on and cannot be respaced; respace eps/x0/v models "

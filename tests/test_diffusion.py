@@ -106,6 +106,24 @@ def test_step_size_bound_outputs_refuse_respacing(sched):
     assert D.Diffusion(sched, "v", "learned_range").respace("50").T == 50
 
 
+def test_respace_takes_a_number_of_steps(sched):
+    diff = D.Diffusion(sched, "eps", "fixed_small")
+    for n in (1, 50, sched.T - 1):
+        by_int, by_str = diff.respace(n).schedule, diff.respace(str(n)).schedule
+        assert by_int.T == n and torch.equal(by_int.betas, by_str.betas)
+        assert torch.equal(by_int.timestep_map, by_str.timestep_map)
+    assert diff.respace(np.int64(50)).schedule.T == 50
+    # n >= T is the chain itself, even for the outputs that refuse to be respaced
+    for d in (diff, D.Diffusion(sched, "mu", "fixed_small"), D.Diffusion(sched, "eps", "learned")):
+        assert d.respace(sched.T) is d and d.respace(10 * sched.T) is d
+    with pytest.raises(ValueError, match="respace"):
+        D.Diffusion(sched, "mu", "fixed_small").respace(50)
+    with pytest.raises(ValueError):
+        diff.respace(0)
+    with pytest.raises(TypeError, match="bool"):
+        diff.respace(True)
+
+
 def test_normal_kl_matches_torch_distributions():
     g = torch.Generator().manual_seed(0)
     m1, m2 = torch.randn(100, generator=g, dtype=torch.float64), torch.randn(100, generator=g, dtype=torch.float64)

@@ -206,7 +206,7 @@ def sample_token(logits: torch.Tensor, *, temperature: float, top_k: int | None 
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     probs = torch.softmax(logits, dim=-1)
-    if generator is not None:
+    if generator is not None and generator.device.type != probs.device.type:
         probs = probs.to(generator.device)
     return torch.multinomial(probs, 1, generator=generator).squeeze(1).to(logits.device)
 

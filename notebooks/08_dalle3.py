@@ -57,7 +57,7 @@ seed = 0
 # %%
 cfg = nb.start()
 device = notebook.device()
-numbers, cmp = {}, {}
+rec = CH.Record()
 
 # %% [markdown]
 # ## The idea
@@ -151,8 +151,9 @@ test_attrs = {k: v[:m_info] for k, v in test_set.attrs.items()}
 sources = {"alt-text": alt_test[:m_info], "short (exact)": test_set.captions[:m_info],
            "descriptive (exact)": test_set.captions_long[:m_info]}
 info = {k: CH.information(v, test_attrs) for k, v in sources.items()}
-numbers["sources"] = dict(info=info, alt_generator=ALT, examples={k: v[:6] for k, v in sources.items()},
-                          reader_accuracy=reader.accuracy(test_set))
+rec.sources = dict(info=info, alt_generator=ALT,
+                   examples={k: v[:6] for k, v in sources.items()},
+                   reader_accuracy=reader.accuracy(test_set))
 notebook.show_table([{"source": k, **{f: f"{v[f]['stated']:.0%} ({v[f]['wrong']:.0%} wrong)" for f in CH.FIELDS}}
                      for k, v in info.items()],
                     caption=f"share of the {m_info} held-out scenes' attributes each caption source states (and states "
@@ -209,9 +210,10 @@ def caption(net, x, batch=1000):
 test_caps = {name: tk.decode(caption(net, test_set.x[:m_info])) for name, net in captioners.items()}
 report = {name: CH.caption_accuracy(v, test_attrs) for name, v in test_caps.items()}
 report["alt-text (the source, not a captioner)"] = CH.caption_accuracy(alt_test[:m_info], test_attrs)
-numbers["captioner"] = dict(report=report, train_s={k: round(v, 1) for k, v in cap_s.items()},
-                            params=nets.count_params(captioners["short"]), n_labelled=lab.stop,
-                            examples={k: v[:6] for k, v in test_caps.items()})
+rec.captioner = dict(
+    report=report, train_s={k: round(v, 1) for k, v in cap_s.items()},
+    params=nets.count_params(captioners["short"]), n_labelled=lab.stop,
+    examples={k: v[:6] for k, v in test_caps.items()})
 notebook.show_table([{"captions by": k, **{f: f"{v[f]:.0%}" for f in (*CH.FIELDS, "exact")}} for k, v in report.items()],
                     caption=f"held-out scenes (n = {m_info}): share of each field's true attributes the caption states "
                             "correctly (a left-out attribute counts as wrong); exact = the whole descriptive caption right. "
@@ -279,7 +281,7 @@ for source, p in specs:
     model_rows.append({"model": name, "captions": f"{p:.0%} {source} synthetic + {1 - p:.0%} alt-text" if p else "100% alt-text",
                        "train s": f"{res.wall_s:.0f}", "final loss (last 10% of logs)": f"{np.mean(losses[-max(1, len(losses) // 10):]):.4f}"})
 ALTM, SSCM, DSCM = CH.model_name("alt", 0), CH.model_name("short", cfg.short_blend), CH.model_name("descriptive", 0.95)
-numbers["models"] = dict(rows=model_rows, params=nets.count_params(models[ALTM]))
+rec.models = dict(rows=model_rows, params=nets.count_params(models[ALTM]))
 notebook.show_table(model_rows, caption=f"{nets.count_params(models[ALTM]):,} parameters each, {cfg.train_images:,} images seen "
                                         f"(batch {cfg.batch_size})")
 
@@ -347,8 +349,9 @@ for (m, p), r in runs.items():
     rows.append(dict(model=m, prompts=p, clip=CH.mean_ci(r["clip"]).as_dict(), match=CH.mean_ci(r["score"]).as_dict(),
                      **{f: CH.mean_ci(r[f]).as_dict() if np.isfinite(r[f]).any() else None for f in (*CH.FIELDS, "bound")},
                      fd=r["ev"].ci("fd").as_dict() if "ev" in r else None))
-numbers["sampling"] = dict(rows=rows, n=N, steps=cfg.sample_steps, scale=cfg.scale, fd_floor=fd_floor,
-                           prompt_examples={k: v[:4] for k, v in prompts.items()})
+rec.sampling = dict(rows=rows, n=N, steps=cfg.sample_steps, scale=cfg.scale,
+                    fd_floor=fd_floor,
+                    prompt_examples={k: v[:4] for k, v in prompts.items()})
 fmt = lambda x, pct=False: CH.iv(x).fmt(pct=pct) if x else "–"  # noqa: E731
 notebook.show_table([{"model": r["model"], "prompts": r["prompts"], "CLIP-S (judge)": fmt(r["clip"]),
                       "caption match": fmt(r["match"], True), **{f: fmt(r[f], True) for f in CH.FIELDS},
@@ -386,28 +389,20 @@ fig.suptitle(textwrap.fill("Prompts: " + "; ".join(f"{i + 1}: {c}" for i, c in e
 fig.tight_layout()
 plt.show()
 
-# %%
+# %% tags=["hide-cell"]
 lo_blend = CH.model_name("descriptive", min(cfg.blends))
 full = CH.model_name("descriptive", 1.0) if 1.0 in cfg.blends else None
 get = lambda m, p, k: runs[(m, p)][k]  # noqa: E731
-cmp.update(
-    alt=ALTM, ssc=SSCM, dsc=DSCM, low_blend=lo_blend, full=full,
-    follows={m: CH.paired(get(m, own[m], "score"), get(m, own[m], "shuffled")).as_dict() for m in models},
-    alt_on_alt=CH.paired(get(ALTM, "alt-text", "score"), get(ALTM, "alt-text", "shuffled")).as_dict(),
-    trained={m: bool(runs[(m, "descriptive")]["ev"].fd < 10 * fd_floor) for m in models},
-    clip_alt_dsc=CH.paired(get(DSCM, "alt-text", "clip"), get(ALTM, "alt-text", "clip")).as_dict(),
-    clip_alt_ssc=CH.paired(get(SSCM, "alt-text", "clip"), get(ALTM, "alt-text", "clip")).as_dict(),
-    clip_dsc_dsc=CH.paired(get(DSCM, "descriptive", "clip"), get(ALTM, "descriptive", "clip")).as_dict(),
-    match_dsc_dsc=CH.paired(get(DSCM, "descriptive", "score"), get(ALTM, "descriptive", "score")).as_dict(),
-    gain_dsc_minus_alt=CH.paired(get(DSCM, "descriptive", "clip") - get(ALTM, "descriptive", "clip"),
-                                 get(DSCM, "alt-text", "clip") - get(ALTM, "alt-text", "clip")).as_dict(),
-    clip_alt_blend=CH.paired(get(DSCM, "alt-text", "clip"), get(lo_blend, "alt-text", "clip")).as_dict()
-    if lo_blend != DSCM else None,
-    match_dsc_blend=CH.paired(get(DSCM, "descriptive", "score"), get(lo_blend, "descriptive", "score")).as_dict()
-    if lo_blend != DSCM else None)
-if full:
-    cmp.update(match_alt_reg=CH.paired(get(DSCM, "alt-text", "score"), get(full, "alt-text", "score")).as_dict(),
-               clip_alt_reg=CH.paired(get(DSCM, "alt-text", "clip"), get(full, "alt-text", "clip")).as_dict())
+# the record the claims read: per prompt, the scores of every model on the
+# same prompts and noise (the paired tests recompute from them)
+rec.alt, rec.ssc, rec.dsc, rec.low_blend = ALTM, SSCM, DSCM, lo_blend
+rec.full, rec.own = full or "", own
+rec.scores = {k: {c: CH.per_item(r[c])
+                  for c in ("score", "clip", "shuffled", "bound")}
+              for k, r in runs.items()}
+rec.fd = {m: runs[(m, "descriptive")]["ev"].ci("fd") for m in models}
+rec.fd_floor = fd_floor
+cmp = CH.differences(rec)  # the named paired differences the text quotes
 
 # %% tags=["hide-input"]
 untrained = [m for m in models if not cmp["trained"][m]
@@ -446,16 +441,10 @@ notebook.see(
 # alt-text model with short prompts.
 
 # %%
-up = {m: get(m, "upsampled", "score") - get(m, "short", "score") for m in (ALTM, DSCM)}
-cmp.update(up_gain_dsc=CH.mean_ci(up[DSCM]).as_dict(), up_gain_alt=CH.mean_ci(up[ALTM]).as_dict(),
-           up_gain_diff=CH.paired(up[DSCM], up[ALTM]).as_dict(),
-           bound_dsc=CH.mean_ci(get(DSCM, "upsampled", "bound")).as_dict(),
-           bound_alt=CH.mean_ci(get(ALTM, "short", "bound")).as_dict(),
-           bound_diff=CH.paired(get(DSCM, "upsampled", "bound"), get(ALTM, "short", "bound")).as_dict())
 up_rows = [{"model": m, "prompts": p, "caption match (short prompt)": CH.mean_ci(get(m, p, "score")).fmt(pct=True),
             "both bound": CH.mean_ci(get(m, p, "bound")).fmt(pct=True), "colour swaps": CH.mean_ci(get(m, p, "swap")).fmt(pct=True),
             "CLIP-S (short prompt)": CH.mean_ci(get(m, p, "clip")).fmt()} for m in (ALTM, DSCM) for p in ("short", "upsampled")]
-numbers["upsampling"] = dict(rows=up_rows)
+rec.upsampling = dict(rows=up_rows)
 notebook.show_table(up_rows, caption=f"{N} held-out scenes; every sample scored against its short prompt; 95% t-intervals")
 fig, axes = plt.subplots(4, 1, figsize=(7, 4.4))
 for ax, (m, p) in zip(axes, [(m, p) for m in (ALTM, DSCM) for p in ("short", "upsampled")]):
@@ -487,11 +476,9 @@ notebook.see(
 # interval, our setting, and the verdict of the test stated in the claim.
 
 # %% tags=["hide-input"]
-setting = (f"shapes {R}x{R}, {cfg.objects} objects; {len(models)} text-to-image models of "
-           f"{nets.count_params(models[ALTM]):,} parameters, {cfg.train_images:,} images seen each; captioner fine-tuned "
-           f"on {lab.stop:,} labelled scenes; s = {cfg.scale:g}, {cfg.sample_steps} steps, n = {N}")
-claims = CH.claims(cmp, setting)
-nb.finish(claims, numbers)
+rec.setting = CH.setting_of(dataclasses.asdict(cfg), len(models),
+                            nets.count_params(models[ALTM]), lab.stop, N)
+nb.finish(CH.claims(rec), rec)
 
 # %% [markdown]
 # ## Takeaways

@@ -1,6 +1,6 @@
 """Chapter 08's pieces (ddpm_lib.captions.stated / strip_junk, chapters.dalle3): prompts of every caption form
 parsed to what they state, samples scored against their own prompt (with an exact fake reader), the
-captioner's report card, and the claims' gates."""
+captioner's report card, the presets (the claims: test_claims_dalle3.py)."""
 from __future__ import annotations
 
 import ddpm_lib  # noqa: F401  (before torch)
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from ddpm_lib import captions as CP, data as DS, profiles, stats
+from ddpm_lib import captions as CP, data as DS, profiles
 from ddpm_lib.chapters import dalle3 as CH
 from ddpm_lib.data import shapes
 
@@ -109,35 +109,6 @@ def test_caption_accuracy_matches_objects_in_either_order_and_counts_omissions_a
     assert short["exact"] == 0
     info = CH.information(CP.alt_text(attrs, seed=0, p_second=1, p_colour=0, p_wrong=0, p_junk=0), attrs)
     assert info["shape"]["stated"] == 0.5 and info["colour"]["wrong"] == 0 and info["position"]["stated"] == 0
-
-
-def _claims_input(**kw):
-    I = lambda est, lo, hi: stats.Interval(est, lo, hi, 100)  # noqa: E731, E741
-    pos, zero = I(0.1, 0.05, 0.15).as_dict(), I(0.0, -0.05, 0.05).as_dict()
-    models = ["alt-text", "short 95%", "descriptive 65%", "descriptive 95%", "descriptive 100%"]
-    c = dict(alt="alt-text", ssc="short 95%", dsc="descriptive 95%", low_blend="descriptive 65%", full="descriptive 100%",
-             follows={m: pos for m in models}, trained={m: True for m in models}, clip_alt_dsc=pos, clip_alt_ssc=pos,
-             clip_dsc_dsc=pos, match_dsc_dsc=pos, gain_dsc_minus_alt=pos, clip_alt_blend=pos, match_dsc_blend=pos,
-             up_gain_dsc=pos, up_gain_alt=zero, up_gain_diff=pos, bound_dsc=I(0.5, 0.4, 0.6).as_dict(),
-             bound_alt=I(0.2, 0.1, 0.3).as_dict(), bound_diff=pos, match_alt_reg=zero, clip_alt_reg=pos)
-    c.update(kw)
-    return c
-
-
-def test_claims_verdicts_and_gates():
-    c = _claims_input()
-    holds = [x.holds for x in CH.claims(c, "t")]
-    assert holds == ["yes", "yes", "yes", "yes", "yes", "yes", "partly", "n/a"]
-    # a model that does not follow its prompts fails row 0 and takes the claims that use it out
-    bad = CH.claims(_claims_input(follows={**c["follows"], "descriptive 65%": c["up_gain_alt"]}), "t")
-    assert bad[0].holds == "partly" and bad[3].holds == "did not train" and bad[1].holds == "yes"
-    assert "descriptive 65%" in bad[3].why
-    untrained = CH.claims(_claims_input(trained={**c["trained"], "alt-text": False}), "t")
-    assert [x.holds for x in untrained[1:7]] == ["did not train", "did not train", "yes", "did not train",
-                                                 "did not train", "partly"]  # the blend rows do not use it
-    # without a lower blend and without the 100% model those rows are left out, not faked
-    short = CH.claims(_claims_input(low_blend="descriptive 95%", clip_alt_blend=None, match_dsc_blend=None, full=None), "t")
-    assert len(short) == 6 and not any("blend beats" in x.claim or "regularises" in x.claim for x in short)
 
 
 def test_presets_check_the_blends():

@@ -1,22 +1,23 @@
 """Chapter 08 (DALL-E 3): scoring samples against prompts of any caption form, the captioner's accuracy,
 and the claims.
 
-Numbers arrive as ``stats.Interval`` objects (or their ``as_dict()``). Paper numbers from
-../shared/reference/chapters-04-09.md section 5.1 (checked against the paper).
+The claims are small rules over the chapter's typed ``Record`` (``ddpm_lib.claims``): the paired tests
+recompute from the per-prompt scores it stores. Paper numbers from ../shared/reference/chapters-04-09.md
+section 5.1 (checked against the paper).
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .. import captions as CP, scorer, stats
-from ..data import shapes
-from ..notebook import Claim
-from .common import HIGHER, aggregate, iv, why
+from .. import captions as CP, claims as C, scorer, stats
 from .unclip import binding_scores  # chapter 07's binding measure, on parsed prompts
 
+iv = stats.Interval.of  # the notebook's display of stored intervals
 FIELDS = ("shape", "colour", "size", "position", "background")
 # Table 1 (DALL-E 3 / DALL-E 2 / SDXL): MS-COCO CLIP score; T2I-CompBench B-VQA colour, shape, texture
 PAPER_TABLE1 = {"DALL-E 3": (32.0, 81.1, 67.5, 80.7), "DALL-E 2": (31.4, 59.2, 54.7, 63.7),
@@ -62,11 +63,6 @@ def mean_ci(a) -> stats.Interval:
     """A t-interval of the mean over the rows that are not NaN."""
     a = np.asarray(a, dtype=float)
     return stats.mean_ci(a[~np.isnan(a)])
-
-
-def paired(a, b) -> stats.Interval:
-    """Mean of a - b over the rows where both are defined (same prompts and noise in both)."""
-    return mean_ci(np.subtract(a, b))
 
 
 def caption_accuracy(captions, attrs: dict) -> dict[str, float]:
@@ -119,113 +115,324 @@ def information(captions, attrs: dict) -> dict[str, float]:
     return {f: dict(stated=said[f] / per[f], right=acc[f], wrong=said[f] / per[f] - acc[f]) for f in FIELDS}
 
 
-def claims(c: dict, setting: str) -> list[Claim]:
-    """The claims of chapter 08 from the measured intervals in ``c`` (built by the notebook). ``c``
-    holds ``follows`` (model -> the follow test's interval), ``trained`` (model -> bool: FD within 10x
-    the real-vs-real floor) and the named differences."""
-    out = []
-    follows = {m: stats.compare(iv(d), 0.0) == "higher" for m, d in c["follows"].items()}
-    ok = {m: follows[m] and c["trained"][m] for m in follows}
-    v = {f"{m} above shuffled prompts": HIGHER[stats.compare(iv(d), 0.0)] for m, d in c["follows"].items()}
-    v.update({f"{m}: FD within 10x the real-vs-real floor": "yes" if t else "no" for m, t in c["trained"].items()})
-    out.append(Claim(
-        "every text-to-image model follows prompts in the style it was trained on (tests, per model: the reader's "
-        "caption match of samples for held-out prompts of that style (exact short captions for the alt-text and "
-        "short models: alt-text is a short caption with words dropped; the captioner's descriptive captions for "
-        "the descriptive ones) minus the same samples scored "
-        "against another scene's prompt, paired, above 0; FD against the training scenes within 10x the "
-        "real-vs-real floor)",
+# --------------------------------------------------------------------------------------------
+# The typed record and the claims
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Record(C.Record):
+    """What chapter 08's claims read, filled by the notebook cell by cell."""
+
+    # the models, by ``model_name``
+    alt: str | None = None  # trained on the alt-text only
+    ssc: str | None = None  # short synthetic captions at short_blend
+    dsc: str | None = None  # descriptive synthetic captions, 95% blend
+    low_blend: str | None = None  # the lowest descriptive blend (== dsc when none lower was trained)
+    full: str | None = None  # the 100% descriptive model; "" where this profile does not train it
+    own: dict | None = None  # {model: the prompt set in the style it was trained on}
+    # per prompt, the same prompts and noise for every model: {(model, prompt set): {"score": [...],
+    # "clip": [...], "shuffled": [...], "bound": [...]}}, None where a prompt does not state it
+    scores: dict | None = None
+    fd: dict | None = None  # {model: Interval}: FD of its descriptive-prompt samples vs the training scenes
+    fd_floor: float | None = None  # real-vs-real FD at the same n
+    setting: str | None = None  # data, models, budget, sampling
+    # the notebook's tables (shown, not read by the claims)
+    sources: dict | None = None  # what each caption source states, the alt-text generator, the reader
+    captioner: dict | None = None  # the captioner's report card
+    models: dict | None = None  # the text-to-image models' training table
+    sampling: dict | None = None  # per model and prompt set: CLIP-S, caption match, fields, FD
+    upsampling: dict | None = None  # short vs upsampled prompts
+
+
+def per_item(a) -> list:
+    """Per-prompt values for the record: floats, None where NaN (a prompt that does not state it)."""
+    return [None if not np.isfinite(x) else float(x) for x in np.asarray(a, dtype=float)]
+
+
+def setting_of(config: dict, n_models: int, params: int, n_labelled: int, n: int) -> str:
+    """The claims' setting line, from the run card's config and the run's sizes."""
+    R, c = config["image_size"], config
+    return (f"shapes {R}x{R}, {c['objects']} objects; {n_models} text-to-image models of {params:,} parameters, "
+            f"{c['train_images']:,} images seen each; captioner fine-tuned on {n_labelled:,} labelled scenes; "
+            f"s = {c['scale']:g}, {c['sample_steps']} steps, n = {n}")
+
+
+def _col(r: Record, model: str, prompts: str, key: str) -> np.ndarray:
+    return np.asarray(r.need("scores")[(model, prompts)][key], dtype=float)
+
+
+def _paired(a, b) -> stats.Interval:
+    """Mean of a - b over the prompts where both are defined (same prompts and noise): paired t."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    ok = ~(np.isnan(a) | np.isnan(b))
+    return stats.paired_mean_diff(a[ok], b[ok])
+
+
+def follows(r: Record, model: str, prompts: str | None = None) -> stats.Interval:
+    """Caption match of a model's samples against their own prompts minus against another scene's
+    (the same samples), paired over prompts; on its own training style unless ``prompts``."""
+    p = prompts or r.need("own")[model]
+    return _paired(_col(r, model, p, "score"), _col(r, model, p, "shuffled"))
+
+
+def diff(r: Record, a: str, b: str, prompts: str, key: str) -> stats.Interval:
+    """Model a minus model b on one prompt set (``key``: "clip" or "score"), paired over prompts."""
+    return _paired(_col(r, a, prompts, key), _col(r, b, prompts, key))
+
+
+def upsampling_gain(r: Record, model: str) -> np.ndarray:
+    """Per prompt: caption match of the short prompt, sampled from its upsampled form minus from itself."""
+    return _col(r, model, "upsampled", "score") - _col(r, model, "short", "score")
+
+
+def bound_diff(r: Record) -> stats.Interval:
+    """Both objects bound right, dsc with upsampled prompts minus alt with short prompts: per prompt
+    0/1 hits on the same prompts and noise, paired bootstrap with McNemar's p."""
+    a, b = _col(r, r.need("dsc"), "upsampled", "bound"), _col(r, r.need("alt"), "short", "bound")
+    ok = ~(np.isnan(a) | np.isnan(b))
+    return stats.paired_rate_diff(a[ok], b[ok])
+
+
+def differences(r: Record) -> dict:
+    """The named paired differences the chapter's text quotes (the rules compute the same ones), with
+    ``trained`` and ``follows`` per model; None for a blend this profile does not train."""
+    alt, ssc, dsc, lo, full = r.need("alt", "ssc", "dsc", "low_blend", "full")
+    g = {m: upsampling_gain(r, m) for m in (alt, dsc)}
+    zero = np.zeros_like(g[dsc])
+    bound = {m: _col(r, m, p, "bound") for m, p in ((dsc, "upsampled"), (alt, "short"))}
+    return dict(
+        trained=trained(r), follows={m: follows(r, m) for m in r.need("own")}, alt_on_alt=follows(r, alt, "alt-text"),
+        clip_alt_dsc=diff(r, dsc, alt, "alt-text", "clip"), clip_alt_ssc=diff(r, ssc, alt, "alt-text", "clip"),
+        clip_dsc_dsc=diff(r, dsc, alt, "descriptive", "clip"), match_dsc_dsc=diff(r, dsc, alt, "descriptive", "score"),
+        clip_alt_blend=diff(r, dsc, lo, "alt-text", "clip") if lo != dsc else None,
+        match_dsc_blend=diff(r, dsc, lo, "descriptive", "score") if lo != dsc else None,
+        match_alt_reg=diff(r, dsc, full, "alt-text", "score") if full else None,
+        clip_alt_reg=diff(r, dsc, full, "alt-text", "clip") if full else None,
+        up_gain_dsc=_paired(g[dsc], zero), up_gain_alt=_paired(g[alt], zero), up_gain_diff=_paired(g[dsc], g[alt]),
+        bound_dsc=mean_ci(bound[dsc]), bound_alt=mean_ci(bound[alt]), bound_diff=bound_diff(r))
+
+
+def trained(r: Record) -> dict[str, bool]:
+    """The did-not-train gate: {model: FD within 10x the real-vs-real floor}. FD is a metric none of
+    the gated claims is about (they test CLIP-S, caption match and binding)."""
+    fd, floor = r.need("fd", "fd_floor")
+    return {m: bool(v.est < 10 * floor) for m, v in fd.items()}
+
+
+def _gate(r: Record, models, claim: C.Claim) -> C.Claim:
+    bad = [m for m in models if not trained(r).get(m, False)]
+    if bad:
+        return dataclasses.replace(
+            claim, holds="did not train", parts={},
+            why=f"{', '.join(bad)}: FD above 10x the real-vs-real floor; the test would read '{claim.holds}', which "
+                "says nothing about the paper's claim")
+    return claim
+
+
+_BUILT_IN = ("built in by construction: the alt-text generator states about half the colours (some wrongly), drops "
+             "the second object half the time and never states sizes, cells or backgrounds, so a model trained on "
+             "it cannot learn what its captions leave out; a check of the construction, not a reproduction")
+_GATE_AMENDED = ("gate changed after the cpu record (8e48932): 'did not train' is now FD above 10x the floor only; "
+                 "following prompts (caption match above shuffled prompts) is its own check row, no longer a gate of "
+                 "rows that test caption match. Every model passed both in that record: no verdict changed by it")
+
+
+def _ns(d: stats.Interval, v: str) -> str:
+    return C.not_significant_why(d) if v == "not significant" else ""
+
+
+def models_trained(r: Record) -> C.Claim:
+    fd, floor = r.need("fd", "fd_floor")
+    parts = {m: "yes" if ok else "no" for m, ok in trained(r).items()}
+    return C.Claim(
+        "every text-to-image model trained", "Sec. 3: identical models differing only in their captions (the comparison "
+        "needs models that learned)", "; ".join(f"{m} FD {v}" for m, v in fd.items()) + f" (floor {floor:.3g})",
+        r.need("setting"), C.weakest(*parts.values()), kind="check", parts=parts,
+        test="per model: FD of its descriptive-prompt samples against the training scenes below 10x the real-vs-real "
+             "floor (the did-not-train gate of the rows below)")
+
+
+def models_follow_prompts(r: Record) -> C.Claim:
+    own = r.need("own")
+    ok = trained(r)
+    d = {m: follows(r, m) for m in own}
+    parts = {m: C.supports(d[m], ">") if ok.get(m) else "did not train" for m in own}
+    alt = r.need("alt")
+    return C.Claim(
+        "every text-to-image model follows prompts in the style it was trained on",
         "Sec. 3: identical models differing only in their captions (the comparison needs models that learned)",
-        "; ".join(f"{m} {iv(d)}" for m, d in c["follows"].items())
-        + (f" (the alt-text model on alt-text prompts, which state fewer attributes: {iv(c['alt_on_alt'])})"
-           if c.get("alt_on_alt") else ""), setting, aggregate(v), why(v)))
+        "; ".join(f"{m} {d[m]}" for m in own) + f" (the alt-text model on alt-text prompts, which state fewer "
+        f"attributes: {follows(r, alt, 'alt-text')})", r.need("setting"), C.weakest(*parts.values()), kind="check",
+        parts=parts, evidence={m: d[m] for m in own},
+        why="; ".join(f"{m}: {v}" + (f" ({_ns(d[m], v)})" if v == "not significant" else "")
+                      for m, v in parts.items() if v != "yes"),
+        test="per model: the reader's caption match of samples for held-out prompts of its training style (exact short "
+             "captions for the alt-text and short models: alt-text is a short caption with words dropped; the "
+             "captioner's descriptive captions for the descriptive ones) minus the same samples scored against "
+             "another scene's prompt, paired over prompts, above 0")
 
-    def gate(models, claim: Claim) -> Claim:
-        bad = [m for m in models if not ok.get(m, False)]
-        if bad:
-            return Claim(claim.claim, claim.paper, claim.ours, claim.setting, "did not train",
-                         f"{', '.join(bad)} did not pass the first row's tests; the test would read "
-                         f"'{claim.holds}', which says nothing about the paper's claim")
-        return claim
 
-    alt, ssc, dsc = c["alt"], c["ssc"], c["dsc"]
-    # 1. Fig. 4, evaluated with the original captions
-    v = {f"CLIP-S on alt-text prompts: {dsc} above {alt}": HIGHER[stats.compare(iv(c["clip_alt_dsc"]), 0.0)],
-         f"CLIP-S on alt-text prompts: {ssc} above {alt}": HIGHER[stats.compare(iv(c["clip_alt_ssc"]), 0.0)]}
-    out.append(gate((alt, ssc, dsc), Claim(
-        "models trained on synthetic captions (95% blends) score slightly better than the model trained on the "
-        "original captions when evaluated with the original captions (tests: the judge's CLIP-S of samples for "
-        "held-out alt-text prompts, scored against the same prompts, each synthetic model minus the alt-text "
-        "model, paired over prompts and noise, above 0)",
+def fig4_original_captions(r: Record) -> C.Claim:
+    alt, ssc, dsc = r.need("alt", "ssc", "dsc")
+    d = {dsc: diff(r, dsc, alt, "alt-text", "clip"), ssc: diff(r, ssc, alt, "alt-text", "clip")}
+    parts = {f"{m} above {alt}": C.supports(x, ">") for m, x in d.items()}
+    return _gate(r, (alt, ssc, dsc), C.Claim(
+        "models trained on synthetic captions (95% blends) score better than the alt-text model on alt-text prompts",
         "Fig. 4 (left, plotted only): both synthetic-caption models 'slightly better' than the baseline on "
         "ground-truth captions (CLIP-S axis about 25.8 to 27.2)",
-        f"{dsc} - {alt} {iv(c['clip_alt_dsc'])}; {ssc} - {alt} {iv(c['clip_alt_ssc'])}", setting, aggregate(v),
-        why(v))))
-    # 2. Fig. 4, evaluated with descriptive captions
-    v = {f"CLIP-S on descriptive prompts: {dsc} above {alt}": HIGHER[stats.compare(iv(c["clip_dsc_dsc"]), 0.0)],
-         f"caption match on descriptive prompts: {dsc} above {alt}": HIGHER[stats.compare(iv(c["match_dsc_dsc"]), 0.0)],
-         "the CLIP-S gain larger with descriptive prompts than with alt-text prompts":
-             HIGHER[stats.compare(iv(c["gain_dsc_minus_alt"]), 0.0)]}
-    out.append(gate((alt, dsc), Claim(
-        f"the {dsc} model is markedly better than the alt-text model when evaluated with descriptive captions "
-        "(tests, paired over scenes and noise: CLIP-S and the reader's caption match on the captioner's "
-        "descriptive prompts, above 0; and that CLIP-S gain minus the gain on the same scenes' alt-text prompts, "
-        "above 0)",
+        "; ".join(f"{m} - {alt} {x}" for m, x in d.items()), r.need("setting"), C.weakest(*parts.values()),
+        _BUILT_IN + "; the test is the direction only, not the paper's 'slightly'", kind="check",
+        test="the judge's CLIP-S of samples for held-out alt-text prompts, scored against the same prompts, each "
+             "synthetic model minus the alt-text model, paired over prompts and noise, above 0",
+        parts=parts, seeds=1, evidence={f"{m} - {alt}": x for m, x in d.items()}, amended=_GATE_AMENDED))
+
+
+def fig4_descriptive_captions(r: Record) -> C.Claim:
+    alt, dsc = r.need("alt", "dsc")
+    clip, match = diff(r, dsc, alt, "descriptive", "clip"), diff(r, dsc, alt, "descriptive", "score")
+    gain = _paired(_col(r, dsc, "descriptive", "clip") - _col(r, alt, "descriptive", "clip"),
+                   _col(r, dsc, "alt-text", "clip") - _col(r, alt, "alt-text", "clip"))
+    parts = {"CLIP-S": C.supports(clip, ">"), "caption match": C.supports(match, ">"),
+             "CLIP-S gain larger than on alt-text prompts": C.supports(gain, ">")}
+    return _gate(r, (alt, dsc), C.Claim(
+        f"the {dsc} model is markedly better than the alt-text model on descriptive prompts",
         "Fig. 4 (right, plotted only): 'markedly better performance when evaluated on descriptive synthetic "
         "captions' (CLIP-S axis about 31.0 to 33.5)",
-        f"CLIP-S {iv(c['clip_dsc_dsc'])}, caption match {iv(c['match_dsc_dsc'])}; gain with descriptive minus "
-        f"with alt-text prompts {iv(c['gain_dsc_minus_alt'])}", setting, aggregate(v), why(v))))
-    # 3. Fig. 5: the blend ratio
-    lo = c["low_blend"]
-    if c.get("clip_alt_blend") is None:  # no blend below 95% was trained
-        lo = None
-    v = {} if lo is None else {f"CLIP-S on alt-text prompts: {dsc} above {lo}": HIGHER[stats.compare(iv(c["clip_alt_blend"]), 0.0)],
-         f"caption match on descriptive prompts: {dsc} above {lo}": HIGHER[stats.compare(iv(c["match_dsc_blend"]), 0.0)]}
-    if lo is not None:
-        out.append(gate((lo, dsc), Claim(
-            f"a higher share of synthetic captions is better: the {dsc} blend beats the {lo} blend (tests, paired: "
-            "CLIP-S on alt-text prompts and caption match on descriptive prompts, above 0)",
-            "Fig. 5 (plotted only, ground-truth captions): 'higher blends of synthetic captions always improved the "
-            "model's CLIP score'; 65% 'was far behind the other blends on all evals'",
-            f"CLIP-S {iv(c['clip_alt_blend'])}; caption match {iv(c['match_dsc_blend'])}", setting, aggregate(v),
-            why(v))))
-    # 4. Sec. 3.5: prompt upsampling
-    v = {f"{dsc}: upsampled prompts above short ones": HIGHER[stats.compare(iv(c["up_gain_dsc"]), 0.0)],
-         f"the gain larger for {dsc} than for {alt}": HIGHER[stats.compare(iv(c["up_gain_diff"]), 0.0)]}
-    out.append(gate((alt, dsc), Claim(
-        "a model trained on descriptive captions needs descriptive prompts: upsampling short prompts (here by "
-        "rule) raises its caption match, and more than for the alt-text model (tests: the reader's match of the "
-        "short prompt's shapes and colours, upsampled minus short, paired, above 0; that gain minus the "
-        "alt-text model's, above 0)",
+        f"CLIP-S {clip}, caption match {match}; gain with descriptive minus with alt-text prompts {gain}",
+        r.need("setting"), C.weakest(*parts.values()), _BUILT_IN, kind="check",
+        test="paired over scenes and noise: CLIP-S and the reader's caption match on the captioner's descriptive "
+             "prompts, above 0; and that CLIP-S gain minus the gain on the same scenes' alt-text prompts, above 0",
+        parts=parts, seeds=1, evidence={"CLIP-S": clip, "caption match": match, "gain difference": gain},
+        amended=_GATE_AMENDED))
+
+
+def blend_clip_original(r: Record) -> C.Claim | None:
+    dsc, lo = r.need("dsc", "low_blend")
+    if lo == dsc:  # no blend below 95% was trained
+        return None
+    d = diff(r, dsc, lo, "alt-text", "clip")
+    v = C.supports(d, ">")
+    return _gate(r, (lo, dsc), C.Claim(
+        f"a higher share of synthetic captions is better: the {dsc} blend beats the {lo} blend on CLIP-S",
+        "Fig. 5 (plotted only, ground-truth captions): 'higher blends of synthetic captions always improved the "
+        "model's CLIP score'; 65% 'was far behind the other blends on all evals'",
+        f"CLIP-S {d}", r.need("setting"), v, _ns(d, v), kind="paper",
+        test="the judge's CLIP-S on held-out alt-text prompts (the paper's ground-truth captions), the higher blend "
+             "minus the lower, paired over prompts and noise, above 0",
+        seeds=1, evidence={"CLIP-S": d}, amended=_GATE_AMENDED))
+
+
+def blend_match_descriptive(r: Record) -> C.Claim | None:
+    dsc, lo = r.need("dsc", "low_blend")
+    if lo == dsc:
+        return None
+    d = diff(r, dsc, lo, "descriptive", "score")
+    v = C.supports(d, ">")
+    return _gate(r, (lo, dsc), C.Claim(
+        f"the {dsc} blend follows descriptive prompts better than the {lo} blend",
+        "Fig. 5 measures CLIP-S on ground-truth captions only; this is the book's question",
+        f"caption match {d}", r.need("setting"), v,
+        _ns(d, v) or "descriptive prompts are the style the higher blend saw more of: part of the gain is built in",
+        kind="extension",
+        test="the reader's caption match on the captioner's descriptive prompts, the higher blend minus the lower, "
+             "paired over prompts and noise, above 0",
+        seeds=1, evidence={"caption match": d}, amended=_GATE_AMENDED))
+
+
+def upsampling_helps(r: Record) -> C.Claim:
+    alt, dsc = r.need("alt", "dsc")
+    g_dsc, g_alt = upsampling_gain(r, dsc), upsampling_gain(r, alt)
+    d_dsc, d_alt, d = _paired(g_dsc, np.zeros_like(g_dsc)), _paired(g_alt, np.zeros_like(g_alt)), _paired(g_dsc, g_alt)
+    parts = {f"{dsc}: upsampled above short": C.supports(d_dsc, ">"), f"the gain larger than {alt}'s": C.supports(d, ">")}
+    v = C.weakest(*parts.values())
+    return _gate(r, (alt, dsc), C.Claim(
+        "a model trained on descriptive captions needs descriptive prompts: upsampling short prompts raises its "
+        "caption match, more than the alt-text model's",
         "Sec. 3.5 and Table 1: Drawbench with short prompts 70.4% vs upsampled 81.0% for DALL-E 3 "
         "(DALL-E 2: 49.0% vs 52.4%)",
-        f"{dsc} {iv(c['up_gain_dsc'])}; {alt} {iv(c['up_gain_alt'])}; difference {iv(c['up_gain_diff'])}", setting,
-        aggregate(v), why(v))))
-    # 5. Table 1, T2I-CompBench colour binding in shape
-    v = {"both objects bound right more often": HIGHER[stats.compare(iv(c["bound_diff"]), 0.0)]}
-    out.append(gate((alt, dsc), Claim(
-        f"better captions bind colours to objects better: the {dsc} model sampled as DALL-E 3 is (upsampled "
-        f"prompts) draws both objects of a two-object prompt with their own shape and colour more often than the "
-        f"{alt} model with the short prompts (test: the difference, paired over prompts and noise, above 0)",
-        "Table 1, T2I-CompBench colour binding (B-VQA): DALL-E 3 81.1% vs DALL-E 2 59.2%",
-        f"both bound: {dsc} {iv(c['bound_dsc']).fmt(pct=True)}, {alt} {iv(c['bound_alt']).fmt(pct=True)}; "
-        f"difference {iv(c['bound_diff'])}", setting, aggregate(v), why(v))))
-    # 6. 100% vs 95%: does the blend regularise?
-    full = c.get("full")
-    if full:
-        v = {f"caption match on alt-text prompts: {dsc} above {full}": HIGHER[stats.compare(iv(c["match_alt_reg"]), 0.0)],
-             f"CLIP-S on alt-text prompts: {dsc} above {full}": HIGHER[stats.compare(iv(c["clip_alt_reg"]), 0.0)]}
-        out.append(gate((dsc, full), Claim(
-            f"keeping 5% original captions regularises: on alt-text style prompts the {dsc} model beats the {full} "
-            "model (tests, paired: caption match and CLIP-S, above 0)",
-            "Sec. 3.1: blending in the ground-truth captions guards against the model overfitting to the captioner's "
-            "style ('we randomly select ... with a fixed percent chance'); stated, not measured, in the paper",
-            f"caption match {iv(c['match_alt_reg'])}; CLIP-S {iv(c['clip_alt_reg'])}", setting, aggregate(v),
-            why(v))))
-    out.append(Claim(
+        f"{dsc} {d_dsc}; {alt} {d_alt}; difference {d}", r.need("setting"), v,
+        "; ".join(f"{k}: {x}" for k, x in parts.items() if x != "yes"), kind="paper",
+        test="the reader's match of the short prompt's shapes and colours, sampled from the upsampled (by rule) minus "
+             "from the short prompt, paired over prompts and noise, above 0; that gain minus the alt-text model's, "
+             "paired, above 0",
+        parts=parts, seeds=1, evidence={f"{dsc} gain": d_dsc, "gain difference": d}, amended=_GATE_AMENDED))
+
+
+def binding(r: Record) -> C.Claim:
+    alt, dsc = r.need("alt", "dsc")
+    a, b = _col(r, dsc, "upsampled", "bound"), _col(r, alt, "short", "bound")
+    d = bound_diff(r)
+    v = C.supports(d, ">")
+    rates = f"{dsc} {np.nanmean(a):.1%}, {alt} {np.nanmean(b):.1%}"
+    floor = "" if max(np.nanmean(a), np.nanmean(b)) >= 0.1 else (
+        "; neither model binds both objects in one prompt out of ten: at this budget binding two objects is beyond "
+        "both, whatever their captions")
+    return _gate(r, (alt, dsc), C.Claim(
+        "better captions bind colours to objects better", "Table 1, T2I-CompBench colour binding (B-VQA): DALL-E 3 "
+        "81.1% vs DALL-E 2 59.2%", f"both bound: {rates}; difference {d} (McNemar p = {d.p:.2g})", r.need("setting"), v,
+        (_ns(d, v) + floor).lstrip("; "), kind="paper",
+        test=f"the {dsc} model with upsampled prompts (DALL-E 3 as deployed) minus the {alt} model with the short "
+             "prompts: both objects drawn with their own shape and colour, per-prompt hits on the same prompts and "
+             "noise, paired (bootstrap of the hit differences, McNemar's exact p), above 0",
+        seeds=1, evidence={"both bound": d}, amended=_GATE_AMENDED))
+
+
+def blend_regularises(r: Record) -> C.Claim:
+    dsc, full = r.need("dsc", "full")
+    paper = ("Sec. 3.1: blending in the ground-truth captions guards against the model overfitting to the captioner's "
+             "style ('we randomly select ... with a fixed percent chance'; 95% in the paper, 80% and 90% in Fig. 5); "
+             "stated, not measured, in the paper")
+    claim = "keeping 5% original captions regularises: on alt-text prompts the 95% blend beats a 100% one"
+    test = ("on held-out alt-text prompts, the 95% model minus the 100% model: caption match and CLIP-S, paired over "
+            "prompts and noise, above 0")
+    if not full:
+        return C.Claim(claim, paper, "–", r.need("setting"), "n/a",
+                       "the 100% model is trained only in the smoke and gpu profiles: a fifth model does not fit the "
+                       "cpu budget", kind="paper", test=test)
+    m, c = diff(r, dsc, full, "alt-text", "score"), diff(r, dsc, full, "alt-text", "clip")
+    parts = {"caption match": C.supports(m, ">"), "CLIP-S": C.supports(c, ">")}
+    return _gate(r, (dsc, full), C.Claim(
+        claim, paper, f"caption match {m}; CLIP-S {c}", r.need("setting"), C.weakest(*parts.values()),
+        "; ".join(f"{k}: {x}" for k, x in parts.items() if x != "yes"), kind="paper", test=test, parts=parts, seeds=1,
+        evidence={"caption match": m, "CLIP-S": c}))
+
+
+def not_reproduced(r: Record) -> C.Claim:
+    return C.Claim(
         "human Elo (Table 2), Drawbench judged by GPT-V, T2I-CompBench with BLIP-VQA, MS-COCO CLIP score with a "
         "real CLIP ViT-B/32; the latent diffusion model with T5; DALL-E 3 itself",
-        "Tables 1-2, Sec. 4", "–", setting, "n/a",
+        "Tables 1-2, Sec. 4", "–", r.need("setting"), "n/a",
         "no human raters, no real captions or images, no GPT-4 (prompt upsampling is a rule here), models about "
-        "four orders of magnitude smaller"))
-    return out
+        "four orders of magnitude smaller", kind="paper")
+
+
+RULES = [models_trained, models_follow_prompts, fig4_original_captions, fig4_descriptive_captions,
+         blend_clip_original, blend_match_descriptive, upsampling_helps, binding, blend_regularises, not_reproduced]
+
+
+def claims(r: Record) -> list[C.Claim]:
+    """Chapter 08's claims table, one row per rule."""
+    return C.derive(RULES, r)
+
+
+def record_from_numbers(numbers: dict, run_card: dict) -> Record:
+    """The record of a results file written before the typed seam (its ``numbers``): the model names from
+    the run card's config, each model's FD and the floor (the gate), the setting and the tables. The
+    per-prompt scores every paired test needs were not stored: those rules cannot be re-derived."""
+    cfg = run_card["config"]
+    blends = sorted(cfg["blends"])
+    names = [model_name("alt", 0), model_name("short", cfg["short_blend"])] + [model_name("descriptive", b)
+                                                                              for b in blends]
+    r = Record(alt=names[0], ssc=names[1], dsc=model_name("descriptive", 0.95),
+               low_blend=model_name("descriptive", blends[0]), full=model_name("descriptive", 1.0) if 1.0 in blends else "")
+    r.own = {m: "short" if m in (r.alt, r.ssc) else "descriptive" for m in names}
+    s = numbers.get("sampling", {})
+    rows = [x for x in s.get("rows", []) if x["prompts"] == "descriptive" and x.get("fd")]
+    if rows and "fd_floor" in s:
+        r.fd = {x["model"]: stats.Interval.of(x["fd"]) for x in rows}
+        r.fd_floor = float(s["fd_floor"])
+    if "models" in numbers and "captioner" in numbers and "n" in s:
+        r.setting = setting_of(cfg, len(numbers["models"]["rows"]), numbers["models"]["params"],
+                               numbers["captioner"]["n_labelled"], s["n"])
+    for k in ("sources", "captioner", "models", "sampling", "upsampling"):
+        setattr(r, k, numbers.get(k))
+    return r

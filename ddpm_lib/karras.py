@@ -191,7 +191,7 @@ def _grid(sigmas) -> list[float]:
 
 
 @torch.no_grad()
-def euler_steps(denoise: Denoise, x: torch.Tensor, sigmas, denoised_fn=None,
+def euler_steps(denoise: Denoise, x: torch.Tensor, sigmas, *, denoised_fn=None,
                 progress: bool = False) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """Yield (i, x at sigmas[i + 1], x0_hat at sigmas[i]) after each step; ``x`` starts at sigmas[0]."""
     s, x = _grid(sigmas), x.double()
@@ -201,7 +201,7 @@ def euler_steps(denoise: Denoise, x: torch.Tensor, sigmas, denoised_fn=None,
 
 
 @torch.no_grad()
-def heun_steps(denoise: Denoise, x: torch.Tensor, sigmas, denoised_fn=None,
+def heun_steps(denoise: Denoise, x: torch.Tensor, sigmas, *, denoised_fn=None,
                progress: bool = False) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """EDM Algorithm 1 (deterministic): Heun steps, and an Euler step where sigma_next = 0 (line 7).
 
@@ -214,21 +214,21 @@ def heun_steps(denoise: Denoise, x: torch.Tensor, sigmas, denoised_fn=None,
         yield i, x, x0
 
 
-def euler(denoise: Denoise, x: torch.Tensor, sigmas, denoised_fn=None, progress: bool = False) -> torch.Tensor:
+def euler(denoise: Denoise, x: torch.Tensor, sigmas, *, denoised_fn=None, progress: bool = False) -> torch.Tensor:
     """Solve the PF-ODE from x at sigmas[0] down the grid; returns x at sigmas[-1]."""
-    for _, x, _ in euler_steps(denoise, x, sigmas, denoised_fn, progress):
+    for _, x, _ in euler_steps(denoise, x, sigmas, denoised_fn=denoised_fn, progress=progress):
         pass
     return x
 
 
-def heun(denoise: Denoise, x: torch.Tensor, sigmas, denoised_fn=None, progress: bool = False) -> torch.Tensor:
-    for _, x, _ in heun_steps(denoise, x, sigmas, denoised_fn, progress):
+def heun(denoise: Denoise, x: torch.Tensor, sigmas, *, denoised_fn=None, progress: bool = False) -> torch.Tensor:
+    for _, x, _ in heun_steps(denoise, x, sigmas, denoised_fn=denoised_fn, progress=progress):
         pass
     return x
 
 
 @torch.no_grad()
-def ancestral(denoise: Denoise, x: torch.Tensor, sigmas, generator: torch.Generator | None = None,
+def ancestral(denoise: Denoise, x: torch.Tensor, sigmas, *, generator: torch.Generator | None = None,
               progress: bool = False) -> torch.Tensor:
     """DDPM's ancestral sampler in sigma form: each step draws from the forward process's posterior
     q(x_{sigma'} | x_sigma, x0_hat) = N(x0_hat + (sigma'^2 / sigma^2)(x - x0_hat), sigma'^2 (sigma^2 - sigma'^2) / sigma^2)
@@ -244,7 +244,7 @@ def ancestral(denoise: Denoise, x: torch.Tensor, sigmas, generator: torch.Genera
 
 
 @torch.no_grad()
-def stochastic_iterative(f: Denoise, x: torch.Tensor, sigmas, sigma_min: float = 0.002,
+def stochastic_iterative(f: Denoise, x: torch.Tensor, sigmas, *, sigma_min: float = 0.002,
                          generator: torch.Generator | None = None) -> torch.Tensor:
     """Multistep consistency sampling (Song et al. 2023, Algorithm 1).
 

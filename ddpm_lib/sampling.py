@@ -41,8 +41,8 @@ def _steps(diff: Diffusion, progress: bool, desc: str, start: int | None = None)
 # * ``step_fn(i, x) -> x``: edits the state after step i (the replacement trick: ``replace_known``);
 # * ``temperature`` (ancestral): the fresh noise is scaled by it (ADM App. G, GLIDE's upsample_temp).
 @torch.no_grad()
-def ancestral_steps(model: Model, diff: Diffusion, x_T: torch.Tensor, generator=None,
-                    progress: bool = False, start: int | None = None, *, denoised_fn=None, step_fn=None,
+def ancestral_steps(model: Model, diff: Diffusion, x_T: torch.Tensor, *, generator=None,
+                    progress: bool = False, start: int | None = None, denoised_fn=None, step_fn=None,
                     temperature: float = 1.0) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     """x_{t-1} = mu_theta(x_t, t) + sigma_t z, z ~ N(0, I) for t > 1 and z = 0 at the last step.
 
@@ -59,10 +59,12 @@ def ancestral_steps(model: Model, diff: Diffusion, x_T: torch.Tensor, generator=
         yield i, x, p["x0"]
 
 
-def ancestral(model: Model, diff: Diffusion, x_T: torch.Tensor, generator=None, progress: bool = False,
+def ancestral(model: Model, diff: Diffusion, x_T: torch.Tensor, generator=None, *, progress: bool = False,
               start: int | None = None, **hooks) -> torch.Tensor:
-    """Run ``ancestral_steps`` to the end and return the sample."""
-    for _, x, _ in ancestral_steps(model, diff, x_T, generator, progress, start, **hooks):
+    """Run ``ancestral_steps`` to the end and return the sample. (``generator`` may still come
+    positionally, as notebooks/03 passes it; it joins the other knobs after the ``*`` once that call
+    names it.)"""
+    for _, x, _ in ancestral_steps(model, diff, x_T, generator=generator, progress=progress, start=start, **hooks):
         pass
     return x
 
@@ -71,8 +73,8 @@ def ancestral(model: Model, diff: Diffusion, x_T: torch.Tensor, generator=None, 
 # DDIM (Song et al. 2021, Eq. 12), eta in [0, 1]; eta = 1 matches ancestral sampling's marginals
 # --------------------------------------------------------------------------------------------
 @torch.no_grad()
-def ddim_steps(model: Model, diff: Diffusion, x_T: torch.Tensor, eta: float = 0.0, generator=None,
-               progress: bool = False, start: int | None = None, *, denoised_fn=None,
+def ddim_steps(model: Model, diff: Diffusion, x_T: torch.Tensor, *, eta: float = 0.0, generator=None,
+               progress: bool = False, start: int | None = None, denoised_fn=None,
                step_fn=None) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must lie in [0, 1], got {eta}")
@@ -90,9 +92,10 @@ def ddim_steps(model: Model, diff: Diffusion, x_T: torch.Tensor, eta: float = 0.
         yield i, x, p["x0"]
 
 
-def ddim(model: Model, diff: Diffusion, x_T: torch.Tensor, eta: float = 0.0, generator=None,
+def ddim(model: Model, diff: Diffusion, x_T: torch.Tensor, *, eta: float = 0.0, generator=None,
          progress: bool = False, start: int | None = None, **hooks) -> torch.Tensor:
-    for _, x, _ in ddim_steps(model, diff, x_T, eta, generator, progress, start, **hooks):
+    for _, x, _ in ddim_steps(model, diff, x_T, eta=eta, generator=generator, progress=progress, start=start,
+                              **hooks):
         pass
     return x
 
@@ -128,7 +131,7 @@ def keep_known_x0(x0_known: torch.Tensor, mask: torch.Tensor):
 
 
 @torch.no_grad()
-def ddim_invert(model: Model, diff: Diffusion, x0: torch.Tensor, fixed_point_iters: int = 0,
+def ddim_invert(model: Model, diff: Diffusion, x0: torch.Tensor, *, fixed_point_iters: int = 0,
                 progress: bool = False) -> torch.Tensor:
     """Encode x_0 to x_T by running deterministic DDIM (eta = 0) backwards.
 
@@ -160,7 +163,7 @@ def _seeded(seed: int, device) -> torch.Generator:
 
 
 @torch.no_grad()
-def samples_from_shared_xt(model: Model, diff: Diffusion, x0: torch.Tensor, t: int, n: int, seed: int = 0,
+def samples_from_shared_xt(model: Model, diff: Diffusion, x0: torch.Tensor, t: int, n: int, *, seed: int = 0,
                            progress: bool = False) -> torch.Tensor:
     """DDPM Fig. 7: one x_t ~ q(x_t | x_0) per image, then ``n`` independent reverse chains from it.
 
@@ -172,13 +175,13 @@ def samples_from_shared_xt(model: Model, diff: Diffusion, x0: torch.Tensor, t: i
     g = _seeded(seed, x0.device)
     steps = torch.full((x0.shape[0],), t, dtype=torch.long, device=x0.device)
     x_t = q_sample(diff.schedule, x0.double(), steps, noise_like(x0.shape, g, x0.device))
-    return torch.stack([ancestral(model, diff, x_t, _seeded(seed + 1 + k, x0.device), progress, start=t)
-                        for k in range(n)])
+    return torch.stack([ancestral(model, diff, x_t, generator=_seeded(seed + 1 + k, x0.device), progress=progress,
+                                  start=t) for k in range(n)])
 
 
 @torch.no_grad()
 def interpolate(model: Model, diff: Diffusion, x0_a: torch.Tensor, x0_b: torch.Tensor, t: int,
-                lambdas, seed: int = 0, progress: bool = False) -> torch.Tensor:
+                lambdas, *, seed: int = 0, progress: bool = False) -> torch.Tensor:
     """DDPM Fig. 8: encode two images with q at step t, mix the latents, decode with the reverse process.
 
     x_t = (1 - lam) x_t^a + lam x_t^b for each lam; every decode uses the same reverse-process noise,
@@ -191,8 +194,8 @@ def interpolate(model: Model, diff: Diffusion, x0_a: torch.Tensor, x0_b: torch.T
     steps = torch.full((x0_a.shape[0],), t, dtype=torch.long, device=x0_a.device)
     xa = q_sample(diff.schedule, x0_a.double(), steps, noise_like(x0_a.shape, g, x0_a.device))
     xb = q_sample(diff.schedule, x0_b.double(), steps, noise_like(x0_b.shape, g, x0_b.device))
-    return torch.stack([ancestral(model, diff, (1 - lam) * xa + lam * xb, _seeded(seed + 1, x0_a.device),
-                                  progress, start=t) for lam in lambdas])
+    return torch.stack([ancestral(model, diff, (1 - lam) * xa + lam * xb, generator=_seeded(seed + 1, x0_a.device),
+                                  progress=progress, start=t) for lam in lambdas])
 
 
 # --------------------------------------------------------------------------------------------
@@ -270,7 +273,7 @@ def classifier_guidance(model: Model, grad_log_p: GradFn, diff: Diffusion, scale
 SAMPLERS = ("ancestral", "ddim")
 
 
-def sample_batched(name: str, model: Model, diff: Diffusion, n: int, shape: tuple, seed: int = 0, device="cpu",
+def sample_batched(name: str, model: Model, diff: Diffusion, n: int, shape: tuple, *, seed: int = 0, device="cpu",
                    batch_size: int = 256, progress: bool = False, **kw) -> torch.Tensor:
     """``n`` samples of per-example ``shape`` in batches, reproducible given ``seed``; returns float32."""
     g = torch.Generator(device=device).manual_seed(seed)
@@ -281,10 +284,10 @@ def sample_batched(name: str, model: Model, diff: Diffusion, n: int, shape: tupl
     return torch.cat(out)
 
 
-def sample(name: str, model: Model, diff: Diffusion, x_T: torch.Tensor, generator=None, progress=False, **kw):
+def sample(name: str, model: Model, diff: Diffusion, x_T: torch.Tensor, *, generator=None, progress=False, **kw):
     """Dispatch by name for notebooks that sweep samplers."""
     if name == "ancestral":
-        return ancestral(model, diff, x_T, generator, progress, **kw)
+        return ancestral(model, diff, x_T, generator=generator, progress=progress, **kw)
     if name == "ddim":
         return ddim(model, diff, x_T, generator=generator, progress=progress, **kw)
     raise ValueError(f"unknown sampler {name!r}; valid choices: {list(SAMPLERS)}")

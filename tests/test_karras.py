@@ -103,7 +103,7 @@ def test_stochastic_iterative_samples_the_data_with_the_exact_consistency_functi
     f = lambda x, s: gaussian_flow(x, var, s[:, None], smin)  # noqa: E731
     g = torch.Generator().manual_seed(0)
     x = 80 * smp.noise_like((50000, 2), g)
-    out = K.stochastic_iterative(f, x, [80.0, 0.8, 0.2], smin, generator=g)
+    out = K.stochastic_iterative(f, x, [80.0, 0.8, 0.2], sigma_min=smin, generator=g)
     rel = (out.var(0) / (var + smin**2) - 1).abs().max().item()
     assert rel < 0.04, rel  # Monte-Carlo sd of a variance estimate: sqrt(2 / 50,000) = 0.6%
     no_noise = K.stochastic_iterative(f, x, [80.0, 0.8], sigma_min=0.8)  # re-noise sqrt(0.8^2 - 0.8^2) = 0

@@ -30,9 +30,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
-
-from . import stats
 from .stats import Interval
 
 KINDS = ("paper", "check", "extension", "deviation")
@@ -41,6 +38,10 @@ VERDICTS = ("yes", "no", "not significant", "did not train", "n/a")
 # before the calculus (the ledger shows them as such until the chapter is re-recorded).
 LEGACY_VERDICTS = ("partly",)
 ORDER = ("no", "did not train", "not significant", "yes")  # weakest first
+# The guide's did-not-train gates: a bound worse than a uniform coder of 8-bit data, or an FD above
+# 10x the real-vs-real floor (judged on a metric other than the one the claim is about).
+BPD_GATE = 8.0
+FD_GATE = 10
 MIN_BOOTSTRAP = 2000
 MIN_SEEDS = 3
 Z_POWER = 0.8416  # the normal quantile of 80% power, for the minimal detectable effect
@@ -94,21 +95,81 @@ def equivalent(d: Interval, margin: float) -> str:
 
 def below(d: Interval, margin: float) -> str:
     """One-sided non-inferiority: yes when the whole interval of ``d`` lies below ``margin``, no
-    when it lies above it, else not significant (refused when the margin cannot be cleared)."""
-    half = (d.hi - d.lo) / 2
-    if margin <= -half:
-        raise CannotDecide(f"margin {margin:.3g} cannot be cleared by an interval of half-width {half:.3g}")
+    when it lies above it, else not significant."""
     return "yes" if d.hi < margin else ("no" if d.lo > margin else "not significant")
+
+
+def equivalence(d: Interval, margin: float) -> tuple[str, str]:
+    """(verdict, note) of ``equivalent``: a test that cannot pass at this n is 'not significant' and
+    its note says why (for a record whose n was fixed before the calculus); an undecided one says
+    what it could have detected."""
+    try:
+        holds = equivalent(d, margin)
+    except CannotDecide as e:
+        return "not significant", str(e)
+    return holds, (not_significant_why(d, against=f"the margin +-{margin:.3g}") if holds == "not significant" else "")
+
+
+def one_sided(d: Interval, side: str, unit: str = "") -> tuple[str, str]:
+    """(verdict, note) of ``supports``: a not-significant note says the smallest detectable effect."""
+    v = supports(d, side)
+    return v, (not_significant_why(d, unit) if v == "not significant" else "")
+
+
+def shifted(d: Interval, by: float) -> Interval:
+    """``d - by``: a difference against a margin or a fixed threshold (chance, 50%) instead of 0;
+    its p-value (of 0) no longer applies."""
+    return dataclasses.replace(d, est=d.est - by, lo=d.lo - by, hi=d.hi - by, p=None)
+
+
+def flipped(d: Interval) -> Interval:
+    """-d: b - a from the interval of a - b (a paired percentile or t interval negates exactly)."""
+    return dataclasses.replace(d, est=-d.est, lo=-d.hi, hi=-d.lo)
+
+
+def pair_of(diffs: dict, a, b, what: str, name=str) -> Interval:
+    """a - b from a dict of paired differences ``{(a, b): Interval}`` stored either way round;
+    ``Missing`` naming it when it is not stored."""
+    if (a, b) in diffs:
+        return diffs[(a, b)]
+    if (b, a) in diffs:
+        return flipped(diffs[(b, a)])
+    raise Missing(f"Record lacks {what}[{name(a)!r}, {name(b)!r}] (not stored)")
+
+
+def why_parts(parts: dict, evidence: dict, unit: str = "", margins: dict | None = None) -> str:
+    """The note of a conjunction: each part that did not hold; an undecided one with the smallest
+    effect its test could have detected (``margins``: parts tested against a margin, not 0)."""
+    out = []
+    for k, v in parts.items():
+        if v == "not significant" and k in evidence:
+            m = (margins or {}).get(k)
+            against = "0" if m is None else f"the margin {m:.3g}"
+            out.append(f"{k}: not significant ({not_significant_why(evidence[k], unit, against=against)})")
+        elif v != "yes":
+            out.append(f"{k}: {v}")
+    return "; ".join(out)
+
+
+def gated(row: "Claim", reason: str) -> "Claim":
+    """A row whose model did not train (``reason``: which, by which gate): 'did not train', saying
+    what its test would have read, which says nothing about the paper's claim."""
+    return dataclasses.replace(row, holds="did not train", parts={}, why=(
+        f"{reason}; the test would read '{row.holds}', which says nothing about the paper's claim"))
 
 
 def mde(d: Interval, power: float = 0.8) -> float:
     """The smallest true effect this interval's test would detect with ``power`` (two-sided, at the
-    interval's level): (z_{level} + z_{power}) times its standard error, read off its half-width."""
+    interval's level), read off its half-width: (q_level + q_power) times its standard error, with
+    Student-t quantiles for an interval over few seeds or items (t, t-paired, seeds), else normal."""
     from scipy import stats as st
 
-    z = float(st.norm.ppf(0.5 + d.level / 2))
-    se = (d.hi - d.lo) / (2 * z)
-    return (z + float(st.norm.ppf(power))) * se
+    if d.method in ("t", "t-paired", "seeds") and d.n >= 2:
+        q = lambda p: float(st.t.ppf(p, d.n - 1))  # noqa: E731
+    else:
+        q = lambda p: float(st.norm.ppf(p))  # noqa: E731
+    se = (d.hi - d.lo) / (2 * q(0.5 + d.level / 2))
+    return (q(0.5 + d.level / 2) + q(power)) * se
 
 
 def can_decide(expected_halfwidth: float, effect: float) -> bool:
@@ -234,9 +295,12 @@ def verdict_label(c: Claim | dict) -> str:
     return f"{holds} (provisional: {'; '.join(why)})" if why else holds
 
 
-def not_significant_why(d: Interval, unit: str = "") -> str:
+def not_significant_why(d: Interval, unit: str = "", against: str = "0") -> str:
     """The note of a not-significant row: the smallest effect its test could have detected."""
-    return f"could detect an effect of about {mde(d):.3g}{unit} or more (80% power); the interval straddles 0"
+    if d.hi - d.lo <= 0:
+        return f"the interval has no width at this n (all estimates equal), so it cannot be told from {against}"
+    return (f"the interval straddles {against}; it could detect an effect of about {mde(d):.3g}{unit} or more "
+            "(80% power)")
 
 
 # ---- the typed seam between a notebook and its chapter -------------------------------------------

@@ -336,6 +336,16 @@ def evaluate(extractor: FeatureExtractor | None, real, fake, real_ref=None, k: i
                       frechet_distance(fr, ff), kid_mean, kid_std, precision, recall, fd_floor, kid_floor, isc, reps)
 
 
+def combo(evals: dict, weights: dict, metric: str = "fd"):
+    """Interval of sum_k w_k metric_k from paired bootstrap replicates (``evaluate(bootstrap=B)`` with
+    equal set sizes and seed): a difference, or a difference of differences between two schedules."""
+    from . import stats
+
+    est = sum(w * getattr(evals[k], metric) for k, w in weights.items())
+    reps = sum(w * np.asarray(evals[k].replicates[metric]) for k, w in weights.items())
+    return stats.percentile(est, reps, centre=True, method="bootstrap-paired")
+
+
 def _pr_both_sets(fr, ff, ir, i_f, k: int) -> tuple[float, float]:
     """Precision and recall of one bootstrap replicate with both manifolds rebuilt from the
     resampled sets (a duplicate would be its own nearest neighbour at distance 0, so each k-NN

@@ -52,16 +52,6 @@ def test_eps_temperature_scales_only_the_eps_channels():
     assert torch.all(out[:, :1] == 6.0) and torch.all(out[:, 1:] == 1.0)
 
 
-def test_within_band():
-    from ddpm_lib.chapters.common import within_band
-
-    iv = lambda lo, hi: stats.Interval((lo + hi) / 2, lo, hi, 10)  # noqa: E731
-    assert within_band(iv(-0.02, 0.03), 0.05) == "yes"
-    assert within_band(iv(0.06, 0.1), 0.05) == "no"
-    assert within_band(iv(-0.2, -0.06), 0.05) == "no"
-    assert within_band(iv(-0.01, 0.08), 0.05) == "not significant"
-
-
 def test_gaussian_blur_keeps_the_mean_and_smooths():
     from ddpm_lib.chapters import dalle
 

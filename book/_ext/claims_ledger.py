@@ -230,6 +230,8 @@ class ClaimsLedger(_ResultsDirective):
                              _holds_node(gc)] if gc else ["not in the gpu run", "–"])
                 rows.append(row)
             section += _table([h for _, h, _ in columns], rows, [w for *_, w in columns], ["claims-table"])
+            for node in _as_recorded(payload):
+                section += node
             out.append(section)
         return out
 
@@ -279,13 +281,38 @@ def _provenance(card: dict, payload: dict) -> nodes.Node:
                  "pending.", classes=["claims-dirty"])
     re_ = payload.get("rederived")
     if re_:
-        text = (f"Verdicts re-derived on {re_.get('date')} at {re_.get('commit')} under the {re_.get('calculus')} "
-                "from the measurements this record stores (tools/claims.py); as recorded: "
-                + ", ".join(c.get("holds", "?") for c in payload.get("claims_as_recorded", [])) + ".")
-        box += nodes.paragraph(text=text)
-        for m in payload.get("not_rederived", []):
-            box += nodes.paragraph(text=f"Not re-derivable from this record: {m}.")
+        box += nodes.paragraph(text=(
+            f"Verdicts re-derived on {re_.get('date')} at {re_.get('commit')} under the {re_.get('calculus')}, "
+            "from the measurements this record stores (make claims). Rules the record cannot re-derive are "
+            "listed below the table; the table as recorded, under the second edition's calculus, follows them."))
     return box
+
+
+def _as_recorded(payload: dict) -> list[nodes.Node]:
+    """Under a re-derived table: the rules its record could not re-derive, and the table as recorded
+    (folded: the toggle class of sphinx-togglebutton), so that no recorded row disappears."""
+    if not payload.get("rederived"):
+        return []
+    out: list[nodes.Node] = []
+    missing = payload.get("not_rederived", [])
+    if missing:
+        out.append(nodes.paragraph(text=f"Not re-derivable from this record ({len(missing)}; the chapter's "
+                                        "re-record stores what they need):"))
+        items = nodes.bullet_list()
+        for m in missing:
+            item = nodes.list_item()
+            item += nodes.paragraph(text=m)
+            items += item
+        out.append(items)
+    old = payload.get("claims_as_recorded", [])
+    if old:
+        box = nodes.container(classes=["toggle", "claims-as-recorded"])
+        box += nodes.paragraph(text=f"As recorded ({len(old)} rows, second-edition calculus):")
+        box += _table(["claim", "ours", "holds (as recorded)"],
+                      [[str(c.get("claim", "")), str(c.get("ours", "")), _holds_node(c)] for c in old],
+                      [40, 40, 10], ["claims-table", "claims-old"])
+        out.append(box)
+    return out
 
 
 def pair_claims(cpu: list[dict], gpu: list[dict] | None) -> list[tuple[dict | None, dict | None]]:

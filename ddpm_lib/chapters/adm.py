@@ -13,7 +13,7 @@ import torch
 
 from .. import claims as C
 from .. import diffusion, metrics, stats
-from ..claims import Claim
+from ..claims import Claim, shifted, why_parts
 from ..stats import Interval
 
 iv = Interval.of  # for display: an Interval, or one back from its as_dict()
@@ -188,23 +188,6 @@ ARCH_ROWS = {  # rule name -> (row in the record, paper's number, the change exp
 }
 
 
-def why_parts(parts: dict, evidence: dict, unit: str = "") -> str:
-    """The note of a row from its parts: each part that is not 'yes', a not-significant one with the
-    smallest effect it could have detected (parts and evidence share their names)."""
-    out = []
-    for k, v in parts.items():
-        if v == "not significant" and k in evidence:
-            out.append(f"{k}: not significant ({C.not_significant_why(evidence[k], unit)})")
-        elif v != "yes":
-            out.append(f"{k}: {v}")
-    return "; ".join(out)
-
-
-def shifted(d: Interval, by: float) -> Interval:
-    """``d - by`` (a difference against a margin instead of 0); its p no longer applies."""
-    return dataclasses.replace(d, est=d.est - by, lo=d.lo - by, hi=d.hi - by, p=None)
-
-
 def pr_parts(dp: dict, dr: dict, p_side: str, r_side: str) -> tuple[dict, dict]:
     """(parts, evidence) of a claim about the changes of precision (``dp``) and recall (``dr``) per
     model or knob: each change on its claimed side of 0."""
@@ -234,9 +217,7 @@ def gated(row: Claim, bad: list[str], about_fd: bool) -> Claim:
         return row
     gate = (f"unguided precision below {GATE_PRECISION:g}" if about_fd else
             f"unguided FD above {GATE_FD:g}x the real-vs-real floor")
-    return dataclasses.replace(row, holds="did not train", parts={}, why=(
-        f"the {' and '.join(bad)} model did not train ({gate}); the test would read '{row.holds}', which says "
-        "nothing about the paper's claim"))
+    return C.gated(row, f"the {' and '.join(bad)} model did not train ({gate})")
 
 
 def floor_note(r: Record, holds: str) -> str:

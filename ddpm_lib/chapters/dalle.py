@@ -17,7 +17,7 @@ from .. import claims as C
 from .. import stats
 from ..claims import Claim
 from ..stats import Interval
-from .adm import shifted, why_parts  # the verdict notes chapter 04 states (see its module)
+from ..claims import shifted, why_parts
 
 iv = Interval.of  # for display: an Interval, or one back from its as_dict()
 
@@ -128,9 +128,7 @@ def samples_untrained(r: Record) -> bool:
 def gated(row: Claim, untrained: bool, gate: str) -> Claim:
     if not untrained:
         return row
-    return dataclasses.replace(row, holds="did not train", parts={}, why=(
-        f"the transformer did not train ({gate}); the test would read '{row.holds}', which says nothing about the "
-        "paper's claim"))
+    return C.gated(row, f"the transformer did not train ({gate})")
 
 
 FD_GATE = f"its samples' FD exceeds the dVAE reconstructions' by more than {GATE_FD:g}x the real-vs-real floor"

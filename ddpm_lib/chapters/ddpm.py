@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import claims as C
 from .. import stats
-from ..claims import Claim
+from ..claims import Claim, equivalence, pair_of, why_parts
 from ..stats import Interval
 
 UNIFORM_BPD = 8.0  # a uniform coder of 8-bit data: a bound above it did not learn
@@ -115,56 +115,9 @@ def _label(r: Record, key) -> str:
     return r.table2[key]["row"]
 
 
-def pair_of(diffs: dict, a, b, what: str, name=str) -> Interval:
-    """a - b from a dict of paired differences ``{(a, b): Interval}``, stored either way round (a
-    paired percentile or t interval negates exactly); ``Missing`` naming it when not stored. (Chapter
-    03 uses it too; a candidate for ddpm_lib.claims.)"""
-    if (a, b) in diffs:
-        return diffs[(a, b)]
-    if (b, a) in diffs:
-        d = diffs[(b, a)]
-        return Interval(-d.est, -d.hi, -d.lo, d.n, d.level, d.method, d.p)
-    raise C.Missing(f"Record lacks {what}[{name(a)!r}, {name(b)!r}] (not stored)")
-
-
 def fd_between(r: Record, a, b) -> Interval:
     """FD(a) - FD(b) of two Table 2 rows, paired (the same resampling of the real sets)."""
     return pair_of(r.need("fd_diff"), a, b, "fd_diff", lambda k: _label(r, k))
-
-
-def _shift(d: Interval, c: float) -> Interval:
-    """``d - c``: a measured share against a fixed threshold (chance, 50%)."""
-    return Interval(d.est - c, d.lo - c, d.hi - c, d.n, d.level, d.method)
-
-
-def margin_why(d: Interval, margin: float) -> str:
-    """The note of an undecided margin test: it straddles the margin, and the effect it could detect."""
-    return (f"the interval straddles the margin {margin:.3g}; it could detect an effect of about {C.mde(d):.3g} "
-            "or more (80% power)")
-
-
-def equivalence(d: Interval, margin: float) -> tuple[str, str]:
-    """(verdict, note) of a two-sided equivalence within ``margin``; a test that cannot pass at this
-    n (``claims.CannotDecide``) is "not significant", its note saying so."""
-    try:
-        holds = C.equivalent(d, margin)
-    except C.CannotDecide as e:
-        return "not significant", str(e)
-    return holds, margin_why(d, margin) if holds == "not significant" else ""
-
-
-def why_parts(parts: dict, evidence: dict, margins: dict | None = None) -> str:
-    """The note of a conjunction: the parts that did not hold; for undecided ones, the effect their
-    test could have detected (``margins``: the parts tested against a margin, not 0)."""
-    out = []
-    for k, v in parts.items():
-        if v == "not significant" and k in evidence:
-            m = (margins or {}).get(k)
-            out.append(f"{k}: not significant, "
-                       + (C.not_significant_why(evidence[k]) if m is None else margin_why(evidence[k], m)))
-        elif v != "yes":
-            out.append(f"{k}: {v}")
-    return "; ".join(out)
 
 
 # ---- the claims -------------------------------------------------------------------------------------
@@ -217,7 +170,7 @@ def mu_tilde_works(r: Record) -> Claim:
     holds = C.below(d, margin)
     return Claim(claim, paper, f"{_label(r, k)}: FD {_fd(table2[k])}, bound {iv(table2[k]['nll'])} bits/dim; "
                  f"FD(mu~) - FD(eps) {d} (margin {margin:.3g})", setting, holds,
-                 margin_why(d, margin) if holds == "not significant" else "",
+                 C.not_significant_why(d, against=f"the margin {margin:.3g}") if holds == "not significant" else "",
                  kind="paper", test=test, seeds=1, evidence={"FD(mu~) - FD(eps)": d})
 
 
@@ -333,7 +286,7 @@ def code_length_imperceptible(r: Record) -> Claim:
     """Sec. 4.3: more than half of the lossless code length describes imperceptible distortions."""
     rd, main_setting = r.need("rate_distortion", "main_setting")
     share = iv(rd["decoder_share_ci"])
-    parts = {"last step's share above 50%": C.supports(_shift(share, 0.5), ">"),
+    parts = {"last step's share above 50%": C.supports(C.shifted(share, 0.5), ">"),
              "residual imperceptible (RMSE < 2 on 0-255)": "yes" if rd["rmse_at_t1"] < 2.0 else "no"}
     holds = C.weakest(*parts.values())
     return Claim(
@@ -344,7 +297,7 @@ def code_length_imperceptible(r: Record) -> Claim:
         main_setting + ", exact bound on held-out images", holds,
         "" if holds == "yes" else
         "our data (digits: 17 grey levels, upsampled) has little fine detail to spend bits on",
-        kind="paper", parts=parts, evidence={"share - 50%": _shift(share, 0.5)},
+        kind="paper", parts=parts, evidence={"share - 50%": C.shifted(share, 0.5)},
         test="the last step's share of the bound (95% t-interval over images) lies above 50%, and the residual "
              "RMSE < 2 on 0-255; a conjunction")
 
@@ -353,12 +306,12 @@ def coarse_first(r: Record) -> Claim:
     """Fig. 6: large-scale features appear first, details last."""
     p, main_setting = r.need("progressive", "main_setting")
     share = iv(p["share_coarse_first"])
-    holds = C.supports(_shift(share, 0.5), ">")
+    holds = C.supports(C.shifted(share, 0.5), ">")
     return Claim("large-scale features appear first, details last", "progressive generation, Fig. 6 (qualitative)",
                  f"coarse first in {share.fmt(pct=True)} of chains; averaged: coarse settles at t = "
                  f"{p['t_coarse_settles']}, detail at t = {p['t_detail_settles']}", main_setting, holds,
-                 C.not_significant_why(_shift(share, 0.5)) if holds == "not significant" else "",
-                 kind="paper", evidence={"share - 50%": _shift(share, 0.5)},
+                 C.not_significant_why(C.shifted(share, 0.5)) if holds == "not significant" else "",
+                 kind="paper", evidence={"share - 50%": C.shifted(share, 0.5)},
                  test="per chain, the coarse part settles (r > 0.9) at a larger t than the detail, in a share of "
                       "chains whose 95% Wilson interval lies above 50%")
 
@@ -372,7 +325,7 @@ def shared_xt_attributes(r: Record) -> Claim | None:
     ts = sorted(agree)
     t_mid = min(ts, key=lambda t: abs(t - T // 2))
     chance = 1 / n_classes
-    d = _shift(iv(agree[t_mid]), chance)
+    d = C.shifted(iv(agree[t_mid]), chance)
     holds = C.supports(d, ">")
     kept = [t for t in ts if iv(agree[t]).lo > chance]
     return Claim(

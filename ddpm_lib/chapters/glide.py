@@ -10,7 +10,6 @@ against the paper).
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +27,6 @@ PAPER_TABLE1 = {"unguided": (-88.6, -106.2), "CLIP guidance (scale 2.0)": (-73.2
 PAPER_TABLE4 = {"300M, s = 1": (-131.8, -136.4), "300M, s = 4": (28.2, 70.9), "3.5B, s = 1": (-23.9, -27.1),
                 "3.5B, s = 3": (133.0, 140.5)}
 CFG_TABLE1, CLIP_TABLE1 = 3.0, 2.0  # Table 1's scales: the comparison's pre-registered settings
-FD_GATE = 10  # did not train: FD of the unguided conditional samples above 10x the real-vs-real floor
 S1, EMPTY = ("cfg", 1.0), ("empty", None)  # the plain conditional model; the empty caption
 iv = Interval.of  # for display: an Interval passes, one stored as a dict (an old record) is rebuilt
 
@@ -125,19 +123,6 @@ def record_from_numbers(numbers: dict, run_card: dict) -> Record:
 
 
 # ---- shared by the rules -----------------------------------------------------------------------
-def verdict(d: Interval, side: str, unit: str = "") -> tuple[str, str]:
-    """(verdict, note) of a one-sided claim on a difference: the note says, for a not-significant
-    verdict, the smallest effect the test could have detected."""
-    v = C.supports(d, side)
-    return v, (C.not_significant_why(d, unit) if v == "not significant" else "")
-
-
-def gated(row: C.Claim, reason: str) -> C.Claim:
-    """A row whose precondition failed: 'did not train', with what its test would have read."""
-    return dataclasses.replace(row, holds="did not train", parts={}, why=(
-        f"{reason}; the test would read '{row.holds}', which says nothing about the paper's claim"))
-
-
 def _arr(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
@@ -177,21 +162,21 @@ def _follow(r: Record) -> Interval:
 
 def _gate(r: Record, row: C.Claim, metric: str, follows: bool = True) -> C.Claim:
     """The preconditions of a row: the text model trained (FD of its unguided samples below
-    FD_GATE x the floor; not applied to a row about FD, whose metric it would pre-empt) and follows
+    C.FD_GATE x the floor; not applied to a row about FD, whose metric it would pre-empt) and follows
     its captions (the check row ``follows_prompts``; skipped for that row itself)."""
     fd, floor = r.need("fd", "fd_floor")
-    if metric != "fd" and fd[S1].est > FD_GATE * floor:
-        return gated(row, f"the text model's unguided samples have FD {fd[S1].est:.3g}, above {FD_GATE}x the "
+    if metric != "fd" and fd[S1].est > C.FD_GATE * floor:
+        return C.gated(row, f"the text model's unguided samples have FD {fd[S1].est:.3g}, above {C.FD_GATE}x the "
                           f"real-vs-real floor ({floor:.3g})")
     if follows and C.supports(_follow(r), ">") != "yes":
-        return gated(row, "the text model does not follow its captions (the row follows_prompts)")
+        return C.gated(row, "the text model does not follow its captions (the row follows_prompts)")
     return row
 
 
 # ---- the claims ----------------------------------------------------------------------------------
 def follows_prompts(r: Record) -> C.Claim:
     d = _follow(r)
-    holds, why = verdict(d, ">")
+    holds, why = C.one_sided(d, ">")
     row = C.Claim(
         "before any guidance, the text-conditional model follows its prompts",
         "Sec. 3 and the reference notes (a third-party GLIDE made prompt-independent images: diffusers#58)",
@@ -212,7 +197,7 @@ def _best_lambda(r: Record) -> float:
 
 def _amended(r: Record) -> str:
     best = ("clip", _best_lambda(r))
-    was = [verdict(_pair(r, "match", _cfg(r), best), ">")[0], verdict(_fd_diff(r, _cfg(r), best), "<")[0]]
+    was = [C.one_sided(_pair(r, "match", _cfg(r), best), ">")[0], C.one_sided(_fd_diff(r, _cfg(r), best), "<")[0]]
     old = C.weakest(*was)
     return (f"the second edition took CLIP guidance at the lambda of its sweep with the best caption match "
             f"(here {best[1]:g}), chosen on the samples it then scores, and joined caption match and FD in one "
@@ -223,7 +208,7 @@ def _amended(r: Record) -> str:
 def cfg_beats_clip_caption(r: Record) -> C.Claim:
     cfg, clip = _cfg(r), _clip(r)
     d = _pair(r, "match", cfg, clip)
-    holds, why = verdict(d, ">")
+    holds, why = C.one_sided(d, ">")
     row = C.Claim(
         "classifier-free guidance matches captions better than CLIP guidance",
         f"Table 1 (Elo for caption similarity; CFG s = {CFG_TABLE1:g}, CLIP guidance lambda = {CLIP_TABLE1:g}): "
@@ -240,7 +225,7 @@ def cfg_beats_clip_caption(r: Record) -> C.Claim:
 def cfg_beats_clip_quality(r: Record) -> C.Claim:
     cfg, clip = _cfg(r), _clip(r)
     d = _fd_diff(r, cfg, clip)
-    holds, why = verdict(d, "<")
+    holds, why = C.one_sided(d, "<")
     fd = r.need("fd")
     row = C.Claim(
         "classifier-free guidance makes better images than CLIP guidance (FD in place of photorealism)",
@@ -266,7 +251,7 @@ def clip_inflates_own_score(r: Record) -> C.Claim:
     infl_clip = gain(top, guide) - gain(top, judge)
     infl_cfg = gain(cfg, guide) - gain(cfg, judge)
     d1, d2 = stats.mean_ci(infl_clip, method="t-paired"), stats.paired_mean_diff(infl_clip, infl_cfg)
-    (v1, w1), (v2, w2) = verdict(d1, ">"), verdict(d2, ">")
+    (v1, w1), (v2, w2) = C.one_sided(d1, ">"), C.one_sided(d2, ">")
     parts = {"the guide's gain exceeds the judge's": v1, "by more than under CFG": v2}
     holds = C.weakest(*parts.values())
     fdd = _fd_diff(r, top, cfg)
@@ -291,7 +276,7 @@ def inpainting_beats_replacement(r: Record) -> C.Claim:
     seam, hole = r.need("seam", "hole_match")
     ds = stats.paired_mean_diff(_arr(seam["fine-tuned"]), _arr(seam["replacement trick"]))
     dm = stats.paired_mean_diff(_arr(hole["fine-tuned"]), _arr(hole["replacement trick"]))
-    (v1, w1), (v2, w2) = verdict(ds, "<"), verdict(dm, ">")
+    (v1, w1), (v2, w2) = C.one_sided(ds, "<"), C.one_sided(dm, ">")
     parts = {"smaller steps across the hole's border": v1, "better caption match in the hole": v2}
     holds = C.weakest(*parts.values())
     why = [f"border steps: {w1}" if w1 else "", f"hole match: {w2}" if w2 else "",
@@ -315,7 +300,7 @@ def guidance_beats_size(r: Record) -> C.Claim | None:
         return None  # the wider model is trained only where the profile affords it
     cfg, big = _cfg(r), ("big", 1.0)
     d = _pair(r, "match", cfg, big)
-    holds, why = verdict(d, ">")
+    holds, why = C.one_sided(d, ">")
     row = C.Claim(
         "classifier-free guidance gives a larger gain than a bigger model",
         "Table 4 (Elo, photo / caption): 300M s = 1 -131.8 / -136.4, 300M s = 4 28.2 / 70.9, 3.5B s = 1 "

@@ -24,8 +24,10 @@ from .. import stats
 from ..claims import Claim
 from ..stats import Interval
 from ..train import Batch
-from .common import combo, iv  # noqa: F401  (the notebook calls CH.combo, CH.iv)
-from .ddpm import equivalence, margin_why, pair_of, why_parts
+from ..claims import equivalence, pair_of, why_parts
+from ..metrics import combo  # noqa: F401  (the notebook calls CH.combo)
+
+iv = stats.Interval.of  # a stored interval back as an Interval (the notebook calls CH.iv)
 
 # Improved DDPM's Table 2 (CIFAR-10, 500K iterations; T = 4000 except the first row): NLL, FID.
 # Values from ../shared/reference/paper-targets.md, marked there as recalled, not checked against the text.
@@ -185,7 +187,7 @@ def hybrid_better_bound_same_fd(r: Record) -> Claim:
     return Claim("L_hybrid improves the log-likelihood over L_simple at about equal sample quality",
                  "Table 2, CIFAR-10: cosine 3.26 -> 3.17 bits/dim, FID 3.05 -> 3.19 (recalled values)",
                  "; ".join(f"{k}: {d}" for k, d in ev.items()), setting, C.weakest(*parts.values()),
-                 why_parts(parts, ev, margins), kind="paper", parts=parts, seeds=1, evidence=ev,
+                 why_parts(parts, ev, margins=margins), kind="paper", parts=parts, seeds=1, evidence=ev,
                  test=f"per schedule: the 95% interval of bound(L_hybrid) - bound(L_simple) (paired) lies below 0, "
                       f"and that of FD(L_hybrid) - FD(L_simple) (paired bootstrap) below {SIMILAR:.0%} of L_simple's "
                       "FD (non-inferiority); a conjunction (weakest part)")
@@ -290,7 +292,7 @@ def fewer_steps_learned_variance(r: Record) -> Claim:
                  "abstract: 'sampling with an order of magnitude fewer forward passes with a negligible difference "
                  "in sample quality'; the paper's step sweeps use models trained with T = 4000",
                  f"FD(L_hybrid, {mid} steps) - FD(L_hybrid, {full}) = {d} (margin {margin:.3g})",
-                 setting + f"; T = {T}", holds, margin_why(d, margin) if holds == "not significant" else "",
+                 setting + f"; T = {T}", holds, C.not_significant_why(d, against=f"the margin {margin:.3g}") if holds == "not significant" else "",
                  kind="paper", seeds=1, evidence={"FD difference": d},
                  test=f"non-inferiority: the 95% paired bootstrap interval of FD(L_hybrid, {mid} steps) - "
                       f"FD(L_hybrid, {full}) lies below {SIMILAR:.0%} of the latter")

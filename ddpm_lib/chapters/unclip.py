@@ -18,7 +18,6 @@ from .. import claims as C
 from .. import scorer, stats
 from ..data import shapes
 from ..stats import Interval
-from .glide import FD_GATE, gated, verdict
 
 iv = Interval.of  # for display: an Interval passes, one stored as a dict (an old record) is rebuilt
 
@@ -163,20 +162,20 @@ def _follows(r: Record, a, b) -> str:
 
 def _gate(r: Record, row: C.Claim, metric: str, glide: bool = False, follows: bool = True) -> C.Claim:
     """The preconditions of a row, each on another metric than the row's: the decoder reconstructs
-    (FD of its reconstructions from true embeddings below FD_GATE x the floor) and, where the row
+    (FD of its reconstructions from true embeddings below C.FD_GATE x the floor) and, where the row
     uses them, unCLIP and the GLIDE-style baseline follow their captions (the check rows) and the
     baseline trained (FD at s = 1). An FD gate is not applied to a row about FD."""
     fd, floor = r.need("fd", "fd_floor")
-    if metric != "fd" and fd[RECON].est > FD_GATE * floor:
-        return gated(row, f"the decoder's reconstructions from true embeddings have FD {fd[RECON].est:.3g}, above "
-                          f"{FD_GATE}x the real-vs-real floor ({floor:.3g})")
+    if metric != "fd" and fd[RECON].est > C.FD_GATE * floor:
+        return C.gated(row, f"the decoder's reconstructions from true embeddings have FD {fd[RECON].est:.3g}, above "
+                          f"{C.FD_GATE}x the real-vs-real floor ({floor:.3g})")
     if follows and _follows(r, U1, UNCOND) != "yes":
-        return gated(row, "unCLIP does not follow its captions (the row unclip_follows)")
-    if glide and metric != "fd" and fd[G1].est > FD_GATE * floor:
-        return gated(row, f"the GLIDE-style baseline's samples at s = 1 have FD {fd[G1].est:.3g}, above {FD_GATE}x "
+        return C.gated(row, "unCLIP does not follow its captions (the row unclip_follows)")
+    if glide and metric != "fd" and fd[G1].est > C.FD_GATE * floor:
+        return C.gated(row, f"the GLIDE-style baseline's samples at s = 1 have FD {fd[G1].est:.3g}, above {C.FD_GATE}x "
                           f"the real-vs-real floor ({floor:.3g})")
     if glide and _follows(r, G1, GLIDE_EMPTY) != "yes":
-        return gated(row, "the GLIDE-style baseline does not follow its captions (the row glide_follows)")
+        return C.gated(row, "the GLIDE-style baseline does not follow its captions (the row glide_follows)")
     return row
 
 
@@ -186,7 +185,7 @@ _CLUSTERED = "captions resampled (cluster bootstrap)"
 
 def _follows_row(r: Record, who: str, paper: str, a, b, against: str) -> C.Claim:
     d = _clus(r, "match", a, b)
-    holds, why = verdict(d, ">")
+    holds, why = C.one_sided(d, ">")
     return C.Claim(
         f"before any guidance, {who} follows its prompts", paper,
         f"caption match at s = 1 {_clus_mean(r, 'match', a).fmt(pct=True)}, {against} "
@@ -214,7 +213,7 @@ _PRIOR_PAPER = ("Table 2: MS-COCO FID 10.39 (diffusion prior) vs 10.63 (AR prior
 def prior_embedding(r: Record) -> C.Claim:
     cos = r.need("prior_cos")
     d = stats.paired_mean_diff(_arr(cos["diffusion prior"]), _arr(cos["AR prior"]))
-    holds, why = verdict(d, ">")
+    holds, why = C.one_sided(d, ">")
     return C.Claim(
         "the diffusion prior beats the autoregressive prior at equal training steps: in embedding space",
         _PRIOR_PAPER,
@@ -228,7 +227,7 @@ def prior_embedding(r: Record) -> C.Claim:
 
 def prior_downstream(r: Record) -> C.Claim:
     dm, dfd = _clus(r, "match", U1, AR), _fd_diff(r, U1, AR)
-    (v1, w1), (v2, w2) = verdict(dm, ">"), verdict(dfd, "<")
+    (v1, w1), (v2, w2) = C.one_sided(dm, ">"), C.one_sided(dfd, "<")
     parts = {"decoded caption match higher": v1, "decoded FD lower": v2}
     holds = C.weakest(*parts.values())
     ceiling = _clus(r, "match", RECON, U1)
@@ -250,7 +249,7 @@ def prior_downstream(r: Record) -> C.Claim:
 
 def prior_beats_text_embedding(r: Record) -> C.Claim:
     d = _fd_diff(r, U1, TEXT)
-    holds, why = verdict(d, "<")
+    holds, why = C.one_sided(d, "<")
     row = C.Claim(
         "the decoder needs a prior: its FD is lower with the prior's image embedding than with the CLIP text "
         "embedding in its place (zero-shot)",
@@ -266,7 +265,7 @@ def prior_beats_text_embedding(r: Record) -> C.Claim:
 
 def prior_beats_text_embedding_match(r: Record) -> C.Claim:
     d = _clus(r, "match", U1, TEXT)
-    holds, why = verdict(d, ">")
+    holds, why = C.one_sided(d, ">")
     row = C.Claim(
         "the prior's embedding also matches captions better than the text embedding used zero-shot",
         "– (Sec. 5.1 compares caption similarity by people against a decoder trained on text embeddings, 53.1% "
@@ -279,7 +278,7 @@ def prior_beats_text_embedding_match(r: Record) -> C.Claim:
 
 def prior_beats_caption_only(r: Record) -> C.Claim:
     d = _clus(r, "match", U1, CAPTION)
-    holds, why = verdict(d, ">")
+    holds, why = C.one_sided(d, ">")
     fdd = _fd_diff(r, U1, CAPTION)
     fd_word = ("lower" if fdd.hi < 0 else "higher, the other way" if fdd.lo > 0 else
                "not significantly different" + (" (pointing the other way)" if fdd.est > 0 else ""))
@@ -299,7 +298,7 @@ def guidance_costs_glide_diversity(r: Record) -> C.Claim:
     div, s_max = r.need("div", "s_max")
     drop = lambda fam: _arr(div[(fam, 1.0)]) - _arr(div[(fam, s_max)])  # noqa: E731
     d = stats.paired_mean_diff(drop("GLIDE"), drop("unCLIP"))
-    holds, why = verdict(d, ">")
+    holds, why = C.one_sided(d, ">")
     row = C.Claim(
         "guidance costs the GLIDE-style model more diversity than unCLIP",
         "Table 1: people pick unCLIP as more diverse than GLIDE 70.5% +- 2.8 (diffusion prior); Fig. 10: GLIDE's "
@@ -316,7 +315,7 @@ def guidance_costs_glide_diversity(r: Record) -> C.Claim:
 def guidance_costs_glide_fd(r: Record) -> C.Claim:
     (eg, rg), (eu, ru) = _fd_rise(r, "GLIDE"), _fd_rise(r, "unCLIP")
     d = stats.percentile(eg - eu, rg - ru, centre=True, method="bootstrap-paired")
-    holds, why = verdict(d, ">")
+    holds, why = C.one_sided(d, ">")
     row = C.Claim(
         "guidance raises the GLIDE-style model's FD more than unCLIP's",
         "Fig. 11: guidance raises GLIDE's MS-COCO FID much more than unCLIP's",
@@ -331,7 +330,7 @@ def unclip_binds_worse(r: Record) -> C.Claim:
     s = r.need("cfg_claim")
     u, g = ("unCLIP", s), ("GLIDE", s)
     db, ds = _clus(r, "bound", u, g), _clus(r, "swap", u, g)
-    (v1, w1), (v2, w2) = verdict(db, "<"), verdict(ds, ">")
+    (v1, w1), (v2, w2) = C.one_sided(db, "<"), C.one_sided(ds, ">")
     parts = {"both objects bound right less often with unCLIP": v1, "more colour swaps with unCLIP": v2}
     holds = C.weakest(*parts.values())
     row = C.Claim(
@@ -352,7 +351,7 @@ def unclip_binds_worse(r: Record) -> C.Claim:
 
 def reconstructions_swap(r: Record) -> C.Claim:
     d = swap_share_diff(r, RECON, CAPTION)
-    holds, why = verdict(d, ">")
+    holds, why = C.one_sided(d, ">")
     swap, real = r.need("swap", "real_swap")
     old = stats.cluster_diff(_arr(swap[RECON]), np.broadcast_to(_arr(real)[:, None], _arr(swap[RECON]).shape))
     share = lambda k: _arr(swap[k]).sum() / max(_arr(r.present[k]).sum(), 1e-12)  # noqa: E731

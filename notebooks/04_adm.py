@@ -96,8 +96,8 @@ rec = CH.Record()  # what the claims read, filled cell by cell
 # $$
 # \begin{aligned}
 # \nabla_{x_t} \log\big(p_\theta(x_t)\, p_\phi(y \mid x_t)\big)
-#   &= -\frac{1}{\sqrt{1-\bar\alpha_t}}\,\epsilon_\theta(x_t) + \nabla_{x_t}\log p_\phi(y \mid x_t)
-#    = -\frac{1}{\sqrt{1-\bar\alpha_t}}\,\hat\epsilon(x_t), \\
+#   &= -\frac{1}{\sqrt{1-\bar\alpha_t}}\,\epsilon_\theta(x_t) + \nabla_{x_t}\log p_\phi(y \mid x_t) \\
+#   &= -\frac{1}{\sqrt{1-\bar\alpha_t}}\,\hat\epsilon(x_t), \quad\text{with} \\
 # \hat\epsilon(x_t) &= \epsilon_\theta(x_t) - \sqrt{1-\bar\alpha_t}\; s\, \nabla_{x_t}\log p_\phi(y \mid x_t),
 # \end{aligned}
 # $$

@@ -104,8 +104,11 @@ rec = CH.Record()  # what the claims read, filled cell by cell
 # $y \in (0, 1)$:
 #
 # $$
-# f(y \mid \mu, b) = \frac{1}{2 b\, y (1 - y)} \exp\Big(-\frac{\lvert \operatorname{logit}(y) - \mu \rvert}{b}\Big),
-# \qquad y = \varphi(x) = (1 - 2\epsilon)\, x + \epsilon,\ \epsilon = 0.1,
+# \begin{aligned}
+# f(y \mid \mu, b) &= \frac{1}{2 b\, y (1 - y)}
+#   \exp\Big(-\frac{\lvert \operatorname{logit}(y) - \mu \rvert}{b}\Big),\\
+# y &= \varphi(x) = (1 - 2\epsilon)\, x + \epsilon, \qquad \epsilon = 0.1,
+# \end{aligned}
 # $$
 #
 # so the decoder outputs $\mu$ and $\ln b$ per pixel channel and never needs $\mathrm{sigmoid}(\mu) = 0$

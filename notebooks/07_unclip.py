@@ -621,9 +621,9 @@ plt.show()
 
 # %% tags=["hide-input"]
 notebook.see(
-    f"Re-sampling the inverted $x_T$ with $\\eta$ = 0 lands at pixel MSE "
+    f"Re-sampling the inverted x_T with η = 0 lands at pixel MSE "
     f"{recon_mse['DDIM eta = 0 from the inverted x_T']:.3f} from the original (the inversion is first order, "
-    f"{cfg.sample_steps} steps, and the decoder is small); the $\\eta$ = 1 draws at "
+    f"{cfg.sample_steps} steps, and the decoder is small); the η = 1 draws at "
     f"{np.mean([v for k_, v in recon_mse.items() if k_.startswith('eta = 1')]):.3f}: they keep what the embedding holds "
     "and redraw the rest. "
     f"The text diff moves the reader's colour match with the new captions from {edit_colour[thetas[0]]:.0%} at theta = 0 to "

@@ -99,9 +99,9 @@ rec, cmp = CH.Record(), {}  # cmp: the comparisons the text quotes
 # **Consistency training (CT).** Without a teacher, replace $\hat x_n$ by $x_0 + s_n z$ with **the
 # same** $z$. Why that works: the teacher's Euler step is $\hat x_n = x_{n+1} - (s_{n+1} - s_n)
 # (x_{n+1} - D(x_{n+1}; s_{n+1})) / s_{n+1}$, and $D = \mathbb E[x_0 \mid x_{n+1}]$. Plugging in the
-# one sample $x_0$ we have instead of its conditional mean gives $x_{n+1} - (s_{n+1} - s_n) z = x_0
-# + s_n z$: an unbiased one-sample estimate of the teacher's direction, exact in expectation to first
-# order in the spacing (CM Theorem 2). Its variance is the price, paid with many steps: CM grows $N$
+# one sample $x_0$ we have instead of its conditional mean gives
+# $x_{n+1} - (s_{n+1} - s_n) z = x_0 + s_n z$: an unbiased one-sample estimate of the teacher's
+# direction, exact in expectation to first order in the spacing (CM Theorem 2). Its variance is the price, paid with many steps: CM grows $N$
 # from 2 to 150 and the target rate $\mu$ from 0.9 upwards over training ("adaptive" schedules).
 #
 # **iCT's changes.** Song and Dhariwal found a flaw in CT's theory: the argument that CT's loss
@@ -118,9 +118,14 @@ rec, cmp = CH.Record(), {}  # cmp: the comparisons the text quotes
 # exactly; it is EDM's preconditioning at $\sigma = \sigma_d \tan t$). As the spacing goes to zero
 # the discrete loss's gradient becomes
 #
-# $$\nabla_\theta\, \mathbb E\big[ F_\theta^\top \underbrace{\big(-\cos^2 t\, (\sigma_d F_{\theta^-} -
-# \tfrac{dx_t}{dt}) - \cos t \sin t\, (x_t + \sigma_d \tfrac{d F_{\theta^-}}{dt})\big)}_{g,\ \text{the
-# tangent} \,=\, \cos t \, d f_{\theta^-}/dt} \big],$$
+# $$
+# \begin{aligned}
+# &\nabla_\theta\, \mathbb E\big[ F_\theta^\top g \big], \qquad g = \cos t \, \frac{d f_{\theta^-}}{dt}
+# \quad\text{(the tangent)},\\
+# &g = -\cos^2 t\, \Big(\sigma_d F_{\theta^-} - \frac{dx_t}{dt}\Big)
+# \;{-}\; \cos t \sin t\, \Big(x_t + \sigma_d \frac{d F_{\theta^-}}{dt}\Big),
+# \end{aligned}
+# $$
 #
 # which needs the **total derivative** $dF_{\theta^-}/dt$ along the trajectory: a forward-mode
 # derivative (a JVP) of the network, with tangent $dx_t/dt = \cos t\, z - \sin t\, x_0$ for sCT or

@@ -42,6 +42,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-default-apps", "--disable-extensions"]
 RAW_TEX = re.compile(r"\$\$|\\begin\{|\\end\{|\\(frac|sqrt|bar|alpha|beta|epsilon|mathcal|mathrm|qquad|left|right|cdot|mid)\b"
                      r"|\\\(|\\\[")
+# "$x_T$", "$\\eta$": dollar math in text the book shows as prose (generated Markdown has no dollar math)
+DOLLAR_MATH = re.compile(r"\$[^$\s][^$\n]{0,40}?[^$\s]\$|\$[A-Za-z\\]\$")
 
 
 def toc_files() -> list[str]:
@@ -203,7 +205,19 @@ async () => {
     const overflow = t.scrollWidth > column.clientWidth + 1;
     tables.push({cls: t.className, pad, scroller, overflow, width: t.scrollWidth, column: column.clientWidth});
   }
-  return {broken, mathjax, typeset, mathErrors, mathNodes, tables, text: clone.textContent};
+  // Display math wider than the column it sits in (cut off or scrolling: split it with aligned).
+  const wideMath = [];
+  for (const m of document.querySelectorAll('mjx-container[display="true"]')) {
+    const column = m.closest("article, main, .bd-article, body");
+    const w = m.firstElementChild ? m.firstElementChild.getBoundingClientRect().width : m.scrollWidth;
+    if (w > column.clientWidth + 1) wideMath.push({width: Math.round(w), column: column.clientWidth,
+                                                   tex: (m.getAttribute("aria-label") || m.textContent).slice(0, 60)});
+  }
+  // Every verdict coloured: a claim-holds element whose colour is the text's own is not.
+  const bodyColour = getComputedStyle(document.querySelector("main, article, body")).color;
+  const uncoloured = Array.from(document.querySelectorAll(".claim-holds"))
+      .filter(e => getComputedStyle(e).color === bodyColour).map(e => `${e.className}: ${e.textContent}`);
+  return {broken, mathjax, typeset, mathErrors, mathNodes, tables, wideMath, uncoloured, text: clone.textContent};
 }
 """
 
@@ -266,6 +280,12 @@ def test_every_page_in_a_real_browser(served_book):
                 if t["overflow"] and not t["scroller"]:
                     found.append(f"a {t['cls']} table {t['width']} px wide in a {t['column']} px column, with no scroll container")
             checked_tables[rel] = len(info["tables"])
+            found += [f"display math {m['width']} px wide in a {m['column']} px column: {m['tex']!r}"
+                      for m in info["wideMath"]]
+            found += [f"an uncoloured verdict: {u}" for u in info["uncoloured"][:5]]
+            for m in DOLLAR_MATH.finditer(info["text"]):
+                context_text = info["text"][max(0, m.start() - 40): m.end() + 40].replace("\n", " ")
+                found.append(f"dollar math left in the page text: ...{context_text}...")
             for m in RAW_TEX.finditer(info["text"]):
                 context_text = info["text"][max(0, m.start() - 40): m.end() + 40].replace("\n", " ")
                 found.append(f"raw LaTeX {m.group(0)!r} in the page text: ...{context_text}...")

@@ -128,15 +128,17 @@ def _env(profile_env: str | None = None, keep_profile: bool = False) -> dict:
 # the partial notebook and ends the kernel at once (a kernel asked to shut down mid-cell prints a
 # traceback of its own), the child ends quietly, and the parent says where the notebook is.
 _PAPERMILL = """
-import json, logging, sys
+import json, logging, os, sys
 import papermill as pm
 a = json.loads(sys.argv[1])
 logging.getLogger("papermill").addFilter(lambda r: not r.getMessage().startswith("Passed unknown parameter"))
 try:
     pm.execute_notebook(a["src"], a["dst"], parameters=a["params"], kernel_name="python3", cwd=a["cwd"],
                         progress_bar=sys.stderr.isatty(), shutdown_kernel="immediate")
-except KeyboardInterrupt:
-    sys.exit(130)
+except KeyboardInterrupt:  # the notebook is saved (papermill's finally); end now, before asyncio reports
+    sys.stdout.flush()     # the interrupted cell's task as a traceback ("Task exception was never retrieved")
+    sys.stderr.flush()
+    os._exit(130)
 """
 
 

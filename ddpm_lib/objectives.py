@@ -487,3 +487,40 @@ def _unwrap(m: nn.Module) -> nn.Module:
     m = getattr(m, "module", m)  # DDP
     return getattr(m, "_orig_mod", m)  # torch.compile
 
+
+# ---- token models: unCLIP's AR prior, DALL-E 3's captioner ----------------------------------
+class ARPriorObjective:
+    """Cross-entropy over the AR prior's codes (``batch.x``), conditioned on the batch's caption tokens
+    and text embedding, each dropped on ``p_drop`` of the rows (the paper: 10%, for guidance)."""
+
+    def __init__(self, p_drop: float = 0.1):
+        self.p_drop = p_drop
+        self.conds = (Cond("tokens", "tokens", p_drop, null_tokens), Cond("z_text", "z_text", p_drop, null_embedding))
+
+    def config(self) -> dict:
+        return {"objective": "ar_prior", "p_drop": self.p_drop}
+
+    def __call__(self, net, batch):
+        logits = net(batch.x, **conditioning(self.conds, batch))
+        return F.cross_entropy(logits.flatten(0, 1).float(), batch.x.flatten())
+
+
+class CaptionObjective:
+    """Next-word cross-entropy of the batch's captions (``batch.extras[tokens]``) given the images
+    (``batch.x``), over each caption's words and its first padding token (the end of the caption)."""
+
+    def __init__(self, tokens: str = "tokens"):
+        self.tokens = tokens
+
+    def config(self) -> dict:
+        return {"objective": "caption", "tokens": self.tokens}
+
+    def __call__(self, net, batch):
+        tok = batch.extras[self.tokens].to(batch.x.device)
+        logits = net(batch.x, tok)
+        real = tok != 0
+        # count positions up to and including the first padding token
+        keep = torch.cat([torch.ones_like(real[:, :1]), real[:, :-1]], 1)
+        ce = F.cross_entropy(logits.flatten(0, 1).float(), tok.flatten(), reduction="none").view(tok.shape)
+        loss = (ce * keep).sum() / keep.sum()
+        return loss, {"words": real.sum(1).float().mean()}

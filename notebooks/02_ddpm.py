@@ -319,7 +319,7 @@ ax.set(xlabel="images seen", ylabel=r"$L_\mathrm{simple}$", yscale="log", title=
 plt.show()
 
 # %%
-sampler_diff = diff.respace(str(cfg.sample_steps))
+sampler_diff = diff.respace(cfg.sample_steps)
 samples = smp.sample_batched("ancestral", model, sampler_diff, cfg.n_samples, train_set.image_shape, seed=seed,
                              device=device, progress=True)
 fig = viz.show_grid(samples[:64], nrow=8, title=f"DDPM samples ({cfg.sample_steps} ancestral steps)")

@@ -205,7 +205,7 @@ def bound_reps(model, d, x, n_steps=cfg.nll_steps, reps=cfg.nll_reps, clip=True,
 
 def quality(model, d, steps, sampler="ancestral", n=n_eval, start=None, **kw):
     """FD etc. (with bootstrap replicates, paired across calls) of ``n`` samples with ``steps`` steps."""
-    dd = d.respace(str(steps)) if steps < d.T else d
+    dd = d.respace(steps)
     if start is None:
         xs = smp.sample_batched(sampler, model, dd, n, train_set.image_shape, seed=seed, device=device, **kw)
     else:  # skip the first reverse steps: pure noise stands in for x at step `start`

@@ -257,7 +257,7 @@ notebook.see(
 # %%
 n = min(cfg.n_samples, len(test_set))
 labels = torch.arange(n) % K
-d_anc = diff.respace(str(cfg.sample_steps)) if cfg.sample_steps < cfg.T else diff
+d_anc = diff.respace(cfg.sample_steps)
 s_hi, s_mid = max(cfg.scales), (1.0 if 1.0 in cfg.scales else sorted(cfg.scales)[len(cfg.scales) // 2])
 models = {"unconditional": nets.as_model(res_u.ema), "conditional": nets.as_model(res_c.ema, y=labels.to(device))}
 
@@ -542,7 +542,7 @@ if cfg.sr_size:
     res_hi = train_denoiser(unet_config(cfg.sr_size, num_classes=K, **ADM_BLOCKS), data=hi_train,
                             images=cfg.sr_images, conds=BY_CLASS)
     clf_hi = train_classifier(cfg.sr_size, hi_train).ema.eval()
-    d_hi = diff.respace(str(cfg.sample_steps)) if cfg.sample_steps < cfg.T else diff
+    d_hi = diff.respace(cfg.sample_steps)
     hi_shape, y_dev = hi_train.image_shape, labels.to(device)
     up = lambda lo: draw(nets.as_model(res_sr.ema, y=y_dev, low_res=lo.to(device)), d_hi, shape=hi_shape)  # noqa: E731
     m_hi = nets.as_model(res_hi.ema, y=y_dev)

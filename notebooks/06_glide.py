@@ -242,7 +242,7 @@ notebook.show_table([{"model": k, "held-out retrieval (descriptive captions)": f
 n = min(cfg.n_samples, len(test_set))
 caps = test_set.captions_long[:n]
 tok, empty = tk.encode(caps).to(device), tk.empty(n).to(device)
-d = diff.respace(str(cfg.sample_steps)) if cfg.sample_steps < cfg.T else diff
+d = diff.respace(cfg.sample_steps)
 recipe = None if cfg.feature_images is None else dataclasses.replace(features.RECIPES["shapes"], train_images=cfg.feature_images)
 extractor = features.get_extractor("shapes", image_size=R, recipe=recipe, device=device)
 t0 = torch.zeros(n)
@@ -510,7 +510,7 @@ if cfg.sr_from:
     lo_test = low(test_set.x[:n]).to(device)
     ups = {"bilinear": F.interpolate(lo_test, size=(R, R), mode="bilinear", align_corners=False).clamp(-1, 1).cpu()}
     for k in cfg.sr_steps:
-        dk = diff.respace(str(k)) if k < cfg.T else diff
+        dk = diff.respace(k)
         ups[f"upsampler, {k} steps"] = draw(nets.as_model(sr, low_res=lo_test, tokens=tok), dd=dk)
     sr_rows = []
     for name, xs in ups.items():

@@ -119,7 +119,7 @@ rec = CH.Record()  # what the claims read, filled cell by cell
 # ## The code
 
 # %%
-notebook.show_source(UC.UnCLIPDecoder.forward, UC.DiffusionPrior.forward, UC.sample_prior, UC.ARPrior.forward,
+notebook.show_source(UC.UnCLIPDecoder.forward, UC.DiffusionPrior.forward, smp.sample_prior, UC.ARPrior.forward,
                      Q.fit_pca_quantizer, UC.embedding_scale, UC.slerp)
 
 # %% [markdown]
@@ -127,8 +127,8 @@ notebook.show_source(UC.UnCLIPDecoder.forward, UC.DiffusionPrior.forward, UC.sam
 # |---|---|
 # | decoder: GLIDE's UNet, $z_i$ added to the time embedding and as 4 extra context tokens (Sec. 2.1) | `nets.unclip.UnCLIPDecoder` (on `text_encoder.TextUNet`) |
 # | 10% zeroed embeddings, 50% dropped captions | `objectives.Cond("z", "z", 0.1, null_embedding)`, `Cond("tokens", "tokens", 0.5, null_tokens)` |
-# | diffusion prior predicting the clean $z_i$, scale 17.2, two candidates (Sec. 2.2) | `nets.unclip.DiffusionPrior`, `Diffusion(param="x0")`, `embedding_scale`, `sample_prior(candidates=2)` |
-# | AR prior over PCA components in buckets, with a dot-product token | `quantize.fit_pca_quantizer`, `fit_buckets`, `nets.unclip.ARPrior`, `ARPriorObjective` |
+# | diffusion prior predicting the clean $z_i$, scale 17.2, two candidates (Sec. 2.2) | `nets.unclip.DiffusionPrior`, `Diffusion(param="x0")`, `embedding_scale`, `sampling.sample_prior(candidates=2)` |
+# | AR prior over PCA components in buckets, with a dot-product token | `quantize.fit_pca_quantizer`, `fit_buckets`, `nets.unclip.ARPrior`, `objectives.ARPriorObjective` |
 # | DDIM inversion, variations at $\eta > 0$, slerp, text diffs (Sec. 3) | `sampling.ddim_invert`, `sampling.ddim(eta=...)`, `nets.unclip.slerp` |
 # | GLIDE for comparison (Table 1, Fig. 11) | `text_encoder.TextUNet` with 20% empty captions (chapter 06's recipe) |
 
@@ -293,15 +293,15 @@ dprior_res = TR.train_cached("07_unclip", UC.DiffusionPrior(prior_cfg), OBJ.Diff
 pca = Q.fit_pca_quantizer(z_train, cfg.pca_dims, cfg.buckets)
 dots = Q.fit_buckets((z_train * zt_train).sum(-1, keepdim=True), cfg.buckets)
 codes = torch.cat([dots.encode((z_train * zt_train).sum(-1, keepdim=True)), pca.encode(z_train)], 1)
-arprior_res = TR.train_cached("07_unclip", UC.ARPrior(prior_cfg), UC.ARPriorObjective(cfg.p_drop_text),
+arprior_res = TR.train_cached("07_unclip", UC.ARPrior(prior_cfg), OBJ.ARPriorObjective(cfg.p_drop_text),
                               (codes, None, {"tokens": train_tok, "z_text": zt_train * scale}), prior_tcfg,
                               extra={"pca": pca.components, "dots": dots.edges}, device=device)
 dprior, arprior = dprior_res.ema.eval(), arprior_res.ema.eval()
-pd = prior_diff.respace(str(cfg.prior_steps)) if cfg.prior_steps < cfg.T else prior_diff
+pd = prior_diff.respace(cfg.prior_steps)
 
 
 def diffusion_prior(tokens, z_text, seed_):
-    return UC.sample_prior(dprior, pd, tokens, z_text, candidates=cfg.candidates, seed=seed_, scale=scale).cpu()
+    return smp.sample_prior(dprior, pd, tokens, z_text, candidates=cfg.candidates, seed=seed_, scale=scale).cpu()
 
 
 def ar_prior(tokens, z_text, seed_):
@@ -396,7 +396,7 @@ tok = test_tok[:n_cap].repeat_interleave(k, 0).to(device)
 empty = tk.empty(N).to(device)
 zt = zt_test[:n_cap].repeat_interleave(k, 0)
 z_null = torch.zeros(N, cfg.clip_dim, device=device)
-d = diff.respace(str(cfg.sample_steps)) if cfg.sample_steps < cfg.T else diff
+d = diff.respace(cfg.sample_steps)
 recipe = None if cfg.feature_images is None else dataclasses.replace(features.RECIPES["shapes"], train_images=cfg.feature_images)
 extractor = features.get_extractor("shapes", image_size=R, recipe=recipe, device=device)
 z_by = {"diffusion prior": diffusion_prior(tok.cpu(), zt, seed + 2).to(device),
@@ -567,7 +567,7 @@ m_var = min(cfg.n_variations, len(test_set))
 xv = test_set.x[:m_var].to(device)
 zv = z_test[:m_var].to(device)
 empty_v = tk.empty(m_var).to(device)
-dd = diff.respace(str(cfg.sample_steps)) if cfg.sample_steps < cfg.T else diff
+dd = diff.respace(cfg.sample_steps)
 with torch.no_grad():
     x_T = smp.ddim_invert(nets.as_model(decoder, tokens=empty_v, z=zv), dd, xv)
 
@@ -655,7 +655,7 @@ if cfg.sr_from:
                          dataclasses.replace(train_cfg, train_images=cfg.sr_images), device=device).ema.eval()
     m_sr = min(N, len(test_set))
     lo_test = low(test_set.x[:m_sr]).to(device)
-    d_sr = diff.respace(str(cfg.sr_steps)) if cfg.sr_steps < cfg.T else diff
+    d_sr = diff.respace(cfg.sr_steps)
     ups = {"bilinear": F.interpolate(lo_test, size=(R, R), mode="bilinear", align_corners=False).clamp(-1, 1).cpu(),
            f"upsampler, {cfg.sr_steps} steps": smp.sample_batched("ancestral", nets.as_model(sr, low_res=lo_test), d_sr, m_sr,
                                                                train_set.image_shape, seed=seed, device=device,

@@ -98,14 +98,14 @@ rec = CH.Record()
 # ## The code
 
 # %%
-notebook.show_source(CP.alt_text, CP.Blend.read, NC.Captioner.forward, NC.CaptionObjective.__call__,
+notebook.show_source(CP.alt_text, CP.Blend.read, NC.Captioner.forward, OBJ.CaptionObjective.__call__,
                      CP.upsample_prompt, CH.match_stated)
 
 # %% [markdown]
 # | paper | library |
 # |---|---|
 # | original "alt-text" captions of web images (Sec. 2) | `captions.alt_text` (lossy by design, documented below) |
-# | captioner: image embedding -> language model, CE loss; fine-tuned to SSC and DSC (Sec. 2.1) | `nets.captioner.Captioner`, `CaptionObjective`, `generate` |
+# | captioner: image embedding -> language model, CE loss; fine-tuned to SSC and DSC (Sec. 2.1) | `nets.captioner.Captioner`, `objectives.CaptionObjective`, `generate` |
 # | blend at data sampling time, per example, 95% synthetic (Sec. 3.1) | `captions.Blend` / `captions.blend(p_synthetic, p_drop)` |
 # | identical T5-conditioned latent diffusion models (Sec. 3.2) | chapter 06's `text_encoder.TextUNet`, one config for all, only the captions differ |
 # | CLIP-S with ViT-B/32 | `nets.clip.clip_score` with a judge CLIP trained on exact captions |
@@ -189,14 +189,14 @@ cap_cfg = NC.CaptionerConfig(vocab_size=tk.vocab_size, context=tk.context, width
                              image=dataclasses.replace(NC.CaptionerConfig.image, image_size=R, in_channels=C))
 cap_train = lambda images: TR.TrainConfig(train_images=images, batch_size=cfg.batch_size, lr=cfg.captioner_lr,  # noqa: E731
                                           warmup_images=min(cfg.warmup_images, images), ema_decay=0.99, seed=seed)
-pre_res = TR.train_cached("08_dalle3", NC.Captioner(cap_cfg), NC.CaptionObjective(), (train_set.x, None, {"tokens": alt_tok}),
+pre_res = TR.train_cached("08_dalle3", NC.Captioner(cap_cfg), OBJ.CaptionObjective(), (train_set.x, None, {"tokens": alt_tok}),
                           cap_train(cfg.captioner_images), device=device)
 lab = slice(0, min(cfg.n_labelled, len(train_set)))
 captioners, cap_s = {"pre-trained (alt-text)": pre_res.ema.eval()}, {"pre-trained (alt-text)": pre_res.wall_s}
 for style, caps in (("short", train_set.captions), ("descriptive", train_set.captions_long)):
     net = NC.Captioner(cap_cfg)
     net.load_state_dict(pre_res.ema.state_dict())
-    res = TR.train_cached("08_dalle3", net, NC.CaptionObjective(), (train_set.x[lab], None, {"tokens": tk.encode(caps[lab])}),
+    res = TR.train_cached("08_dalle3", net, OBJ.CaptionObjective(), (train_set.x[lab], None, {"tokens": tk.encode(caps[lab])}),
                           cap_train(cfg.finetune_images), extra={"init": pre_res.run_dir.name if pre_res.run_dir else ""},
                           device=device)
     captioners[style], cap_s[style] = res.ema.eval(), res.wall_s
@@ -307,7 +307,7 @@ notebook.show_table(model_rows, caption=f"{nets.count_params(models[ALTM]):,} pa
 
 # %%
 N = min(cfg.n_prompts, len(test_set))
-d = diff.respace(str(cfg.sample_steps)) if cfg.sample_steps < cfg.T else diff
+d = diff.respace(cfg.sample_steps)
 recipe = None if cfg.feature_images is None else dataclasses.replace(features.RECIPES["shapes"], train_images=cfg.feature_images)
 extractor = features.get_extractor("shapes", image_size=R, recipe=recipe, device=device)
 prompts = {"alt-text": alt_test[:N], "descriptive": dsc_test[:N], "short": test_set.captions[:N],

@@ -8,7 +8,7 @@ import ddpm_lib  # noqa: F401  (before torch)
 import pytest
 import torch
 
-from ddpm_lib import captions as CP, data as DS, scorer
+from ddpm_lib import captions as CP, data as DS, objectives as OBJ, scorer
 from ddpm_lib.data import shapes
 from ddpm_lib.nets import captioner as NC
 from ddpm_lib.objectives import conditioning
@@ -93,7 +93,7 @@ def test_captioner_is_causal_ends_with_padding_and_learns(grid):
         first_pad = (row == 0).nonzero()
         if len(first_pad):
             assert (row[first_pad[0, 0]:] == 0).all()
-    obj = NC.CaptionObjective()
+    obj = OBJ.CaptionObjective()
 
     class B:
         pass

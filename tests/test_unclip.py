@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ddpm_lib import diffusion as D, metrics, objectives as OBJ, quantize as Q, schedules as S, scorer, text
+from ddpm_lib import diffusion as D, metrics, objectives as OBJ, quantize as Q, sampling as smp, schedules as S, scorer, text
 from ddpm_lib.chapters import unclip as CH
 from ddpm_lib.nets import text_encoder as TE, unclip as UC, unet as U
 
@@ -66,7 +66,7 @@ def test_ar_prior_is_causal_and_generate_keeps_the_first_token():
     assert not torch.allclose(logits[:, 4], p(changed, tok, zt)[:, 4])
     out = p.generate(tok, zt, first=torch.tensor([5, 2]), generator=torch.Generator().manual_seed(0))
     assert out.shape == (2, 5) and out[:, 0].tolist() == [5, 2] and ((out >= 0) & (out < 6)).all()
-    loss = UC.ARPriorObjective(0.1)
+    loss = OBJ.ARPriorObjective(0.1)
 
     class B:  # a batch as train.Batch provides it
         x, extras = codes, {"tokens": tok, "z_text": zt}
@@ -78,8 +78,8 @@ def test_sample_prior_keeps_the_candidate_closest_to_the_text_embedding():
     p = _perturbed(UC.DiffusionPrior(PRIOR))
     diff = D.Diffusion(S.named("cosine", 100), "x0", "fixed_small", clip_denoised=False).respace("5")
     tok, zt = TK.encode(["a red circle"] * 16), F.normalize(torch.randn(16, 8), dim=-1)
-    one = UC.sample_prior(p, diff, tok, zt, candidates=1, seed=3)
-    best = UC.sample_prior(p, diff, tok, zt, candidates=4, seed=3)  # its first draw is `one`
+    one = smp.sample_prior(p, diff, tok, zt, candidates=1, seed=3)
+    best = smp.sample_prior(p, diff, tok, zt, candidates=4, seed=3)  # its first draw is `one`
     assert torch.allclose(one.norm(dim=-1), torch.ones(16), atol=1e-5)
     assert ((best * zt).sum(-1) >= (one * zt).sum(-1) - 1e-6).all()
     assert ((best * zt).sum(-1) > (one * zt).sum(-1) + 1e-6).any()

@@ -14,7 +14,6 @@ from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from . import seeded_init
 from .encoder import EncoderConfig, EncoderUNet
@@ -95,24 +94,3 @@ class Captioner(nn.Module):
         return decode(lambda tokens, cache: self(x, tokens, prefix=pre, cache=cache), start, self.cfg.context,
                       n_layer=self.cfg.layers, temperature=temperature, generator=generator, use_cache=use_cache,
                       end=0)
-
-
-class CaptionObjective:
-    """Next-word cross-entropy of the batch's captions (``batch.extras[tokens]``) given the images
-    (``batch.x``), over each caption's words and its first padding token (the end of the caption)."""
-
-    def __init__(self, tokens: str = "tokens"):
-        self.tokens = tokens
-
-    def config(self) -> dict:
-        return {"objective": "caption", "tokens": self.tokens}
-
-    def __call__(self, net, batch):
-        tok = batch.extras[self.tokens].to(batch.x.device)
-        logits = net(batch.x, tok)
-        real = tok != 0
-        # count positions up to and including the first padding token
-        keep = torch.cat([torch.ones_like(real[:, :1]), real[:, :-1]], 1)
-        ce = F.cross_entropy(logits.flatten(0, 1).float(), tok.flatten(), reduction="none").view(tok.shape)
-        loss = (ce * keep).sum() / keep.sum()
-        return loss, {"words": real.sum(1).float().mean()}

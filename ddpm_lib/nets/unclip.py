@@ -192,47 +192,6 @@ class ARPrior(nn.Module):
                       n_layer=self.cfg.layers, temperature=temperature, generator=generator, use_cache=use_cache)
 
 
-class ARPriorObjective:
-    """Cross-entropy over the AR prior's codes (``batch.x``), conditioned on the batch's caption tokens
-    and text embedding, each dropped on ``p_drop`` of the rows (the paper: 10%, for guidance)."""
-
-    def __init__(self, p_drop: float = 0.1):
-        from ..objectives import Cond, null_embedding, null_tokens
-        self.p_drop = p_drop
-        self.conds = (Cond("tokens", "tokens", p_drop, null_tokens), Cond("z_text", "z_text", p_drop, null_embedding))
-
-    def config(self) -> dict:
-        return {"objective": "ar_prior", "p_drop": self.p_drop}
-
-    def __call__(self, net, batch):
-        from ..objectives import conditioning
-        logits = net(batch.x, **conditioning(self.conds, batch))
-        return F.cross_entropy(logits.flatten(0, 1).float(), batch.x.flatten())
-
-
-@torch.no_grad()
-def sample_prior(prior: DiffusionPrior, diff, tokens: torch.Tensor, z_text: torch.Tensor, candidates: int = 2,
-                 seed: int = 0, scale: float = 1.0) -> torch.Tensor:
-    """unCLIP's diffusion-prior sampling: ``candidates`` embeddings per caption by the ancestral sampler
-    of ``diff`` (respace it for fewer steps), keeping the one with the largest dot product with z_text
-    (Sec. 2.2). Embeddings are in the prior's scaled space; returns (B, clip_dim) float32 unit vectors.
-    ``scale`` is the embedding scale the prior was trained with (z_text is given unit-norm)."""
-    from .. import sampling as smp
-    from . import as_model
-
-    dev = next(prior.parameters()).device
-    tokens, z_text = tokens.to(dev), F.normalize(z_text.float().to(dev), dim=-1)
-    model = as_model(prior, tokens=tokens, z_text=z_text * scale)
-    g = torch.Generator(device=dev).manual_seed(seed)
-    draws = []
-    for _ in range(candidates):
-        x_T = smp.noise_like((len(tokens), prior.cfg.clip_dim), g, dev)
-        draws.append(F.normalize(smp.ancestral(model, diff, x_T, generator=g).float(), dim=-1))
-    z = torch.stack(draws, 1)  # (B, K, d)
-    best = (z * z_text[:, None]).sum(-1).argmax(1)
-    return z[torch.arange(len(z)), best]
-
-
 def slerp(a: torch.Tensor, b: torch.Tensor, lam: float) -> torch.Tensor:
     """Spherical interpolation between unit vectors (unCLIP Sec. 3: interpolating image embeddings)."""
     a, b = F.normalize(a.float(), dim=-1), F.normalize(b.float(), dim=-1)

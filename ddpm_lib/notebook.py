@@ -356,9 +356,11 @@ class Session:
         if rank() != 0:
             return
         path = self.results_path()
+        folder = path.parent  # probed where it exists, never created here: a run that stops early leaves no folder
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=path.parent, prefix=f".{self.chapter}.probe."):
+            with tempfile.TemporaryFile(dir=folder, prefix=f".{self.chapter}.probe."):
                 pass
         except OSError as e:
             raise PermissionError(f"the results folder {path.parent} cannot be written ({e.strerror or e}): set "

@@ -404,7 +404,10 @@ def _running_cell(path: Path, source: str) -> bool:
 @pytest.mark.timeout(420)
 def test_ctrl_c_ends_quietly_and_says_where_the_partial_notebook_is(tmp_path):
     src = _tiny_notebook(tmp_path / "slow.ipynb", "import time\ntime.sleep(120)")
-    proc = _execute(tmp_path, src, {"profile": "smoke"}, {}, start_new_session=True)
+    # as from a terminal: SIGINT at its default, whatever this test process inherited (a CI job started in
+    # the background runs with SIGINT ignored, and Python then never turns it into KeyboardInterrupt)
+    proc = _execute(tmp_path, src, {"profile": "smoke"}, {}, start_new_session=True,
+                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240  # a loaded machine can take long to start a kernel
     while time.time() < deadline and not _running_cell(tmp_path / "out.ipynb", "time.sleep(120)"):
         time.sleep(0.5)

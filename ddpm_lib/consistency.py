@@ -35,7 +35,8 @@ import torch
 import torch.nn as nn
 
 from . import karras as K
-from .objectives import TargetNetwork, TargetObjective, _unwrap
+from .nets import unwrap
+from .objectives import TargetNetwork, TargetObjective
 from .schedules import karras_sigmas
 
 DISTANCES = ("l2", "l1", "pseudo_huber")
@@ -382,7 +383,7 @@ class SCMObjective:
         z = batch.randn(*x0.shape[1:], dtype=x0.dtype) * self.sigma_d
         t = trigflow_times(batch.randn(dtype=torch.float64).reshape(-1), self.sigma_d, self.P_mean, self.P_std).to(x0.device)
         r = min(1.0, batch.step / self.warmup) if self.warmup else 1.0
-        model = _unwrap(net)
+        model = unwrap(net)
         x_t, F_m, g, norm = self.tangent(model, x0, z, t, r)
         F_t = net(x_t, t.to(x0.dtype), output="F")
         loss = (F_t - F_m - g).reshape(len(x0), -1).pow(2).mean(1)

@@ -346,6 +346,55 @@ def combo(evals: dict, weights: dict, metric: str = "fd"):
     return stats.percentile(est, reps, centre=True, method="bootstrap-paired")
 
 
+def fd_bootstrap(real, fakes: dict, B: int, seed: int = 0) -> dict:
+    """FD of several sets against one real set with ``B`` paired bootstrap replicates of each, for
+    many arms at the cost of FD alone: ``real`` and the values of ``fakes`` are features (N, D),
+    computed once (``extractor.features``); only indices are resampled.
+
+    Replicate b resamples the real set once and shares it, with its covariance square root, across
+    every arm, so two arms' replicates pair up (``stats.diff_ci``); each set is resampled with one
+    index draw per set size, the same for sets of equal size, so samples matched item by item (the
+    same noise sampled two ways) stay matched. Returns ``{name: (fd, replicates (B,))}`` with
+    ``fd`` the full-set FD (``frechet_distance``). KID and precision / recall are not resampled:
+    use ``evaluate(bootstrap=...)`` for those."""
+    fr = _f64(real).numpy()
+    sets = {k: _f64(v).numpy() for k, v in fakes.items()}
+    g = torch.Generator().manual_seed(seed + 7907)
+    ir = torch.randint(len(fr), (B, len(fr)), generator=g).numpy()
+    draws = {n: torch.randint(n, (B, n), generator=g).numpy() for n in sorted({len(v) for v in sets.values()})}
+    reps = {k: np.empty(B) for k in sets}
+    with _one_blas_thread():  # small matrices: threads only wait on each other (far slower on a busy CPU)
+        for b in range(B):
+            _fd_replicate(fr[ir[b]], sets, draws, b, reps)
+    return {k: (frechet_distance(fr, f), reps[k]) for k, f in sets.items()}
+
+
+def _one_blas_thread():
+    try:
+        from threadpoolctl import threadpool_limits  # installed with scikit-learn
+    except ImportError:  # pragma: no cover
+        import contextlib
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
+
+
+def _fd_replicate(r, sets: dict, draws: dict, b: int, reps: dict) -> None:
+    """Replicate ``b`` of every set against the resampled real features ``r``: the real side's
+    mean, covariance and its square root R once; per set, tr (R S_f R)^{1/2} from the eigenvalues of
+    the smaller Gram matrix of its centred, R-projected features (the same nonzero eigenvalues)."""
+    mu_r, s_r = r.mean(0), np.cov(r, rowvar=False)
+    root, tr_r = _psd_sqrt(s_r), float(np.trace(s_r))
+    for k, f in sets.items():
+        f = f[draws[len(f)][b]]
+        c = f - f.mean(0)
+        a = c @ root / math.sqrt(len(f) - 1)  # R S_f R = a^T a
+        gram = a @ a.T if len(a) < a.shape[1] else a.T @ a
+        tr_cov = np.sqrt(np.clip(np.linalg.eigvalsh((gram + gram.T) / 2), 0, None)).sum()
+        tr_f = float((c ** 2).sum()) / (len(f) - 1)
+        d2 = float(((mu_r - f.mean(0)) ** 2).sum()) + tr_r + tr_f - 2 * tr_cov
+        reps[k][b] = max(d2, 0.0)
+
+
 def _pr_both_sets(fr, ff, ir, i_f, k: int) -> tuple[float, float]:
     """Precision and recall of one bootstrap replicate with both manifolds rebuilt from the
     resampled sets (a duplicate would be its own nearest neighbour at distance 0, so each k-NN
@@ -416,6 +465,22 @@ def attribute_accuracy(extractor: FeatureExtractor, samples, attrs: dict[str, to
 # --------------------------------------------------------------------------------------------
 # Likelihoods
 # --------------------------------------------------------------------------------------------
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """A separable Gaussian blur of (N, C, H, W) images with standard deviation ``sigma`` pixels
+    (kernel radius ceil(3 sigma), reflected borders); sigma = 0 returns the images unchanged (the
+    paper blurs both sets before FID, DALL-E Fig. 9a; unCLIP blurs the low-resolution input of its
+    upsampler)."""
+    if sigma <= 0:
+        return x
+    r = max(1, math.ceil(3 * sigma))
+    r = min(r, x.shape[-1] - 1)
+    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=torch.float64) / sigma) ** 2)
+    k = (k / k.sum()).to(x.dtype)
+    c = x.shape[1]
+    h = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    return F.conv2d(F.pad(h, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+
+
 def nats_to_bits(nats):
     """Divide by ln 2."""
     return nats / LN2

@@ -32,7 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import diffusion, schedules
-from .nets import as_model
+from .nets import as_model, unwrap
 
 
 # --------------------------------------------------------------------------------------------
@@ -447,14 +447,14 @@ class TargetNetwork:
         return {"mu": self.mu if not callable(self.mu) else getattr(self.mu, "__name__", "schedule")}
 
     def bind(self, net: nn.Module) -> None:
-        self.net = copy.deepcopy(_unwrap(net)).requires_grad_(False)
+        self.net = copy.deepcopy(unwrap(net)).requires_grad_(False)
 
     def after_step(self, step: int, net: nn.Module) -> None:
         mu = float(self.mu(step)) if callable(self.mu) else float(self.mu)
         with torch.no_grad():
-            for p_t, p in zip(self.net.parameters(), _unwrap(net).parameters()):
+            for p_t, p in zip(self.net.parameters(), unwrap(net).parameters()):
                 p_t.lerp_(p.detach(), 1 - mu)
-            for b_t, b in zip(self.net.buffers(), _unwrap(net).buffers()):
+            for b_t, b in zip(self.net.buffers(), unwrap(net).buffers()):
                 b_t.copy_(b)
 
     def tensors(self) -> dict[str, torch.Tensor]:
@@ -482,10 +482,6 @@ class TargetObjective:
     def load_tensors(self, tensors):
         self.target.load_tensors(tensors)
 
-
-def _unwrap(m: nn.Module) -> nn.Module:
-    m = getattr(m, "module", m)  # DDP
-    return getattr(m, "_orig_mod", m)  # torch.compile
 
 
 # ---- token models: unCLIP's AR prior, DALL-E 3's captioner ----------------------------------

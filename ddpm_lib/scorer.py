@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass, field
 from typing import NamedTuple, Sequence
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -377,6 +378,21 @@ def caption_match(reader: Reader, images: torch.Tensor, attrs, fields: Sequence[
         raise ValueError(f"the prompt has no attribute among fields {tuple(fields)} (keys: {sorted(attrs)})")
     score = sum(hits.values()) / sum(totals.values())
     return Match(score, {f: hits[f] / totals[f] for f in hits})
+
+
+def binding_scores(reader, images: torch.Tensor, captions) -> dict[str, np.ndarray]:
+    """Per image, for two-object prompts: ``bound`` 1 when both objects are drawn with their own shape
+    and colour (the read objects matched to the prompt's by shape, wherever they sit); ``swap`` the
+    share of the prompt's colours that are in the image but on the wrong object (the bag-of-colours
+    match minus the bound one): attribute binding errors, not missing colours; ``present`` the share
+    of the prompt's colours drawn at all (on any object), the denominator of a swap share among
+    present colours."""
+    fields = ("shape", "colour")
+    bound = caption_match(reader, images, captions, fields=fields, assign="best")
+    bag = caption_match(reader, images, captions, fields=fields, binding=False)
+    return dict(bound=(bound.score >= 1 - 1e-9).double().numpy(),
+                swap=(bag.fields["colour"] - bound.fields["colour"]).double().numpy(),
+                present=bag.fields["colour"].double().numpy())
 
 
 def _object_hits(r: dict, attrs: dict, sfx: str, fields: list[str]) -> dict[str, torch.Tensor]:

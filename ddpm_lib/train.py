@@ -36,7 +36,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -254,11 +254,6 @@ def load_weights(path: Path, net: nn.Module, which: str = "ema") -> nn.Module:
 # --------------------------------------------------------------------------------------------
 # The loop
 # --------------------------------------------------------------------------------------------
-def _unwrap(m: nn.Module) -> nn.Module:
-    m = getattr(m, "module", m)  # DDP
-    return getattr(m, "_orig_mod", m)  # torch.compile
-
-
 def _update_ema(ema: nn.Module, net: nn.Module, decay: float) -> None:
     with torch.no_grad():
         for e, p in zip(ema.parameters(), net.parameters()):

@@ -465,10 +465,10 @@ extractor = features.get_extractor("shapes", image_size=cfg.image_size, recipe=r
 recon = per_image[bm]["recon"][:cfg.n_eval]
 blur = {}
 for sigma in tqdm(cfg.blur_sigmas, desc="blur"):
-    real = CH.gaussian_blur(train_set.x, sigma)
-    ref = CH.gaussian_blur(test_set.x[:cfg.n_eval], sigma)  # fresh real scenes at the samples' n: the floor
+    real = metrics.gaussian_blur(train_set.x, sigma)
+    ref = metrics.gaussian_blur(test_set.x[:cfg.n_eval], sigma)  # fresh real scenes at the samples' n: the floor
     for name, xs in (("samples", samples), ("reconstructions", recon)):
-        blur[(name, sigma)] = metrics.evaluate(extractor, real, CH.gaussian_blur(xs, sigma), real_ref=ref[:len(xs)],
+        blur[(name, sigma)] = metrics.evaluate(extractor, real, metrics.gaussian_blur(xs, sigma), real_ref=ref[:len(xs)],
                                                bootstrap=cfg.bootstrap, seed=seed)
 s_blur = 1.0 if 1.0 in cfg.blur_sigmas else max(cfg.blur_sigmas)
 sharp, recon_sharp = blur[("samples", 0.0)], blur[("reconstructions", 0.0)]

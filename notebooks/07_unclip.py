@@ -412,7 +412,7 @@ def draw(model):
 def scores(xs):
     ev = metrics.evaluate(extractor, train_set.x, xs, real_ref=test_set.x[:N], bootstrap=cfg.bootstrap, seed=seed)
     m = scorer.caption_match(reader, xs, caps, assign="best")
-    b = CH.binding_scores(reader, xs, caps)
+    b = scorer.binding_scores(reader, xs, caps)
     div = metrics.within_caption_diversity(extractor.features(xs).view(n_cap, k, -1)).numpy()
     return dict(xs=xs, ev=ev, match=m.score.double().numpy(), div=div, judge=CL.clip_score(judge, xs, tok.cpu()).numpy(), **b)
 
@@ -435,7 +435,7 @@ configs += [("GLIDE, empty caption", lambda: nets.as_model(glide, tokens=empty))
 runs = {}
 for name, make in tqdm(configs, desc="configurations"):
     runs[name] = scores(draw(make()))
-real_bind = CH.binding_scores(reader, test_set.x[:n_cap], test_set.captions_long[:n_cap])
+real_bind = scorer.binding_scores(reader, test_set.x[:n_cap], test_set.captions_long[:n_cap])
 fd_floor = runs["unCLIP s=1"]["ev"].fd_floor
 rows = [dict(config=k_, fd=r["ev"].ci("fd"), precision=r["ev"].ci("precision"),
              recall=r["ev"].ci("recall"), match=stats.mean_ci(r["match"]),
@@ -646,12 +646,10 @@ notebook.see(
 
 # %%
 if cfg.sr_from:
-    from ddpm_lib.chapters.dalle import gaussian_blur
-
     low = lambda x: F.interpolate(x, size=(cfg.sr_from, cfg.sr_from), mode="area")  # noqa: E731
     sr_unet = dataclasses.replace(unet_cfg, in_channels=2 * C, attention_resolutions=())  # no attention (unCLIP)
     sr = TR.train_cached("07_unclip", U.SuperResUNet(sr_unet), OBJ.DiffusionObjective(diff, "hybrid", conds=(OBJ.Cond("low", "low_res"),)),
-                         (train_set.x, None, {"low": gaussian_blur(low(train_set.x), cfg.sr_blur)}),
+                         (train_set.x, None, {"low": metrics.gaussian_blur(low(train_set.x), cfg.sr_blur)}),
                          dataclasses.replace(train_cfg, train_images=cfg.sr_images), device=device).ema.eval()
     m_sr = min(N, len(test_set))
     lo_test = low(test_set.x[:m_sr]).to(device)

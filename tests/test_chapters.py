@@ -1,5 +1,5 @@
 """Chapter helpers (ddpm_lib.chapters.adm for 04, .dalle for 05): the held-out loss grid, accuracy by noise level,
-the temperature knob, blur and reranking (their claims: tests/test_claims_adm.py, tests/test_claims_dalle.py)."""
+the temperature knob and reranking (their claims: tests/test_claims_adm.py, tests/test_claims_dalle.py)."""
 from __future__ import annotations
 
 import ddpm_lib  # noqa: F401  (before torch)
@@ -52,14 +52,9 @@ def test_eps_temperature_scales_only_the_eps_channels():
     assert torch.all(out[:, :1] == 6.0) and torch.all(out[:, 1:] == 1.0)
 
 
-def test_gaussian_blur_keeps_the_mean_and_smooths():
+def test_rerank_picks_the_best_of_the_first_n():
     from ddpm_lib.chapters import dalle
 
-    x = torch.zeros(1, 1, 9, 9)
-    x[0, 0, 4, 4] = 1.0
-    b = dalle.gaussian_blur(x, 1.0)
-    assert abs(b.sum().item() - 1.0) < 1e-5 and b.max() < 0.2 and b[0, 0, 4, 4] == b.max()
-    assert torch.equal(dalle.gaussian_blur(x, 0.0), x)
     picks = dalle.rerank(torch.tensor([[0.1, 0.9, 0.5], [0.7, 0.2, 0.8]]), [1, 2, 3])
     assert picks[1].tolist() == [0, 0] and picks[2].tolist() == [1, 0] and picks[3].tolist() == [1, 2]
 

@@ -254,3 +254,11 @@ def test_metrics_imports_nothing_above_it():
         elif isinstance(node, ast.Import):
             ours.update(a.name.split(".")[1] for a in node.names if a.name.startswith("ddpm_lib."))
     assert ours == {"stats"}, ours
+
+
+def test_gaussian_blur_keeps_the_mean_and_smooths():
+    x = torch.zeros(1, 1, 9, 9)
+    x[0, 0, 4, 4] = 1.0
+    b = M.gaussian_blur(x, 1.0)
+    assert abs(b.sum().item() - 1.0) < 1e-5 and b.max() < 0.2 and b[0, 0, 4, 4] == b.max()
+    assert torch.equal(M.gaussian_blur(x, 0.0), x)

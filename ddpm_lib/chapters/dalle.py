@@ -1,4 +1,4 @@
-"""Chapter 05 (DALL-E): blur and reranking helpers, the chapter's typed record (what its claims read)
+"""Chapter 05 (DALL-E): reranking helpers, the chapter's typed record (what its claims read)
 and its claims, one rule per row (ddpm_lib.claims).
 
 Paper numbers from ../shared/reference/chapters-04-09.md section 2.1 (checked against the paper).
@@ -6,12 +6,10 @@ Paper numbers from ../shared/reference/chapters-04-09.md section 2.1 (checked ag
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .. import claims as C
 from .. import stats
@@ -21,20 +19,6 @@ from ..claims import shifted, why_parts
 
 iv = Interval.of  # for display: an Interval, or one back from its as_dict()
 
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """A separable Gaussian blur of (N, C, H, W) images with standard deviation ``sigma`` pixels
-    (kernel radius ceil(3 sigma), reflected borders); sigma = 0 returns the images unchanged (the
-    paper blurs both sets before FID, Fig. 9a)."""
-    if sigma <= 0:
-        return x
-    r = max(1, math.ceil(3 * sigma))
-    r = min(r, x.shape[-1] - 1)
-    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=torch.float64) / sigma) ** 2)
-    k = (k / k.sum()).to(x.dtype)
-    c = x.shape[1]
-    h = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    return F.conv2d(F.pad(h, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
 
 
 def rerank(scores: torch.Tensor, ns) -> dict[int, torch.Tensor]:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .. import captions as CP, claims as C, scorer, stats
-from .unclip import binding_scores  # chapter 07's binding measure, on parsed prompts
+from ..scorer import binding_scores  # the binding measure of chapter 07, on parsed prompts
 
 iv = stats.Interval.of  # the notebook's display of stored intervals
 FIELDS = ("shape", "colour", "size", "position", "background")

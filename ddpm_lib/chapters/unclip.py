@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .. import claims as C
-from .. import scorer, stats
+from .. import stats
 from ..data import shapes
 from ..stats import Interval
 
@@ -34,20 +34,6 @@ AR, TEXT, CAPTION = ("unCLIP, AR prior", 1.0), ("decoder, text embedding", 1.0),
 UNCOND, RECON, GLIDE_EMPTY = ("decoder, unconditional", 1.0), ("decoder, true z_i", 1.0), ("GLIDE, empty caption", 1.0)
 U1, G1 = ("unCLIP", 1.0), ("GLIDE", 1.0)
 
-
-def binding_scores(reader, images: torch.Tensor, captions) -> dict[str, np.ndarray]:
-    """Per image, for two-object prompts: ``bound`` 1 when both objects are drawn with their own shape
-    and colour (the read objects matched to the prompt's by shape, wherever they sit); ``swap`` the
-    share of the prompt's colours that are in the image but on the wrong object (the bag-of-colours
-    match minus the bound one): attribute binding errors, not missing colours; ``present`` the share
-    of the prompt's colours drawn at all (on any object), the denominator of a swap share among
-    present colours."""
-    fields = ("shape", "colour")
-    bound = scorer.caption_match(reader, images, captions, fields=fields, assign="best")
-    bag = scorer.caption_match(reader, images, captions, fields=fields, binding=False)
-    return dict(bound=(bound.score >= 1 - 1e-9).double().numpy(),
-                swap=(bag.fields["colour"] - bound.fields["colour"]).double().numpy(),
-                present=bag.fields["colour"].double().numpy())
 
 
 def recolour_captions(attrs: dict, colour) -> list[str]:

@@ -25,6 +25,12 @@ def seeded_init(init):
     return wrapper
 
 
+def unwrap(m: nn.Module) -> nn.Module:
+    """The network inside a DDP wrapper (``.module``) and/or ``torch.compile`` (``._orig_mod``)."""
+    m = getattr(m, "module", m)
+    return getattr(m, "_orig_mod", m)
+
+
 def as_model(net: nn.Module, **cond):
     """``net`` as a model function ``(x_t, t) -> output`` for ``diffusion`` and ``sampling``.
 

@@ -92,8 +92,9 @@ def cm_adaptive(step: int, total: int, s0: int = 2, s1: int = 150, mu0: float = 
 
 def ict_doubling(step: int, total: int, s0: int = 10, s1: int = 1280) -> int:
     """iCT's curriculum: N(k) = min(s0 2^floor(k / K'), s1) + 1 with K' = floor(K / (log2 floor(s1 / s0) + 1)),
-    the number of steps doubling every K' iterations."""
-    stages = math.floor(math.log2(math.floor(s1 / s0))) + 1
+    the number of steps doubling every K' iterations. iCT's K' does not floor the log2: with
+    s1 / s0 = 15, K' = floor(K / 4.91), so N reaches s1 + 1 = 151 within K steps."""
+    stages = math.log2(math.floor(s1 / s0)) + 1
     k_prime = max(math.floor(total / stages), 1)
     return min(s0 * 2 ** (max(step, 0) // k_prime), s1) + 1
 

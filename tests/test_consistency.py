@@ -57,6 +57,10 @@ def test_distances_grid_and_schedules():
     assert [CM.cm_adaptive(k, 1000)[0] for k in (0, 250, 500, 1000)] == sorted({CM.cm_adaptive(k, 1000)[0] for k in (0, 250, 500, 1000)})
     # iCT: 10 -> 1280 steps, doubling every K' = floor(K / 8) iterations
     assert [CM.ict_doubling(k, 1000) for k in (0, 124, 125, 250, 999)] == [11, 11, 21, 41, 1281]
+    # a ratio s1 / s0 that is not a power of two: K' = floor(1000 / (log2 15 + 1)) = 203, and N reaches
+    # s1 + 1 (flooring the log2 gave K' = 250 and stopped at 81)
+    got = [CM.ict_doubling(k, 1000, s0=10, s1=150) for k in (202, 203, 406, 609, 812, 999)]
+    assert got == [11, 21, 41, 81, 151, 151]
     p = CM.lognormal_index_probs(CM.grid(40))
     assert p.sum().item() == pytest.approx(1.0) and len(p) == 39
     mid = (CM.grid(40)[:-1] * CM.grid(40)[1:]).sqrt()

@@ -116,21 +116,37 @@ rec, cmp = CH.Record(), {}  # cmp: the comparisons the text quotes
 # $z \sim \mathcal N(0, \sigma_d^2 I)$ and $t \in [0, \pi/2]$, the consistency function as $f_\theta(x_t,
 # t) = \cos t\, x_t - \sigma_d \sin t\, F_\theta(x_t / \sigma_d, t)$ (the boundary $f(x, 0) = x$ holds
 # exactly; it is EDM's preconditioning at $\sigma = \sigma_d \tan t$). As the spacing goes to zero
-# the discrete loss's gradient becomes
+# the discrete loss's gradient becomes a closed form. In two lines: at $\theta = \theta^-$ the
+# difference of the two ends is $f_{\theta^-}(x_t, t) - f_{\theta^-}(x_{t-\Delta t}, t - \Delta t)
+# \approx \Delta t\, df_{\theta^-}/dt$, and only $F_\theta$ carries $\theta$, with
+# $\nabla_\theta f_\theta = -\sigma_d \sin t\, \nabla_\theta F_\theta$; so
 #
 # $$
 # \begin{aligned}
-# &\nabla_\theta\, \mathbb E\big[ F_\theta^\top g \big], \qquad g = \cos t \, \frac{d f_{\theta^-}}{dt}
-# \quad\text{(the tangent)},\\
-# &g = -\cos^2 t\, \Big(\sigma_d F_{\theta^-} - \frac{dx_t}{dt}\Big)
-# \;{-}\; \cos t \sin t\, \Big(x_t + \sigma_d \frac{d F_{\theta^-}}{dt}\Big),
+# \nabla_\theta \tfrac{1}{\Delta t}\, \mathbb E\,\|f_\theta - f_{\theta^-}\|^2
+# &\to 2\,\mathbb E\Big[\Big(\frac{df_{\theta^-}}{dt}\Big)^{\!\top}
+# \nabla_\theta f_\theta\Big]\\
+# &= -2 \sigma_d \sin t\; \nabla_\theta\,
+# \mathbb E\Big[F_\theta^\top \frac{df_{\theta^-}}{dt}\Big].
+# \end{aligned}
+# $$
+#
+# With sCM's weight $1 / (\sigma_d \tan t)$ this is $-2\, \nabla_\theta\, \mathbb E[F_\theta^\top g]$,
+# where $g = \cos t\, df_{\theta^-}/dt$ is **the tangent**; differentiating $f$ along the
+# trajectory gives it in full:
+#
+# $$
+# \begin{aligned}
+# g = &-\cos^2 t\, \Big(\sigma_d F_{\theta^-} - \frac{dx_t}{dt}\Big)\\
+# &-\cos t \sin t\, \Big(x_t + \sigma_d \frac{d F_{\theta^-}}{dt}\Big),
 # \end{aligned}
 # $$
 #
 # which needs the **total derivative** $dF_{\theta^-}/dt$ along the trajectory: a forward-mode
 # derivative (a JVP) of the network, with tangent $dx_t/dt = \cos t\, z - \sin t\, x_0$ for sCT or
 # the teacher's velocity $\sigma_d F_\text{teacher}$ for sCD. The loss used in practice is
-# $\|F_\theta - F_{\theta^-} - g\|^2$, whose gradient at $\theta = \theta^-$ is the one above.
+# $\|F_\theta - F_{\theta^-} - g\|^2$, whose gradient at $\theta = \theta^-$ is $-2\,\nabla_\theta\,\mathbb E[F_\theta^\top g]$,
+# the one above.
 #
 # **Why it was unstable.** $dF/dt$ contains $\partial_t c_\text{noise}(t)\,
 # \partial F / \partial c_\text{noise}$. With EDM's $c_\text{noise} = \log(\sigma_d \tan t)$, $\sin t\,

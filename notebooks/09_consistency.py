@@ -175,6 +175,21 @@ notebook.show_source(CM.ConsistencyObjective.__call__, CM.ConsistencyObjective.t
 #
 # The JVP inside `SCMObjective.tangent` is checked against central finite differences in
 # `tests/test_consistency.py` ($g = \cos t\, df/dt$ to $10^{-6}$).
+#
+# **Where our models depart from the papers** (declared here, not tested):
+#
+# - Every CD, CT and iCT model is a TrigFlow network seen in EDM's $\sigma$ form (`SigmaForm`:
+#   $c_\text{skip} = \cos t$, $c_\text{out} = -\sigma_d \sin t$ at $\sigma = \sigma_d \tan t$), not
+#   the CM boundary parametrisation derived above; $f(x, 0) = x$ holds exactly, and at
+#   $\sigma_\text{min} = 0.002$ only up to about $\sigma_\text{min} |F|$.
+# - The time input is TrigFlow's $t = \arctan(\sigma / \sigma_d)$ through a sinusoidal embedding of
+#   maximum period `max_period` (10, as sCM's MNIST code), not CM's $250 \ln \sigma$.
+# - sCM's learned adaptive weighting $w_\phi(t)$ is absent: sCT and sCD use the fixed weight above.
+# - One optimiser for every arm, AdamW (`train.TrainConfig`), at the preset's learning rates
+#   (`toy_lr`, `teacher_lr`, `student_lr`, on the run card); CM's released code uses RAdam.
+# - In the iCT ablation, "iCT, EMA target" uses a fixed $\mu = 0.95$, not CM's $\mu(k)$, and
+#   "iCT, uniform index" undoes two things at once: the lognormal index and the
+#   $1 / \Delta\sigma$ weight.
 
 # %% [markdown]
 # ## Experiment 1: the recipes, one change at a time, in 2-D

@@ -347,26 +347,60 @@ def combo(evals: dict, weights: dict, metric: str = "fd"):
 
 
 def fd_bootstrap(real, fakes: dict, B: int, seed: int = 0) -> dict:
-    """FD of several sets against one real set with ``B`` paired bootstrap replicates of each, for
-    many arms at the cost of FD alone: ``real`` and the values of ``fakes`` are features (N, D),
-    computed once (``extractor.features``); only indices are resampled.
+    """FD of several sets against one real set with ``B`` paired bootstrap replicates of each
+    (``FDBootstrap`` over ``fakes``' values): ``{name: (fd, replicates (B,))}``."""
+    boot = FDBootstrap(real, B, seed)
+    return {k: boot(v) for k, v in fakes.items()}
 
-    Replicate b resamples the real set once and shares it, with its covariance square root, across
-    every arm, so two arms' replicates pair up (``stats.diff_ci``); each set is resampled with one
-    index draw per set size, the same for sets of equal size, so samples matched item by item (the
-    same noise sampled two ways) stay matched. Returns ``{name: (fd, replicates (B,))}`` with
-    ``fd`` the full-set FD (``frechet_distance``). KID and precision / recall are not resampled:
-    use ``evaluate(bootstrap=...)`` for those."""
-    fr = _f64(real).numpy()
-    sets = {k: _f64(v).numpy() for k, v in fakes.items()}
-    g = torch.Generator().manual_seed(seed + 7907)
-    ir = torch.randint(len(fr), (B, len(fr)), generator=g).numpy()
-    draws = {n: torch.randint(n, (B, n), generator=g).numpy() for n in sorted({len(v) for v in sets.values()})}
-    reps = {k: np.empty(B) for k in sets}
-    with _one_blas_thread():  # small matrices: threads only wait on each other (far slower on a busy CPU)
-        for b in range(B):
-            _fd_replicate(fr[ir[b]], sets, draws, b, reps)
-    return {k: (frechet_distance(fr, f), reps[k]) for k, f in sets.items()}
+
+class FDBootstrap:
+    """FD against one real set with ``B`` bootstrap replicates, at the cost of FD alone, one set at a
+    time. ``real`` and the sets are features (N, D), computed once (``extractor.features``); only
+    indices are resampled. KID and precision / recall are not: use ``evaluate(bootstrap=...)``.
+
+    The real side of every replicate (the resampled set's mean, covariance root R and trace) is
+    computed once, here: B x D x D floats (260 MB at D = 128, B = 2,000). A call then costs, per
+    replicate, one eigendecomposition of the smaller Gram matrix of the set's centred, R-projected
+    features (the same nonzero eigenvalues as R S_f R). Replicate b shares its real draw across every
+    set, and a set of n items draws its indices from a generator seeded by (``seed``, n), the same on
+    every call: two sets' replicates pair up (``stats.diff_ci``, ``combo``), and sets matched item by
+    item (the same noise sampled two ways) stay matched. ``__call__`` returns (fd, replicates (B,))
+    with ``fd`` the full-set FD (``frechet_distance``)."""
+
+    def __init__(self, real, B: int, seed: int = 0):
+        if B < 1:
+            raise ValueError(f"B must be >= 1 bootstrap replicates, got {B}")
+        self.real, self.B, self.seed = _f64(real).numpy(), int(B), int(seed)
+        fr = self.real
+        g = torch.Generator().manual_seed(self.seed + 7907)
+        ir = torch.randint(len(fr), (self.B, len(fr)), generator=g).numpy()
+        d = fr.shape[1]
+        self.mu, self.root, self.trace = np.empty((self.B, d)), np.empty((self.B, d, d)), np.empty(self.B)
+        with _one_blas_thread():  # small matrices: threads only wait on each other (far slower on a busy CPU)
+            for b in range(self.B):
+                r = fr[ir[b]]
+                s = np.cov(r, rowvar=False)
+                self.mu[b], self.root[b], self.trace[b] = r.mean(0), _psd_sqrt(s), np.trace(s)
+
+    def draws(self, n: int) -> np.ndarray:
+        """(B, n) resampled indices of a set of n items, the same on every call."""
+        g = torch.Generator().manual_seed(self.seed + 7907 + 1_000_003 * n)
+        return torch.randint(n, (self.B, n), generator=g).numpy()
+
+    def __call__(self, fake) -> tuple[float, np.ndarray]:
+        f = _f64(fake).numpy()
+        idx, reps = self.draws(len(f)), np.empty(self.B)
+        with _one_blas_thread():
+            for b in range(self.B):
+                x = f[idx[b]]
+                c = x - x.mean(0)
+                a = c @ self.root[b] / math.sqrt(len(x) - 1)  # R S_f R = a^T a
+                gram = a @ a.T if len(a) < a.shape[1] else a.T @ a
+                tr_cov = np.sqrt(np.clip(np.linalg.eigvalsh((gram + gram.T) / 2), 0, None)).sum()
+                tr_f = float((c ** 2).sum()) / (len(x) - 1)
+                d2 = float(((self.mu[b] - x.mean(0)) ** 2).sum()) + self.trace[b] + tr_f - 2 * tr_cov
+                reps[b] = max(d2, 0.0)
+        return frechet_distance(self.real, f), reps
 
 
 def _one_blas_thread():
@@ -376,23 +410,6 @@ def _one_blas_thread():
         import contextlib
         return contextlib.nullcontext()
     return threadpool_limits(1, user_api="blas")
-
-
-def _fd_replicate(r, sets: dict, draws: dict, b: int, reps: dict) -> None:
-    """Replicate ``b`` of every set against the resampled real features ``r``: the real side's
-    mean, covariance and its square root R once; per set, tr (R S_f R)^{1/2} from the eigenvalues of
-    the smaller Gram matrix of its centred, R-projected features (the same nonzero eigenvalues)."""
-    mu_r, s_r = r.mean(0), np.cov(r, rowvar=False)
-    root, tr_r = _psd_sqrt(s_r), float(np.trace(s_r))
-    for k, f in sets.items():
-        f = f[draws[len(f)][b]]
-        c = f - f.mean(0)
-        a = c @ root / math.sqrt(len(f) - 1)  # R S_f R = a^T a
-        gram = a @ a.T if len(a) < a.shape[1] else a.T @ a
-        tr_cov = np.sqrt(np.clip(np.linalg.eigvalsh((gram + gram.T) / 2), 0, None)).sum()
-        tr_f = float((c ** 2).sum()) / (len(f) - 1)
-        d2 = float(((mu_r - f.mean(0)) ** 2).sum()) + tr_r + tr_f - 2 * tr_cov
-        reps[k][b] = max(d2, 0.0)
 
 
 def _pr_both_sets(fr, ff, ir, i_f, k: int) -> tuple[float, float]:

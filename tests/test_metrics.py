@@ -54,6 +54,35 @@ def test_frechet_distance_on_features_is_zero_on_itself_and_symmetric():
     assert M.frechet_distance(torch.tensor(a), b) == pytest.approx(ref, rel=1e-12)
 
 
+def test_fd_bootstrap_replicates_are_fds_of_resampled_indices_and_pair_up():
+    """``fd_bootstrap``: each replicate is the FD of the index-resampled sets (the real draw shared by
+    every arm, one draw per set size), through the small-Gram route for n < D and n > D alike."""
+    rng = np.random.default_rng(0)
+    real = rng.standard_normal((300, 6 * 2))
+    fakes = {"near": rng.standard_normal((10, 12)) + 0.1, "far": rng.standard_normal((10, 12)) + 1.0,
+             "big": rng.standard_normal((40, 12))}  # n < D and n > D
+    out = M.fd_bootstrap(real, fakes, B=4, seed=3)
+    ir = torch.randint(300, (4, 300), generator=torch.Generator().manual_seed(3 + 7907)).numpy()
+    draws = {n: torch.randint(n, (4, n), generator=torch.Generator().manual_seed(3 + 7907 + 1_000_003 * n)).numpy()
+             for n in (10, 40)}
+    for k, f in fakes.items():
+        fd, reps = out[k]
+        assert fd == pytest.approx(M.frechet_distance(real, f))
+        for b in range(4):
+            assert reps[b] == pytest.approx(M.frechet_distance(real[ir[b]], f[draws[len(f)][b]]), rel=1e-6)
+    # paired: an arm against itself differs by exactly 0 in every replicate; far is worse than near
+    twin = M.fd_bootstrap(real, {"a": fakes["near"], "b": fakes["near"].copy()}, B=50)
+    assert np.array_equal(twin["a"][1], twin["b"][1])
+    many = M.fd_bootstrap(real, fakes, B=200)
+    assert (many["far"][1] - many["near"][1] > 0).mean() > 0.95
+    # one set at a time (FDBootstrap): the same replicates as all sets at once, whatever the order
+    boot = M.FDBootstrap(real, B=200)
+    assert np.array_equal(boot(fakes["far"])[1], many["far"][1])
+    assert np.array_equal(boot(fakes["near"])[1], many["near"][1])
+    with pytest.raises(ValueError, match="B must be"):
+        M.FDBootstrap(real, B=0)
+
+
 def test_frechet_distance_of_large_samples_approaches_the_population_value():
     rng = np.random.default_rng(3)
     d = 4

@@ -10,8 +10,13 @@ test before the run:
   of the difference lies above 0 (``claims.supports``);
 * a model "did not train" when its held-out NLL (BERT: its final train loss) is not at least 10%
   below the entropy of the palette's token frequencies (what a model that ignores every neighbour
-  achieves); a fine-tune, when its final train classification loss is not 10% below ln(classes).
-  Neither gate reads the test accuracy the claims compare;
+  achieves); a fine-tune, when its final train classification loss is not 10% below ln(classes), or
+  not below the train log-loss of its own model's linear probe on the same labels (it has not fitted
+  them as well as a linear read of its frozen features: named, not compared). No gate reads the
+  test accuracy the claims compare;
+* the input baseline is like for like: probes on the one-hot palette tokens the GPT reads,
+  unpooled and average-pooled; the raw RGB probe is shown beside them;
+* the palette claim is a paired non-inferiority test at the models' own k, margin 2 points;
 * every claim about a training outcome compares one training seed per arm: provisional.
 """
 from __future__ import annotations
@@ -28,7 +33,11 @@ from .. import metrics, stats
 
 DID_NOT_TRAIN = 0.9  # held-out NLL (or train loss) must be below this share of the context-free loss
 STRONG_RHO = 0.5  # partial Spearman above which the loss-probe relation is called clear
-PALETTE_MARGIN = 0.02  # the palette may cost at most 2 points of all-attributes-read accuracy
+# the palette may cost at most 2 points of all-attributes-read accuracy: the paper says only that its palette
+# keeps what the models need (Sec. 3.2), so "almost as well" is the book's margin, set by the second edition
+# before any paired test of it was run; at the 500 scenes read, a loss near 0 passes (half-width ~1 point)
+# and a loss of 4+ points fails (tests/test_claims_igpt.py)
+PALETTE_MARGIN = 0.02
 SEEDS = 1  # training seeds per arm in every profile today
 
 
@@ -58,6 +67,28 @@ def unigram_entropy(tokens: torch.Tensor, k: int) -> float:
 
 def trained(nll: float, h0: float) -> bool:
     return nll < DID_NOT_TRAIN * h0
+
+
+def probe_train_loss(feats, y, C: float, val_frac: float = 0.2) -> float:
+    """Mean log-loss (nats) of the linear probe on the rows it was fitted on: the same split and
+    pipeline as ``probe.select_layer`` (the first 1 - ``val_frac`` of the training images,
+    standardised, L2 logistic regression). What a fine-tune's train L_clf must beat to have fitted
+    the labels at least as well as a linear read of its frozen features."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = np.asarray(feats, dtype=np.float64), np.asarray(y)
+    cut = len(y) - max(1, int(round(val_frac * len(y))))
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(x[:cut], y[:cut])
+    return float(log_loss(y[:cut], clf.predict_proba(x[:cut]), labels=clf.classes_))
 
 
 def word(hits_a, hits_b) -> str:
@@ -91,6 +122,7 @@ class Record(C.Record):
     small_nll: float | None = None  # ... of the small GPT
     bert_train_loss: float | None = None  # BERT's final train loss (nats/masked token)
     ft_clf_loss: dict | None = None  # {"ar" / "bert": the fine-tune's final train classification loss}
+    probe_train_loss: dict | None = None  # {"ar" / "bert": the chosen layer's probe, its log-loss on its train rows}
     # probes: layers chosen on a validation split of the training images
     ar_layer: int | None = None  # the GPT's chosen layer
     bert_layer: int | None = None  # BERT's chosen layer
@@ -100,6 +132,8 @@ class Record(C.Record):
     ar_last_hits: list | None = None  # the GPT's probe at its last block
     untrained_hits: list | None = None  # an untrained GPT of the same shape, at its chosen layer
     pixel_hits: list | None = None  # the probe on the raw RGB pixels
+    token_flat_hits: list | None = None  # the probe on the one-hot palette tokens, every position (the GPT's input)
+    token_hits: list | None = None  # ... average-pooled over positions (the colour histogram)
     small_hits: list | None = None  # the small GPT's probe at its chosen layer
     bert_hits: list | None = None  # BERT's probe at its chosen layer
     ft_ar_hits: list | None = None  # the fine-tuned GPT
@@ -140,6 +174,11 @@ def _not_trained(r: Record, *who: str) -> str:
             if not v < DID_NOT_TRAIN * ref:
                 return (f"{name}'s train classification loss {v:.3f} is not 10% below ln({r.n_classes}) = {ref:.3f}: "
                         "it did not train (raise finetune_images or finetune_lr)")
+            p = (r.probe_train_loss or {}).get(w[3:])
+            if p is not None and not v < p:
+                return (f"{name}'s train classification loss {v:.3f} is not below its own linear probe's {p:.3f} on "
+                        "the same training labels: it fits them worse than a linear read of its frozen features, "
+                        "so it did not finish training (raise finetune_images); not compared")
             continue
         name, field, what = loss[w]
         v = r.need(field)
@@ -192,16 +231,41 @@ def pretraining_beats_untrained(r: Record) -> C.Claim:
 
 
 def features_beat_pixels(r: Record) -> C.Claim:
-    """The book's baseline: a probe on the raw pixels."""
-    r.need("ar_hits", "pixel_hits")
-    return _higher(
-        r, "ar_hits", "pixel_hits", ("ar",), diff="GPT - pixels", kind="extension",
-        claim="the GPT's probe beats a linear probe on the raw pixels",
-        paper="no pixel baseline in the paper; the book's test of whether the features add anything to the input",
-        ours=f"GPT {pct(acc_ci(r.ar_hits))}, raw pixels {pct(acc_ci(r.pixel_hits))}",
-        test="GPT probe - pixel probe", no="the raw pixels probe better than the GPT's features at this scale",
-        note="the pixel probe reads RGB values, the GPT palette tokens: not the same input (a probe on the "
-             "palette-quantised image is issue 35's like-for-like baseline)")
+    """The book's baseline, like for like: linear probes on the GPT's own input, the palette tokens
+    one-hot coded, unpooled (every position's colour) and average-pooled as the GPT's features are
+    (the colour histogram); the raw RGB pixels, which carry more than the palette keeps, beside them."""
+    r.need("ar_hits", "token_flat_hits", "token_hits")
+    gate = _not_trained(r, "ar")
+    d_flat, d_pool = _paired(r, "ar_hits", "token_flat_hits"), _paired(r, "ar_hits", "token_hits")
+    parts = {"GPT > tokens unpooled": C.supports(d_flat, ">"), "GPT > tokens pooled": C.supports(d_pool, ">")}
+    v = "did not train" if gate else C.weakest(*parts.values())
+    ev = {"GPT - tokens unpooled": d_flat, "GPT - tokens pooled": d_pool}
+    rgb, old = "", ""
+    if r.pixel_hits is not None:
+        d_rgb = _paired(r, "ar_hits", "pixel_hits")
+        ev["GPT - raw RGB"] = d_rgb
+        rgb = f"; raw RGB pixels {pct(acc_ci(r.pixel_hits))}: GPT - RGB {pp(d_rgb)}"
+        old = ("test changed after the second edition's record (issue 35): it compared the GPT with the raw RGB "
+               "pixels only, not the GPT's input (the palette tokens); under that rule, paired, this record gives "
+               f"{'did not train' if gate else C.supports(d_rgb, '>')}")
+    names = {"GPT > tokens unpooled": ("the unpooled tokens", d_flat), "GPT > tokens pooled": ("the pooled tokens", d_pool)}
+    why = gate or "; ".join(
+        [f"{names[k][0]} probe better ({pp(names[k][1])})" for k, p in parts.items() if p == "no"]
+        + [f"not significantly better than {names[k][0]} ({pp(names[k][1])}); "
+           + C.not_significant_why(names[k][1], " (accuracy)") for k, p in parts.items() if p == "not significant"]
+        + ([("the raw RGB pixels, which keep what the palette drops, still probe better than the GPT: the "
+             "features beat their own input, not the full-colour image") if v == "yes" else
+            f"the raw RGB pixels probe better too ({pp(ev['GPT - raw RGB'])})"]
+           if r.pixel_hits is not None and not gate and C.supports(ev["GPT - raw RGB"], ">") == "no" else []))
+    return C.Claim(
+        "the GPT's probe beats linear probes on its own input: the palette tokens, one-hot, unpooled and pooled",
+        "no pixel baseline in the paper; the book's test of whether the features add anything to the input",
+        f"GPT {pct(acc_ci(r.ar_hits))}; tokens unpooled {pct(acc_ci(r.token_flat_hits))}: GPT - tokens "
+        f"{pp(d_flat)}; tokens pooled {pct(acc_ci(r.token_hits))}: GPT - pooled {pp(d_pool)}{rgb}",
+        r.need("setting"), v, why, kind="extension",
+        test=(f"GPT probe - probe on the one-hot palette tokens > 0, unpooled and pooled, both parts ({PAIRED_TEST}); "
+              "the raw RGB probe is shown beside them, not part of the verdict (a different input)"),
+        parts={} if gate else parts, seeds=SEEDS, evidence=ev, amended=old)
 
 
 def best_layer_in_middle(r: Record) -> C.Claim:
@@ -262,23 +326,49 @@ def loss_tracks_probe_across_sizes(r: Record) -> C.Claim:
                    evidence={"lower-NLL - other": d})
 
 
+# the second edition cited "more than 1% lower on CIFAR-10, 6% on ImageNet"; issue 35's check could not find
+# Sec. 4.6's text in the stored copies searched (their excerpts stop at the introduction), so no number is cited
+BERT_PAPER = ("Sec. 4.6, Fig. 4: under linear probes BERT's features are worse than the autoregressive model's "
+              "(its per-dataset gaps are not cited here: not verified against the paper's text)")
+
+
+def bert_reads_nothing(r: Record) -> str:
+    """What the record says of BERT's features against an untrained network of the same shape (paired):
+    '' when BERT's probe is ahead, else the sentence the AR - BERT row carries."""
+    if r.bert_hits is None or r.untrained_hits is None:
+        return ""
+    d = _paired(r, "bert_hits", "untrained_hits")
+    v = C.supports(d, ">")
+    emb = (f"BERT's layer chosen on validation is its embedding layer (layer 0), so its blocks add nothing "
+           "a linear probe reads; " if r.bert_layer == 0 else "")
+    if v == "yes":
+        return emb.rstrip("; ")
+    return emb + (f"BERT's probe is {'not significantly different from' if v == 'not significant' else 'below'} "
+                  f"an untrained network's of the same shape (BERT - untrained {pp(d)}): BERT learned nothing "
+                  "this probe reads")
+
+
 def ar_beats_bert(r: Record) -> C.Claim:
     """Sec. 4.6: under a linear probe the autoregressive objective beats BERT."""
     r.need("ar_hits", "bert_hits")
-    note = ("BERT's chosen layer is its embeddings (layer 0): its blocks add nothing a linear probe reads"
-            if r.bert_layer == 0 else "")
+    note = bert_reads_nothing(r)
     return _higher(
         r, "ar_hits", "bert_hits", ("ar", "bert"), diff="AR - BERT",
         claim="under a linear probe the autoregressive objective beats BERT",
-        paper="Sec. 4.6, Fig. 4: BERT's best layer 'more than 1% lower' on CIFAR-10, 6% lower on ImageNet (iGPT-L)",
+        paper=BERT_PAPER,
         ours=f"AR {pct(acc_ci(r.ar_hits))}, BERT (layer {r.need('bert_layer')}) {pct(acc_ci(r.bert_hits))}",
         test="AR probe - BERT probe (each at its layer chosen on validation)",
         no="BERT's features probe better at this scale", note=note)
 
 
 FT_GATE_AMENDED = ("gate added after the second edition's record (issue 35: both fine-tunes ended below their own "
-                   "probes): a fine-tune whose train classification loss is not 10% below ln(classes) did not train; "
-                   "it reads the training loss, not the test accuracy the claim compares")
+                   "probes): a fine-tune whose train classification loss is not 10% below ln(classes), or not below "
+                   "its own linear probe's train log-loss, did not train; it reads training losses, not the test "
+                   "accuracy the claim compares. The budget changed too: finetune_images 8,000 -> 24,000 "
+                   "(issue 35), chosen as the most the 17-min target allows after a 1x-4x sweep whose test "
+                   "accuracies were seen (AR fine-tune 41.0 / 46.0 / 48.9 / 47.9% at 8k / 16k / 24k / 32k, its "
+                   "probe 45.0%; train L_clf 1.08 / 0.96 / 0.84 / 0.87, the probe's 1.02); at the old budget the "
+                   "AR fine-tune did not train under this gate (train L_clf 1.08, not 10% below ln 3)")
 
 
 def finetune_beats_probe(r: Record) -> C.Claim:
@@ -312,7 +402,7 @@ def bert_catches_up(r: Record) -> C.Claim:
         why = _why(v, shrink, "the gap widens after fine-tuning")
     return C.Claim(
         "BERT catches up with AR after fine-tuning: the gap under linear probes shrinks",
-        "Sec. 4.6, Fig. 4: the gap under linear probes closes after fine-tuning",
+        "Sec. 4.6, Fig. 4: BERT, behind under linear probes, catches up after fine-tuning",
         ours, r.need("setting"), v, why, kind="paper",
         test=("where AR leads under the probe (paired test), the per-image change of the AR - BERT hit "
               "difference from probe to fine-tune < 0 (paired t-interval over the test images)"),
@@ -321,12 +411,17 @@ def bert_catches_up(r: Record) -> C.Claim:
         evidence={"change of the gap": shrink, "probe gap": probe_gap})
 
 
+def palette_keeps(loss: stats.Interval) -> str:
+    """Non-inferiority of a palette: originals - quantised (paired) lies wholly below PALETTE_MARGIN."""
+    return C.below(loss, PALETTE_MARGIN)
+
+
 def palette_keeps_content(r: Record) -> C.Claim:
     """Sec. 3.2: a k-means palette keeps the image's content while shortening the sequence 3x."""
     k = r.need("k")
     orig, quant = r.need("palette_orig_hits", "palette_model_hits")
     loss = stats.paired_rate_diff(orig, quant)  # originals - quantised, on the same scenes
-    v = C.below(loss, PALETTE_MARGIN)
+    v = palette_keeps(loss)
     old = ""
     if r.palette_read and r.palette_base is not None:
         top = max(r.palette_read)

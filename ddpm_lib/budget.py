@@ -285,14 +285,17 @@ def _w02(c):
     main = _unet(c.unet, c.image_size, C, base_channels=c.base_channels, num_res_blocks=c.num_res_blocks, dropout=c.dropout)
     Ca = _ch(c.ablation_data)
     abl = _unet(c.ablation_unet, c.ablation_size, Ca, 2 * Ca)
-    rows = 6 + c.mu_budget_factor  # six rows, and the mu row retrained at mu_budget_factor x if it did not train
+    arms = 3 + 3 * c.ablation_seeds  # three mu-tilde rows (one seed) and three eps rows (ablation_seeds each)
+    longer = c.mu_budget_factor > 1  # the mu row retrained at mu_budget_factor x if it did not train
+    rows = arms + longer * c.mu_budget_factor
     return [train("main UNet", main, c.train_images, c.batch_size),
             run("main samples", main, c.n_samples, c.sample_steps),
             run("exact bound (all T steps)", main, c.nll_images, c.T),
             run("shared x_t samples", main, 4 * c.shared_xt_sources * 5, c.sample_steps),
             train("Table 2 rows", abl, rows * c.ablation_images, 64),
-            run("Table 2 samples (full chain)", abl, c.ablation_samples, c.T * (6 + 1)),
-            run("Table 2 bounds", abl, min(256, c.ablation_samples * 4), c.ablation_nll_steps * c.ablation_nll_reps * 7),
+            run("Table 2 samples (full chain)", abl, c.ablation_samples, c.T * (arms + 1 + longer)),
+            run("Table 2 bounds", abl, min(256, c.ablation_samples * 4),
+                c.ablation_nll_steps * c.ablation_nll_reps * (arms + longer)),
             feature_net(c.data, c.image_size, C, c.feature_images),
             feature_net(c.ablation_data, c.ablation_size, Ca, c.feature_images)]
 
@@ -300,10 +303,15 @@ def _w02(c):
 def _w03(c):
     C = _ch(c.data)
     net = _unet(c.unet, c.image_size, C, 2 * C, base_channels=c.base_channels)
-    sweep = 4 * sum(c.step_counts) + 2 * len(c.skip_fractions) * min(250, c.T) + 6 * c.table_sample_steps
+    # the step sweep: four samplers, the full chain (T steps) for the learned variance only
+    sweep = (4 * sum(k for k in c.step_counts if k < c.T) + sum(k for k in c.step_counts if k >= c.T)
+             + 2 * len(c.skip_fractions) * min(250, c.T) + 6 * c.table_sample_steps)
+    is_evals = 2 * c.snapshots + 2 * (c.is_seeds - 1)  # seed 0's curves, the other seeds' final bounds
     return [train("six models (schedule x loss)", net, 6 * c.train_images, c.batch_size),
-            train("importance-sampling pair", net, 2 * c.is_images, c.batch_size),
-            run("bounds (table, snapshots)", net, c.nll_images, c.nll_steps * c.nll_reps * (6 + 2 * c.snapshots)),
+            train("importance-sampling pairs (seeds)", net, 2 * c.is_seeds * c.is_images, c.batch_size),
+            run("bounds (table, its unclipped re-run)", net, c.nll_images,
+                c.nll_steps * 6 * (c.nll_reps + c.nll_reps_unclipped)),
+            run("bounds (importance sampling)", net, c.nll_images, max(8, c.nll_steps // 2) * c.nll_reps * is_evals),
             run("exact bounds (all T steps)", net, 64, 2 * c.T),
             run("samples: table, step sweep, skips", net, c.n_samples, sweep),
             feature_net(c.data, c.image_size, C, c.feature_images)]

@@ -176,3 +176,69 @@ def test_gradient_noise_from_the_gram_matrix_equals_the_direct_formula():
     direct = float(((G - m) ** 2).sum(1).mean() / (m @ m))
     assert got["est"] == pytest.approx(direct, rel=1e-9)
     assert got["lo"] <= got["est"] <= got["hi"]
+
+
+def test_importance_sampling_row_over_training_seeds_states_the_amended_test():
+    seeds = dict(is_seeds=3, is_bound_diff=_iv(-0.03, 0.02, n=3, method="seeds"),
+                 is_bound_diff_seed0=_iv(0.05, 0.003, n=5, method="t-paired"),
+                 is_p_last={"seed 0": 6.2, "seed 1": 5.8, "seed 2": 7.0})
+    row = CH.is_better_bound(_record(**seeds))
+    assert row.holds == "yes" and not row.provisional and row.seeds == 3
+    assert "over 3 training seeds" in row.ours
+    # the mechanism is in the why whatever the verdict, with p_T after warm-up
+    assert "times the uniform one" in row.why and "T p_T" in row.why
+    # the test changed after a record whose verdict was seen: the row says so, with the original rule's verdict
+    assert "one training seed per arm" in row.amended and "+0.0517" in row.amended
+    assert "under it this run reads 'no'" in row.amended
+    worse = CH.is_better_bound(_record(**{**seeds, "is_bound_diff": _iv(0.05, 0.02, n=3, method="seeds")}))
+    assert worse.holds == "no"
+    ns = CH.is_better_bound(_record(**{**seeds, "is_bound_diff": _iv(0.01, 0.05, n=3, method="seeds")}))
+    assert ns.holds == "not significant" and "could detect" in ns.why
+    one = CH.is_better_bound(_record(**{**seeds, "is_seeds": 1}))  # smoke: one seed, provisional
+    assert one.provisional and "noise estimates of one seed" in one.ours
+
+
+def test_skip_equivalence_states_its_sizing_and_refuses_a_margin_below_the_half_width():
+    r = _record(skip_n=128, skip_expected_half=7.4, skip_cost={"linear": _iv(0.2, 1.0), "cosine": _iv(5.0, 1.0)})
+    row = CH.skip_linear_costs_little(r)  # margin 2.5 > half-width 1.0, inside: yes
+    assert row.holds == "yes" and "expected half-width is 7.4" in row.test and row.kind == "paper"
+    assert CH.skip_cosine_costs_more(r).kind == "extension"
+    wide = CH.skip_linear_costs_little(_record(skip_cost={"linear": _iv(0.2, 3.0), "cosine": _iv(5.0, 1.0)}))
+    assert wide.holds == "not significant" and "cannot pass" in wide.why
+
+
+def test_reseeded_networks_differ_by_seed_and_repeat_within_one():
+    from ddpm_lib.nets import unet as U
+
+    cfg = U.preset("tiny8", image_size=8, in_channels=1, out_channels=2, base_channels=32)
+    flat = lambda n: torch.cat([p.detach().flatten() for p in n.parameters()])  # noqa: E731
+    a, b1, b2 = U.UNet(cfg), CH.reseeded(U.UNet(cfg), 1), CH.reseeded(U.UNet(cfg), 1)
+    assert CH.reseeded(a, 0) is a
+    assert torch.equal(flat(b1), flat(b2)) and not torch.equal(flat(a), flat(b1))
+
+
+def test_coupled_samples_share_their_random_numbers():
+    from ddpm_lib import diffusion as D, nets, schedules as S
+
+    class Zero(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x, t, *a, **kw):
+            return torch.zeros_like(x) * self.w
+
+    d, m = D.Diffusion(S.linear(100), "eps", "fixed_large").respace(20), nets.as_model(Zero())
+    full = CH.coupled_ancestral(m, d, 200, (1, 2, 2), 19, seed=0)
+    assert torch.equal(full, CH.coupled_ancestral(m, d, 200, (1, 2, 2), 19, seed=0))
+    skip = CH.coupled_ancestral(m, d, 200, (1, 2, 2), 15, seed=0)
+    other = CH.coupled_ancestral(m, d, 200, (1, 2, 2), 15, seed=1)
+    corr = lambda a, b: float(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1])  # noqa: E731
+    assert corr(full, skip) > 0.5 > abs(corr(full, other))
+
+
+def test_the_books_lvlb_rows_say_how_often_the_sampler_draws_the_last_step():
+    rows = _named(CH.claims(_record(is_from=400, table_p_last={"linear": 3.1, "cosine": 8.4})))
+    assert "cosine 8.4 times the uniform rate" in rows["vlb_late_is_best_bound_worst_fd"].why
+    assert "T p_T" in rows["cosine_better_bound_vlb"].why
+    assert rows["cosine_better_bound_vlb"].kind == rows["vlb_late_is_best_bound_worst_fd"].kind == "extension"

@@ -332,7 +332,7 @@ def get_loss(name: str):
 # --------------------------------------------------------------------------------------------
 @torch.no_grad()
 def nll_bpd(model: Model, diff, x0: torch.Tensor, generator: torch.Generator | None = None,
-            progress: bool = False, n_steps: int | None = None, clip_denoised: bool = True):
+            progress: bool = False, n_steps: int | None = None, clip_denoised: bool | dict = True):
     """The variational bound L = L_T + sum_{t>1} L_{t-1} + L_0 per example, in bits/dim (DDPM Eq. 5).
 
     One model call per evaluated step, fresh noise at every step. ``diff`` is a Diffusion, or a dict
@@ -350,7 +350,9 @@ def nll_bpd(model: Model, diff, x0: torch.Tensor, generator: torch.Generator | N
 
     ``clip_denoised=True`` (the default, as the Improved DDPM and ADM evaluation code): the bound of
     the reverse process with the predicted x_0 clipped to [-1, 1], the one the samplers run; False:
-    of the unclipped process (what the training loss sees). See ``vb_terms``.
+    of the unclipped process (what the training loss sees). See ``vb_terms``. With a dict of
+    variants it may be a dict name -> bool too (the same Diffusion twice, clipped and unclipped,
+    both from one set of model calls).
 
     Each result holds ``total`` (B,), ``prior`` (B,), ``terms`` (B, T) (zero where not evaluated),
     ``weights`` (T,), ``x0_mse`` (B, T): the squared error of the (clipped) predicted x_0 from x_t, for
@@ -359,6 +361,9 @@ def nll_bpd(model: Model, diff, x0: torch.Tensor, generator: torch.Generator | N
     from .progress import tqdm
 
     diffs = diff if isinstance(diff, dict) else {"_": diff}
+    clip = clip_denoised if isinstance(clip_denoised, dict) else dict.fromkeys(diffs, clip_denoised)
+    if set(clip) != set(diffs):
+        raise ValueError(f"clip_denoised names {sorted(clip)}, the variants are {sorted(diffs)}")
     first = next(iter(diffs.values()))
     B, T = x0.shape[0], first.T
     steps, weights = _bound_steps(T, n_steps, generator)
@@ -370,13 +375,13 @@ def nll_bpd(model: Model, diff, x0: torch.Tensor, generator: torch.Generator | N
         x_t = q_sample(first.schedule, x0, t, eps)
         out = call_model(model, first, x_t.double(), t)
         for k, d in diffs.items():
-            res[k]["terms"][:, i] = vb_terms(d, out, x0, x_t, t, clip_denoised=clip_denoised)
+            res[k]["terms"][:, i] = vb_terms(d, out, x0, x_t, t, clip_denoised=clip[k])
             pred = p_mean_variance(d, out, x_t, t, clip_denoised=True)["x0"]
             res[k]["x0_mse"][:, i] = _mean_flat((pred - x0.double()) ** 2)
     prior = prior_bpd(first.schedule, x0)
-    for r in res.values():
+    for k, r in res.items():
         r.update(prior=prior, weights=weights, total=prior + (r["terms"] * weights.to(x0.device)).sum(dim=1),
-                 clip_denoised=clip_denoised)
+                 clip_denoised=clip[k])
     return res if isinstance(diff, dict) else res["_"]
 
 

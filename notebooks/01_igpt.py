@@ -531,7 +531,7 @@ notebook.see(
 # Both pretrained models are fine-tuned with the same budget (`finetune_images`). A fine-tune is
 # compared with its probe only once it fits its training labels better than that probe does (its
 # train $L_{CLF}$ below the probe's log-loss on the same labels); at the second edition's budget,
-# a third of today's, neither did.
+# half of today's, neither did.
 
 # %%
 ftcfg = TR.TrainConfig(train_images=cfg.finetune_images, batch_size=cfg.batch_size, lr=cfg.finetune_lr,

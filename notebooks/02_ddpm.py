@@ -343,7 +343,8 @@ net_cfg = U.preset(cfg.unet, image_size=cfg.image_size, in_channels=C, out_chann
                    base_channels=cfg.base_channels, num_res_blocks=cfg.num_res_blocks, dropout=cfg.dropout)
 diff = D.Diffusion(S.linear(cfg.T), "eps", "fixed_large")
 tcfg = TR.TrainConfig(train_images=cfg.train_images, batch_size=cfg.batch_size, lr=cfg.lr,
-                      warmup_images=cfg.warmup_images, ema_decay=cfg.ema_decay, seed=seed)
+                      warmup_images=cfg.warmup_images, ema_decay=cfg.ema_decay, seed=seed,
+                      channels_last=True)  # 1.3x faster on CPU, training and sampling
 main = TR.train_cached("02_ddpm_main", U.UNet(net_cfg), OBJ.DiffusionObjective(diff, "simple"), train_set, tcfg,
                        device=device)
 model = nets.as_model(main.ema)
@@ -442,10 +443,11 @@ abl_train, abl_test = nb.load_pair(cfg.ablation_data, cfg.ablation_size, cfg.dat
 Ca = abl_train.x.shape[1]
 abl_sched = S.linear(cfg.T)
 abl_tcfg = TR.TrainConfig(train_images=cfg.ablation_images, batch_size=64, lr=cfg.ablation_lr,
-                          warmup_images=2000 if nb.profile != "smoke" else 0, ema_decay=0.995, seed=seed)
+                          warmup_images=2000 if nb.profile != "smoke" else 0, ema_decay=0.995, seed=seed,
+                          channels_last=True)
 abl_extractor = feature_extractor(abl_train.name, cfg.ablation_size)
 n_abl = min(cfg.ablation_samples, len(abl_test))
-nll_x = abl_test.x[:min(len(abl_test), 256)].to(device)
+nll_x = abl_test.x[:min(len(abl_test), cfg.ablation_nll_images)].to(device)
 abl_models, abl_samples = {}, {}  # (row key, seed) -> (model, diff), samples
 
 
@@ -471,13 +473,15 @@ def run_row(label, param, var, loss, tcfg, s):
         reps.append(D.nll_bpd(m, d, nll_x, generator=g_k,
                               n_steps=cfg.ablation_nll_steps)["total"])
     per_image = torch.stack(reps).double().mean(0).cpu()
+    row = dict(seed=s, status="trained", nll=stats.mean_ci(per_image),
+               nll_per_image=per_image.tolist(),
+               trace=CH.training_trace(res.losses()[1]))
+    if per_image.mean() > CH.UNIFORM_BPD:  # did not train: named, not sampled
+        return row
     xs = smp.sample_batched("ancestral", m, d, n_abl, abl_train.image_shape,
                             seed=seed + s, device=device, progress=True)
     finite = torch.isfinite(xs).all(dim=(1, 2, 3))
-    row = dict(seed=s, status="trained", nll=stats.mean_ci(per_image),
-               nll_per_image=per_image.tolist(),
-               trace=CH.training_trace(res.losses()[1]),
-               frac_nonfinite=float((~finite).float().mean()))
+    row.update(frac_nonfinite=float((~finite).float().mean()))
     if finite.all():
         abl_samples[key, s] = xs.clamp(-1, 1)
         ev = metrics.evaluate(abl_extractor, abl_train.x, abl_samples[key, s],

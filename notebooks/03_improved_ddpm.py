@@ -191,7 +191,8 @@ notebook.see(
 # $L_\text{hybrid}$ (its Table 2 has no linear $L_\text{vlb}$ row): those are the paper's rows; the
 # $L_\text{vlb}$ arm is the book's. Columns: the bound on held-out images (stratified
 # estimate over steps, the first and last terms exact, $\hat x_0$ clipped to $[-1, 1]$ as in the
-# paper's evaluation code; the mean of `nll_reps` independent estimates with a 95% t-interval), the
+# paper's evaluation code; a 95% t-interval over the images, and differences between models paired
+# by image, since every model sees the same images and the same noise), the
 # Frechet distance of samples on in-domain features with a 95% bootstrap interval (`fd_bootstrap`
 # replicates, the same resampling of the real set for every model) and the
 # real-vs-real floor (fresh real images at the same n), and the paper's CIFAR-10 numbers. The paper's
@@ -206,7 +207,8 @@ C = train_set.x.shape[1]
 recipe = None if cfg.feature_images is None else dataclasses.replace(features.RECIPES[train_set.name], train_images=cfg.feature_images)
 extractor = features.get_extractor(train_set.name, image_size=cfg.image_size, recipe=recipe, device=device)
 tcfg = TR.TrainConfig(train_images=cfg.train_images, batch_size=cfg.batch_size, lr=cfg.lr,
-                      warmup_images=cfg.warmup_images, ema_decay=cfg.ema_decay, seed=seed)
+                      warmup_images=cfg.warmup_images, ema_decay=cfg.ema_decay, seed=seed,
+                      channels_last=True)  # 1.3x faster on CPU, training and sampling
 nll_x = test_set.x[:cfg.nll_images].to(device)
 n_eval = min(cfg.n_samples, len(test_set))
 # FD's bootstrap, FD alone: the real side of each replicate once, then every
@@ -236,18 +238,21 @@ def train_model(schedule, loss, t_sampler=None, config=tcfg, init=0):
     return res, d, obj
 
 
-def bound_reps(model, d, x, n_steps=cfg.nll_steps, reps=cfg.nll_reps, clip=True, last=None):
-    """``reps`` independent estimates of the held-out bound (noise seed + 100 + k, the same for every
-    model, so that differences between models pair up); ``last``: a list that receives each estimate's
-    last-step term."""
-    out = []
+def bounds(model, d, x, n_steps=cfg.nll_steps, reps=cfg.nll_reps):
+    """Each held-out image's bound (bits/dim), clipped (the paper's evaluation)
+    and unclipped, from one set of model calls, with the unclipped last-step
+    term: the mean of ``reps`` stratified estimates with noise seed + 100 + k,
+    the same for every model, so two models' bounds pair up by image."""
+    both = {"clipped": d, "unclipped": d}
+    out = {"clipped": 0.0, "unclipped": 0.0, "last": 0.0}
     for k in range(reps):
-        est = D.nll_bpd(model, d, x, generator=torch.Generator(device=device).manual_seed(seed + 100 + k),
-                        n_steps=n_steps, clip_denoised=clip)
-        out.append(est["total"].mean().item())
-        if last is not None:
-            last.append(est["terms"][:, -1].mean().item())
-    return out
+        g = torch.Generator(device=device).manual_seed(seed + 100 + k)
+        est = D.nll_bpd(model, both, x, generator=g, n_steps=n_steps,
+                        clip_denoised={"clipped": True, "unclipped": False})
+        out["clipped"] += est["clipped"]["total"] / reps
+        out["unclipped"] += est["unclipped"]["total"] / reps
+        out["last"] += est["unclipped"]["terms"][:, -1] / reps
+    return {k: v.double().cpu().numpy() for k, v in out.items()}
 
 
 def quality(model, d, steps, sampler="ancestral", n=n_eval, start=None, **kw):
@@ -265,7 +270,7 @@ def quality(model, d, steps, sampler="ancestral", n=n_eval, start=None, **kw):
     return dataclasses.replace(ev, replicates={"fd": reps}), xs
 
 
-models, evals, reps_of, last_of, table = {}, {}, {}, {}, []
+models, evals, bound_of, table = {}, {}, {}, []
 p_last = {}  # T p_T (t = T) of each L_vlb model's sampler at the end
 for sched_name in ("linear", "cosine"):
     schedule = S.named(sched_name, cfg.T)
@@ -275,12 +280,11 @@ for sched_name in ("linear", "cosine"):
             p_last[sched_name] = cfg.T * float(obj.sampler.probs()[-1])
         m = nets.as_model(res.ema)
         key = (sched_name, loss)
-        last_of[key] = []
-        reps_of[key] = bound_reps(m, d, nll_x, last=last_of[key])
+        bound_of[key] = bounds(m, d, nll_x)
         evals[key], xs = quality(m, d, cfg.table_sample_steps)
         models[key] = (m, d, res, xs)
         paper = CH.PAPER_TABLE2.get(key, ("–", "–"))
-        table.append(dict(schedule=sched_name, objective=loss, bound=stats.mean_ci(reps_of[key]).as_dict(),
+        table.append(dict(schedule=sched_name, objective=loss, bound=stats.mean_ci(bound_of[key]["clipped"]).as_dict(),
                           fd=evals[key].ci("fd").as_dict(), fd_floor=evals[key].fd_floor, precision=evals[key].precision,
                           recall=evals[key].recall, paper_nll=paper[0], paper_fid=paper[1],
                           **({"importance_from_step": obj.sampler.warm_at} if loss == "L_vlb" else {})))
@@ -297,7 +301,7 @@ notebook.show_table([{"schedule": r["schedule"], "objective": r["objective"],
                       "precision": notebook.fmt(r["precision"]), "recall": notebook.fmt(r["recall"])} for r in table],
                     caption=f"{train_set.name} {cfg.image_size}x{cfg.image_size}, T={cfg.T}, {cfg.unet} UNet, "
                             f"{cfg.train_images:,} images per model; bound on {len(nll_x)} held-out images "
-                            f"({cfg.nll_reps} estimates, 95% t-interval); FD on {n_eval} samples "
+                            "(95% t-interval over images); FD on {n_eval} samples "
                             f"({cfg.table_sample_steps} ancestral steps, 95% bootstrap interval). Paper: CIFAR-10, "
                             "T=4000 unless marked, 500K iterations (recalled values)")
 fig = viz.tradeoff_plot({f"{r['schedule']}, {r['objective']}": (r["bound"]["est"], r["fd"]["est"]) for r in table},
@@ -311,7 +315,8 @@ plt.show()
 
 # %%
 cmp = {}  # paired differences, each an Interval
-pair_nll = lambda a, b: CH.paired_bound_diff(reps_of[a], reps_of[b])
+pair_nll = lambda a, b: CH.paired_bound_diff(bound_of[a]["clipped"],
+                                             bound_of[b]["clipped"])
 pair_fd = lambda a, b: CH.combo(evals, {a: 1, b: -1})
 cmp["cos_minus_lin"] = {l: pair_nll(("cosine", l), ("linear", l)) for l in SETUPS}
 cmp["hyb_minus_simple_nll"] = {s: pair_nll((s, "L_hybrid"), (s, "L_simple")) for s in ("linear", "cosine")}
@@ -383,14 +388,15 @@ for k in range(cfg.is_seeds):  # seed k: one init and data order, both arms
         if k == 0:  # the learning curve, from the EMA snapshots
             pts = []
             for images, path in sorted(res.snapshots.items()):
-                net = TR.load_weights(path, U.UNet(res.ema.cfg), "ema")
-                r = bound_reps(nets.as_model(net.to(device)), d_vlb, nll_x,
-                               n_steps=is_steps)
+                net = TR.load_weights(path, U.UNet(res.ema.cfg), "ema").to(
+                    memory_format=torch.channels_last)
+                r = bounds(nets.as_model(net.to(device)), d_vlb, nll_x,
+                           n_steps=is_steps)["clipped"]
                 pts.append((images, stats.mean_ci(r)))
             curves[name], final_reps[(name, k)] = pts, r
         else:
-            final_reps[(name, k)] = bound_reps(nets.as_model(res.ema), d_vlb,
-                                               nll_x, n_steps=is_steps)
+            final_reps[(name, k)] = bounds(nets.as_model(res.ema), d_vlb,
+                                           nll_x, n_steps=is_steps)["clipped"]
 runs = {name: runs_of[(name, 0)] for name, _ in ARMS}  # seed 0
 samplers = [runs_of[("importance-sampled t", k)][2].sampler
             for k in range(cfg.is_seeds)]
@@ -526,8 +532,8 @@ cmp["fd_hybrid_full"] = fd_of("L_hybrid, learned σ", full).fd
 cmp["small_minus_hybrid_mid"] = pair(fd_of("L_simple, σ² = β̃", mid), fd_of("L_hybrid, learned σ", mid))
 cmp["ddim_minus_other_few"] = {n: pair(fd_of("DDIM on L_simple", few), fd_of(n, few)) for n in variants
                                if n != "DDIM on L_simple"}
-order = {k: sorted([CH.SMALL, CH.LARGE], key=lambda n: fd_of(n, k).fd)
-         for k in (few, top)}
+gap = {k: pair(fd_of(CH.LARGE, k), fd_of(CH.SMALL, k))  # FD(β) - FD(β̃), paired
+       for k in (few, top)}
 rec.sweep_diff = {  # a - b, paired bootstrap
     ((CH.HYBRID, mid), (CH.HYBRID, full)): cmp["hybrid_mid_minus_full"],
     ((CH.SMALL, mid), (CH.HYBRID, mid)): cmp["small_minus_hybrid_mid"],
@@ -539,9 +545,10 @@ notebook.see(
     f"At {top} steps the two fixed variances give FD {fd_of(CH.LARGE, top).ci('fd')} (β) and "
     f"{fd_of(CH.SMALL, top).ci('fd')} (β̃); at {few} steps {fd_of(CH.LARGE, few).ci('fd')} and "
     f"{fd_of(CH.SMALL, few).ci('fd')}. "
-    + (f"The ordering of the two fixed variances reverses between {top} and {few} steps: "
-       f"{order[few][0]} is the better one at {few} steps. " if order[few][0] != order[top][0] else
-       f"{order[top][0]} is the better fixed variance at both ends. ")
+    + " ".join(f"At {k} steps FD(β) − FD(β̃) = {gap[k]} (paired): "
+               + ("β̃ samples better." if gap[k].lo > 0 else "β samples better."
+                  if gap[k].hi < 0 else "the two fixed variances are not told apart at this n.")
+               for k in (top, few)) + " "
     + "The paper (Sec. 4, Fig. 8) reports that both fixed variances lose much more sample quality than the "
     "learned one when steps are few, which is why Improved DDPM learns the variance; in DDIM's Table 1 the "
     "large variance β degrades most (each long jump then adds more noise than the model removes). "
@@ -631,8 +638,9 @@ notebook.see(
 
 # %%
 gen = lambda: torch.Generator(device=device).manual_seed(seed)
-exact = {clip: D.nll_bpd(m_hybrid, d_hybrid, nll_x[:64], generator=gen(), progress=True, clip_denoised=clip)
-         for clip in (True, False)}
+exact = D.nll_bpd(m_hybrid, {True: d_hybrid, False: d_hybrid}, nll_x[:64],
+                  generator=gen(), progress=True,
+                  clip_denoised={True: True, False: False})  # one set of calls
 per_img = {clip: e["total"].double().cpu().numpy() for clip, e in exact.items()}
 terms = {clip: e["terms"].mean(0).cpu() for clip, e in exact.items()}
 no_last = {clip: (e["total"] - e["terms"][:, -1]).double().cpu().numpy() for clip, e in exact.items()}
@@ -651,20 +659,20 @@ rec.vlb_terms = {("clipped" if clip else "unclipped"): dict(
     for clip in (True, False)}
 
 # %% [markdown]
-# The same three readings of the bound for every model of the table (stratified estimate, same noise):
-# with $\hat x_0$ clipped (the paper's evaluation, and the table's), unclipped, and unclipped without
-# the last step's term, because an unclipped verdict on "cosine improves NLL" can hinge on that one term:
+# The same three readings of the bound for every model of the table (stratified estimate, same images
+# and noise, from the table's model calls): with $\hat x_0$ clipped (the paper's evaluation, and the
+# table's), unclipped, and unclipped without the last step's term, because an unclipped verdict on
+# "cosine improves NLL" can hinge on that one term:
 
 # %%
 lastless, unclipped_reps = {}, {}
-for key, (m, d, _, _) in models.items():
-    last = []
-    unclipped_reps[key] = np.subtract(  # without the last term
-        bound_reps(m, d, nll_x, reps=cfg.nll_reps_unclipped, clip=False, last=last), last)
-    lastless[key] = dict(clipped=stats.mean_ci(reps_of[key]),
-                         unclipped=stats.mean_ci(np.add(unclipped_reps[key], last)),
-                         last_term=float(np.mean(last)), unclipped_no_last=stats.mean_ci(unclipped_reps[key]))
-# paired over the same noise: cosine - linear, unclipped and without the last step's term
+for key, b in bound_of.items():
+    unclipped_reps[key] = b["unclipped"] - b["last"]  # without the last term
+    lastless[key] = dict(clipped=stats.mean_ci(b["clipped"]),
+                         unclipped=stats.mean_ci(b["unclipped"]),
+                         last_term=float(np.mean(b["last"])),
+                         unclipped_no_last=stats.mean_ci(unclipped_reps[key]))
+# paired by image and noise: cosine - linear, unclipped, without the last term
 cmp["cos_minus_lin_no_last"] = {l: CH.paired_bound_diff(unclipped_reps[("cosine", l)], unclipped_reps[("linear", l)])
                                 for l in SETUPS}
 notebook.show_table([{"schedule": k[0], "objective": k[1], "clipped (paper)": v["clipped"].fmt(),

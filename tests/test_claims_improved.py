@@ -189,7 +189,7 @@ def test_importance_sampling_row_over_training_seeds_states_the_amended_test():
     assert "times the uniform one" in row.why and "T p_T" in row.why
     # the test changed after a record whose verdict was seen: the row says so, with the original rule's verdict
     assert "one training seed per arm" in row.amended and "+0.0517" in row.amended
-    assert "under it this run reads 'no'" in row.amended
+    assert "this run's seed 0 alone reads 'no'" in row.amended
     worse = CH.is_better_bound(_record(**{**seeds, "is_bound_diff": _iv(0.05, 0.02, n=3, method="seeds")}))
     assert worse.holds == "no"
     ns = CH.is_better_bound(_record(**{**seeds, "is_bound_diff": _iv(0.01, 0.05, n=3, method="seeds")}))

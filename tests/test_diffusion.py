@@ -243,6 +243,16 @@ def test_stratified_bound_is_unbiased_and_variants_share_one_pass():
                         for s in range(5)])
     se = (est.var() / len(est) + ref.var() / len(ref)).sqrt()
     assert (est.mean() - ref.mean()).abs() < 4 * se, (est.mean(), ref.mean(), se)
+    # clipped and unclipped from one pass: each equals its own single-variant call
+    both = D.nll_bpd(model, {"c": small, "u": small}, x0, generator=torch.Generator().manual_seed(7),
+                     clip_denoised={"c": True, "u": False})
+    for k, clip in (("c", True), ("u", False)):
+        one = D.nll_bpd(model, small, x0, generator=torch.Generator().manual_seed(7), clip_denoised=clip)
+        torch.testing.assert_close(both[k]["total"], one["total"])
+        assert both[k]["clip_denoised"] is clip
+    assert not torch.allclose(both["c"]["total"], both["u"]["total"])
+    with pytest.raises(ValueError, match="variants"):
+        D.nll_bpd(model, {"c": small}, x0, clip_denoised={"x": True})
     r = D.nll_bpd(model, small, x0, generator=g, n_steps=10)
     evaluated = (r["terms"] != 0).any(0)
     assert 5 <= evaluated.sum().item() <= 12 and r["weights"].sum().item() == 100

@@ -85,6 +85,21 @@ def test_as_model_casts_and_cost_counts_flops():
     model = nets.as_model(net)
     out = model(torch.randn(2, 3, 8, 8, dtype=torch.float64), torch.tensor([1, 2]))
     assert out.dtype == torch.float32
+    assert nets.memory_format(net) == torch.contiguous_format
+
+
+def test_as_model_feeds_a_channels_last_net_in_its_format_with_the_same_output():
+    torch.manual_seed(0)
+    net = U.UNet(_tiny()).eval()
+    x, t = torch.randn(2, 3, 8, 8, dtype=torch.float64), torch.tensor([1, 2])
+    ref = nets.as_model(net)(x, t)
+    seen = []
+    net.register_forward_pre_hook(lambda m, args: seen.append(args[0].is_contiguous()))
+    net = net.to(memory_format=torch.channels_last)
+    assert nets.memory_format(net) == torch.channels_last
+    out = nets.as_model(net)(x, t)
+    assert seen == [False]  # the input reached the network channels-last
+    torch.testing.assert_close(out.contiguous(), ref, rtol=1e-4, atol=1e-5)
 
 
 def _gpt(**kw):

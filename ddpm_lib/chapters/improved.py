@@ -3,7 +3,7 @@ of the L_vlb estimators.
 
 The notebook fills a ``Record`` cell by cell. The table's models are keyed by value, ``(schedule,
 loss)``; differences between two of them are keyed by the pair, ``{(a, b): a - b}``: bounds paired
-over the same held-out images and noise (a t-interval over the ``nll_reps`` estimates), FD paired
+by held-out image, with the same noise (a t-interval of the per-image differences), FD paired
 over the same resampling of the real sets (bootstrap). The step sweep is keyed ``(sampler, steps)``,
 the prefix-skipping runs ``(schedule, fraction)``.
 
@@ -332,8 +332,8 @@ def is_better_bound(r: Record) -> Claim:
                     "uniform L_vlb")
     amended = ""
     if r.is_seeds:
-        orig = (f"; under it this run reads '{C.supports(r.is_bound_diff_seed0, '<')}' "
-                f"({r.is_bound_diff_seed0} bits/dim, seed 0)" if r.is_bound_diff_seed0 is not None else "")
+        orig = (f"; this run's seed 0 alone reads '{C.supports(r.is_bound_diff_seed0, '<')}' "
+                f"({r.is_bound_diff_seed0} bits/dim, paired by image)" if r.is_bound_diff_seed0 is not None else "")
         amended = (f"test changed after the record of 2026-11-29 (issue 35: seeds): it was {IS_ORIGINAL}, "
                    f"which read {IS_RECORDED}{orig}")
     if warm is None:

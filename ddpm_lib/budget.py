@@ -305,12 +305,12 @@ def _w03(c):
     net = _unet(c.unet, c.image_size, C, 2 * C, base_channels=c.base_channels)
     # the step sweep: four samplers, the full chain (T steps) for the learned variance only
     sweep = (4 * sum(k for k in c.step_counts if k < c.T) + sum(k for k in c.step_counts if k >= c.T)
-             + 2 * len(c.skip_fractions) * min(250, c.T) + 6 * c.table_sample_steps)
+             + 2 * len(c.skip_fractions) * min(250, c.T) + 4 * c.table_sample_steps)
     is_evals = 2 * c.snapshots + 2 * (c.is_seeds - 1)  # seed 0's curves, the other seeds' final bounds
-    return [train("six models (schedule x loss)", net, 6 * c.train_images, c.batch_size),
+    return [train("four models (schedule x loss)", net, 4 * c.train_images, c.batch_size),
             train("importance-sampling pairs (seeds)", net, 2 * c.is_seeds * c.is_images, c.batch_size),
             run("bounds (table; clipped and unclipped from one pass)", net, c.nll_images,
-                c.nll_steps * 6 * c.nll_reps),
+                c.nll_steps * 4 * c.nll_reps),
             run("bounds (importance sampling)", net, c.nll_images, max(8, c.nll_steps // 2) * c.nll_reps * is_evals),
             run("exact bound (all T steps, clipped and unclipped)", net, 64, c.T),
             run("samples: table, step sweep, skips", net, c.n_samples, sweep),

@@ -39,10 +39,9 @@ def layer_features(gpt, tokens: torch.Tensor, batch_size: int = 256) -> list[tor
     return [torch.cat([o[l] for o in outs]) for l in range(len(outs[0]))]
 
 
-def probe_hits(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
-               C: float = 1.0, max_iter: int = 2000) -> np.ndarray:
-    """Per-image correctness (bool, one per test row) of a logistic regression fitted on
-    standardised train features."""
+def fit_probe(train_x, train_y, C: float = 1.0, max_iter: int = 2000):
+    """The linear probe: an L2 logistic regression fitted on standardised features (a scikit-learn
+    pipeline). A probe that stops at ``max_iter`` is still a probe; its score says so."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
@@ -51,10 +50,33 @@ def probe_hits(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tenso
     from sklearn.preprocessing import StandardScaler
 
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
-    with warnings.catch_warnings():  # a probe that stops at max_iter is still a probe; say so by its score
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(np.asarray(train_x, dtype=np.float64), np.asarray(train_y))
-    return clf.predict(np.asarray(test_x, dtype=np.float64)) == np.asarray(test_y)
+    return clf
+
+
+def probe_hits(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
+               C: float = 1.0, max_iter: int = 2000) -> np.ndarray:
+    """Per-image correctness (bool, one per test row) of the probe fitted on the train features."""
+    return fit_probe(train_x, train_y, C, max_iter).predict(np.asarray(test_x, dtype=np.float64)) == np.asarray(test_y)
+
+
+def val_cut(n: int, val_frac: float) -> int:
+    """The validation split of ``n`` training rows: the probe fits rows ``[:cut]``, validates on the rest."""
+    return n - max(1, int(round(val_frac * n)))
+
+
+def probe_train_loss(feats, y, C: float, val_frac: float = 0.2) -> float:
+    """Mean log-loss (nats) of the probe on the rows it was fitted on, with ``select_layer``'s split:
+    what a fine-tune's train L_clf must beat to have fitted the labels at least as well as a linear
+    read of its frozen features."""
+    from sklearn.metrics import log_loss
+
+    x, y = np.asarray(feats, dtype=np.float64), np.asarray(y)
+    cut = val_cut(len(y), val_frac)
+    clf = fit_probe(x[:cut], y[:cut], C)
+    return float(log_loss(y[:cut], clf.predict_proba(x[:cut]), labels=clf.classes_))
 
 
 def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
@@ -81,7 +103,7 @@ def select_layer(gpt, train_tokens, train_y, test_tokens, test_y, C: float = 1.0
     test hits by layer, None where not probed) and ``best`` (the highest validation accuracy)."""
     tr, te = layer_features(gpt, train_tokens), layer_features(gpt, test_tokens)
     y = torch.as_tensor(train_y)
-    cut = len(y) - max(1, int(round(val_frac * len(y))))
+    cut = val_cut(len(y), val_frac)
     todo = range(len(tr)) if layers is None else layers
     val, test, hits = [float("nan")] * len(tr), [float("nan")] * len(tr), [None] * len(tr)
     for l in todo:

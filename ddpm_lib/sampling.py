@@ -61,14 +61,34 @@ def ancestral_steps(model: Model, diff: Diffusion, x_T: torch.Tensor, *, generat
         yield i, x, p["x0"]
 
 
-def ancestral(model: Model, diff: Diffusion, x_T: torch.Tensor, generator=None, *, progress: bool = False,
+def ancestral(model: Model, diff: Diffusion, x_T: torch.Tensor, *, generator=None, progress: bool = False,
               start: int | None = None, **hooks) -> torch.Tensor:
-    """Run ``ancestral_steps`` to the end and return the sample. (``generator`` may still come
-    positionally, as notebooks/03 passes it; it joins the other knobs after the ``*`` once that call
-    names it.)"""
+    """Run ``ancestral_steps`` to the end and return the sample."""
     for _, x, _ in ancestral_steps(model, diff, x_T, generator=generator, progress=progress, start=start, **hooks):
         pass
     return x
+
+
+def coupled_ancestral(model, diff, n: int, shape: tuple, start: int, seed: int, device=None,
+                      batch_size: int = 256) -> torch.Tensor:
+    """``n`` ancestral samples that start from pure noise at step ``start`` of ``diff``, with common
+    random numbers: sample i starts from the same noise, and draws the same fresh noise at every step
+    i, whatever ``start`` is. Two runs that differ only in ``start`` (skipping the first reverse steps or
+    not) then pair up sample by sample, which a paired bootstrap of their FD difference can use."""
+    out = []
+    for b0 in range(0, n, batch_size):
+        nb = min(batch_size, n - b0)
+        key = lambda i: (seed * 1_000_003 + b0) * 100_003 + i  # noqa: E731  (the noise of step i)
+        g = torch.Generator(device=device).manual_seed(key(-1))
+        x = noise_like((nb, *shape), g, device)
+        g.manual_seed(key(start))  # the noise drawn at step `start`
+
+        def reseed(i, x_, g=g, key=key):
+            g.manual_seed(key(i - 1))  # the noise drawn at the next step, i - 1
+            return x_
+
+        out.append(ancestral(model, diff, x, generator=g, start=start, step_fn=reseed).float().cpu())
+    return torch.cat(out)
 
 
 # --------------------------------------------------------------------------------------------

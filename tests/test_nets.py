@@ -326,3 +326,11 @@ def test_super_resolution_unet_sees_the_upsampled_low_res_image():
     assert torch.allclose(out, net.unet(torch.cat([x, up], 1), t))
     with pytest.raises(ValueError, match="in_channels"):
         U.SuperResUNet(U.preset("tiny8"))
+
+
+def test_seeded_init_draws_another_initialisation_per_init_seed():
+    cfg = _tiny()
+    w = lambda net: torch.cat([p.flatten() for p in net.parameters()])  # noqa: E731
+    base, one, again = U.UNet(cfg), U.UNet(cfg, init_seed=1), U.UNet(cfg, init_seed=1)
+    assert torch.equal(w(one), w(again)) and not torch.equal(w(base), w(one))
+    assert torch.equal(w(base), w(U.UNet(cfg, init_seed=0)))

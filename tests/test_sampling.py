@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from ddpm_lib import diffusion as D
+from ddpm_lib import nets
 from ddpm_lib import oracle as O
 from ddpm_lib import sampling as smp
 from ddpm_lib import schedules as S
@@ -230,12 +231,13 @@ def test_temperature_scales_the_fresh_noise():
     sched = S.linear(1000)
     diff = D.Diffusion(S.respace(sched, "50"), "eps", "fixed_small", clip_denoised=False)
     x_T = smp.noise_like((4000, 2), torch.Generator().manual_seed(0))
-    std = {tau: smp.ancestral(gm.model(sched), diff, x_T, torch.Generator().manual_seed(1), temperature=tau).std().item()
+    std = {tau: smp.ancestral(gm.model(sched), diff, x_T, generator=torch.Generator().manual_seed(1),
+                              temperature=tau).std().item()
            for tau in (1.0, 0.5, 0.0)}
     assert std[1.0] > 0.85  # (50 fixed-small steps shrink N(0, I) a little even at temperature 1)
     assert std[0.0] < std[0.5] < std[1.0] - 0.05
-    a = smp.ancestral(gm.model(sched), diff, x_T, torch.Generator().manual_seed(1), temperature=0.0)
-    b = smp.ancestral(gm.model(sched), diff, x_T, torch.Generator().manual_seed(2), temperature=0.0)
+    a = smp.ancestral(gm.model(sched), diff, x_T, generator=torch.Generator().manual_seed(1), temperature=0.0)
+    b = smp.ancestral(gm.model(sched), diff, x_T, generator=torch.Generator().manual_seed(2), temperature=0.0)
     assert torch.equal(a, b)  # no fresh noise at temperature 0
 
 
@@ -256,3 +258,21 @@ def test_guided_by_any_conditioning_equals_the_two_model_form():
     g = smp.guided_by(net, 3.0, {"tokens": tok}, {"tokens": empty})(x, t)
     want = net(x, t, empty) + 3.0 * (net(x, t, tok) - net(x, t, empty))
     assert torch.allclose(g, want)
+
+
+def test_coupled_samples_share_their_random_numbers():
+    class Zero(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x, t, *a, **kw):
+            return torch.zeros_like(x) * self.w
+
+    d, m = D.Diffusion(S.linear(100), "eps", "fixed_large").respace(20), nets.as_model(Zero())
+    full = smp.coupled_ancestral(m, d, 200, (1, 2, 2), 19, seed=0)
+    assert torch.equal(full, smp.coupled_ancestral(m, d, 200, (1, 2, 2), 19, seed=0))
+    skip = smp.coupled_ancestral(m, d, 200, (1, 2, 2), 15, seed=0)
+    other = smp.coupled_ancestral(m, d, 200, (1, 2, 2), 15, seed=1)
+    corr = lambda a, b: float(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1])  # noqa: E731
+    assert corr(full, skip) > 0.5 > abs(corr(full, other))

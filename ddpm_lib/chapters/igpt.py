@@ -30,6 +30,7 @@ import torch
 
 from .. import claims as C
 from .. import metrics, stats
+from ..probe import probe_train_loss  # noqa: F401  (the notebook calls igpt.probe_train_loss)
 
 DID_NOT_TRAIN = 0.9  # held-out NLL (or train loss) must be below this share of the context-free loss
 STRONG_RHO = 0.5  # partial Spearman above which the loss-probe relation is called clear
@@ -67,28 +68,6 @@ def unigram_entropy(tokens: torch.Tensor, k: int) -> float:
 
 def trained(nll: float, h0: float) -> bool:
     return nll < DID_NOT_TRAIN * h0
-
-
-def probe_train_loss(feats, y, C: float, val_frac: float = 0.2) -> float:
-    """Mean log-loss (nats) of the linear probe on the rows it was fitted on: the same split and
-    pipeline as ``probe.select_layer`` (the first 1 - ``val_frac`` of the training images,
-    standardised, L2 logistic regression). What a fine-tune's train L_clf must beat to have fitted
-    the labels at least as well as a linear read of its frozen features."""
-    import warnings
-
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import log_loss
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    x, y = np.asarray(feats, dtype=np.float64), np.asarray(y)
-    cut = len(y) - max(1, int(round(val_frac * len(y))))
-    clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf.fit(x[:cut], y[:cut])
-    return float(log_loss(y[:cut], clf.predict_proba(x[:cut]), labels=clf.classes_))
 
 
 def word(hits_a, hits_b) -> str:

@@ -12,14 +12,18 @@ from torch.utils.flop_counter import FlopCounterMode
 def seeded_init(init):
     """Decorator for a network's ``__init__(self, cfg, ...)``: the initial weights are drawn from a
     generator seeded by ``cfg`` (``cache.seed_of``), never from torch's global RNG, so the same config
-    always starts from the same weights whatever ran before. The caller's RNG state is left as it was."""
+    always starts from the same weights whatever ran before. The caller's RNG state is left as it was.
+
+    ``init_seed=k`` (keyword, k > 0) draws another initialisation, seeded by ``(cfg, k)``: training
+    seeds that vary the initialisation. The training cache keys the config, not the weights, so a
+    caller with k > 0 puts k in the key (``train_cached(extra=...)``)."""
 
     @functools.wraps(init)
-    def wrapper(self, cfg, *args, **kwargs):
+    def wrapper(self, cfg, *args, init_seed: int = 0, **kwargs):
         from ..cache import seed_of
 
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed_of(cfg))
+            torch.manual_seed(seed_of(cfg) if init_seed == 0 else seed_of((cfg, init_seed)))
             init(self, cfg, *args, **kwargs)
 
     return wrapper

@@ -291,7 +291,7 @@ def _w02(c):
     return [train("main UNet", main, c.train_images, c.batch_size),
             run("main samples", main, c.n_samples, c.sample_steps),
             run("exact bound (all T steps)", main, c.nll_images, c.T),
-            run("shared x_t samples", main, 4 * c.shared_xt_sources * 5, c.sample_steps),
+            run("shared x_t samples", main, 4 * (3 * c.shared_xt_sources + 2 * 4), c.sample_steps),
             train("Table 2 rows", abl, rows * c.ablation_images, 64),
             run("Table 2 samples (full chain)", abl, c.ablation_samples, c.T * (arms + 1 + longer)),
             run("Table 2 bounds", abl, c.ablation_nll_images,

@@ -92,10 +92,13 @@ def _mean_flat(x: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 # Forward process and posterior
 # --------------------------------------------------------------------------------------------
-def q_sample(sched: S.Schedule, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """Eq. 4: x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, in x0's dtype."""
-    x = sched.at("sqrt_alpha_bar", t, x0) * x0 + sched.at("sqrt_one_minus_alpha_bar", t, x0) * eps
-    return x.to(x0.dtype)
+def q_sample(sched: S.Schedule, x0: torch.Tensor, t: torch.Tensor,
+             eps: torch.Tensor) -> torch.Tensor:
+    """Eq. 4: x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps,
+    in x0's dtype."""
+    signal = sched.at("sqrt_alpha_bar", t, x0)
+    noise = sched.at("sqrt_one_minus_alpha_bar", t, x0)
+    return (signal * x0 + noise * eps).to(x0.dtype)
 
 
 def q_mean_variance(sched: S.Schedule, x0: torch.Tensor, t: torch.Tensor):

@@ -160,7 +160,8 @@ def linear(T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> S
 
 
 def cosine_alpha_bar(s: np.ndarray, offset: float = 0.008) -> np.ndarray:
-    """Improved DDPM Eq. 17: f(s) / f(0), f(s) = cos^2(((s + offset) / (1 + offset)) * pi / 2)."""
+    """Improved DDPM Eq. 17: f(s) / f(0), with
+    f(s) = cos^2(((s + offset) / (1 + offset)) * pi / 2)."""
     f = lambda u: np.cos((u + offset) / (1 + offset) * math.pi / 2) ** 2
     return f(np.asarray(s, dtype=np.float64)) / f(0.0)
 

@@ -22,11 +22,14 @@
 import subprocess
 import sys
 
-if "google.colab" in sys.modules:  # on Colab, install the book's library first (locally: `make install`)
+# on Colab, install the book's library first (locally: `make install`)
+if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "ddpm_lib[hub] @ git+https://github.com/ddpm-book/ddpm-reproduction-book@main"], check=True)
+                    "ddpm_lib[hub] @ git+https://github.com/ddpm-book/ddpm-reproduction-book@main"],
+                   check=True)
 
-import ddpm_lib  # before torch: it makes idle OpenMP threads sleep, not spin (see the run card)
+# before torch: it makes idle OpenMP threads sleep, not spin (see the run card)
+import ddpm_lib
 
 import math
 
@@ -41,7 +44,8 @@ plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 110, "font.size": 9})
 nb = notebook.Session("00_forward_process", globals())
 
 # %% tags=["parameters"]
-profile = "auto"  # smoke | cpu | gpu | auto (DDPM_PROFILE if set, else gpu with CUDA, else cpu)
+# smoke | cpu | gpu | auto (DDPM_PROFILE if set, else gpu with CUDA, else cpu)
+profile = "auto"
 seed = 0
 
 # %%
@@ -121,11 +125,13 @@ notebook.show_source(diffusion.q_sample, schedules.cosine_alpha_bar)
 
 # %% tags=["nbval-check-output"]
 lin, cos = schedules.linear(cfg.T), schedules.cosine(cfg.T)
-show_t = [1, cfg.T // 4, cfg.T // 2, 3 * cfg.T // 4, cfg.T]  # the paper's t (1-based)
-print(f"{'t':>6} | {'linear abar':>12} {'log10 SNR':>10} | {'cosine abar':>12} {'log10 SNR':>10}")
+show_t = [1, cfg.T // 4, cfg.T // 2, 3 * cfg.T // 4, cfg.T]  # the paper's t
+hdr = [f"{s + ' abar':>12} {'log10 SNR':>10}" for s in ("linear", "cosine")]
+print(f"{'t':>6} | {hdr[0]} | {hdr[1]}")
 for t in show_t:
-    i = t - 1
-    row = [f"{float(s.alpha_bar[i]):12.4e} {math.log10(float(s.snr()[i])):10.2f}" for s in (lin, cos)]
+    i = t - 1  # the library's 0-based step
+    row = [f"{float(s.alpha_bar[i]):12.4e} "
+           f"{math.log10(float(s.snr()[i])):10.2f}" for s in (lin, cos)]
     print(f"{t:>6} | {row[0]} | {row[1]}")
 
 # %% [markdown]
@@ -143,9 +149,12 @@ fig, axes = plt.subplots(1, 2, figsize=(8, 2.8))
 for s, color in ((lin, "C0"), (cos, "C1")):
     axes[0].plot(t_axis, s.alpha_bar.numpy(), color=color, label=s.name)
     axes[1].plot(t_axis, np.log10(s.snr().numpy()), color=color, label=s.name)
-axes[1].axhline(math.log10(SNR_NOISE), color="gray", ls="--", lw=1, label=f"SNR = {SNR_NOISE:g}")
-axes[0].set(xlabel="t / T", ylabel=r"$\bar\alpha_t$", title=r"$\bar\alpha_t$")
-axes[1].set(xlabel="t / T", ylabel=r"$\log_{10}$ SNR", title="signal-to-noise ratio")
+axes[1].axhline(math.log10(SNR_NOISE), color="gray", ls="--", lw=1,
+                label=f"SNR = {SNR_NOISE:g}")
+axes[0].set(xlabel="t / T", ylabel=r"$\bar\alpha_t$",
+            title=r"$\bar\alpha_t$")
+axes[1].set(xlabel="t / T", ylabel=r"$\log_{10}$ SNR",
+            title="signal-to-noise ratio")
 for ax in axes:
     ax.legend(frameon=False)
 fig.tight_layout()
@@ -155,11 +164,12 @@ plt.show()
 # How much of each chain is spent in that regime, and how much is left of the data at $t = T$:
 
 # %% tags=["nbval-check-output"]
-noise_fraction = {s.name: float((s.snr() < SNR_NOISE).double().mean()) for s in (lin, cos)}
-first_noisy = {s.name: int((s.snr() < SNR_NOISE).double().argmax()) + 1 for s in (lin, cos)}
+noisy = {s.name: (s.snr() < SNR_NOISE).double() for s in (lin, cos)}
+noise_fraction = {name: float(m.mean()) for name, m in noisy.items()}
+first_noisy = {name: int(m.argmax()) + 1 for name, m in noisy.items()}
 for name in noise_fraction:
-    print(f"{name:>6}: SNR < {SNR_NOISE:g} on {noise_fraction[name]:.1%} of the steps "
-          f"(from t = {first_noisy[name]} of {cfg.T})")
+    print(f"{name:>6}: SNR < {SNR_NOISE:g} on {noise_fraction[name]:.1%} "
+          f"of the steps (from t = {first_noisy[name]} of {cfg.T})")
 
 # %% [markdown]
 # ## The experiment
@@ -179,20 +189,26 @@ snap = CH.snapshots(cfg.T, cfg.n_snapshots)  # 0-based, denser near t = 0
 
 
 def chain_moments(s: schedules.Schedule):
-    """The mean coefficient and the variance of x_t given x_0, by iterating the one-step kernel."""
+    """The mean coefficient and the variance of x_t given x_0, by
+    iterating the one-step kernel."""
     m, v, ms, vs = 1.0, 0.0, [], []
     for beta in s.betas.tolist():
-        m, v = math.sqrt(1.0 - beta) * m, (1.0 - beta) * v + beta  # DDPM Eq. 2, step by step
+        # DDPM Eq. 2, step by step
+        m, v = math.sqrt(1.0 - beta) * m, (1.0 - beta) * v + beta
         ms.append(m)
         vs.append(v)
-    return torch.tensor(ms, dtype=torch.float64), torch.tensor(vs, dtype=torch.float64)
+    return (torch.tensor(ms, dtype=torch.float64),
+            torch.tensor(vs, dtype=torch.float64))
 
 
-def simulate_chain(s: schedules.Schedule, x0: torch.Tensor, keep, g: torch.Generator) -> dict:
-    """x_t for every t in ``keep`` (0-based), reached by T single noisy steps from x0."""
+def simulate_chain(s: schedules.Schedule, x0: torch.Tensor, keep,
+                   g: torch.Generator) -> dict:
+    """x_t for every t in ``keep`` (0-based), reached by T single noisy
+    steps from x0."""
     x, out, keep = x0.clone(), {}, set(int(k) for k in keep)
     for i, beta in enumerate(s.betas.tolist()):
-        x = math.sqrt(1.0 - beta) * x + math.sqrt(beta) * torch.randn(x.shape, generator=g, dtype=x.dtype)
+        noise = torch.randn(x.shape, generator=g, dtype=x.dtype)
+        x = math.sqrt(1.0 - beta) * x + math.sqrt(beta) * noise
         if i in keep:
             out[i] = x.clone()
     return out
@@ -201,7 +217,9 @@ def simulate_chain(s: schedules.Schedule, x0: torch.Tensor, keep, g: torch.Gener
 moment_err = 0.0
 for s in (lin, cos):
     m, v = chain_moments(s)
-    moment_err = max(moment_err, float((m - s.sqrt_alpha_bar).abs().max()), float((v - (1 - s.alpha_bar)).abs().max()))
+    moment_err = max(moment_err,
+                     float((m - s.sqrt_alpha_bar).abs().max()),
+                     float((v - (1 - s.alpha_bar)).abs().max()))
 
 g = torch.Generator().manual_seed(seed)
 z_stats = []  # (schedule, t, mean, std) of the standardised residual
@@ -212,11 +230,15 @@ for s in (lin, cos):
 n_z = toy.numel()
 z_mean_err = max(abs(r[2]) for r in z_stats)
 z_std_err = max(abs(r[3] - 1) for r in z_stats)
-se_mean, se_std = 1 / math.sqrt(n_z), 1 / math.sqrt(2 * n_z)  # standard errors for N(0, 1) samples
+# standard errors of the mean and the std of N(0, 1) samples
+se_mean, se_std = 1 / math.sqrt(n_z), 1 / math.sqrt(2 * n_z)
 print(f"moment recursion vs closed form: max abs error {moment_err:.1e}")
-print(f"simulated chain, {len(z_stats)} (schedule, t) pairs, {n_z} numbers each:")
-print(f"  max |mean| = {z_mean_err:.4f} ({z_mean_err / se_mean:.1f} standard errors)")
-print(f"  max |std - 1| = {z_std_err:.4f} ({z_std_err / se_std:.1f} standard errors)")
+print(f"simulated chain, {len(z_stats)} (schedule, t) pairs, "
+      f"{n_z} numbers each:")
+print(f"  max |mean| = {z_mean_err:.4f} "
+      f"({z_mean_err / se_mean:.1f} standard errors)")
+print(f"  max |std - 1| = {z_std_err:.4f} "
+      f"({z_std_err / se_std:.1f} standard errors)")
 
 # %% tags=["hide-input"]
 rec.T, rec.toy, rec.n_toy, rec.n_t = cfg.T, cfg.toy, len(toy), len(snap)
@@ -239,17 +261,24 @@ notebook.see(
 # dissolve into the standard normal; under the linear schedule they are gone by the middle of the chain.
 
 # %%
-eps = torch.randn(toy.shape, generator=torch.Generator().manual_seed(seed + 1), dtype=toy.dtype)
-walked = simulate_chain(lin, toy, snap, torch.Generator().manual_seed(seed + 2))
-fig, axes = plt.subplots(2, len(snap), figsize=(1.6 * len(snap), 3.4), sharex=True, sharey=True)
+def gen(k):
+    return torch.Generator().manual_seed(seed + k)
+
+
+eps = torch.randn(toy.shape, generator=gen(1), dtype=toy.dtype)
+walked = simulate_chain(lin, toy, snap, gen(2))
+fig, axes = plt.subplots(2, len(snap), figsize=(1.6 * len(snap), 3.4),
+                         sharex=True, sharey=True)
+dots = dict(s=1, rasterized=True)
 for row, s in enumerate((lin, cos)):
     for col, i in enumerate(snap):
         t = torch.full((len(toy),), int(i), dtype=torch.long)
         x_t = diffusion.q_sample(s, toy, t, eps)  # DDPM Eq. 4
         ax = axes[row, col]
-        ax.scatter(x_t[:, 0], x_t[:, 1], s=1, alpha=0.4, color="C0", rasterized=True)
+        ax.scatter(x_t[:, 0], x_t[:, 1], alpha=0.4, color="C0", **dots)
         if s is lin:
-            ax.scatter(walked[i][:, 0], walked[i][:, 1], s=1, alpha=0.25, color="C1", rasterized=True)
+            w = walked[i]
+            ax.scatter(w[:, 0], w[:, 1], alpha=0.25, color="C1", **dots)
         ax.set(xlim=(-3.5, 3.5), ylim=(-3.5, 3.5), xticks=[], yticks=[])
         ax.set_title(f"t = {i + 1}", fontsize=8)
     axes[row, 0].set_ylabel(s.name)
@@ -266,24 +295,29 @@ plt.show()
 # digits are unreadable well before $t = T$; under the cosine schedule they survive longer.
 
 # %%
-digits = DS.load(cfg.image_data, image_size=cfg.image_size, n=cfg.n_images).x.double()  # (B, 1, H, W)
-eps_img = torch.randn(digits.shape, generator=torch.Generator().manual_seed(seed + 3), dtype=digits.dtype)
+digits = DS.load(cfg.image_data, image_size=cfg.image_size,
+                 n=cfg.n_images).x.double()  # (B, 1, H, W)
+eps_img = torch.randn(digits.shape, generator=gen(3), dtype=digits.dtype)
 
 
 def noised_strip(s: schedules.Schedule) -> np.ndarray:
-    """One row per image, one column per snapshot t, as a single (B*H, n*W) array in [0, 1]."""
-    rows = []
+    """One row per image, one column per snapshot t, as a single
+    (B*H, n*W) array in [0, 1]."""
+    rows, n = [], len(snap)
+    t = torch.tensor(snap, dtype=torch.long)
     for img, e in zip(digits, eps_img):
-        t = torch.tensor(snap, dtype=torch.long)
-        x_t = diffusion.q_sample(s, img.expand(len(snap), *img.shape), t, e.expand(len(snap), *e.shape))
+        x_t = diffusion.q_sample(s, img.expand(n, *img.shape), t,
+                                 e.expand(n, *e.shape))
         rows.append(np.concatenate([x[0].numpy() for x in x_t], axis=1))
     return ((np.concatenate(rows, axis=0) + 1) / 2).clip(0, 1)
 
 
 fig, axes = plt.subplots(1, 2, figsize=(8, 0.5 + 0.55 * len(digits)))
+ticks = [(k + 0.5) * cfg.image_size for k in range(len(snap))]
 for ax, s in zip(axes, (lin, cos)):
-    ax.imshow(noised_strip(s), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    ax.set_xticks([(k + 0.5) * cfg.image_size for k in range(len(snap))], [f"{i + 1}" for i in snap], fontsize=7)
+    ax.imshow(noised_strip(s), cmap="gray", vmin=0, vmax=1,
+              interpolation="nearest")
+    ax.set_xticks(ticks, [f"{i + 1}" for i in snap], fontsize=7)
     ax.set_yticks([])
     ax.set(title=f"{s.name} schedule", xlabel="t")
 fig.tight_layout()
@@ -297,7 +331,8 @@ plt.show()
 
 # %% tags=["nbval-check-output"]
 all_digits = DS.load(cfg.image_data, image_size=cfg.image_size).x.double()
-prior = {s.name: float(diffusion.prior_bpd(s, all_digits).mean()) for s in (lin, cos)}
+prior = {s.name: float(diffusion.prior_bpd(s, all_digits).mean())
+         for s in (lin, cos)}
 for name, bits in prior.items():
     print(f"{name:>6}: L_T = {bits:.1e} bits/dim")
 

@@ -121,6 +121,53 @@ def test_committed_outputs_are_clean(path: Path):
     assert not marked, f"{path.name}: cell {marked[0]} shows an NBVAL_ marker; use the cell tag nbval-check-output"
 
 
+CODE_COLUMN = 79  # the book's code column at 704 px: wider lines scroll sideways
+HIDDEN = {"hide-input", "remove-input", "remove-cell", "hide-cell"}
+# chapters whose committed code is still wider (issue 34): each leaves this set at its next record,
+# and the test below fails for a chapter listed here whose code already fits
+WIDE_YET = {"02_ddpm", "03_improved_ddpm", "04_adm", "05_dalle", "06_glide",
+            "07_unclip", "08_dalle3", "09_consistency"}
+
+
+def wide_code_lines(nb: dict) -> list[str]:
+    """Lines a reader sees as code that exceed CODE_COLUMN: the sources of code cells not hidden, and the
+    ```python blocks of Markdown outputs (``notebook.show_source``). A line holding a URL is exempt (it
+    cannot be broken)."""
+    seen = []
+    for c in nb["cells"]:
+        if c["cell_type"] != "code":
+            continue
+        if not HIDDEN & set(c.get("metadata", {}).get("tags", [])):
+            seen += "".join(c["source"]).splitlines()
+        for o in c.get("outputs", []):
+            md = o.get("data", {}).get("text/markdown")
+            md = "".join(md) if isinstance(md, list) else md or ""
+            for block in re.findall(r"```python\n(.*?)```", md, flags=re.S):
+                seen += block.splitlines()
+    return [line for line in seen if len(line) > CODE_COLUMN and "://" not in line]
+
+
+def test_wide_code_lines_reads_sources_and_shown_library_code():
+    long = "x = " + "1 + " * 20 + "1"
+    nb = {"cells": [
+        {"cell_type": "code", "metadata": {}, "source": [long], "outputs": []},
+        {"cell_type": "code", "metadata": {"tags": ["hide-input"]}, "source": [long], "outputs": [
+            {"data": {"text/markdown": f"```python\ndef f():\n    {long}\n```"}}]},
+        {"cell_type": "markdown", "metadata": {}, "source": [long]},
+        {"cell_type": "code", "metadata": {}, "source": ["# https://" + "a" * 90], "outputs": []}]}
+    assert wide_code_lines(nb) == [long, "    " + long]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_visible_code_fits_the_column(path: Path):
+    wide = wide_code_lines(json.loads(path.read_text()))
+    if path.stem in WIDE_YET:
+        assert wide, f"{path.name}'s visible code fits {CODE_COLUMN} columns now: remove it from WIDE_YET"
+    else:
+        assert not wide, (f"{path.name}: {len(wide)} visible code lines over {CODE_COLUMN} columns, "
+                          f"the first: {wide[0]!r}")
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_repository_url_matches_config(path: Path):
     bad = [p for p in sync_repo_url.problems(ROOT) if Path(p.split(":")[0]).stem == path.stem]

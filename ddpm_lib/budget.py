@@ -276,7 +276,10 @@ def _w01(c):
                                                                      max(1, min(c.n_head, c.small_embd // 16)))
     probes = (c.n_train + c.n_test) * (2 + 2 * c.checkpoints)  # every layer's features in one pass per model
     return [train("GPT (AR)", big, c.train_images, c.batch_size), train("GPT (AR, small)", small, c.train_images, c.batch_size),
-            train("BERT", big, c.train_images, c.batch_size), train("fine-tunes (2)", big, 2 * c.finetune_images, c.batch_size),
+            train("BERT", big, c.train_images, c.batch_size),
+            # BERT's fine-tune runs two passes per step (the whole sequence, the masked one)
+            train(f"fine-tunes ({'AR, BERT' if c.finetune_bert else 'AR'})", big,
+                  (3 if c.finetune_bert else 1) * c.finetune_images, c.batch_size),
             run("linear probes' features", big, probes), run("samples (KV cache)", big, c.n_samples)]
 
 

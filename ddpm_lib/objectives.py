@@ -197,14 +197,16 @@ class InpaintObjective(DiffusionObjective):
 # Token sequences (iGPT, Sec. 2.1 and 2.2)
 # --------------------------------------------------------------------------------------------
 class ARObjective:
-    """Next-token cross-entropy, L_AR = E[-sum_i log p(x_i | x_<i)] in raster order. With a
-    start-of-sequence slot the logits are aligned with the input."""
+    """Next-token cross-entropy, L_AR = E[-sum_i log p(x_i | x_<i)] in raster
+    order. With a start-of-sequence slot the logits are aligned with the
+    input."""
 
     def config(self) -> dict:
         return {"objective": "autoregressive"}
 
     def __call__(self, net, batch):
-        logits = net(batch.x)  # (B, L, V): logits[:, i] predicts x[:, i] from x[:, <i]
+        # (B, L, V): logits[:, i] predicts x[:, i] from x[:, <i]
+        logits = net(batch.x)
         return F.cross_entropy(logits.flatten(0, 1).float(), batch.x.flatten())
 
 
@@ -231,21 +233,24 @@ class TextImageObjective:
 
 
 class MaskedObjective:
-    """BERT-style L_BERT = E[-sum_{i in M} log p(x_i | x_{not M})] on a bidirectional model: a random
-    ``mask_prob`` of the positions is replaced by ``mask_token`` (the extra vocabulary id)."""
+    """BERT-style L_BERT = E[-sum_{i in M} log p(x_i | x_{not M})] on a
+    bidirectional model: a random ``mask_prob`` of the positions is replaced
+    by ``mask_token`` (the extra vocabulary id)."""
 
     def __init__(self, mask_token: int, mask_prob: float = 0.15):
         self.mask_token, self.mask_prob = mask_token, mask_prob
 
     def config(self) -> dict:
-        return {"objective": "masked", "mask_token": self.mask_token, "mask_prob": self.mask_prob}
+        return {"objective": "masked", "mask_token": self.mask_token,
+                "mask_prob": self.mask_prob}
 
     def __call__(self, net, batch):
         x = batch.x
         masked = batch.rand(x.shape[1]) < self.mask_prob  # (B, L)
         inp = torch.where(masked, torch.full_like(x, self.mask_token), x)
         logits = net(inp)
-        return F.cross_entropy(logits[masked].float(), x[masked]) if masked.any() else logits.sum() * 0
+        return (F.cross_entropy(logits[masked].float(), x[masked])
+                if masked.any() else logits.sum() * 0)
 
 
 # --------------------------------------------------------------------------------------------

@@ -21,11 +21,14 @@ import torch.nn.functional as F
 
 
 @torch.no_grad()
-def layer_features(gpt, tokens: torch.Tensor, batch_size: int = 256) -> list[torch.Tensor]:
-    """Average-pooled hidden states after every block: a list of n_layer tensors (N, n_embd).
+def layer_features(gpt, tokens: torch.Tensor,
+                   batch_size: int = 256) -> list[torch.Tensor]:
+    """Average-pooled hidden states after every block: a list of n_layer
+    tensors (N, n_embd).
 
-    Layer 0 in the list is the output of the first block; the embeddings alone are prepended as
-    an extra entry so that index l means "after l blocks" (entry 0: no block at all).
+    Layer 0 in the list is the output of the first block; the embeddings
+    alone are prepended as an extra entry so that index l means "after l
+    blocks" (entry 0: no block at all).
     """
     gpt.eval()
     outs: list[list[torch.Tensor]] = []
@@ -33,7 +36,8 @@ def layer_features(gpt, tokens: torch.Tensor, batch_size: int = 256) -> list[tor
     for i in range(0, len(tokens), batch_size):
         idx = tokens[i:i + batch_size].to(device)
         _, hidden = gpt(idx, return_hidden=True)
-        emb = gpt.embed(idx[:, :-1], 0, with_sos=True) if gpt.sos is not None else gpt.embed(idx)
+        emb = (gpt.embed(idx[:, :-1], 0, with_sos=True) if gpt.sos is not None
+               else gpt.embed(idx))
         feats = [emb.mean(1)] + [h.mean(1) for h in hidden]
         outs.append([f.float().cpu() for f in feats])
     return [torch.cat([o[l] for o in outs]) for l in range(len(outs[0]))]
@@ -115,14 +119,16 @@ def select_layer(gpt, train_tokens, train_y, test_tokens, test_y, C: float = 1.0
 
 
 class Classifier(nn.Module):
-    """A GPT with a linear head on its average-pooled, normalised final layer (iGPT's fine-tuning,
-    Sec. 3.5: ``n^L = layer_norm(h^L)`` pooled over positions). ``forward(idx, gen_idx=None)``
-    returns (class logits of ``idx``, token logits of ``gen_idx`` or, when None, of ``idx``)."""
+    """A GPT with a linear head on its average-pooled, normalised final layer
+    (iGPT's fine-tuning, Sec. 3.5: ``n^L = layer_norm(h^L)`` pooled over
+    positions). ``forward(idx, gen_idx=None)`` returns (class logits of
+    ``idx``, token logits of ``gen_idx`` or, when None, of ``idx``)."""
 
     def __init__(self, gpt, n_classes: int):
         super().__init__()
         self.gpt, self.head = gpt, nn.Linear(gpt.cfg.n_embd, n_classes)
-        self.cfg = dict(gpt=gpt.cfg, n_classes=n_classes)  # what train_cached keys the run on
+        # what train_cached keys the run on
+        self.cfg = dict(gpt=gpt.cfg, n_classes=n_classes)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
@@ -133,16 +139,19 @@ class Classifier(nn.Module):
 
 
 class FineTuneObjective:
-    """L_clf + gen_weight * L_gen on labelled sequences (``batch.x``, ``batch.y``). L_gen is the
-    next-token loss (``mask_token=None``) or the masked-token loss (BERT: a random ``mask_prob`` of
-    positions replaced by ``mask_token``; the classifier always sees the unmasked sequence)."""
+    """L_clf + gen_weight * L_gen on labelled sequences (``batch.x``,
+    ``batch.y``). L_gen is the next-token loss (``mask_token=None``) or the
+    masked-token loss (BERT: a random ``mask_prob`` of positions replaced by
+    ``mask_token``; the classifier always sees the unmasked sequence)."""
 
-    def __init__(self, gen_weight: float = 1.0, mask_token: int | None = None, mask_prob: float = 0.15):
-        self.gen_weight, self.mask_token, self.mask_prob = gen_weight, mask_token, mask_prob
+    def __init__(self, gen_weight: float = 1.0, mask_token: int | None = None,
+                 mask_prob: float = 0.15):
+        self.gen_weight, self.mask_token = gen_weight, mask_token
+        self.mask_prob = mask_prob
 
     def config(self) -> dict:
-        return {"objective": "fine-tune", "gen_weight": self.gen_weight, "mask_token": self.mask_token,
-                "mask_prob": self.mask_prob}
+        return {"objective": "fine-tune", "gen_weight": self.gen_weight,
+                "mask_token": self.mask_token, "mask_prob": self.mask_prob}
 
     def __call__(self, net, batch):
         x = batch.x
@@ -151,10 +160,13 @@ class FineTuneObjective:
             gen = F.cross_entropy(logits.flatten(0, 1).float(), x.flatten())
         else:
             masked = batch.rand(x.shape[1]) < self.mask_prob
-            cls, logits = net(x, torch.where(masked, torch.full_like(x, self.mask_token), x))
-            gen = F.cross_entropy(logits[masked].float(), x[masked]) if masked.any() else logits.sum() * 0
+            inp = torch.where(masked, torch.full_like(x, self.mask_token), x)
+            cls, logits = net(x, inp)
+            gen = (F.cross_entropy(logits[masked].float(), x[masked])
+                   if masked.any() else logits.sum() * 0)
         clf = F.cross_entropy(cls.float(), batch.y)
-        return clf + self.gen_weight * gen, {"clf": clf.detach(), "gen": gen.detach()}
+        return (clf + self.gen_weight * gen,
+                {"clf": clf.detach(), "gen": gen.detach()})
 
 
 @torch.no_grad()

@@ -203,19 +203,27 @@ class IGPTChapter:
     small_layer: int = 2  # the second model size (Fig. 3's cross-model comparison)
     small_embd: int = 32
     dropout: float = 0.0
-    # per model; ~0.19 s per step of the 4x64 GPT on 2 idle cores (BERT ~1.2x, fine-tuning 1.25x / 1.8x):
-    # recorded at 660 s with 250-step fine-tunes; with 750-step fine-tunes and the token probes ~16 min (estimate)
+    # per model; ~0.3 s per step of the 4x64 GPT on 2 idle cores (BERT 1.0x, fine-tuning AR 1.2x / BERT 2x).
+    # Record at 750 steps with both 500-step fine-tunes: 1,270 s (GPT 230, small GPT 56, BERT 231, fine-tunes
+    # 179 and 302, feature net 23, the rest evaluation); without the BERT fine-tune and with a 750-step AR
+    # fine-tune: 1,270 - 302 + 90 = ~1,060 s (estimate)
     train_images: int = 750 * 32  # issue 35: 1000 -> 750 steps per model for the 20-min budget
     batch_size: int = 32
     lr: float = 2e-3
     warmup_images: int = 2000
     checkpoints: int = 4  # snapshots per model for the loss-probe relation
-    # labelled sequences seen by each fine-tune: 2x the second edition's 250 * 32, whose fine-tunes ended below
+    # labelled sequences seen by each fine-tune: 3x the second edition's 250 * 32, whose fine-tunes ended below
     # their own probes with train L_clf above the probe's. Measured before the third edition (1000-step
     # pretraining): the AR fine-tune read 41.0 / 46.0 / 48.9 / 47.9% at 1x / 2x / 3x / 4x against its probe's
-    # 45.0%, train L_clf 1.08 / 0.96 / 0.84 / 0.87 against the probe's 1.02. The 3x record ran 24 min, over the
-    # 20-min budget; 2x is the most it allows with 750-step pretraining, fixed by the budget, not by an outcome
-    finetune_images: int = 500 * 32
+    # 45.0%, train L_clf 1.08 / 0.96 / 0.84 / 0.87 against the probe's 1.02. The third edition's records: 3x
+    # with both fine-tunes, 24 min (over the 20-min budget); 2x (750-step pretraining), 21 min, where the AR
+    # fine-tune missed its did-not-train gate by 0.001 nats (train L_clf 0.990, its probe's 0.989). Now 3x for
+    # the AR fine-tune, paid for by running the BERT fine-tune (302 s: two passes per step) only where
+    # finetune_bert is set
+    finetune_images: int = 750 * 32
+    # fine-tune BERT too (the "BERT catches up" claim): off in the cpu profile, where it never trained (8,000
+    # and 16,000 labelled sequences) and cost a quarter of the chapter's budget
+    finetune_bert: bool = False
     finetune_lr: float = 5e-4
     gen_weight: float = 1.0  # weight of L_gen in the fine-tuning loss L_clf + gen_weight * L_gen
     n_samples: int = 32
@@ -692,13 +700,14 @@ PRESETS: dict[str, dict[str, object]] = {
     "01_igpt": {
         "smoke": IGPTChapter(palette_ks=(2, 8), k=8, n_train=300, n_test=200, n_layer=2, n_embd=32, small_layer=1,
                              small_embd=16, train_images=30 * 32, warmup_images=0, checkpoints=2,
-                             finetune_images=10 * 32, n_samples=8),
+                             finetune_images=10 * 32, finetune_bert=True, n_samples=8),
         "cpu": IGPTChapter(),
         # one GPU: the same scenes at 32x32 (1,024 tokens, as iGPT's CIFAR-10 models) with a wider GPT
         # (untested: never run on a GPU; ~5 min by ddpm_lib.budget)
         "gpu": IGPTChapter(image_size=32, k=16, n_train=20_000, n_test=2000, n_layer=8, n_embd=256, n_head=8,
                            small_layer=4, small_embd=128, train_images=8_000 * 64, batch_size=64, lr=5e-4,
-                           warmup_images=50_000, checkpoints=5, finetune_images=2000 * 64, n_samples=64),
+                           warmup_images=50_000, checkpoints=5, finetune_images=2000 * 64, finetune_bert=True,
+                           n_samples=64),
     },
     "03_improved_ddpm": {
         "smoke": ImprovedDDPMChapter(T=100, train_images=12 * 32, batch_size=32, warmup_images=0, snapshots=2,

@@ -22,9 +22,11 @@ class Palette:
         return self.centers.shape[0]
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Images (N, C, H, W) -> tokens (N, H * W), raster order (row by row)."""
+        """Images (N, C, H, W) -> tokens (N, H * W), raster order
+        (row by row)."""
         pix = rearrange(x, "n c h w -> n (h w) c").float()
-        d = torch.cdist(pix, self.centers.float()[None].expand(pix.shape[0], -1, -1))  # (N, HW, k)
+        centers = self.centers.float()[None].expand(pix.shape[0], -1, -1)
+        d = torch.cdist(pix, centers)  # (N, HW, k)
         return d.argmin(-1)
 
     def decode(self, tokens: torch.Tensor, height: int, width: int | None = None) -> torch.Tensor:
@@ -55,10 +57,13 @@ def _kmeans_pp(pix: torch.Tensor, k: int, g: torch.Generator) -> torch.Tensor:
     return torch.cat(centers)
 
 
-def fit_palette(x: torch.Tensor, k: int, seed: int = 0, iters: int = 30, max_pixels: int = 100_000) -> Palette:
-    """k-means on the pixels of ``x`` (N, C, H, W); at most ``max_pixels`` sampled pixels are used.
+def fit_palette(x: torch.Tensor, k: int, seed: int = 0, iters: int = 30,
+                max_pixels: int = 100_000) -> Palette:
+    """k-means on the pixels of ``x`` (N, C, H, W); at most ``max_pixels``
+    sampled pixels are used.
 
-    Centres are sorted by brightness (sum of channels) so that token ids are readable in figures.
+    Centres are sorted by brightness (sum of channels) so that token ids are
+    readable in figures.
     """
     if k < 1:
         raise ValueError("k must be at least 1")
@@ -71,7 +76,8 @@ def fit_palette(x: torch.Tensor, k: int, seed: int = 0, iters: int = 30, max_pix
         assign = torch.cdist(pix, centers).argmin(1)
         sums = torch.zeros_like(centers).index_add_(0, assign, pix)
         counts = torch.bincount(assign, minlength=k).double()[:, None]
-        new = torch.where(counts > 0, sums / counts.clamp(min=1), centers)  # empty cluster: keep its centre
+        # an empty cluster keeps its centre
+        new = torch.where(counts > 0, sums / counts.clamp(min=1), centers)
         if torch.allclose(new, centers, atol=1e-10):
             break
         centers = new

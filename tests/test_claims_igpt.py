@@ -9,7 +9,7 @@ import math
 
 from conftest import ROOT
 from ddpm_lib import claims as C
-from ddpm_lib import stats
+from ddpm_lib import probe, stats
 from ddpm_lib.chapters import igpt as CH
 
 import numpy as np  # noqa: E402
@@ -199,4 +199,14 @@ def test_a_fine_tune_that_fits_its_labels_worse_than_its_probe_did_not_train():
     assert CH.finetune_beats_probe(_rec(probe_train_loss=None)).holds == "yes"
     feats = np.random.default_rng(0).normal(size=(200, 4))
     y = (feats[:, 0] > 0).astype(int)
-    assert 0 < CH.probe_train_loss(feats, y, C=0.5) < math.log(2)  # a readable label: below chance loss
+    assert 0 < probe.probe_train_loss(feats, y, C=0.5) < math.log(2)  # a readable label: below chance loss
+
+
+def test_bert_catches_up_is_named_untested_where_bert_is_not_fine_tuned():
+    row = CH.bert_catches_up(_rec(finetune_bert=False, ft_bert_hits=None))
+    assert row.holds == "n/a" and "does not fine-tune BERT" in row.why
+    # run cards from before the switch fine-tuned BERT: the rule still reads their hits
+    assert CH.Record.of_config(dict(
+        image_size=16, objects=2, label="shape", k=12, n_layer=4, n_embd=64, train_images=1, n_test=1,
+        small_layer=2, small_embd=32, finetune_images=1)).finetune_bert is True
+    assert CH.bert_catches_up(_rec(finetune_bert=True)).holds != "n/a"

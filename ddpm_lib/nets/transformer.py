@@ -52,7 +52,8 @@ class RMSNorm(nn.Module):
         self.eps, self.weight = eps, nn.Parameter(torch.ones(dim))
 
     def forward(self, x):
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+        ms = x.pow(2).mean(-1, keepdim=True)  # mean square, no mean subtracted
+        return x * torch.rsqrt(ms + self.eps) * self.weight
 
 
 def gelu2(x):
@@ -60,19 +61,22 @@ def gelu2(x):
 
 
 class KVCache:
-    """Keys and values of every layer for the positions seen so far: (B, heads, L, head_dim) each."""
+    """Keys and values of every layer for the positions seen so far:
+    (B, heads, L, head_dim) each."""
 
     def __init__(self, n_layer: int):
         self.k: list[torch.Tensor | None] = [None] * n_layer
         self.v: list[torch.Tensor | None] = [None] * n_layer
 
     def length(self, layer: int = 0) -> int:
-        """Positions cached so far in ``layer`` (layers fill one after another within a forward)."""
+        """Positions cached so far in ``layer`` (layers fill one after
+        another within a forward)."""
         return 0 if self.k[layer] is None else self.k[layer].shape[2]
 
     def append(self, layer: int, k, v):
         if self.k[layer] is not None:
-            k, v = torch.cat([self.k[layer], k], 2), torch.cat([self.v[layer], v], 2)
+            k = torch.cat([self.k[layer], k], 2)
+            v = torch.cat([self.v[layer], v], 2)
         self.k[layer], self.v[layer] = k, v
         return k, v
 
@@ -91,15 +95,18 @@ class Block(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
 
     def attention(self, x, cache: KVCache | None):
-        q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.cfg.n_head)
+        q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d",
+                            three=3, h=self.cfg.n_head)
         past = 0 if cache is None else cache.length(self.layer)
         if cache is not None:
             k, v = cache.append(self.layer, k, v)  # (B, heads, past + L, d)
         L, S = q.shape[2], k.shape[2]
         if self.cfg.causal and L > 1:
             # query i (absolute position past + i) sees keys 0 .. past + i
-            mask = torch.ones(L, S, dtype=torch.bool, device=x.device).tril(diagonal=past)
-            h = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self._p())
+            ones = torch.ones(L, S, dtype=torch.bool, device=x.device)
+            mask = ones.tril(diagonal=past)
+            h = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                               dropout_p=self._p())
         else:
             h = F.scaled_dot_product_attention(q, k, v, dropout_p=self._p())
         return self.proj(rearrange(h, "b h l d -> b l (h d)"))
@@ -139,12 +146,14 @@ class GPT(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def embed(self, idx, start: int = 0, with_sos: bool = True):
-        """Token embeddings at absolute positions start.., with the sos slot at position 0."""
+        """Token embeddings at absolute positions start.., with the sos slot
+        at position 0."""
         x = self.tok(idx)  # (B, L, n_embd)
         if self.sos is not None and with_sos:
             x = torch.cat([self.sos.expand(idx.shape[0], 1, -1), x], dim=1)
         if start + x.shape[1] > self.pos.shape[0]:
-            raise ValueError(f"sequence of {start + x.shape[1]} positions exceeds block_size {self.cfg.block_size}")
+            raise ValueError(f"sequence of {start + x.shape[1]} positions "
+                             f"exceeds block_size {self.cfg.block_size}")
         return x + self.pos[start:start + x.shape[1]]
 
     def forward(self, idx, return_hidden: bool = False, cache: KVCache | None = None):

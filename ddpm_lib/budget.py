@@ -330,10 +330,10 @@ def _w04(c):
     clf = _encoder(c.image_size, C, c.base_channels, K, channel_mult=u.channel_mult,
                    attention_resolutions=u.attention_resolutions, groups=u.groups)
     n = c.n_samples
-    configs = 2 * len(c.scales) + 2 * len(c.temperatures) + 6  # the guidance sweep, temperatures, architecture rows
+    configs = 2 * len(c.scales) + 2 * len(c.temperatures)  # the guidance sweep, temperatures (arch rows: loss only)
     items = [train("unconditional and conditional UNets", unet, 2 * c.train_images, c.batch_size),
              train("noisy classifier", clf, c.clf_images, c.batch_size),
-             train("architecture rows (6)", unet, 6 * c.arch_images, c.batch_size),
+             train(f"architecture rows (5 x {c.arch_seeds} seeds)", unet, 5 * c.arch_seeds * c.arch_images, c.batch_size),
              run("guided and plain samples", unet, n, c.sample_steps * configs, batch=n),
              run("classifier gradients of the guided samples", clf, n, c.sample_steps * 2 * len(c.scales), batch=n, calls=3),
              run("DDIM samples", unet, n, c.ddim_steps * len(c.ddim_scales), batch=n),

@@ -73,6 +73,21 @@ def frechet_distance_from_stats(mu1, sigma1, mu2, sigma2) -> float:
     return float(max(d2, 0.0))
 
 
+@torch.no_grad()
+def nearest_distance(x, ref, batch: int = 500) -> np.ndarray:
+    """Per image of ``x``: the Euclidean pixel distance to its nearest image in ``ref`` (float64, (N,)),
+    the raw material of a memorisation check (samples against fresh real images, both to the training
+    set)."""
+    r = torch.as_tensor(ref).flatten(1).double()
+    r2 = (r * r).sum(1)
+    out = []
+    for i in range(0, len(x), batch):
+        q = torch.as_tensor(x[i:i + batch]).flatten(1).double()
+        d2 = (q * q).sum(1, keepdim=True) + r2[None] - 2 * q @ r.T
+        out.append(d2.min(1).values.clamp_min(0).sqrt())
+    return torch.cat(out).numpy()
+
+
 def frechet_distance(feats_a, feats_b) -> float:
     """Frechet distance between Gaussians fitted to two sets of features (N, D): "FID" on Inception
     pool3 features, "FID_clf" on an in-domain network's features."""
@@ -300,8 +315,12 @@ class EvalResult:
         return "  ".join(f"{k}={v}" for k, v in self.as_row().items() if v is not None)
 
 
+BOOTSTRAPPED = ("fd", "kid", "precision", "recall")  # the metrics evaluate(bootstrap=B) resamples
+
+
 def evaluate(extractor: FeatureExtractor | None, real, fake, real_ref=None, k: int = 3,
-             kid_subsets: int = 100, kid_subset_size: int = 1000, seed: int = 0, bootstrap: int = 0) -> EvalResult:
+             kid_subsets: int = 100, kid_subset_size: int = 1000, seed: int = 0, bootstrap: int = 0,
+             resampled: tuple[str, ...] = BOOTSTRAPPED, fd_boot: "FDBootstrap | None" = None) -> EvalResult:
     """FD, KID and k-NN precision/recall of ``fake`` against ``real``, plus the floor: FD and KID of
     ``real`` against ``real_ref`` (another real sample, e.g. the test split, of the fake set's size:
     the score of fresh real data at this n, not the best any generator can get).
@@ -313,8 +332,14 @@ def evaluate(extractor: FeatureExtractor | None, real, fake, real_ref=None, k: i
     real, generated and reference sets are resampled with replacement (FD, KID; KID with 10 subsets
     per replicate; precision and recall with both k-NN manifolds rebuilt from the resampled sets,
     so both sides' sampling noise is in the interval). Replicate i draws its indices from ``seed`` in a fixed order, so two calls with equal
-    set sizes and seed are paired (``stats.diff_ci``).
+    set sizes and seed are paired (``stats.diff_ci``). ``resampled`` names the metrics replicated (a
+    subset of ``BOOTSTRAPPED``): FD's replicates cost most (a matrix square root each), and
+    ``FDBootstrap`` gives them far faster: pass ``fd_boot`` (built on ``real``'s features) and FD's
+    replicates come from it (paired across sets as ``FDBootstrap`` says), whatever ``bootstrap``.
     """
+    unknown = sorted(set(resampled) - set(BOOTSTRAPPED))
+    if unknown:
+        raise ValueError(f"unknown resampled metric(s) {unknown}; valid choices: {list(BOOTSTRAPPED)}")
     feats = (lambda v: _f64(v)) if extractor is None else extractor.features
     fr, ff = feats(real), feats(fake)
     kid_mean, kid_std = kid(fr, ff, kid_subsets, kid_subset_size, seed)
@@ -331,7 +356,11 @@ def evaluate(extractor: FeatureExtractor | None, real, fake, real_ref=None, k: i
     isc = None
     if extractor is not None and len(extractor.heads) == 1:
         isc = inception_score(extractor.predict(fake))[0]
-    reps = _bootstrap(fr, ff, fref, k, bootstrap, kid_subset_size, seed) if bootstrap else {}
+    reps = _bootstrap(fr, ff, fref, k, bootstrap, kid_subset_size, seed, resampled) if bootstrap else {}
+    if fd_boot is not None:
+        if fd_boot.real.shape != tuple(fr.shape) or not np.allclose(fd_boot.real[:5], fr[:5].numpy()):
+            raise ValueError("fd_boot was built on another real set than `real`")
+        reps["fd"] = fd_boot(ff)[1]
     return EvalResult(extractor.name if extractor is not None else "features", len(fr), len(ff),
                       frechet_distance(fr, ff), kid_mean, kid_std, precision, recall, fd_floor, kid_floor, isc, reps)
 
@@ -422,22 +451,28 @@ def _pr_both_sets(fr, ff, ir, i_f, k: int) -> tuple[float, float]:
     return float(in_real[inv_f].double().mean()), float(in_fake[inv_r].double().mean())
 
 
-def _bootstrap(fr, ff, fref, k: int, B: int, kid_subset_size: int, seed: int) -> dict:
+def _bootstrap(fr, ff, fref, k: int, B: int, kid_subset_size: int, seed: int,
+               resampled: tuple[str, ...] = BOOTSTRAPPED) -> dict:
     g = torch.Generator().manual_seed(seed + 7919)
-    out = {k: [] for k in ("fd", "kid", "precision", "recall") + (("fd_floor", "kid_floor") if fref is not None else ())}
-    for b in range(B):
+    floors = tuple(f"{m}_floor" for m in ("fd", "kid") if m in resampled) if fref is not None else ()
+    out = {m: [] for m in tuple(resampled) + floors}
+    for b in range(B):  # every replicate draws all its indices, whatever is resampled: replicate b stays b
         ir, i_f = torch.randint(len(fr), (len(fr),), generator=g), torch.randint(len(ff), (len(ff),), generator=g)
         iref = torch.randint(len(fref), (len(fref),), generator=g) if fref is not None else None
         r, f = fr[ir], ff[i_f]
-        out["fd"].append(frechet_distance(r, f))
-        out["kid"].append(kid(r, f, 10, kid_subset_size, seed + b)[0])
-        prec, rec = _pr_both_sets(fr, ff, ir, i_f, k)
-        out["precision"].append(prec)
-        out["recall"].append(rec)
-        if iref is not None:
+        if "fd" in out:
+            out["fd"].append(frechet_distance(r, f))
+        if "kid" in out:
+            out["kid"].append(kid(r, f, 10, kid_subset_size, seed + b)[0])
+        if "precision" in out or "recall" in out:
+            prec, rec = _pr_both_sets(fr, ff, ir, i_f, k)
+            out.get("precision", []).append(prec)
+            out.get("recall", []).append(rec)
+        if "fd_floor" in out:
             out["fd_floor"].append(frechet_distance(r, fref[iref]))
+        if "kid_floor" in out:
             out["kid_floor"].append(kid(r, fref[iref], 10, kid_subset_size, seed + b)[0])
-    return {k: np.array(v) for k, v in out.items()}
+    return {m: np.array(v) for m, v in out.items()}
 
 
 def _head_logits(extractor: FeatureExtractor, samples, head: str | None) -> torch.Tensor:

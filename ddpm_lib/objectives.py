@@ -298,9 +298,12 @@ class NoisyClassifierObjective:
     def __call__(self, net, batch):
         t, _ = batch.sample_t(self.sampler)
         eps = batch.randn(*batch.x.shape[1:], dtype=batch.x.dtype)
-        x_t = diffusion.q_sample(self.diff.schedule, batch.x, t, eps).to(batch.x.dtype)
+        x_t = diffusion.q_sample(self.diff.schedule, batch.x, t, eps)
+        x_t = x_t.to(batch.x.dtype)
         logits = net(x_t, t.float())
-        return F.cross_entropy(logits.float(), batch.y), {"acc": (logits.argmax(1) == batch.y).float().mean()}
+        loss = F.cross_entropy(logits.float(), batch.y)
+        acc = (logits.argmax(1) == batch.y).float().mean()
+        return loss, {"acc": acc}
 
 
 # --------------------------------------------------------------------------------------------

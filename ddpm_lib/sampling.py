@@ -253,19 +253,25 @@ GradFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 GUIDANCE_FORMS = ("mean", "eps")
 
 
-def classifier_guidance(model: Model, grad_log_p: GradFn, diff: Diffusion, scale: float, form: str = "mean") -> Model:
-    """Classifier guidance (Dhariwal & Nichol 2021) as a wrapper that shifts the model's prediction.
+def classifier_guidance(model: Model, grad_log_p: GradFn, diff: Diffusion,
+                        scale: float, form: str = "mean") -> Model:
+    """Classifier guidance (Dhariwal & Nichol 2021) as a wrapper that shifts
+    the model's prediction.
 
     ``grad_log_p(x_t, t)`` returns grad_x log p(y | x_t) at original steps t.
-    * ``form="mean"`` (their Algorithm 1, ancestral sampling): the reverse mean moves by
-      s * Sigma * grad. The mean is linear in the predicted x_0 (Eq. 7), so the wrapper moves x_0
-      by s * Sigma * grad / coef_x0 and re-expresses it in the model's parametrization.
-    * ``form="eps"`` (their Algorithm 2, DDIM): eps_hat = eps - s * sqrt(1 - alpha_bar) * grad.
+    * ``form="mean"`` (their Algorithm 1, ancestral sampling): the reverse
+      mean moves by s * Sigma * grad. The mean is linear in the predicted x_0
+      (Eq. 7), so the wrapper moves x_0 by s * Sigma * grad / coef_x0 and
+      re-expresses it in the model's parametrization.
+    * ``form="eps"`` (their Algorithm 2, DDIM):
+      eps_hat = eps - s * sqrt(1 - alpha_bar) * grad.
 
-    ``diff`` must be the diffusion the sampler runs (respaced or not); it is used to read Sigma.
+    ``diff`` must be the diffusion the sampler runs (respaced or not); it is
+    used to read Sigma.
     """
     if form not in GUIDANCE_FORMS:
-        raise ValueError(f"unknown guidance form {form!r}; valid choices: {list(GUIDANCE_FORMS)}")
+        raise ValueError(f"unknown guidance form {form!r}; valid choices: "
+                         f"{list(GUIDANCE_FORMS)}")
     sched = diff.schedule
 
     def guided(x, t_orig):
@@ -279,15 +285,20 @@ def classifier_guidance(model: Model, grad_log_p: GradFn, diff: Diffusion, scale
                 new_mean = p["mean"] + scale * p["var"] * g
                 mean_out = new_mean
             else:
-                x0 = p["x0"] + scale * p["var"] * g / sched.at("posterior_coef_x0", i, x)
+                coef_x0 = sched.at("posterior_coef_x0", i, x)
+                x0 = p["x0"] + scale * p["var"] * g / coef_x0
                 mean_out = output_from_x0(diff, x, i, x0)
         else:
-            eps = p["eps"] - scale * sched.at("sqrt_one_minus_alpha_bar", i, x) * g
-            x0 = (sched.at("sqrt_recip_alpha_bar", i, x) * x - sched.at("sqrt_recipm1_alpha_bar", i, x) * eps)
+            eps = (p["eps"]
+                   - scale * sched.at("sqrt_one_minus_alpha_bar", i, x) * g)
+            x0 = (sched.at("sqrt_recip_alpha_bar", i, x) * x
+                  - sched.at("sqrt_recipm1_alpha_bar", i, x) * eps)
             mean_out = output_from_x0(diff, x, i, x0)
         _, var_out = split_output(diff, out)
         mean_out = mean_out.to(out.dtype)
-        return mean_out if var_out is None else torch.cat([mean_out, var_out], dim=1)
+        if var_out is None:
+            return mean_out
+        return torch.cat([mean_out, var_out], dim=1)
 
     return guided
 

@@ -291,3 +291,31 @@ def test_gaussian_blur_keeps_the_mean_and_smooths():
     b = M.gaussian_blur(x, 1.0)
     assert abs(b.sum().item() - 1.0) < 1e-5 and b.max() < 0.2 and b[0, 0, 4, 4] == b.max()
     assert torch.equal(M.gaussian_blur(x, 0.0), x)
+
+
+def test_nearest_distance_is_the_brute_force_minimum_over_the_reference():
+    g = torch.Generator().manual_seed(0)
+    ref, x = torch.rand(37, 3, 4, 4, generator=g), torch.rand(11, 3, 4, 4, generator=g)
+    x[3] = ref[5]  # a copy of a reference image is at distance 0
+    got = M.nearest_distance(x, ref, batch=4)
+    want = torch.cdist(x.flatten(1).double(), ref.flatten(1).double()).min(1).values.numpy()
+    assert got.shape == (11,) and np.allclose(got, want, atol=1e-6) and got[3] < 1e-6
+
+
+def test_evaluate_resamples_only_the_metrics_asked_and_keeps_their_replicates():
+    g = torch.Generator().manual_seed(1)
+    real, fake, ref = (torch.randn(n, 5, generator=g, dtype=torch.float64) for n in (60, 40, 40))
+    full = M.evaluate(None, real, fake, real_ref=ref, bootstrap=7, seed=3)
+    pr = M.evaluate(None, real, fake, real_ref=ref, bootstrap=7, seed=3, resampled=("precision", "recall"))
+    assert set(pr.replicates) == {"precision", "recall"}
+    for m in ("precision", "recall"):  # the same replicates as a full bootstrap: pairing is kept
+        assert np.allclose(pr.replicates[m], full.replicates[m])
+    assert pr.fd == full.fd and pr.fd_floor == full.fd_floor
+    with pytest.raises(ValueError, match="valid choices"):
+        M.evaluate(None, real, fake, bootstrap=2, resampled=("fid",))
+    # FD's replicates from an FDBootstrap on the same real set: those of the FDBootstrap
+    boot = M.FDBootstrap(real, 9, seed=3)
+    ev = M.evaluate(None, real, fake, bootstrap=7, seed=3, resampled=("recall",), fd_boot=boot)
+    assert set(ev.replicates) == {"recall", "fd"} and np.allclose(ev.replicates["fd"], boot(fake)[1])
+    with pytest.raises(ValueError, match="another real set"):
+        M.evaluate(None, ref, fake, fd_boot=boot)

@@ -61,8 +61,10 @@ class AttentionPool2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = rearrange(x, "b c x y -> b (x y) c")  # (B, HW, C)
-        h = torch.cat([h.mean(1, keepdim=True), h], dim=1) + self.pos.to(h.dtype)  # (B, 1 + HW, C)
-        out, _ = self.attn(h[:, :1], h, h, need_weights=False)  # (B, 1, C): the mean token queries all
+        h = torch.cat([h.mean(1, keepdim=True), h], dim=1)  # (B, 1 + HW, C)
+        h = h + self.pos.to(h.dtype)
+        # (B, 1, C): the mean token queries all
+        out, _ = self.attn(h[:, :1], h, h, need_weights=False)
         return self.proj(out[:, 0])
 
 
@@ -107,21 +109,27 @@ class EncoderUNet(nn.Module):
                 h = layer(h) if isinstance(layer, Attention) else layer(h, emb)
         return self.out_norm(h)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, C, H, W), t (B,) float steps (omitted when ``time_cond=False``) -> (B, out_dim)."""
+    def forward(self, x: torch.Tensor,
+                t: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, C, H, W), t (B,) float steps (omitted when
+        ``time_cond=False``) -> (B, out_dim)."""
         return self.pool(self.features(x, t))
 
 
 def grad_log_p(classifier: nn.Module, y: torch.Tensor):
-    """grad_x log p(y | x_t) of a noisy classifier, as ``sampling.classifier_guidance`` wants it:
-    a function ``(x_t, t) -> gradient`` (guided-diffusion's ``cond_fn`` without the scale)."""
+    """grad_x log p(y | x_t) of a noisy classifier, as
+    ``sampling.classifier_guidance`` wants it: a function
+    ``(x_t, t) -> gradient`` (guided-diffusion's ``cond_fn`` without
+    the scale)."""
     dtype = next(classifier.parameters()).dtype
 
     def fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         with torch.enable_grad():
             x = x.detach().to(dtype).requires_grad_(True)
-            logp = torch.log_softmax(classifier(x, t.to(x.device).to(dtype)).float(), dim=-1)
-            picked = logp[torch.arange(len(x), device=x.device), y.to(x.device)]
+            logits = classifier(x, t.to(x.device).to(dtype))
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            picked = logp[torch.arange(len(x), device=x.device),
+                          y.to(x.device)]
             return torch.autograd.grad(picked.sum(), x)[0]
 
     return fn

@@ -145,7 +145,8 @@ class ResBlock(nn.Module):
         h, x = self._resample(h), self._resample(x)
         h = self.conv1(h)
         e = self.emb(F.silu(emb))[:, :, None, None]
-        if self.scale_shift and self.pixel_norm:  # sCM Sec. 4.1: AdaGN with PixelNorm'd scale and shift
+        if self.scale_shift and self.pixel_norm:
+            # sCM Sec. 4.1: AdaGN with PixelNorm'd scale and shift
             scale, shift = e.chunk(2, dim=1)
             h = self.norm2(h) * pixel_norm(1 + scale) + pixel_norm(shift)
         elif self.scale_shift:  # AdaGN (ADM Sec. 3)

@@ -212,6 +212,8 @@ def test_the_record_round_trips_and_the_old_results_re_derive_what_they_can():
     with pytest.raises(AttributeError):
         r.c_mid_minus_zero = NEG
     payload = json.loads((ROOT / "book" / "results" / "04_adm.json").read_text())
+    if "record" in payload:
+        pytest.skip("04_adm is recorded through the typed seam: no old numbers to re-derive")
     old = CH.record_from_numbers(C.decode(payload["numbers"]), payload["run_card"])
     got = C.derive(CH.RULES, old, strict=False)
     missing = {str(m).split(":")[0] for m in got if isinstance(m, C.Missing)}

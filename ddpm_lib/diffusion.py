@@ -177,18 +177,25 @@ def split_output(diff: Diffusion, out: torch.Tensor):
 # The reverse process p(x_{t-1} | x_t)
 # --------------------------------------------------------------------------------------------
 def model_variance(diff: Diffusion, x_t, t, var_out):
-    """(variance, log-variance) of p(x_{t-1} | x_t) for the diffusion's variance choice."""
+    """(variance, log-variance) of p(x_{t-1} | x_t) for the diffusion's
+    variance choice."""
     sched = diff.schedule
     if diff.var == "fixed_small":  # sigma^2 = beta_tilde (DDPM Sec. 3.2)
         logvar = sched.at("log_beta_tilde_clipped", t, x_t).expand_as(x_t)
-    elif diff.var == "fixed_large":  # sigma^2 = beta, with beta_tilde at the first step
-        large = torch.cat([sched.beta_tilde[1:2], sched.betas[1:]]) if sched.T > 1 else sched.betas
-        logvar = torch.log(large)[t.cpu()].to(x_t.device).reshape(-1, *([1] * (x_t.ndim - 1))).expand_as(x_t)
+    elif diff.var == "fixed_large":
+        # sigma^2 = beta, with beta_tilde at the first step
+        large = (torch.cat([sched.beta_tilde[1:2], sched.betas[1:]])
+                 if sched.T > 1 else sched.betas)
+        logvar = torch.log(large)[t.cpu()].to(x_t.device)
+        logvar = logvar.reshape(-1, *([1] * (x_t.ndim - 1))).expand_as(x_t)
     elif diff.var == "learned":  # the network outputs log sigma^2
         logvar = var_out.double()
-    else:  # learned_range, Improved DDPM Eq. 15: interpolate log beta and log beta_tilde
+    else:
+        # learned_range, Improved DDPM Eq. 15: interpolate log beta and
+        # log beta_tilde
         frac = (var_out.double() + 1) / 2
-        logvar = frac * sched.at("log_betas", t, x_t) + (1 - frac) * sched.at("log_beta_tilde_clipped", t, x_t)
+        logvar = (frac * sched.at("log_betas", t, x_t)
+                  + (1 - frac) * sched.at("log_beta_tilde_clipped", t, x_t))
     return logvar.exp(), logvar
 
 
@@ -259,20 +266,25 @@ def discretized_gaussian_log_likelihood(x, mean, log_scale):
                        torch.where(x > 0.999, log_one_minus_cdf_min, torch.log(cdf_delta.clamp(min=1e-12))))
 
 
-def vb_terms(diff: Diffusion, out, x0, x_t, t, clip_denoised: bool = False) -> torch.Tensor:
-    """L_{t-1} = KL(q(x_{t-1}|x_t,x_0) || p(x_{t-1}|x_t)) for t > 0 and the decoder NLL -log p(x_0|x_1)
-    at t = 0, per example, in bits per dimension (DDPM Eq. 5).
+def vb_terms(diff: Diffusion, out, x0, x_t, t,
+             clip_denoised: bool = False) -> torch.Tensor:
+    """L_{t-1} = KL(q(x_{t-1}|x_t,x_0) || p(x_{t-1}|x_t)) for t > 0 and the
+    decoder NLL -log p(x_0|x_1) at t = 0, per example, in bits per dimension
+    (DDPM Eq. 5).
 
-    ``clip_denoised``: the reverse process whose bound this is. False (the training losses, as in
-    improved-diffusion's ``training_losses``) scores the unclipped mean; True scores the process the
-    samplers run, with the predicted x_0 clipped to [-1, 1] before the posterior mean is formed (as
-    improved-diffusion's ``calc_bpd_loop`` does by default, where the paper's NLLs come from)."""
+    ``clip_denoised``: the reverse process whose bound this is. False (the
+    training losses, as in improved-diffusion's ``training_losses``) scores
+    the unclipped mean; True scores the process the samplers run, with the
+    predicted x_0 clipped to [-1, 1] before the posterior mean is formed (as
+    improved-diffusion's ``calc_bpd_loop`` does by default, where the paper's
+    NLLs come from)."""
     x0 = x0.double()
     true_mean, _, true_logvar = q_posterior(diff.schedule, x0, x_t.double(), t)
     p = p_mean_variance(diff, out, x_t, t, clip_denoised=clip_denoised)
-    kl = _mean_flat(normal_kl(true_mean, true_logvar, p["mean"], p["logvar"])) / math.log(2.0)
-    nll = -_mean_flat(discretized_gaussian_log_likelihood(x0, p["mean"], 0.5 * p["logvar"])) / math.log(2.0)
-    return torch.where(t == 0, nll, kl)
+    kl = _mean_flat(normal_kl(true_mean, true_logvar, p["mean"], p["logvar"]))
+    ll = discretized_gaussian_log_likelihood(x0, p["mean"], 0.5 * p["logvar"])
+    ln2 = math.log(2.0)  # nats per bit
+    return torch.where(t == 0, -_mean_flat(ll) / ln2, kl / ln2)
 
 
 def prior_bpd(sched: S.Schedule, x0: torch.Tensor) -> torch.Tensor:
@@ -291,11 +303,14 @@ def _noisy(diff, x0, t, eps, generator):
     return eps, q_sample(diff.schedule, x0, t, eps)
 
 
-def loss_simple(model: Model, diff: Diffusion, x0, t, eps=None, generator=None) -> torch.Tensor:
-    """DDPM Eq. 14: ||target - prediction||^2 averaged over dimensions (target by parametrization)."""
+def loss_simple(model: Model, diff: Diffusion, x0, t, eps=None,
+                generator=None) -> torch.Tensor:
+    """DDPM Eq. 14: ||target - prediction||^2 averaged over dimensions
+    (target by parametrization)."""
     eps, x_t = _noisy(diff, x0, t, eps, generator)
     mean_out, _ = split_output(diff, call_model(model, diff, x_t, t))
-    return _mean_flat((target(diff, x0, x_t, t, eps).to(mean_out.dtype) - mean_out) ** 2)
+    tgt = target(diff, x0, x_t, t, eps).to(mean_out.dtype)
+    return _mean_flat((tgt - mean_out) ** 2)
 
 
 def loss_vlb(model: Model, diff: Diffusion, x0, t, eps=None, generator=None) -> torch.Tensor:
@@ -305,20 +320,25 @@ def loss_vlb(model: Model, diff: Diffusion, x0, t, eps=None, generator=None) -> 
     return diff.T * vb_terms(diff, out, x0, x_t, t)
 
 
-def loss_hybrid(model: Model, diff: Diffusion, x0, t, eps=None, generator=None, lam: float = 0.001) -> torch.Tensor:
-    """Improved DDPM Eq. 16: L_simple + lam * L_vlb, the bound seeing the mean through a stop-gradient.
+def loss_hybrid(model: Model, diff: Diffusion, x0, t, eps=None,
+                generator=None, lam: float = 0.001) -> torch.Tensor:
+    """Improved DDPM Eq. 16: L_simple + lam * L_vlb, the bound seeing the
+    mean through a stop-gradient.
 
-    The vlb term only trains the variance (Sec. 3.1). As in improved-diffusion, L_vlb is T * L_t,
-    so with T = 1000 and lam = 0.001 each step's KL term enters with weight 1.
+    The vlb term only trains the variance (Sec. 3.1). As in improved-diffusion,
+    L_vlb is T * L_t, so with T = 1000 and lam = 0.001 each step's KL term
+    enters with weight 1.
     """
     eps, x_t = _noisy(diff, x0, t, eps, generator)
     out = call_model(model, diff, x_t, t)
     mean_out, var_out = split_output(diff, out)
-    simple = _mean_flat((target(diff, x0, x_t, t, eps).to(mean_out.dtype) - mean_out) ** 2)
+    tgt = target(diff, x0, x_t, t, eps).to(mean_out.dtype)
+    simple = _mean_flat((tgt - mean_out) ** 2)
     if not diff.learns_variance:
         return simple
     frozen = torch.cat([mean_out.detach(), var_out], dim=1)
-    return simple + lam * diff.T * vb_terms(diff, frozen, x0, x_t, t).to(simple.dtype)
+    vlb_t = vb_terms(diff, frozen, x0, x_t, t).to(simple.dtype)
+    return simple + lam * diff.T * vlb_t
 
 
 LOSS_FNS = {"simple": loss_simple, "vlb": loss_vlb, "hybrid": loss_hybrid}

@@ -43,19 +43,26 @@ def _steps(diff: Diffusion, progress: bool, desc: str, start: int | None = None)
 # * ``step_fn(i, x) -> x``: edits the state after step i (the replacement trick: ``replace_known``);
 # * ``temperature`` (ancestral): the fresh noise is scaled by it (ADM App. G, GLIDE's upsample_temp).
 @torch.no_grad()
-def ancestral_steps(model: Model, diff: Diffusion, x_T: torch.Tensor, *, generator=None,
-                    progress: bool = False, start: int | None = None, denoised_fn=None, step_fn=None,
-                    temperature: float = 1.0) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
-    """x_{t-1} = mu_theta(x_t, t) + sigma_t z, z ~ N(0, I) for t > 1 and z = 0 at the last step.
+def ancestral_steps(model: Model, diff: Diffusion, x_T: torch.Tensor, *,
+                    generator=None, progress: bool = False,
+                    start: int | None = None, denoised_fn=None, step_fn=None,
+                    temperature: float = 1.0,
+                    ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """x_{t-1} = mu_theta(x_t, t) + sigma_t z, z ~ N(0, I) for t > 1 and
+    z = 0 at the last step.
 
-    ``start``: begin at that step with ``x_T`` holding x_start (DDPM Fig. 7 and 8), not at T - 1.
+    ``start``: begin at that step with ``x_T`` holding x_start (DDPM Fig. 7
+    and 8), not at T - 1.
     """
     x = x_T.double()
     for i in _steps(diff, progress, "ancestral", start):
         t = torch.full((x.shape[0],), i, dtype=torch.long, device=x.device)
-        p = p_mean_variance(diff, call_model(model, diff, x, t), x, t, denoised_fn=denoised_fn)
-        z = noise_like(x.shape, generator, x.device) if i > 0 else torch.zeros_like(x)
-        x = p["mean"] + temperature * (0.5 * p["logvar"]).exp() * z  # Algorithm 2, line 4
+        p = p_mean_variance(diff, call_model(model, diff, x, t), x, t,
+                            denoised_fn=denoised_fn)
+        z = (noise_like(x.shape, generator, x.device) if i > 0
+             else torch.zeros_like(x))
+        # Algorithm 2, line 4
+        x = p["mean"] + temperature * (0.5 * p["logvar"]).exp() * z
         if step_fn is not None:
             x = step_fn(i, x).double()
         yield i, x, p["x0"]

@@ -238,16 +238,19 @@ def _spacing_help(spacing) -> str:
 
 
 def respace(schedule: Schedule, spacing: str | Sequence[int]) -> Schedule:
-    """A chain over a subset S of the steps: beta'_i = 1 - alpha_bar[S_i] / alpha_bar[S_{i-1}].
+    """A chain over a subset S of the steps:
+    beta'_i = 1 - alpha_bar[S_i] / alpha_bar[S_{i-1}].
 
-    The retained alpha_bar are unchanged, so a network trained on the full chain denoises the
-    respaced one; ``timestep_map`` tells it which original t it is at.
+    The retained alpha_bar are unchanged, so a network trained on the full
+    chain denoises the respaced one; ``timestep_map`` tells it which original
+    t it is at.
     """
     keep = space_timesteps(schedule.T, spacing)
     abar = schedule.alpha_bar[keep]
     prev = torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])
     betas = 1.0 - abar / prev
-    return Schedule(betas, schedule.timestep_map[keep], name=f"{schedule.name}[{len(keep)}]")
+    name = f"{schedule.name}[{len(keep)}]"
+    return Schedule(betas, schedule.timestep_map[keep], name=name)
 
 
 # --------------------------------------------------------------------------------------------

@@ -25,11 +25,14 @@
 import subprocess
 import sys
 
-if "google.colab" in sys.modules:  # on Colab, install the book's library first (locally: `make install`)
+# on Colab, install the book's library first (locally: `make install`)
+if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "ddpm_lib[hub] @ git+https://github.com/ddpm-book/ddpm-reproduction-book@main"], check=True)
+                    "ddpm_lib[hub] @ git+https://github.com/ddpm-book/ddpm-reproduction-book@main"],
+                   check=True)
 
-import ddpm_lib  # before torch: it makes idle OpenMP threads sleep, not spin (see the run card)
+# before torch: it makes idle OpenMP threads sleep, not spin (see the run card)
+import ddpm_lib
 
 import dataclasses
 
@@ -38,7 +41,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ddpm_lib import claims, diffusion as D, features, metrics, nets, notebook, oracle
+from ddpm_lib import claims, diffusion as D, features, metrics, nets, notebook
+from ddpm_lib import oracle
 from ddpm_lib import sampling as smp
 from ddpm_lib import objectives as OBJ, schedules as S, stats, train as TR, viz
 from ddpm_lib.chapters import ddpm as CH
@@ -48,7 +52,8 @@ plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 110, "font.size": 9})
 nb = notebook.Session("02_ddpm", globals())
 
 # %% tags=["parameters"]
-profile = "auto"  # smoke | cpu | gpu | auto (DDPM_PROFILE if set, else gpu with CUDA, else cpu)
+# smoke | cpu | gpu | auto (DDPM_PROFILE if set, else gpu with CUDA, else cpu)
+profile = "auto"
 seed = 0
 
 # %%
@@ -199,10 +204,14 @@ print(f"q_posterior: mean {mu.item():.6f}, variance {v.item():.6e}")
 # better samples and a worse bound. The weights, for the linear schedule with $\sigma_t^2 = \beta_t$:
 
 # %% tags=["nbval-check-output"]
-weight = lin1000.betas**2 / (2 * lin1000.betas * lin1000.alphas * (1 - lin1000.alpha_bar))  # sigma^2 = beta
+# for sigma^2 = beta
+weight = lin1000.betas**2 / (2 * lin1000.betas * lin1000.alphas
+                             * (1 - lin1000.alpha_bar))
 for t in [1, 2, 10, 100, 500, 1000]:
-    print(f"t = {t:4d}: weight of the true bound relative to L_simple = {weight[t - 1].item():.3e}")
-print(f"ratio between t = 1 and t = 1000: {(weight[0] / weight[-1]).item():.1f}")
+    print(f"t = {t:4d}: weight of the true bound relative to L_simple = "
+          f"{weight[t - 1].item():.3e}")
+print("ratio between t = 1 and t = 1000: "
+      f"{(weight[0] / weight[-1]).item():.1f}")
 
 # %% [markdown]
 # ## The code
@@ -270,9 +279,11 @@ notebook.show_source(U.ResBlock.forward, U.Attention.forward)
 
 # %% tags=["nbval-check-output"]
 def shape_trace(net, x, t):
-    """One line per stage: the tensor shape after the time embedding, each down / mid / up stage and the head."""
+    """One line per stage: the tensor shape after the time embedding, each
+    down / mid / up stage and the head."""
     emb = net.embedding(t)
-    lines = [f"x {tuple(x.shape)}, t {tuple(t.shape)} -> time embedding {tuple(emb.shape)}"]
+    lines = [f"x {tuple(x.shape)}, t {tuple(t.shape)} "
+             f"-> time embedding {tuple(emb.shape)}"]
     h = net.conv_in(x)
     hs = [h]
     for layers in net.down:
@@ -283,14 +294,17 @@ def shape_trace(net, x, t):
     lines.append(f"middle (ResBlock, attention, ResBlock) -> {tuple(h.shape)}")
     for layers in net.up:
         h = net._run(layers, torch.cat([h, hs.pop()], dim=1), emb, None, None)
-    lines.append(f"up path (skip connections concatenated) -> {tuple(h.shape)}")
+    lines.append("up path (skip connections concatenated) "
+                 f"-> {tuple(h.shape)}")
     out = net.out(h)
-    lines.append(f"head (GroupNorm, SiLU, zero conv) -> {tuple(out.shape)}; max |output| at init = {out.abs().max():.1f}")
+    lines.append(f"head (GroupNorm, SiLU, zero conv) -> {tuple(out.shape)}; "
+                 f"max |output| at init = {out.abs().max():.1f}")
     return "\n".join(lines)
 
 
 with torch.no_grad():
-    print(shape_trace(U.UNet(U.preset("small16", in_channels=1, out_channels=1)), torch.randn(2, 1, 16, 16),
+    small_unet = U.UNet(U.preset("small16", in_channels=1, out_channels=1))
+    print(shape_trace(small_unet, torch.randn(2, 1, 16, 16),
                       torch.tensor([10.0, 500.0])))
 
 # %% [markdown]
@@ -306,13 +320,17 @@ toy = D.Diffusion(lin1000, "eps", "fixed_large", clip_denoised=False)
 g = torch.Generator().manual_seed(seed)
 n_toy = 2000 if nb.profile == "smoke" else 5000
 real_toy = gm.sample(n_toy, g)[0]
-chain = list(smp.ancestral_steps(gm.model(lin1000), toy, smp.noise_like((n_toy, 2), g), generator=g))
+chain = list(smp.ancestral_steps(gm.model(lin1000), toy,
+                                 smp.noise_like((n_toy, 2), g), generator=g))
 oracle_samples = chain[-1][1]
-print(f"mean log-likelihood under the true mixture: data {gm.log_prob(real_toy).mean():.3f}, "
-      f"oracle-driven DDPM samples {gm.log_prob(oracle_samples).mean():.3f} (n = {n_toy})")
+print("mean log-likelihood under the true mixture: "
+      f"data {gm.log_prob(real_toy).mean():.3f}, "
+      f"oracle-driven DDPM samples {gm.log_prob(oracle_samples).mean():.3f} "
+      f"(n = {n_toy})")
 rec.oracle_loglik = [gm.log_prob(real_toy).mean().item(),
                      gm.log_prob(oracle_samples).mean().item()]
-snap = {999: chain[0][1], 500: chain[499][1], 200: chain[799][1], 0: oracle_samples}
+snap = {999: chain[0][1], 500: chain[499][1], 200: chain[799][1],
+        0: oracle_samples}
 fig = viz.scatter_panels([real_toy] + [v for v in snap.values()],
                          ["data"] + [f"x at t = {k}" for k in snap], lim=3.0)
 plt.show()
@@ -326,46 +344,57 @@ plt.show()
 
 # %% tags=["nbval-check-output"]
 cifar_unet = U.UNet(U.PRESETS["ddpm_cifar10"])
-print("DDPM CIFAR-10 UNet:", nets.describe(cifar_unet, torch.zeros(1, 3, 32, 32), torch.zeros(1)))
+print("DDPM CIFAR-10 UNet:",
+      nets.describe(cifar_unet, torch.zeros(1, 3, 32, 32), torch.zeros(1)))
 del cifar_unet
 
 # %%
 def feature_extractor(name, size):
     recipe = None
     if cfg.feature_images is not None:
-        recipe = dataclasses.replace(features.RECIPES[name], train_images=cfg.feature_images)
-    return features.get_extractor(name, image_size=size, recipe=recipe, device=device)
+        recipe = dataclasses.replace(features.RECIPES[name],
+                                     train_images=cfg.feature_images)
+    return features.get_extractor(name, image_size=size, recipe=recipe,
+                                  device=device)
 
 
 train_set, test_set = nb.load_pair(cfg.data, cfg.image_size, cfg.data_fallback)
 C = train_set.x.shape[1]
-net_cfg = U.preset(cfg.unet, image_size=cfg.image_size, in_channels=C, out_channels=C,
-                   base_channels=cfg.base_channels, num_res_blocks=cfg.num_res_blocks, dropout=cfg.dropout)
+net_cfg = U.preset(cfg.unet, image_size=cfg.image_size, in_channels=C,
+                   out_channels=C, base_channels=cfg.base_channels,
+                   num_res_blocks=cfg.num_res_blocks, dropout=cfg.dropout)
 diff = D.Diffusion(S.linear(cfg.T), "eps", "fixed_large")
-tcfg = TR.TrainConfig(train_images=cfg.train_images, batch_size=cfg.batch_size, lr=cfg.lr,
-                      warmup_images=cfg.warmup_images, ema_decay=cfg.ema_decay, seed=seed,
-                      channels_last=True)  # 1.3x faster on CPU, training and sampling
-main = TR.train_cached("02_ddpm_main", U.UNet(net_cfg), OBJ.DiffusionObjective(diff, "simple"), train_set, tcfg,
+# channels_last samples ~1.3x faster on a CPU (it trains no faster)
+tcfg = TR.TrainConfig(train_images=cfg.train_images,
+                      batch_size=cfg.batch_size, lr=cfg.lr,
+                      warmup_images=cfg.warmup_images,
+                      ema_decay=cfg.ema_decay, seed=seed, channels_last=True)
+main = TR.train_cached("02_ddpm_main", U.UNet(net_cfg),
+                       OBJ.DiffusionObjective(diff, "simple"), train_set, tcfg,
                        device=device)
 model = nets.as_model(main.ema)
 x_probe = train_set.x[:2].to(device)
 print(f"data: {train_set.name} {tuple(train_set.x.shape)}; network: "
       + nets.describe(main.ema, x_probe, torch.zeros(2, device=device)))
-print(f"trained {main.steps} steps ({main.steps * cfg.batch_size:,} images) in "
-      f"{'(loaded from the cache)' if main.loaded else f'{main.wall_s:.0f} s'}")
+took = "(loaded from the cache)" if main.loaded else f"{main.wall_s:.0f} s"
+print(f"trained {main.steps} steps ({main.steps * cfg.batch_size:,} images) "
+      f"in {took}")
 
 # %%
 imgs, losses = main.losses()
 fig, ax = plt.subplots(figsize=(4, 2.6))
 ax.plot(imgs, losses)
-ax.set(xlabel="images seen", ylabel=r"$L_\mathrm{simple}$", yscale="log", title="training loss")
+ax.set(xlabel="images seen", ylabel=r"$L_\mathrm{simple}$", yscale="log",
+       title="training loss")
 plt.show()
 
 # %%
 sampler_diff = diff.respace(cfg.sample_steps)
-samples = smp.sample_batched("ancestral", model, sampler_diff, cfg.n_samples, train_set.image_shape, seed=seed,
-                             device=device, progress=True)
-fig = viz.show_grid(samples[:64], nrow=8, title=f"DDPM samples ({cfg.sample_steps} ancestral steps)")
+samples = smp.sample_batched("ancestral", model, sampler_diff, cfg.n_samples,
+                             train_set.image_shape, seed=seed, device=device,
+                             progress=True)
+fig = viz.show_grid(samples[:64], nrow=8,
+                    title=f"DDPM samples ({cfg.sample_steps} ancestral steps)")
 plt.show()
 fig = viz.show_grid(train_set.x[:64], nrow=8, title="training images")
 plt.show()
@@ -373,14 +402,19 @@ plt.show()
 # %%
 extractor = feature_extractor(train_set.name, cfg.image_size)
 n_eval = min(cfg.n_samples, len(test_set))
-main_eval = metrics.evaluate(extractor, train_set.x, samples[:n_eval], real_ref=test_set.x[:n_eval],
+main_eval = metrics.evaluate(extractor, train_set.x, samples[:n_eval],
+                             real_ref=test_set.x[:n_eval],
                              bootstrap=cfg.bootstrap)
 rec.main = main_eval.as_row()
-notebook.show_table([{"": "DDPM samples", "FD": main_eval.ci("fd").fmt(), "KID": main_eval.ci("kid").fmt(),
-                      "precision": main_eval.ci("precision").fmt(), "recall": main_eval.ci("recall").fmt()},
-                     {"": "held-out real (floor)", "FD": main_eval.ci("fd_floor").fmt(),
-                      "KID": main_eval.ci("kid_floor").fmt(), "precision": "", "recall": ""}],
-                    caption=f"Sample quality against the training set, n = {n_eval}, 95% bootstrap intervals")
+notebook.show_table(
+    [{"": "DDPM samples", "FD": main_eval.ci("fd").fmt(),
+      "KID": main_eval.ci("kid").fmt(),
+      "precision": main_eval.ci("precision").fmt(),
+      "recall": main_eval.ci("recall").fmt()},
+     {"": "held-out real (floor)", "FD": main_eval.ci("fd_floor").fmt(),
+      "KID": main_eval.ci("kid_floor").fmt(), "precision": "", "recall": ""}],
+    caption=f"Sample quality against the training set, n = {n_eval}, "
+            "95% bootstrap intervals")
 
 # %% [markdown]
 # The Frechet distance (FD) and KID here use the features of a small classifier trained on the same
@@ -431,7 +465,9 @@ notebook.see(
 #   row; FD carries a paired bootstrap interval over `fd_bootstrap` replicates.
 
 # %%
-ROWS = [  # (label, parametrization, variance, loss, paper IS, paper FID); None: the paper's blank entry
+# (label, parametrization, variance, loss, paper IS, paper FID);
+# None: the paper's blank entry
+ROWS = [
     ("μ̃: L, learned Σ", "mu", "learned", "vlb", "7.28±0.10", "23.69"),
     ("μ̃: L, fixed Σ", "mu", "fixed_large", "vlb", "8.06±0.09", "13.22"),
     ("μ̃: MSE", "mu", "fixed_large", "simple", None, None),
@@ -439,12 +475,14 @@ ROWS = [  # (label, parametrization, variance, loss, paper IS, paper FID); None:
     ("ε: L, fixed Σ", "eps", "fixed_large", "vlb", "7.67±0.13", "13.51"),
     ("ε: L_simple", "eps", "fixed_large", "simple", "9.46±0.11", "3.17"),
 ]
-abl_train, abl_test = nb.load_pair(cfg.ablation_data, cfg.ablation_size, cfg.data_fallback)
+abl_train, abl_test = nb.load_pair(cfg.ablation_data, cfg.ablation_size,
+                                   cfg.data_fallback)
 Ca = abl_train.x.shape[1]
 abl_sched = S.linear(cfg.T)
-abl_tcfg = TR.TrainConfig(train_images=cfg.ablation_images, batch_size=64, lr=cfg.ablation_lr,
-                          warmup_images=2000 if nb.profile != "smoke" else 0, ema_decay=0.995, seed=seed,
-                          channels_last=True)
+abl_tcfg = TR.TrainConfig(train_images=cfg.ablation_images, batch_size=64,
+                          lr=cfg.ablation_lr,
+                          warmup_images=2000 if nb.profile != "smoke" else 0,
+                          ema_decay=0.995, seed=seed, channels_last=True)
 abl_extractor = feature_extractor(abl_train.name, cfg.ablation_size)
 n_abl = min(cfg.ablation_samples, len(abl_test))
 nll_x = abl_test.x[:min(len(abl_test), cfg.ablation_nll_images)].to(device)
@@ -638,25 +676,32 @@ notebook.see(CH.see_tradeoff(vlb_row, simple_row, nll_diff, fd_diff,
 # %%
 g = torch.Generator(device=device).manual_seed(seed + 1)
 n_prog = 32 if nb.profile != "smoke" else 8
-trace = list(smp.ancestral_steps(model, sampler_diff, smp.noise_like((n_prog, *train_set.image_shape), g, device),
-                                 generator=g))
-steps_orig = sampler_diff.schedule.timestep_map.tolist()[::-1]  # original t of each yielded step
-x0_preds = torch.stack([p.float().cpu() for _, _, p in trace])  # (steps, n, C, H, W)
+trace = list(smp.ancestral_steps(
+    model, sampler_diff,
+    smp.noise_like((n_prog, *train_set.image_shape), g, device), generator=g))
+# original t of each yielded step
+steps_orig = sampler_diff.schedule.timestep_map.tolist()[::-1]
+# (steps, n, C, H, W)
+x0_preds = torch.stack([p.float().cpu() for _, _, p in trace])
 final = trace[-1][1].float().cpu()
 pool = 4 if cfg.image_size >= 16 else 2
-coarse = lambda x: F.interpolate(F.avg_pool2d(x.flatten(0, 1), pool), scale_factor=pool).reshape(x.shape)
+coarse = lambda x: F.interpolate(F.avg_pool2d(x.flatten(0, 1), pool),
+                                 scale_factor=pool).reshape(x.shape)
 detail = lambda x: x - coarse(x)
 
 
 def explained(part, dims):
-    """r(t) over the chain; ``dims`` (2, 3, 4): per sample, (1, 2, 3, 4): over all samples."""
+    """r(t) over the chain; ``dims`` (2, 3, 4): per sample, (1, 2, 3, 4):
+    over all samples."""
     ref = part(final[None])
     err = ((part(x0_preds) - ref) ** 2).mean(dim=dims)
-    return 1 - err / ((ref - ref.mean(dim=dims, keepdim=True)) ** 2).mean(dim=dims)
+    var = ((ref - ref.mean(dim=dims, keepdim=True)) ** 2).mean(dim=dims)
+    return 1 - err / var
 
 
 def settles(r, level=0.9):
-    """The largest t from which r stays above ``level`` until the end of the chain."""
+    """The largest t from which r stays above ``level`` until the end of
+    the chain."""
     below = torch.nonzero(r < level)
     if not len(below):
         return steps_orig[0]
@@ -664,9 +709,11 @@ def settles(r, level=0.9):
     return steps_orig[last + 1] if last + 1 < len(r) else 0
 
 
-r_coarse, r_detail = explained(coarse, (1, 2, 3, 4)), explained(detail, (1, 2, 3, 4))
+r_coarse = explained(coarse, (1, 2, 3, 4))
+r_detail = explained(detail, (1, 2, 3, 4))
 t_coarse, t_detail = settles(r_coarse), settles(r_detail)
-per_c, per_d = explained(coarse, (2, 3, 4)), explained(detail, (2, 3, 4))  # (steps, n)
+# (steps, n)
+per_c, per_d = explained(coarse, (2, 3, 4)), explained(detail, (2, 3, 4))
 earlier = [settles(per_c[:, i]) > settles(per_d[:, i]) for i in range(n_prog)]
 coarse_first = stats.wilson(sum(earlier), n_prog)
 rec.progressive = dict(t_coarse_settles=t_coarse, t_detail_settles=t_detail,
@@ -677,14 +724,17 @@ fig, ax = plt.subplots(figsize=(4.4, 2.7))
 ax.plot(steps_orig, r_coarse.clamp(min=-0.5), label="coarse (pooled)")
 ax.plot(steps_orig, r_detail.clamp(min=-0.5), label="detail (residual)")
 ax.axhline(0.9, color="gray", lw=0.8, ls="--")
-ax.set(xlabel="t (the reverse process runs right to left)", ylabel="share of the final\nsample explained")
+ax.set(xlabel="t (the reverse process runs right to left)",
+       ylabel="share of the final\nsample explained")
 ax.invert_xaxis()
 ax.legend(frameon=False)
 plt.show()
 idx = sorted({min(range(len(steps_orig)), key=lambda i: abs(steps_orig[i] - t))
               for t in np.linspace(steps_orig[0], 0, 7)})
-fig = viz.show_trajectory([x0_preds[i][:6] for i in idx], labels=[f"t={steps_orig[i]}" for i in idx],
-                          title="predicted x0 along the chain (columns: t; rows: 6 samples)")
+fig = viz.show_trajectory([x0_preds[i][:6] for i in idx],
+                          labels=[f"t={steps_orig[i]}" for i in idx],
+                          title="predicted x0 along the chain "
+                                "(columns: t; rows: 6 samples)")
 plt.show()
 
 # %% tags=["hide-input"]
@@ -709,25 +759,32 @@ notebook.see(
 
 # %%
 t_values = [int(f * cfg.T) for f in (0.1, 0.25, 0.5, 0.75, 0.9)]
-idx_of = lambda t: int(torch.argmin((sampler_diff.schedule.timestep_map - t).abs()))
+idx_of = lambda t: int(
+    torch.argmin((sampler_diff.schedule.timestep_map - t).abs()))
 n_src = min(cfg.shared_xt_sources, len(test_set))
 src = test_set.x[:n_src].to(device)
 agree, grids = {}, []
 for t in t_values:
-    count = t <= cfg.T // 2  # the class is counted up to T/2; later t: the figure's 4 sources
+    # the class is counted up to T/2; later t: the figure's 4 sources
+    count = t <= cfg.T // 2
     n_t = n_src if count else min(4, n_src)
-    xs = smp.samples_from_shared_xt(model, sampler_diff, src[:n_t], idx_of(t), n=4,
-                                    seed=seed + t)  # (4, n_t, C, H, W)
+    # (4, n_t, C, H, W)
+    xs = smp.samples_from_shared_xt(model, sampler_diff, src[:n_t], idx_of(t),
+                                    n=4, seed=seed + t)
     if count and test_set.y is not None and extractor.label_head is not None:
-        pred = extractor.predict(xs.flatten(0, 1).float().cpu()).argmax(1).reshape(4, n_src)
-        agree[t] = stats.rate_ci((pred == test_set.y[:n_src][None]).T.numpy())  # sources x samples
-    grids.append(torch.cat([src[:4].cpu()[None], xs[:, :4].float().cpu()]).transpose(0, 1).flatten(0, 1))
+        logits = extractor.predict(xs.flatten(0, 1).float().cpu())
+        pred = logits.argmax(1).reshape(4, n_src)
+        # sources x samples
+        agree[t] = stats.rate_ci((pred == test_set.y[:n_src][None]).T.numpy())
+    block = torch.cat([src[:4].cpu()[None], xs[:, :4].float().cpu()])
+    grids.append(block.transpose(0, 1).flatten(0, 1))
 rec.shared_xt, rec.n_classes = agree, test_set.num_classes
 
 # %%
 fig, axes = plt.subplots(1, len(t_values), figsize=(2.1 * len(t_values), 2.6))
 for ax, t, gr in zip(np.atleast_1d(axes), t_values, grids):
-    viz.show_grid(gr.clamp(-1, 1), nrow=5, ax=ax, title=f"t = {t}\n(column 1: source)")
+    viz.show_grid(gr.clamp(-1, 1), nrow=5, ax=ax,
+                  title=f"t = {t}\n(column 1: source)")
 fig.suptitle("4 sources (rows) and 4 samples from each shared x_t", y=1.04)
 plt.show()
 
@@ -756,13 +813,17 @@ if agree:
 
 # %%
 nll_imgs = test_set.x[:cfg.nll_images].to(device)
-both = D.nll_bpd(model, {"sigma^2 = beta": diff, "sigma^2 = beta_tilde": dataclasses.replace(diff, var="fixed_small")},
-                 nll_imgs, generator=torch.Generator(device=device).manual_seed(seed), progress=True)
+diff_tilde = dataclasses.replace(diff, var="fixed_small")
+nll_gen = torch.Generator(device=device).manual_seed(seed)
+both = D.nll_bpd(model,
+                 {"sigma^2 = beta": diff, "sigma^2 = beta_tilde": diff_tilde},
+                 nll_imgs, generator=nll_gen, progress=True)
 rd = D.rate_distortion(both["sigma^2 = beta"])
 lossless, rate_end = rd["lossless"].item(), rd["rate"][0].item()
 decoder_bits, rmse_end = lossless - rate_end, rd["distortion"][0].item()
 per_image = both["sigma^2 = beta"]["total"].double().cpu().numpy()
-decoder_share = (both["sigma^2 = beta"]["terms"][:, 0] / both["sigma^2 = beta"]["total"]).double().cpu().numpy()
+decoder_share = (both["sigma^2 = beta"]["terms"][:, 0]
+                 / both["sigma^2 = beta"]["total"]).double().cpu().numpy()
 rec.rate_distortion = dict(
     lossless=lossless, lossless_ci=stats.mean_ci(per_image),
     decoder_share_ci=stats.mean_ci(decoder_share), rate_at_t1=rate_end,
@@ -772,9 +833,12 @@ rec.rate_distortion = dict(
 # %%
 t_axis = np.arange(cfg.T)
 fig, axes = plt.subplots(1, 3, figsize=(9.5, 2.6))
-axes[0].plot(t_axis, rd["distortion"].cpu()); axes[0].set(xlabel="t", ylabel="distortion (RMSE, 0-255)")
-axes[1].plot(t_axis, rd["rate"].cpu()); axes[1].set(xlabel="t", ylabel="rate (bits/dim)")
-axes[2].plot(rd["rate"].cpu(), rd["distortion"].cpu()); axes[2].set(xlabel="rate (bits/dim)", ylabel="distortion")
+axes[0].plot(t_axis, rd["distortion"].cpu())
+axes[0].set(xlabel="t", ylabel="distortion (RMSE, 0-255)")
+axes[1].plot(t_axis, rd["rate"].cpu())
+axes[1].set(xlabel="t", ylabel="rate (bits/dim)")
+axes[2].plot(rd["rate"].cpu(), rd["distortion"].cpu())
+axes[2].set(xlabel="rate (bits/dim)", ylabel="distortion")
 for ax in axes[:2]:
     ax.invert_xaxis()
 fig.tight_layout()
@@ -869,9 +933,14 @@ lams = [0.0, 0.25, 0.5, 0.75, 1.0]
 pairs = test_set.x[:2].to(device), test_set.x[2:4].to(device)
 fig, axes = plt.subplots(1, 2, figsize=(7.5, 2.3))
 for ax, t in zip(axes, [cfg.T // 4, cfg.T // 2]):
-    rows = smp.interpolate(model, sampler_diff, *pairs, t=idx_of(t), lambdas=lams, seed=seed)  # (lams, 2, ...)
-    grid = torch.cat([pairs[0].cpu()[None], rows.float().cpu(), pairs[1].cpu()[None]])  # sources at both ends
-    viz.show_grid(grid.transpose(0, 1).flatten(0, 1).clamp(-1, 1), nrow=len(lams) + 2, ax=ax,
+    # (lams, 2, ...)
+    rows = smp.interpolate(model, sampler_diff, *pairs, t=idx_of(t),
+                           lambdas=lams, seed=seed)
+    # sources at both ends
+    grid = torch.cat([pairs[0].cpu()[None], rows.float().cpu(),
+                      pairs[1].cpu()[None]])
+    viz.show_grid(grid.transpose(0, 1).flatten(0, 1).clamp(-1, 1),
+                  nrow=len(lams) + 2, ax=ax,
                   title=f"t = {t}: source, λ = 0 ... 1, source")
 plt.show()
 

@@ -25,11 +25,14 @@
 import subprocess
 import sys
 
-if "google.colab" in sys.modules:  # on Colab, install the book's library first (locally: `make install`)
+# on Colab, install the book's library first (locally: `make install`)
+if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "ddpm_lib[hub] @ git+https://github.com/ddpm-book/ddpm-reproduction-book@main"], check=True)
+                    "ddpm_lib[hub] @ git+https://github.com/ddpm-book/ddpm-reproduction-book@main"],
+                   check=True)
 
-import ddpm_lib  # before torch: it makes idle OpenMP threads sleep, not spin (see the run card)
+# before torch: it makes idle OpenMP threads sleep, not spin (see the run card)
+import ddpm_lib
 
 import dataclasses
 import math
@@ -38,8 +41,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ddpm_lib import diffusion as D, features, metrics, nets, notebook, sampling as smp
-from ddpm_lib import objectives as OBJ, schedules as S, stats, train as TR, viz
+from ddpm_lib import diffusion as D, features, metrics, nets, notebook
+from ddpm_lib import objectives as OBJ, sampling as smp, schedules as S
+from ddpm_lib import stats, train as TR, viz
 from ddpm_lib.chapters import improved as CH
 from ddpm_lib.nets import unet as U
 
@@ -47,7 +51,8 @@ plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 110, "font.size": 9})
 nb = notebook.Session("03_improved_ddpm", globals())
 
 # %% tags=["parameters"]
-profile = "auto"  # smoke | cpu | gpu | auto (DDPM_PROFILE if set, else gpu with CUDA, else cpu)
+# smoke | cpu | gpu | auto (DDPM_PROFILE if set, else gpu with CUDA, else cpu)
+profile = "auto"
 seed = 0
 
 # %%
@@ -144,7 +149,8 @@ rec = CH.Record(profile=nb.profile, T=cfg.T)  # what the claims read
 # ## The code
 
 # %%
-notebook.show_source(S.cosine_alpha_bar, D.model_variance, D.loss_hybrid, S.ImportanceSampler.probs, S.respace)
+notebook.show_source(S.cosine_alpha_bar, D.model_variance, D.loss_hybrid,
+                     S.ImportanceSampler.probs, S.respace)
 
 # %% [markdown]
 # ## Experiment 1: the schedules
@@ -156,8 +162,9 @@ notebook.show_source(S.cosine_alpha_bar, D.model_variance, D.loss_hybrid, S.Impo
 lin, cos = S.linear(1000), S.cosine(1000)
 for s in (lin, cos):
     snr = s.snr()
-    print(f"{s.name:>6}: SNR < 0.01 on {(snr < 1e-2).double().mean():.1%} of the steps, "
-          f"SNR < 0.001 on {(snr < 1e-3).double().mean():.1%}; beta_tilde/beta > 0.9 from step "
+    print(f"{s.name:>6}: SNR < 0.01 on {(snr < 1e-2).double().mean():.1%} "
+          f"of the steps, SNR < 0.001 on {(snr < 1e-3).double().mean():.1%}; "
+          f"beta_tilde/beta > 0.9 from step "
           f"{int(torch.nonzero(s.beta_tilde / s.betas > 0.9)[0])}")
 
 # %%
@@ -202,11 +209,16 @@ notebook.see(
 # %%
 train_set, test_set = nb.load_pair(cfg.data, cfg.image_size, cfg.data_fallback)
 C = train_set.x.shape[1]
-recipe = None if cfg.feature_images is None else dataclasses.replace(features.RECIPES[train_set.name], train_images=cfg.feature_images)
-extractor = features.get_extractor(train_set.name, image_size=cfg.image_size, recipe=recipe, device=device)
-tcfg = TR.TrainConfig(train_images=cfg.train_images, batch_size=cfg.batch_size, lr=cfg.lr,
-                      warmup_images=cfg.warmup_images, ema_decay=cfg.ema_decay, seed=seed,
-                      channels_last=True)  # 1.3x faster on CPU, training and sampling
+recipe = (None if cfg.feature_images is None else
+          dataclasses.replace(features.RECIPES[train_set.name],
+                              train_images=cfg.feature_images))
+extractor = features.get_extractor(train_set.name, image_size=cfg.image_size,
+                                   recipe=recipe, device=device)
+# channels_last samples ~1.3x faster on a CPU (it trains no faster)
+tcfg = TR.TrainConfig(train_images=cfg.train_images,
+                      batch_size=cfg.batch_size, lr=cfg.lr,
+                      warmup_images=cfg.warmup_images, ema_decay=cfg.ema_decay,
+                      seed=seed, channels_last=True)
 nll_x = test_set.x[:cfg.nll_images].to(device)
 n_eval = min(cfg.n_samples, len(test_set))
 # FD's bootstrap, FD alone: the real side of each replicate once, then every
@@ -228,9 +240,10 @@ def train_model(schedule, loss, t_sampler=None, config=tcfg, init=0):
     d = D.Diffusion(schedule, "eps", var)
     net = U.UNet(U.preset(cfg.unet, image_size=cfg.image_size, in_channels=C,
                           out_channels=d.out_channels(C),
-                          base_channels=cfg.base_channels))
-    net = CH.reseeded(net, init)
-    obj = OBJ.DiffusionObjective(d, loss.split("_")[1], t_sampler or default_sampler)
+                          base_channels=cfg.base_channels),
+                 init_seed=init)
+    obj = OBJ.DiffusionObjective(d, loss.split("_")[1],
+                                 t_sampler or default_sampler)
     res = TR.train_cached("03_iddpm", net, obj, train_set, config,
                           device=device,
                           extra={"init": init} if init else None)
@@ -259,10 +272,11 @@ def quality(model, d, steps, sampler="ancestral", n=n_eval, start=None, **kw):
     replicates pair across calls (``fd_boot``)."""
     dd = d.respace(steps)
     if start is None:
-        xs = smp.sample_batched(sampler, model, dd, n, train_set.image_shape, seed=seed, device=device, **kw)
+        xs = smp.sample_batched(sampler, model, dd, n, train_set.image_shape,
+                                seed=seed, device=device, **kw)
     else:  # pure noise stands in for x at step `start`; common random numbers
-        xs = CH.coupled_ancestral(model, dd, n, train_set.image_shape, start,
-                                  seed, device)
+        xs = smp.coupled_ancestral(model, dd, n, train_set.image_shape, start,
+                                   seed, device)
     xs = xs.clamp(-1, 1)
     ev = metrics.evaluate(extractor, train_set.x, xs, real_ref=test_set.x[:n])
     _, reps = fd_boot(extractor.features(xs))
@@ -280,26 +294,35 @@ for sched_name in ("linear", "cosine"):
         evals[key], xs = quality(m, d, cfg.table_sample_steps)
         models[key] = (m, d, res, xs)
         paper = CH.PAPER_TABLE2.get(key, ("–", "–"))
-        table.append(dict(schedule=sched_name, objective=loss, bound=stats.mean_ci(bound_of[key]["clipped"]).as_dict(),
-                          fd=evals[key].ci("fd").as_dict(), fd_floor=evals[key].fd_floor, precision=evals[key].precision,
-                          recall=evals[key].recall, paper_nll=paper[0], paper_fid=paper[1]))
+        table.append(dict(
+            schedule=sched_name, objective=loss,
+            bound=stats.mean_ci(bound_of[key]["clipped"]).as_dict(),
+            fd=evals[key].ci("fd").as_dict(), fd_floor=evals[key].fd_floor,
+            precision=evals[key].precision, recall=evals[key].recall,
+            paper_nll=paper[0], paper_fid=paper[1]))
 rec.table = {(r["schedule"], r["objective"]):
              {**r, "bound": CH.iv(r["bound"]), "fd": CH.iv(r["fd"])}
              for r in table}
 rec.table_steps = tcfg.steps
 
 # %%
-notebook.show_table([{"schedule": r["schedule"], "objective": r["objective"],
-                      "bound (bits/dim)": CH.iv(r["bound"]).fmt(), "paper NLL": r["paper_nll"],
-                      "FD": CH.iv(r["fd"]).fmt(), "FD floor": notebook.fmt(r["fd_floor"]), "paper FID": r["paper_fid"],
-                      "precision": notebook.fmt(r["precision"]), "recall": notebook.fmt(r["recall"])} for r in table],
-                    caption=f"{train_set.name} {cfg.image_size}x{cfg.image_size}, T={cfg.T}, {cfg.unet} UNet, "
-                            f"{cfg.train_images:,} images per model; bound on {len(nll_x)} held-out images "
-                            "(95% t-interval over images); FD on {n_eval} samples "
-                            f"({cfg.table_sample_steps} ancestral steps, 95% bootstrap interval). Paper: CIFAR-10, "
-                            "T=4000 unless marked, 500K iterations (recalled values)")
-fig = viz.tradeoff_plot({f"{r['schedule']}, {r['objective']}": (r["bound"]["est"], r["fd"]["est"]) for r in table},
-                        xlabel="bound (bits/dim, held-out)", ylabel="FD (in-domain)")
+notebook.show_table(
+    [{"schedule": r["schedule"], "objective": r["objective"],
+      "bound (bits/dim)": CH.iv(r["bound"]).fmt(), "paper NLL": r["paper_nll"],
+      "FD": CH.iv(r["fd"]).fmt(), "FD floor": notebook.fmt(r["fd_floor"]),
+      "paper FID": r["paper_fid"], "precision": notebook.fmt(r["precision"]),
+      "recall": notebook.fmt(r["recall"])} for r in table],
+    caption=f"{train_set.name} {cfg.image_size}x{cfg.image_size}, T={cfg.T}, "
+            f"{cfg.unet} UNet, {cfg.train_images:,} images per model; "
+            f"bound on {len(nll_x)} held-out images "
+            f"(95% t-interval over images); FD on {n_eval} samples "
+            f"({cfg.table_sample_steps} ancestral steps, 95% bootstrap "
+            "interval). Paper: CIFAR-10, T=4000 unless marked, "
+            "500K iterations (recalled values)")
+fig = viz.tradeoff_plot(
+    {f"{r['schedule']}, {r['objective']}": (r["bound"]["est"], r["fd"]["est"])
+     for r in table},
+    xlabel="bound (bits/dim, held-out)", ylabel="FD (in-domain)")
 plt.show()
 fig, axes = plt.subplots(1, 4, figsize=(7.3, 2.3))
 for ax, ((sn, loss), v) in zip(axes, models.items()):
@@ -312,9 +335,12 @@ cmp = {}  # paired differences, each an Interval
 pair_nll = lambda a, b: CH.paired_bound_diff(bound_of[a]["clipped"],
                                              bound_of[b]["clipped"])
 pair_fd = lambda a, b: CH.combo(evals, {a: 1, b: -1})
-cmp["cos_minus_lin"] = {l: pair_nll(("cosine", l), ("linear", l)) for l in TABLE}
-cmp["hyb_minus_simple_nll"] = {s: pair_nll((s, "L_hybrid"), (s, "L_simple")) for s in ("linear", "cosine")}
-cmp["hyb_minus_simple_fd"] = {s: pair_fd((s, "L_hybrid"), (s, "L_simple")) for s in ("linear", "cosine")}
+cmp["cos_minus_lin"] = {l: pair_nll(("cosine", l), ("linear", l))
+                        for l in TABLE}
+cmp["hyb_minus_simple_nll"] = {s: pair_nll((s, "L_hybrid"), (s, "L_simple"))
+                               for s in ("linear", "cosine")}
+cmp["hyb_minus_simple_fd"] = {s: pair_fd((s, "L_hybrid"), (s, "L_simple"))
+                              for s in ("linear", "cosine")}
 cmp["fd_simple"] = {s: evals[(s, "L_simple")].fd for s in ("linear", "cosine")}
 pairs = [(("cosine", l), ("linear", l)) for l in TABLE] + [
     ((s, "L_hybrid"), (s, "L_simple")) for s in ("linear", "cosine")]
@@ -390,14 +416,19 @@ print("T p_T at t = T after warm-up (1 = uniform):",
       {k: round(v, 3) for k, v in p_is.items()})
 
 # %%
-# gradient noise at the same weights: the importance-sampled model's final weights, and its sampler's p_t
-net_is, obj_is = runs["importance-sampled t"][0].net, runs["importance-sampled t"][2]
+# gradient noise at the same weights: the importance-sampled model's final
+# weights, and its sampler's p_t
+net_is = runs["importance-sampled t"][0].net
+obj_is = runs["importance-sampled t"][2]
 obj_u = OBJ.DiffusionObjective(d_vlb, "vlb", "uniform")
-noise = {name: CH.gradient_noise(net_is, o, train_set.x.to(device), cfg.batch_size, cfg.grad_batches, seed)
-         for name, o in (("uniform t", obj_u), ("importance-sampled t", obj_is))}
-g_ratio = stats.Interval(noise["importance-sampled t"]["est"] / noise["uniform t"]["est"],
-                         noise["importance-sampled t"]["lo"] / noise["uniform t"]["hi"],
-                         noise["importance-sampled t"]["hi"] / noise["uniform t"]["lo"], cfg.grad_batches)
+noise = {name: CH.gradient_noise(net_is, o, train_set.x.to(device),
+                                 cfg.batch_size, cfg.grad_batches, seed)
+         for name, o in (("uniform t", obj_u),
+                         ("importance-sampled t", obj_is))}
+noise_is, noise_u = noise["importance-sampled t"], noise["uniform t"]
+g_ratio = stats.Interval(noise_is["est"] / noise_u["est"],
+                         noise_is["lo"] / noise_u["hi"],
+                         noise_is["hi"] / noise_u["lo"], cfg.grad_batches)
 per_seed = {name: [float(np.mean(final_reps[(name, k)]))
                    for k in range(cfg.is_seeds)] for name, _ in ARMS}
 seed0_diff = CH.paired_bound_diff(final_reps[("importance-sampled t", 0)],
@@ -416,11 +447,14 @@ rec.is_bound_diff_seed0, rec.is_p_last = seed0_diff, p_is
 fig, ax = plt.subplots(figsize=(4.6, 2.8))
 for name, pts in curves.items():
     xs_, iv_ = [p[0] for p in pts], [p[1] for p in pts]
-    ax.errorbar(xs_, [v.est for v in iv_], yerr=[[v.est - v.lo for v in iv_], [v.hi - v.est for v in iv_]],
+    ax.errorbar(xs_, [v.est for v in iv_],
+                yerr=[[v.est - v.lo for v in iv_],
+                      [v.hi - v.est for v in iv_]],
                 label=name, capsize=2, marker="o", ms=3)
 if warm_at is not None:
     ax.axvline(warm_at * cfg.batch_size, color="gray", ls=":", lw=1)
-    ax.text(warm_at * cfg.batch_size, ax.get_ylim()[1], " importance\n sampling on", va="top", fontsize=7)
+    ax.text(warm_at * cfg.batch_size, ax.get_ylim()[1],
+            " importance\n sampling on", va="top", fontsize=7)
 ax.set(xlabel="images seen", ylabel="held-out bound (bits/dim)")
 ax.legend(frameon=False)
 plt.show()
@@ -505,16 +539,20 @@ notebook.show_table(
 # %%
 few, full = min(cfg.step_counts), max(cfg.step_counts)
 top = max(counts_of[CH.SMALL])  # the most steps every sampler ran
-mid = 50 if 50 in cfg.step_counts else sorted(cfg.step_counts)[len(cfg.step_counts) // 2]
+mid = (50 if 50 in cfg.step_counts
+       else sorted(cfg.step_counts)[len(cfg.step_counts) // 2])
 fd_of = lambda n, k: sweep[(n, k)]
 pair = lambda a, b: CH.combo({0: a, 1: b}, {0: 1, 1: -1})
-cmp["hybrid_mid_minus_full"] = pair(fd_of("L_hybrid, learned σ", mid), fd_of("L_hybrid, learned σ", full))
+cmp["hybrid_mid_minus_full"] = pair(fd_of("L_hybrid, learned σ", mid),
+                                    fd_of("L_hybrid, learned σ", full))
 cmp["fd_hybrid_full"] = fd_of("L_hybrid, learned σ", full).fd
-cmp["small_minus_hybrid_mid"] = pair(fd_of("L_simple, σ² = β̃", mid), fd_of("L_hybrid, learned σ", mid))
-cmp["ddim_minus_other_few"] = {n: pair(fd_of("DDIM on L_simple", few), fd_of(n, few)) for n in variants
-                               if n != "DDIM on L_simple"}
-gap = {k: pair(fd_of(CH.LARGE, k), fd_of(CH.SMALL, k))  # FD(β) - FD(β̃), paired
-       for k in (few, top)}
+cmp["small_minus_hybrid_mid"] = pair(fd_of("L_simple, σ² = β̃", mid),
+                                     fd_of("L_hybrid, learned σ", mid))
+cmp["ddim_minus_other_few"] = {
+    n: pair(fd_of("DDIM on L_simple", few), fd_of(n, few))
+    for n in variants if n != "DDIM on L_simple"}
+# FD(β) - FD(β̃), paired
+gap = {k: pair(fd_of(CH.LARGE, k), fd_of(CH.SMALL, k)) for k in (few, top)}
 rec.sweep_diff = {  # a - b, paired bootstrap
     ((CH.HYBRID, mid), (CH.HYBRID, full)): cmp["hybrid_mid_minus_full"],
     ((CH.SMALL, mid), (CH.HYBRID, mid)): cmp["small_minus_hybrid_mid"],
@@ -567,13 +605,18 @@ K = min(250, cfg.T)
 skip_evals = {(sn, f): quality(*models[(sn, "L_simple")][:2], K,
                                start=int(round((1 - f) * (K - 1))))[0]
               for sn in ("linear", "cosine") for f in cfg.skip_fractions}
-f_skip = 0.2 if 0.2 in cfg.skip_fractions else max(cfg.skip_fractions)  # the paper's Fig. 4: ~20% costs little
+# the paper's Fig. 4: ~20% costs little
+f_skip = 0.2 if 0.2 in cfg.skip_fractions else max(cfg.skip_fractions)
 cmp["skip"] = f_skip
-cmp["skip_linear"] = CH.combo(skip_evals, {("linear", f_skip): 1, ("linear", 0.0): -1})
-cmp["skip_cosine"] = CH.combo(skip_evals, {("cosine", f_skip): 1, ("cosine", 0.0): -1})
-cmp["skip_contrast"] = CH.combo(skip_evals, {("cosine", f_skip): 1, ("cosine", 0.0): -1,
-                                             ("linear", f_skip): -1, ("linear", 0.0): 1})
-cmp["fd_skip_base"] = {sn: skip_evals[(sn, 0.0)].fd for sn in ("linear", "cosine")}
+cmp["skip_linear"] = CH.combo(
+    skip_evals, {("linear", f_skip): 1, ("linear", 0.0): -1})
+cmp["skip_cosine"] = CH.combo(
+    skip_evals, {("cosine", f_skip): 1, ("cosine", 0.0): -1})
+cmp["skip_contrast"] = CH.combo(
+    skip_evals, {("cosine", f_skip): 1, ("cosine", 0.0): -1,
+                 ("linear", f_skip): -1, ("linear", 0.0): 1})
+cmp["fd_skip_base"] = {sn: skip_evals[(sn, 0.0)].fd
+                       for sn in ("linear", "cosine")}
 rec.skip_fraction, rec.skip_contrast = f_skip, cmp["skip_contrast"]
 rec.skip_fd = {key: ev.ci("fd") for key, ev in skip_evals.items()}
 rec.skip_cost = {"linear": cmp["skip_linear"], "cosine": cmp["skip_cosine"]}
@@ -583,7 +626,9 @@ rec.skip_n, rec.skip_expected_half = n_eval, half_exp
 fig, ax = plt.subplots(figsize=(4.4, 2.7))
 for sn in ("linear", "cosine"):
     cis = [skip_evals[(sn, f)].ci("fd") for f in cfg.skip_fractions]
-    ax.errorbar(cfg.skip_fractions, [c.est for c in cis], yerr=[[c.est - c.lo for c in cis], [c.hi - c.est for c in cis]],
+    ax.errorbar(cfg.skip_fractions, [c.est for c in cis],
+                yerr=[[c.est - c.lo for c in cis],
+                      [c.hi - c.est for c in cis]],
                 label=sn, capsize=2, marker="o", ms=3)
 ax.set(xlabel="fraction of reverse steps skipped", ylabel="FD (in-domain)")
 ax.legend(frameon=False)
@@ -622,12 +667,16 @@ gen = lambda: torch.Generator(device=device).manual_seed(seed)
 exact = D.nll_bpd(m_hybrid, {True: d_hybrid, False: d_hybrid}, nll_x[:64],
                   generator=gen(), progress=True,
                   clip_denoised={True: True, False: False})  # one set of calls
-per_img = {clip: e["total"].double().cpu().numpy() for clip, e in exact.items()}
+per_img = {clip: e["total"].double().cpu().numpy()
+           for clip, e in exact.items()}
 terms = {clip: e["terms"].mean(0).cpu() for clip, e in exact.items()}
-no_last = {clip: (e["total"] - e["terms"][:, -1]).double().cpu().numpy() for clip, e in exact.items()}
+no_last = {clip: (e["total"] - e["terms"][:, -1]).double().cpu().numpy()
+           for clip, e in exact.items()}
 first = max(1, cfg.T // 20)
-share_per_img = (exact[True]["terms"][:, :first].sum(1) / exact[True]["terms"].sum(1)).double().cpu().numpy()
-share = {clip: float(terms[clip][:first].sum() / terms[clip].sum()) for clip in (True, False)}
+share_per_img = (exact[True]["terms"][:, :first].sum(1)
+                 / exact[True]["terms"].sum(1)).double().cpu().numpy()
+share = {clip: float(terms[clip][:first].sum() / terms[clip].sum())
+         for clip in (True, False)}
 cmp["share_first"] = stats.mean_ci(share_per_img)
 cmp["share_first_unclipped"] = share[False]
 cmp["first"], cmp["T"] = first, cfg.T
@@ -654,12 +703,17 @@ for key, b in bound_of.items():
                          last_term=float(np.mean(b["last"])),
                          unclipped_no_last=stats.mean_ci(unclipped_reps[key]))
 # paired by image and noise: cosine - linear, unclipped, without the last term
-cmp["cos_minus_lin_no_last"] = {l: CH.paired_bound_diff(unclipped_reps[("cosine", l)], unclipped_reps[("linear", l)])
-                                for l in TABLE}
-notebook.show_table([{"schedule": k[0], "objective": k[1], "clipped (paper)": v["clipped"].fmt(),
-                      "unclipped": v["unclipped"].fmt(), "its last term": notebook.fmt(v["last_term"]),
-                      "unclipped, without last term": v["unclipped_no_last"].fmt()}
-                     for k, v in lastless.items()], caption="Held-out bound (bits/dim) three ways, 95% t-intervals")
+cmp["cos_minus_lin_no_last"] = {
+    l: CH.paired_bound_diff(unclipped_reps[("cosine", l)],
+                            unclipped_reps[("linear", l)])
+    for l in TABLE}
+notebook.show_table(
+    [{"schedule": k[0], "objective": k[1],
+      "clipped (paper)": v["clipped"].fmt(), "unclipped": v["unclipped"].fmt(),
+      "its last term": notebook.fmt(v["last_term"]),
+      "unclipped, without last term": v["unclipped_no_last"].fmt()}
+     for k, v in lastless.items()],
+    caption="Held-out bound (bits/dim) three ways, 95% t-intervals")
 rec.bound_three_ways = lastless
 rec.bound_diff_no_last = {(("cosine", l), ("linear", l)): d
                           for l, d in cmp["cos_minus_lin_no_last"].items()}
@@ -669,9 +723,13 @@ fig, axes = plt.subplots(1, 2, figsize=(8, 2.7))
 for clip, ls in ((True, "-"), (False, "--")):
     lab = "x0 clipped (paper)" if clip else "unclipped"
     axes[0].plot(np.arange(1, cfg.T), terms[clip][1:], ls=ls, label=lab)
-    axes[1].plot(np.arange(cfg.T), torch.cumsum(terms[clip], 0) / terms[clip].sum(), ls=ls, label=lab)
-axes[0].set(xlabel="t", ylabel="L_t (bits/dim)", yscale="log", xscale="log", title="per-step terms")
-axes[1].set(xlabel="t", ylabel="cumulative share of the bound", xscale="symlog")
+    axes[1].plot(np.arange(cfg.T),
+                 torch.cumsum(terms[clip], 0) / terms[clip].sum(),
+                 ls=ls, label=lab)
+axes[0].set(xlabel="t", ylabel="L_t (bits/dim)", yscale="log", xscale="log",
+            title="per-step terms")
+axes[1].set(xlabel="t", ylabel="cumulative share of the bound",
+            xscale="symlog")
 axes[1].legend(frameon=False, fontsize=7)
 fig.tight_layout()
 plt.show()

@@ -207,16 +207,6 @@ def test_skip_equivalence_states_its_sizing_and_refuses_a_margin_below_the_half_
     assert wide.holds == "not significant" and "cannot pass" in wide.why
 
 
-def test_reseeded_networks_differ_by_seed_and_repeat_within_one():
-    from ddpm_lib.nets import unet as U
-
-    cfg = U.preset("tiny8", image_size=8, in_channels=1, out_channels=2, base_channels=32)
-    flat = lambda n: torch.cat([p.detach().flatten() for p in n.parameters()])  # noqa: E731
-    a, b1, b2 = U.UNet(cfg), CH.reseeded(U.UNet(cfg), 1), CH.reseeded(U.UNet(cfg), 1)
-    assert CH.reseeded(a, 0) is a
-    assert torch.equal(flat(b1), flat(b2)) and not torch.equal(flat(a), flat(b1))
-
-
 def test_the_books_lvlb_rows_say_how_often_the_sampler_draws_the_last_step():
     rows = _named(CH.claims(_record(is_from=400, table_p_last={"linear": 3.1, "cosine": 8.4})))
     assert "cosine 8.4 times the uniform rate" in rows["vlb_late_is_best_bound_worst_fd"].why

@@ -26,7 +26,6 @@ from ..stats import Interval
 from ..train import Batch
 from ..claims import equivalence, pair_of, why_parts
 from ..metrics import combo  # noqa: F401  (the notebook calls CH.combo)
-from ..sampling import coupled_ancestral  # noqa: F401  (the notebook calls CH.coupled_ancestral)
 
 iv = stats.Interval.of  # a stored interval back as an Interval (the notebook calls CH.iv)
 
@@ -119,13 +118,6 @@ def gradient_noise(net, objective, x: torch.Tensor, batch_size: int, n_batches: 
     est = rel(np.arange(n_batches))
     reps = [rel(rng.integers(0, n_batches, n_batches)) for _ in range(200)]
     return stats.percentile(est, reps, centre=True).as_dict()
-
-
-def reseeded(net: torch.nn.Module, k: int) -> torch.nn.Module:
-    """The same network with initialisation number ``k`` (``nets.seeded_init``'s ``init_seed``):
-    k = 0 is the library's init, k > 0 another draw, for training seeds that vary the initialisation
-    as well as the data order. The caller puts k in the training cache key."""
-    return net if k == 0 else type(net)(net.cfg, init_seed=k)
 
 
 # ---- helpers --------------------------------------------------------------------------------------

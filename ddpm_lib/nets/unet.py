@@ -91,12 +91,14 @@ def preset(name: str, **overrides) -> UNetConfig:
     return replace(PRESETS[name], **overrides)
 
 
-def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """Transformer sinusoidal embedding of (float) steps t: (B,) -> (B, dim), in t's dtype
-    (float32 for integer steps)."""
+def timestep_embedding(t: torch.Tensor, dim: int,
+                       max_period: float = 10000.0) -> torch.Tensor:
+    """Transformer sinusoidal embedding of (float) steps t: (B,) -> (B, dim),
+    in t's dtype (float32 for integer steps)."""
     dtype = t.dtype if t.is_floating_point() else torch.float32
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=dtype, device=t.device) / half)
+    k = torch.arange(half, dtype=dtype, device=t.device)
+    freqs = torch.exp(-math.log(max_period) * k / half)
     args = t.to(dtype)[:, None] * freqs[None]
     emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
     return F.pad(emb, (0, 1)) if dim % 2 else emb
@@ -172,15 +174,24 @@ class Attention(nn.Module):
 
     def forward(self, x, context=None, context_mask=None):
         B, C, H, W = x.shape
-        q, k, v = rearrange(self.qkv(self.norm(x)), "b (three h d) x y -> three b h (x y) d", three=3, h=self.heads)
+        q, k, v = rearrange(self.qkv(self.norm(x)),
+                            "b (three h d) x y -> three b h (x y) d",
+                            three=3, h=self.heads)
         mask = None
         if self.ctx_kv is not None and context is not None:
-            ck, cv = rearrange(self.ctx_kv(context), "b l (two h d) -> two b h l d", two=2, h=self.heads)
-            k, v = torch.cat([ck, k], dim=2), torch.cat([cv, v], dim=2)  # (B, heads, L + HW, d)
-            if context_mask is not None:  # True = attend; pixels are always attended
-                keep = torch.cat([context_mask.bool(), torch.ones(B, H * W, dtype=torch.bool, device=x.device)], 1)
+            ck, cv = rearrange(self.ctx_kv(context),
+                               "b l (two h d) -> two b h l d",
+                               two=2, h=self.heads)
+            # (B, heads, L + HW, d)
+            k, v = torch.cat([ck, k], dim=2), torch.cat([cv, v], dim=2)
+            if context_mask is not None:
+                # True = attend; pixels are always attended
+                pixels = torch.ones(B, H * W, dtype=torch.bool,
+                                    device=x.device)
+                keep = torch.cat([context_mask.bool(), pixels], 1)
                 mask = keep[:, None, None, :]
-        h = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, heads, HW, d)
+        # (B, heads, HW, d)
+        h = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         h = rearrange(h, "b h (x y) d -> b (h d) x y", x=H, y=W)
         return x + self.proj(h)
 

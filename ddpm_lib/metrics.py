@@ -78,13 +78,8 @@ def nearest_distance(x, ref, batch: int = 500) -> np.ndarray:
     """Per image of ``x``: the Euclidean pixel distance to its nearest image in ``ref`` (float64, (N,)),
     the raw material of a memorisation check (samples against fresh real images, both to the training
     set)."""
-    r = torch.as_tensor(ref).flatten(1).double()
-    r2 = (r * r).sum(1)
-    out = []
-    for i in range(0, len(x), batch):
-        q = torch.as_tensor(x[i:i + batch]).flatten(1).double()
-        d2 = (q * q).sum(1, keepdim=True) + r2[None] - 2 * q @ r.T
-        out.append(d2.min(1).values.clamp_min(0).sqrt())
+    q, r = _f64(x), _f64(ref)  # (N, D) float64
+    out = [_sqdist(q[i:i + batch], r).min(1).values.sqrt() for i in range(0, len(q), batch)]
     return torch.cat(out).numpy()
 
 

@@ -357,10 +357,12 @@ def _w05(c):
     gpt = _gpt(c.codes + 64, c.text_len + grid, c.n_layer, c.n_embd, c.n_head)
     clip = _clip(c)
     text = _gpt(64, c.text_len, 2, 64)
-    return [train(f"dVAEs ({len(c.betas)} + 1)", dvae, (len(c.betas) + 1) * c.dvae_images, 64),
-            train("transformers (2)", gpt, 2 * c.gpt_images, 64),
+    n_dvae = len(c.betas) * c.dvae_seeds + 2  # the beta arms' seeds, tau fixed, the other likelihood
+    n_gpt = 1 + (c.ablation_text_weight is not None)
+    return [train(f"dVAEs ({n_dvae})", dvae, n_dvae * c.dvae_images, c.dvae_batch),
+            train(f"transformers ({n_gpt})", gpt, n_gpt * c.gpt_images, 64),
             train("CLIPs (2): image towers", clip, 2 * c.clip_images, 128), train("CLIPs (2): text towers", text, 2 * c.clip_images, 128),
-            run("generation (KV cache)", gpt, c.n_captions * c.n_rerank + 2 * c.n_eval, batch=2000),
+            run("generation (KV cache)", gpt, c.n_captions * c.n_rerank + (1 + n_gpt) * c.n_eval, batch=2000),
             reader(c.image_size, c.reader_images), feature_net("shapes", c.image_size, 3, c.feature_images)]
 
 

@@ -160,9 +160,11 @@ def train_bpe(texts, vocab_size: int = 1000, context: int = 32, min_frequency: i
     return BPETokenizer(tok, context)
 
 
-def positional_padding(tokens: torch.Tensor, pad_id: int, first_pad_id: int) -> torch.Tensor:
-    """DALL-E's learned padding: a pad at position i becomes its own token ``first_pad_id + i`` (the
-    vocabulary must hold ``context`` extra ids from ``first_pad_id``), so the model can tell an empty
-    slot at position 3 from one at position 20 without an attention mask."""
+def positional_padding(tokens: torch.Tensor, pad_id: int,
+                       first_pad_id: int) -> torch.Tensor:
+    """DALL-E's learned padding: a pad at position i becomes its own token
+    ``first_pad_id + i`` (the vocabulary must hold ``context`` extra ids from
+    ``first_pad_id``), so the model can tell an empty slot at position 3 from
+    one at position 20 without an attention mask."""
     pos = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)
     return torch.where(tokens == pad_id, first_pad_id + pos, tokens)

@@ -74,11 +74,31 @@ def test_a_short_run_reconstructs_and_the_hard_elb_is_close_to_the_relaxed_one_a
     after = ((net.decode_codes(net.encode(x)) - x) ** 2).mean().item()
     assert after < 0.25 * before, (before, after)
     assert V.perplexity(net.encode(x), 16) > 2.0
-    elb = OBJ.dvae_elb(net, x, tau=1 / 16, generator=torch.Generator().manual_seed(1))
+    elb = OBJ.dvae_elb(net, x, tau=1 / 16, generator=torch.Generator().manual_seed(1), draws=3)
     gap = (elb["hard"] - elb["relaxed"]).mean().item()
     assert math.isfinite(gap) and abs(gap) < 0.25 * elb["hard"].abs().mean().item()
     losses = np.asarray([h["loss"] for h in res.log if "loss" in h])
     assert losses[-10:].mean() < losses[:10].mean()
+
+
+def test_the_hard_elb_is_the_relaxed_sample_at_zero_temperature_and_argmax_when_q_is_sure():
+    torch.manual_seed(0)
+    net = V.DVAE(V.DVAEConfig(image_size=8, channels=3, codes=8, levels=1, width=16))
+    x = torch.rand(4, 3, 8, 8) * 2 - 1
+    obj = OBJ.DVAEObjective(likelihood="gaussian", sigma=0.2)
+    g = torch.Generator().manual_seed(3)
+    cold = OBJ.dvae_elb(net, x, tau=1e-4, generator=g, objective=obj, draws=2)
+    assert torch.allclose(cold["hard"], cold["relaxed"], atol=1e-4)
+    warm = OBJ.dvae_elb(net, x, tau=1.0, generator=g, objective=obj, draws=2)
+    assert not torch.allclose(warm["hard"], warm["relaxed"], atol=1e-3)
+    with torch.no_grad():  # code 3 leads by 100 nats: every Gumbel draw (at most 23) picks it
+        net.encoder[-1].weight.zero_()
+        net.encoder[-1].bias.zero_()
+        net.encoder[-1].bias[3] = 100.0
+    sure = OBJ.dvae_elb(net, x, tau=1.0, generator=g, objective=obj, draws=3)
+    assert torch.allclose(sure["hard"], sure["argmax"])
+    with pytest.raises(ValueError, match="draws"):
+        OBJ.dvae_elb(net, x, tau=1.0, draws=0)
 
 
 def test_the_gaussian_likelihood_is_a_fixed_sigma_normal_at_the_decoded_point():

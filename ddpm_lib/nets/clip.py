@@ -55,31 +55,41 @@ class CLIPConfig:
 
 
 class CLIP(nn.Module):
-    @seeded_init  # the initial weights are a function of cfg alone (cfg.seed makes a second instance)
+    # the initial weights are a function of cfg alone (cfg.seed makes a second
+    # instance)
+    @seeded_init
     def __init__(self, cfg: CLIPConfig):
         super().__init__()
         self.cfg = cfg
         self.image = EncoderUNet(replace(cfg.image, out_dim=cfg.embed_dim))
         self.text = TextEncoder(cfg.text)
         self.text_proj = nn.Linear(cfg.text.width, cfg.embed_dim, bias=False)
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / cfg.init_temperature)))
-        if cfg.seed:  # perturb the seeded init deterministically for another instance of the same shape
+        self.logit_scale = nn.Parameter(
+            torch.tensor(math.log(1 / cfg.init_temperature)))
+        # perturb the seeded init deterministically for another instance of
+        # the same shape
+        if cfg.seed:
             g = torch.Generator().manual_seed(cfg.seed)
             with torch.no_grad():
                 for p in self.parameters():
                     if p.ndim > 1:
-                        p.add_(torch.randn(p.shape, generator=g) * p.std().clamp_min(1e-3) * 0.5)
+                        p.add_(torch.randn(p.shape, generator=g)
+                               * p.std().clamp_min(1e-3) * 0.5)
 
-    def encode_image(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, embed_dim), not normalised; ``t`` (float steps) for a noised CLIP."""
+    def encode_image(self, x: torch.Tensor,
+                     t: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, embed_dim), not normalised; ``t`` (float steps) for a noised
+        CLIP."""
         return self.image(x, t)
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.text_proj(self.text(tokens)[1])
 
     def forward(self, x, tokens, t=None):
-        """(image embeddings, text embeddings, log of the inverse temperature), for ``clip_loss``."""
-        return self.encode_image(x, t), self.encode_text(tokens), self.logit_scale
+        """(image embeddings, text embeddings, log of the inverse
+        temperature), for ``clip_loss``."""
+        return (self.encode_image(x, t), self.encode_text(tokens),
+                self.logit_scale)
 
 
 @torch.no_grad()

@@ -52,25 +52,32 @@ def unmap_pixels(x: torch.Tensor, eps: float = LOGIT_LAPLACE_EPS) -> torch.Tenso
     return ((x - eps) / (1 - 2 * eps)).clamp(0, 1)
 
 
-def logit_laplace_nll(x01: torch.Tensor, mu: torch.Tensor, log_b: torch.Tensor,
+def logit_laplace_nll(x01: torch.Tensor, mu: torch.Tensor,
+                      log_b: torch.Tensor,
                       eps: float = LOGIT_LAPLACE_EPS) -> torch.Tensor:
-    """-log f(phi(x) | mu, b) per element, f(y | mu, b) = exp(-|logit(y) - mu| / b) / (2 b y (1 - y))
-    (App. A.3): a Laplace density on logit(y), pulled back to y in (0, 1)."""
+    """-log f(phi(x) | mu, b) per element,
+    f(y | mu, b) = exp(-|logit(y) - mu| / b) / (2 b y (1 - y)) (App. A.3):
+    a Laplace density on logit(y), pulled back to y in (0, 1)."""
     y = map_pixels(x01, eps)
     logit = torch.log(y) - torch.log1p(-y)
-    return (logit - mu).abs() / log_b.exp() + log_b + math.log(2) + torch.log(y) + torch.log1p(-y)
+    return ((logit - mu).abs() / log_b.exp() + log_b + math.log(2)
+            + torch.log(y) + torch.log1p(-y))
 
 
 class _Res(nn.Module):
-    """x + post_gain * (relu, 3x3, relu, 3x3, relu, 1x1)(x); post_gain = 1 / n_blocks^2 keeps the deep
-    residual stack near the identity at initialisation (the paper's 'small constant')."""
+    """x + post_gain * (relu, 3x3, relu, 3x3, relu, 1x1)(x);
+    post_gain = 1 / n_blocks^2 keeps the deep residual stack near the identity
+    at initialisation (the paper's 'small constant')."""
 
-    def __init__(self, cin: int, cout: int, post_gain: float, hidden_ratio: float = 0.25):
+    def __init__(self, cin: int, cout: int, post_gain: float,
+                 hidden_ratio: float = 0.25):
         super().__init__()
         hid = max(8, int(cout * hidden_ratio))
-        self.skip = nn.Identity() if cin == cout else nn.Conv2d(cin, cout, 1)
-        self.path = nn.Sequential(nn.ReLU(), nn.Conv2d(cin, hid, 3, padding=1), nn.ReLU(),
-                                  nn.Conv2d(hid, hid, 3, padding=1), nn.ReLU(), nn.Conv2d(hid, cout, 1))
+        self.skip = (nn.Identity() if cin == cout
+                     else nn.Conv2d(cin, cout, 1))
+        self.path = nn.Sequential(nn.ReLU(), nn.Conv2d(cin, hid, 3, padding=1),
+                                  nn.ReLU(), nn.Conv2d(hid, hid, 3, padding=1),
+                                  nn.ReLU(), nn.Conv2d(hid, cout, 1))
         self.post_gain = post_gain
 
     def forward(self, x):
@@ -85,16 +92,20 @@ class DVAE(nn.Module):
         w, gain = cfg.width, 1.0 / (cfg.blocks * (cfg.levels + 1)) ** 2
         enc = [nn.Conv2d(cfg.channels, w, 7, padding=3)]
         for level in range(cfg.levels + 1):
-            enc += [_Res(w, w, gain, cfg.hidden_ratio) for _ in range(cfg.blocks)]
+            enc += [_Res(w, w, gain, cfg.hidden_ratio)
+                    for _ in range(cfg.blocks)]
             if level < cfg.levels:
                 enc.append(nn.MaxPool2d(2))
-        self.encoder = nn.Sequential(*enc, nn.ReLU(), nn.Conv2d(w, cfg.codes, 1))
+        self.encoder = nn.Sequential(*enc, nn.ReLU(),
+                                     nn.Conv2d(w, cfg.codes, 1))
         dec = [nn.Conv2d(cfg.codes, w, 1)]
         for level in range(cfg.levels + 1):
-            dec += [_Res(w, w, gain, cfg.hidden_ratio) for _ in range(cfg.blocks)]
+            dec += [_Res(w, w, gain, cfg.hidden_ratio)
+                    for _ in range(cfg.blocks)]
             if level < cfg.levels:
                 dec.append(nn.Upsample(scale_factor=2, mode="nearest"))
-        self.decoder = nn.Sequential(*dec, nn.ReLU(), nn.Conv2d(w, 2 * cfg.channels, 1))
+        self.decoder = nn.Sequential(*dec, nn.ReLU(),
+                                     nn.Conv2d(w, 2 * cfg.channels, 1))
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] (B, C, H, W) -> code logits (B, K, g, g)."""
@@ -112,8 +123,10 @@ class DVAE(nn.Module):
 
     @torch.no_grad()
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
-        """Codes (B, g, g) -> images in [-1, 1]: phi^-1(sigmoid(mu)), not mu itself."""
-        z = F.one_hot(codes, self.cfg.codes).permute(0, 3, 1, 2).to(next(self.parameters()).dtype)
+        """Codes (B, g, g) -> images in [-1, 1]: phi^-1(sigmoid(mu)),
+        not mu itself."""
+        z = (F.one_hot(codes, self.cfg.codes).permute(0, 3, 1, 2)
+             .to(next(self.parameters()).dtype))
         mu, _ = self.decode(z)
         return unmap_pixels(torch.sigmoid(mu)) * 2 - 1
 

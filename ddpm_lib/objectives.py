@@ -43,8 +43,10 @@ def null_label(y: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
     return torch.where(drop, torch.full_like(y, -1), y)
 
 
-def null_tokens(tokens: torch.Tensor, drop: torch.Tensor, pad_id: int = 0) -> torch.Tensor:
-    """Caption tokens: dropped rows become the empty caption (all padding), as GLIDE does."""
+def null_tokens(tokens: torch.Tensor, drop: torch.Tensor,
+                pad_id: int = 0) -> torch.Tensor:
+    """Caption tokens: dropped rows become the empty caption (all padding),
+    as GLIDE does."""
     return torch.where(drop[:, None], torch.full_like(tokens, pad_id), tokens)
 
 

@@ -366,19 +366,19 @@ class GLIDEChapter:
     ema_decay: float = 0.995
     clip_images: int = 600 * 128  # the noised guide; the judge trains as long
     sample_steps: int = 50  # respaced ancestral steps (GLIDE: 150 for figures, 250 for evaluations)
-    cfg_scales: tuple[float, ...] = ruled((1.0, 1.5, 2.0, 3.0, 5.0), contains=(1.0,),
+    cfg_scales: tuple[float, ...] = ruled((1.0, 2.0, 3.0, 5.0), contains=(1.0,),
                                           why="s = 1, the conditional model, is what guidance is compared with")
     clip_scales: tuple[float, ...] = ruled((2.0, 5.0, 10.0, 20.0), nonempty=True)  # lambda, on the s = 1 model
     cfg_claim: float = 3.0  # Table 1's CFG scale, the one the claims compare
     n_samples: int = 256  # per configuration (one per held-out caption)
-    inpaint_images: int = 250 * 64  # the inpainting fine-tune
+    inpaint_images: int = 250 * 64  # the inpainting fine-tune, and as long for its control (no mask channels)
     n_inpaint: int = 200
     inpaint_scale: float = 3.0
     big_channels: int = 0  # > 0: a second, wider text model (Table 4 in shape)
     sr_from: int = 0  # > 0: a text-conditional upsampler sr_from -> image_size
     sr_images: int = 600 * 64
     sr_steps: tuple[int, ...] = ruled((10, 50), nonempty=True)  # the upsampler's respaced steps (GLIDE's fast27: 27)
-    bootstrap: int = 200
+    bootstrap: int = ruled(2000, min=1)  # FD's paired bootstrap (precision and recall: point estimates)
     feature_images: int | None = None  # as in DDPMChapter
     reader_images: int | None = None  # as in DALLEChapter
 

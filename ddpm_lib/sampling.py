@@ -132,10 +132,12 @@ def ddim(model: Model, diff: Diffusion, x_T: torch.Tensor, *, eta: float = 0.0, 
 # --------------------------------------------------------------------------------------------
 # Inpainting hooks (GLIDE Sec. 4.3 and its notebook)
 # --------------------------------------------------------------------------------------------
-def replace_known(diff: Diffusion, x0_known: torch.Tensor, mask: torch.Tensor, generator=None):
-    """The replacement trick as a ``step_fn``: after the step to x_{i-1}, the known region
-    (``mask`` = 1) is overwritten with a fresh draw of q(x_{i-1} | x_0 = x0_known); after the last
-    step, with x0_known itself. The model only ever fills the unknown region."""
+def replace_known(diff: Diffusion, x0_known: torch.Tensor, mask: torch.Tensor,
+                  generator=None):
+    """The replacement trick as a ``step_fn``: after the step to x_{i-1}, the
+    known region (``mask`` = 1) is overwritten with a fresh draw of
+    q(x_{i-1} | x_0 = x0_known); after the last step, with x0_known itself.
+    The model only ever fills the unknown region."""
     sched, known, m = diff.schedule, x0_known.double(), mask.double()
 
     def step_fn(i: int, x: torch.Tensor) -> torch.Tensor:
@@ -143,7 +145,8 @@ def replace_known(diff: Diffusion, x0_known: torch.Tensor, mask: torch.Tensor, g
             return m * known.to(x.device) + (1 - m) * x
         abar = sched.alpha_bar[i - 1].item()
         z = noise_like(x.shape, generator, x.device)
-        noisy = abar**0.5 * known.to(x.device) + (1 - abar) ** 0.5 * z  # q(x_{i-1} | x_0)
+        # q(x_{i-1} | x_0)
+        noisy = abar**0.5 * known.to(x.device) + (1 - abar) ** 0.5 * z
         return m * noisy + (1 - m) * x
 
     return step_fn
@@ -230,11 +233,14 @@ def interpolate(model: Model, diff: Diffusion, x0_a: torch.Tensor, x0_b: torch.T
 # --------------------------------------------------------------------------------------------
 # Guidance as model wrappers
 # --------------------------------------------------------------------------------------------
-def classifier_free(model_cond: Model, model_uncond: Model, scale: float, channels: int | None = None) -> Model:
-    """eps = eps_u + s (eps_c - eps_u) (Ho & Salimans 2021); s = 1 is the conditional model.
+def classifier_free(model_cond: Model, model_uncond: Model, scale: float,
+                    channels: int | None = None) -> Model:
+    """eps = eps_u + s (eps_c - eps_u) (Ho & Salimans 2021); s = 1 is the
+    conditional model.
 
-    With a learned variance pass ``channels`` (the image channels): only those are guided and the
-    variance channels are taken from the conditional model, as GLIDE does.
+    With a learned variance pass ``channels`` (the image channels): only those
+    are guided and the variance channels are taken from the conditional model,
+    as GLIDE does.
     """
 
     def guided(x, t):

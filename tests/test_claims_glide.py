@@ -18,9 +18,11 @@ CFG, CLIP2, CLIP5, CLIP20 = ("cfg", 3.0), ("clip", 2.0), ("clip", 5.0), ("clip",
 KEYS = [CH.EMPTY, CH.S1, CFG, CLIP2, CLIP5, CLIP20]
 
 
-def _rec(match=None, fd=None, guide_plus=None, judge_plus=None, seam=(0.02, 0.03), hole=(0.8, 0.6), **kw):
+def _rec(match=None, fd=None, guide_plus=None, judge_plus=None, seam=(0.02, 0.03, 0.03), hole=(0.8, 0.6, 0.6),
+         **kw):
     """A record whose samples differ by the given shifts: ``match`` and ``fd`` per configuration,
-    the CLIP gains over s = 1, the fills' mean border steps and hole matches."""
+    the CLIP gains over s = 1, the fills' mean border steps and hole matches (fine-tuned, the
+    same-budget control, the base model's replacement trick)."""
     rng = np.random.default_rng(0)
     match = {CH.EMPTY: 0.3, CH.S1: 0.6, CFG: 0.8, CLIP2: 0.65, CLIP5: 0.7, CLIP20: 0.7, **(match or {})}
     fd = {CH.EMPTY: 80.0, CH.S1: 40.0, CFG: 30.0, CLIP2: 45.0, CLIP5: 46.0, CLIP20: 50.0, **(fd or {})}
@@ -36,10 +38,10 @@ def _rec(match=None, fd=None, guide_plus=None, judge_plus=None, seam=(0.02, 0.03
     r.guide = {k: 50 + guide_plus.get(k, 0.0) + clip_noise + rng.normal(0, 1, N) for k in KEYS}
     r.judge = {k: 50 + judge_plus.get(k, 0.0) + clip_noise + rng.normal(0, 1, N) for k in KEYS}
     scene = rng.normal(0, 0.01, N)
-    r.seam = {"fine-tuned": seam[0] + scene + rng.normal(0, 0.002, N),
-              "replacement trick": seam[1] + scene + rng.normal(0, 0.002, N), "real": rng.normal(0, 1e-4, N)}
-    r.hole_match = {"fine-tuned": hole[0] + scene + rng.normal(0, 0.05, N),
-                    "replacement trick": hole[1] + scene + rng.normal(0, 0.05, N)}
+    fills = ("fine-tuned", "control", "replacement trick")
+    r.seam = {**{f: v + scene + rng.normal(0, 0.002, N) for f, v in zip(fills, seam)}, "real": rng.normal(0, 1e-4, N)}
+    r.hole_match = {f: v + scene + rng.normal(0, 0.05, N) for f, v in zip(fills, hole)}
+    r.fields = {k: {a: (rng.random(N) < match[k]).astype(float) for a in CH.ATTRIBUTES} for k in KEYS}
     for k, v in kw.items():
         setattr(r, k, v)
     return r
@@ -100,17 +102,27 @@ def test_the_inflation_conjunction_takes_its_weakest_part():
     r.guide[CFG] = r.guide[CFG] + 5.0  # ... or more: the conjunction fails
     assert _rows(r)["clip_inflates_own_score"].holds == "no"
     row = _rows(_rec(fd={CLIP20: 20.0}))["clip_inflates_own_score"]  # FD better than CFG's: said in the row
-    assert row.holds == "yes" and "not worse as in Fig. 6" in row.ours
+    assert row.holds == "yes" and "not worse as in Fig. 6" in row.ours and "is not reproduced" in row.ours
+    row = _rows(_rec(fd={CLIP20: 45.0}, judge_plus={CLIP20: -1.0}, match={CLIP20: 0.55}))["clip_inflates_own_score"]
+    assert "pattern (a higher guide score at worse FD, not seen by an independent judge) shows here" in row.ours
 
 
-def test_inpainting_takes_its_weakest_part_and_names_the_confound():
+def test_inpainting_is_tested_against_a_same_budget_control_and_takes_its_weakest_part():
     r = _rec()
-    r.seam["fine-tuned"] = r.seam["replacement trick"] + np.resize([0.002, -0.002], N)  # no difference on average
+    r.seam["fine-tuned"] = r.seam["control"] + np.resize([0.002, -0.002], N)  # no difference on average
     row = _rows(r)["inpainting_beats_replacement"]
     assert row.parts["smaller steps across the hole's border"] == "not significant"
     assert row.parts["better caption match in the hole"] == "yes" and row.holds == "not significant"
-    assert "same-budget control" in row.why
-    assert _rows(_rec(seam=(0.04, 0.03)))["inpainting_beats_replacement"].holds == "no"
+    assert "same extra training" in row.test and row.amended
+    assert _rows(_rec(seam=(0.04, 0.03, 0.03)))["inpainting_beats_replacement"].holds == "no"
+    # better than the less-trained base model, no better than the control: the extra training did it
+    row = _rows(_rec(seam=(0.02, 0.02, 0.03), hole=(0.8, 0.8, 0.6)))["inpainting_beats_replacement"]
+    assert row.holds == "not significant" and "not the same budget" in row.ours
+
+
+def test_cfg_against_clip_guidance_reports_each_attribute():
+    row = _rows(_rec())["cfg_beats_clip_caption"]
+    assert "by attribute (shape" in row.ours and "background" in row.ours
 
 
 def test_gates_say_did_not_train_without_pre_empting_fd():

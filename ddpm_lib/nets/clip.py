@@ -132,11 +132,14 @@ def retrieval_accuracy(clip: CLIP, images: torch.Tensor, tokens: torch.Tensor, k
     return hits / n
 
 
-def clip_guidance_grad(clip: CLIP, tokens: torch.Tensor, scaled: bool = False):
-    """GLIDE's CLIP guidance as a gradient function for ``sampling.classifier_guidance``:
-    grad_x (f(x_t, t) . g(c)) with unit-normalised embeddings (GLIDE Sec. 2.5). A noised CLIP takes t.
-    ``scaled=True`` multiplies by the CLIP's learned logit scale exp(s), as glide-text2im's ``cond_fn``
-    does, so that guidance scales mean what GLIDE's mean (the gradient of a logit, as a classifier's)."""
+def clip_guidance_grad(clip: CLIP, tokens: torch.Tensor,
+                       scaled: bool = False):
+    """GLIDE's CLIP guidance as a gradient function for
+    ``sampling.classifier_guidance``: grad_x (f(x_t, t) . g(c)) with
+    unit-normalised embeddings (GLIDE Sec. 2.5). A noised CLIP takes t.
+    ``scaled=True`` multiplies by the CLIP's learned logit scale exp(s), as
+    glide-text2im's ``cond_fn`` does, so that guidance scales mean what
+    GLIDE's mean (the gradient of a logit, as a classifier's)."""
     dtype = next(clip.parameters()).dtype
 
     def fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -144,8 +147,10 @@ def clip_guidance_grad(clip: CLIP, tokens: torch.Tensor, scaled: bool = False):
             x = x.detach().to(dtype).requires_grad_(True)
             tt = t.to(x.device).to(dtype) if clip.cfg.noised else None
             img = F.normalize(clip.encode_image(x, tt).float(), dim=-1)
-            txt = F.normalize(clip.encode_text(tokens.to(x.device)).float(), dim=-1)
+            txt = F.normalize(clip.encode_text(tokens.to(x.device)).float(),
+                              dim=-1)
             g = torch.autograd.grad((img * txt).sum(), x)[0]
-        return g * clip.logit_scale.exp().clamp(max=100.0).detach().to(g.dtype) if scaled else g
+        return (g * clip.logit_scale.exp().clamp(max=100.0).detach()
+                .to(g.dtype) if scaled else g)
 
     return fn

@@ -47,13 +47,17 @@ class TextEncoder(nn.Module):
         self.ln = nn.LayerNorm(cfg.width)
         nn.init.normal_(self.tok.weight, std=0.02)
 
-    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """tokens (B, L) long, 0 = padding, L <= context -> (states (B, L, width), pooled (B, width))."""
+    def forward(self, tokens: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """tokens (B, L) long, 0 = padding, L <= context ->
+        (states (B, L, width), pooled (B, width))."""
         B, L = tokens.shape
         if L > self.cfg.context:
-            raise ValueError(f"{L} tokens exceed the encoder's context of {self.cfg.context}")
+            raise ValueError(f"{L} tokens exceed the encoder's context of "
+                             f"{self.cfg.context}")
         real = (tokens != 0)[..., None]
-        h = torch.where(real, self.tok(tokens), self.pad[:L].to(self.tok.weight.dtype)) + self.pos[:L]
+        h = torch.where(real, self.tok(tokens),
+                        self.pad[:L].to(self.tok.weight.dtype)) + self.pos[:L]
         for block in self.blocks:
             h = block(h)
         h = self.ln(h)
@@ -86,11 +90,15 @@ class TextUNet(nn.Module):
         self.text = TextEncoder(cfg.text)
         self.unet = UNet(cfg.unet)
 
-    def forward(self, x, t, tokens: torch.Tensor | None = None, y=None, embed=None):
+    def forward(self, x, t, tokens: torch.Tensor | None = None, y=None,
+                embed=None):
         if tokens is None:
-            tokens = torch.zeros(x.shape[0], self.cfg.text.context, dtype=torch.long, device=x.device)
+            tokens = torch.zeros(x.shape[0], self.cfg.text.context,
+                                 dtype=torch.long, device=x.device)
         states, pooled = self.text(tokens)
-        if embed is not None:  # (a further global embedding, e.g. unCLIP's, joins the pooled text)
+        if embed is not None:
+            # (a further global embedding, e.g. unCLIP's, joins
+            # the pooled text)
             pooled = pooled + embed
         return self.unet(x, t, y=y, context=states, embed=pooled)
 
@@ -114,10 +122,13 @@ class InpaintTextUNet(nn.Module):
     @classmethod
     def from_base(cls, base: TextUNet) -> "InpaintTextUNet":
         c = base.cfg.unet.in_channels
-        net = cls(replace(base.cfg, unet=replace(base.cfg.unet, in_channels=2 * c + 1)))
+        net = cls(replace(base.cfg, unet=replace(base.cfg.unet,
+                                                 in_channels=2 * c + 1)))
         state = {k: v.clone() for k, v in base.state_dict().items()}
         w = state["unet.conv_in.weight"]
-        state["unet.conv_in.weight"] = torch.cat([w, torch.zeros(w.shape[0], c + 1, *w.shape[2:], dtype=w.dtype)], 1)
+        state["unet.conv_in.weight"] = torch.cat(
+            [w, torch.zeros(w.shape[0], c + 1, *w.shape[2:], dtype=w.dtype)],
+            1)
         net.base.load_state_dict(state)
         return net.to(next(base.parameters()).device)
 

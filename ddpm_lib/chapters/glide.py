@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .. import claims as C
-from .. import stats
+from .. import scorer, stats
 from ..data import shapes
 from ..stats import Interval
 
@@ -208,7 +208,7 @@ def _amended(r: Record) -> str:
             f"lambda = {CLIP_TABLE1:g} is the paper's own setting, fixed before any data")
 
 
-ATTRIBUTES = ("shape", "colour", "size", "position", "background")
+ATTRIBUTES = scorer.FIELDS  # the reader's attributes, in its order
 
 
 def by_attribute(r: Record, a, b) -> str:

@@ -92,14 +92,19 @@ def stated(caption: str) -> dict[str, int]:
     return out
 
 
-def alt_text(attrs: dict, seed: int = 0, p_second: float = 0.5, p_colour: float = 0.3, p_wrong: float = 0.1,
+def alt_text(attrs: dict, seed: int = 0, p_second: float = 0.5,
+             p_colour: float = 0.3, p_wrong: float = 0.1,
              p_junk: float = 0.3) -> list[str]:
-    """Lossy "alt-text" captions of scenes ``attrs`` (as ``Data.attrs``), a pure function of (attrs, seed)."""
-    for name, p in dict(p_second=p_second, p_colour=p_colour, p_wrong=p_wrong, p_junk=p_junk).items():
+    """Lossy "alt-text" captions of scenes ``attrs`` (as ``Data.attrs``), a
+    pure function of (attrs, seed)."""
+    probs = dict(p_second=p_second, p_colour=p_colour, p_wrong=p_wrong,
+                 p_junk=p_junk)
+    for name, p in probs.items():
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"{name} must lie in [0, 1], got {p}")
     if p_colour + p_wrong > 1.0:
-        raise ValueError(f"p_colour + p_wrong must be at most 1, got {p_colour + p_wrong}")
+        raise ValueError("p_colour + p_wrong must be at most 1, got "
+                         f"{p_colour + p_wrong}")
     rng = np.random.default_rng(seed)
     colours, names = shapes.ATTRIBUTES["colour"], shapes.ATTRIBUTES["shape"]
     sfxs = [s for s in ("", "2") if "shape" + s in attrs]
@@ -114,21 +119,25 @@ def alt_text(attrs: dict, seed: int = 0, p_second: float = 0.5, p_colour: float 
                 words = names[int(attrs["shape" + s][i])]
             else:
                 if u < p_colour + p_wrong:
-                    c = (c + 1 + int(rng.integers(len(colours) - 1))) % len(colours)
-                words = f"{colours[c]} {names[int(attrs['shape' + s][i])]}"
+                    shift = 1 + int(rng.integers(len(colours) - 1))
+                    c = (c + shift) % len(colours)
+                shape = names[int(attrs["shape" + s][i])]
+                words = f"{colours[c]} {shape}"
             phrases.append(("an " if words[0] in "aeiou" else "a ") + words)
         caption = " and ".join(phrases)
         if rng.random() < p_junk:
             junk = JUNK[int(rng.integers(len(JUNK)))]
-            caption = f"{junk} {caption}" if junk.endswith(" of") else f"{caption} {junk}"
+            caption = (f"{junk} {caption}" if junk.endswith(" of")
+                       else f"{caption} {junk}")
         out.append(caption)
     return out
 
 
 def upsample_prompt(captions, seed: int = 0) -> list[str]:
-    """Short captions of the shapes grammar -> descriptive ones, the attributes a short caption leaves
-    out (size, position, background) drawn from the data's prior (uniform, the two objects in different
-    cells): a rule-based stand-in for DALL-E 3's GPT-4 prompt upsampling."""
+    """Short captions of the shapes grammar -> descriptive ones, the
+    attributes a short caption leaves out (size, position, background) drawn
+    from the data's prior (uniform, the two objects in different cells): a
+    rule-based stand-in for DALL-E 3's GPT-4 prompt upsampling."""
     from .scorer import parse_captions
 
     attrs = {k: v.clone() for k, v in parse_captions(list(captions)).items()}
@@ -136,11 +145,15 @@ def upsample_prompt(captions, seed: int = 0) -> list[str]:
     g = torch.Generator().manual_seed(seed)
     sfxs = [s for s in ("", "2") if "shape" + s in attrs]
     for s in sfxs:
-        attrs["size" + s] = torch.randint(len(shapes.SIZES), (n,), generator=g)
-    attrs["position"] = torch.randint(len(shapes.POSITIONS), (n,), generator=g)
+        attrs["size" + s] = torch.randint(len(shapes.SIZES), (n,),
+                                          generator=g)
+    attrs["position"] = torch.randint(len(shapes.POSITIONS), (n,),
+                                      generator=g)
     if "2" in sfxs:
-        attrs["position2"] = (attrs["position"] + 1 + torch.randint(8, (n,), generator=g)) % 9
-    attrs["background"] = torch.randint(len(shapes.BACKGROUNDS), (n,), generator=g)
+        shift = 1 + torch.randint(8, (n,), generator=g)
+        attrs["position2"] = (attrs["position"] + shift) % 9
+    attrs["background"] = torch.randint(len(shapes.BACKGROUNDS), (n,),
+                                        generator=g)
     return shapes.captions_of(attrs)[1]
 
 
@@ -165,7 +178,8 @@ class Blend(Cond):
     def read(self, batch) -> torch.Tensor:
         synthetic = super().read(batch)
         if self.original not in batch.extras:
-            raise KeyError(f"Blend: the batch has no {self.original!r}; its extras are {sorted(batch.extras)}")
+            raise KeyError(f"Blend: the batch has no {self.original!r}; "
+                           f"its extras are {sorted(batch.extras)}")
         original = batch.extras[self.original]
         pick = batch.rand() < self.p_synthetic
         return torch.where(pick[:, None], synthetic, original)

@@ -315,7 +315,8 @@ BOOTSTRAPPED = ("fd", "kid", "precision", "recall")  # the metrics evaluate(boot
 
 def evaluate(extractor: FeatureExtractor | None, real, fake, real_ref=None, k: int = 3,
              kid_subsets: int = 100, kid_subset_size: int = 1000, seed: int = 0, bootstrap: int = 0,
-             resampled: tuple[str, ...] = BOOTSTRAPPED, fd_boot: "FDBootstrap | None" = None) -> EvalResult:
+             resampled: tuple[str, ...] = BOOTSTRAPPED, fd_boot: "FDBootstrap | None" = None,
+             cluster: int = 1) -> EvalResult:
     """FD, KID and k-NN precision/recall of ``fake`` against ``real``, plus the floor: FD and KID of
     ``real`` against ``real_ref`` (another real sample, e.g. the test split, of the fake set's size:
     the score of fresh real data at this n, not the best any generator can get).
@@ -331,10 +332,19 @@ def evaluate(extractor: FeatureExtractor | None, real, fake, real_ref=None, k: i
     subset of ``BOOTSTRAPPED``): FD's replicates cost most (a matrix square root each), and
     ``FDBootstrap`` gives them far faster: pass ``fd_boot`` (built on ``real``'s features) and FD's
     replicates come from it (paired across sets as ``FDBootstrap`` says), whatever ``bootstrap``.
+
+    ``cluster=k`` > 1: the fake set is clusters of k consecutive samples (k samples of one caption,
+    say), and the replicates resample whole clusters of it (a cluster bootstrap; the real sets are
+    still resampled image by image). ``len(fake)`` must be a multiple of k.
     """
     unknown = sorted(set(resampled) - set(BOOTSTRAPPED))
     if unknown:
         raise ValueError(f"unknown resampled metric(s) {unknown}; valid choices: {list(BOOTSTRAPPED)}")
+    if cluster < 1 or len(fake) % cluster:
+        raise ValueError(f"cluster must be a positive divisor of the {len(fake)} fake samples, got {cluster}")
+    if cluster > 1 and fd_boot is not None:
+        raise ValueError("fd_boot resamples images one by one; with cluster > 1 leave it out (FD's replicates then "
+                         "come from the cluster bootstrap)")
     feats = (lambda v: _f64(v)) if extractor is None else extractor.features
     fr, ff = feats(real), feats(fake)
     kid_mean, kid_std = kid(fr, ff, kid_subsets, kid_subset_size, seed)
@@ -351,7 +361,7 @@ def evaluate(extractor: FeatureExtractor | None, real, fake, real_ref=None, k: i
     isc = None
     if extractor is not None and len(extractor.heads) == 1:
         isc = inception_score(extractor.predict(fake))[0]
-    reps = _bootstrap(fr, ff, fref, k, bootstrap, kid_subset_size, seed, resampled) if bootstrap else {}
+    reps = _bootstrap(fr, ff, fref, k, bootstrap, kid_subset_size, seed, resampled, cluster) if bootstrap else {}
     if fd_boot is not None:
         if fd_boot.real.shape != tuple(fr.shape) or not np.allclose(fd_boot.real[:5], fr[:5].numpy()):
             raise ValueError("fd_boot was built on another real set than `real`")
@@ -446,13 +456,22 @@ def _pr_both_sets(fr, ff, ir, i_f, k: int) -> tuple[float, float]:
     return float(in_real[inv_f].double().mean()), float(in_fake[inv_r].double().mean())
 
 
+def cluster_draw(n: int, cluster: int, generator: torch.Generator) -> torch.Tensor:
+    """n indices into a set of n // cluster clusters of ``cluster`` consecutive items, whole clusters
+    drawn with replacement (``cluster`` = 1: items drawn one by one, as ``torch.randint``)."""
+    if cluster == 1:
+        return torch.randint(n, (n,), generator=generator)
+    c = torch.randint(n // cluster, (n // cluster,), generator=generator)
+    return (c[:, None] * cluster + torch.arange(cluster)).flatten()
+
+
 def _bootstrap(fr, ff, fref, k: int, B: int, kid_subset_size: int, seed: int,
-               resampled: tuple[str, ...] = BOOTSTRAPPED) -> dict:
+               resampled: tuple[str, ...] = BOOTSTRAPPED, cluster: int = 1) -> dict:
     g = torch.Generator().manual_seed(seed + 7919)
     floors = tuple(f"{m}_floor" for m in ("fd", "kid") if m in resampled) if fref is not None else ()
     out = {m: [] for m in tuple(resampled) + floors}
     for b in range(B):  # every replicate draws all its indices, whatever is resampled: replicate b stays b
-        ir, i_f = torch.randint(len(fr), (len(fr),), generator=g), torch.randint(len(ff), (len(ff),), generator=g)
+        ir, i_f = torch.randint(len(fr), (len(fr),), generator=g), cluster_draw(len(ff), cluster, g)
         iref = torch.randint(len(fref), (len(fref),), generator=g) if fref is not None else None
         r, f = fr[ir], ff[i_f]
         if "fd" in out:

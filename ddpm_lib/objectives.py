@@ -560,6 +560,7 @@ class CaptionObjective:
         real = tok != 0
         # count positions up to and including the first padding token
         keep = torch.cat([torch.ones_like(real[:, :1]), real[:, :-1]], 1)
-        ce = F.cross_entropy(logits.flatten(0, 1).float(), tok.flatten(), reduction="none").view(tok.shape)
+        ce = F.cross_entropy(logits.flatten(0, 1).float(), tok.flatten(),
+                             reduction="none").view(tok.shape)
         loss = (ce * keep).sum() / keep.sum()
         return loss, {"words": real.sum(1).float().mean()}

@@ -146,9 +146,11 @@ class PCAQuantizer:
         return (self.buckets.decode(codes.cpu()) @ self.components + self.mean).float()
 
 
-def fit_pca_quantizer(z: torch.Tensor, dims: int, buckets: int) -> PCAQuantizer:
-    """unCLIP's AR-prior code: keep ``dims`` principal components of ``z`` (the paper: 319 of 1,024,
-    with under 1% MSE lost) and cut each into ``buckets`` equal-mass buckets (the paper: 1,024)."""
+def fit_pca_quantizer(z: torch.Tensor, dims: int,
+                      buckets: int) -> PCAQuantizer:
+    """unCLIP's AR-prior code: keep ``dims`` principal components of ``z``
+    (the paper: 319 of 1,024, with under 1% MSE lost) and cut each into
+    ``buckets`` equal-mass buckets (the paper: 1,024)."""
     z = z.double().cpu()
     if not 0 < dims <= z.shape[1]:
         raise ValueError(f"dims must lie in 1..{z.shape[1]}, got {dims}")
@@ -156,4 +158,6 @@ def fit_pca_quantizer(z: torch.Tensor, dims: int, buckets: int) -> PCAQuantizer:
     _, s, vh = torch.linalg.svd(z - mean, full_matrices=False)
     var = s**2
     comps = vh[:dims]
-    return PCAQuantizer(mean, comps, fit_buckets((z - mean) @ comps.T, buckets), float(var[:dims].sum() / var.sum()))
+    return PCAQuantizer(mean, comps,
+                        fit_buckets((z - mean) @ comps.T, buckets),
+                        float(var[:dims].sum() / var.sum()))

@@ -341,20 +341,26 @@ def sample(name: str, model: Model, diff: Diffusion, x_T: torch.Tensor, *, gener
 
 # ---- unCLIP's diffusion prior ------------------------------------------------------------------
 @torch.no_grad()
-def sample_prior(prior: torch.nn.Module, diff, tokens: torch.Tensor, z_text: torch.Tensor, candidates: int = 2,
-                 seed: int = 0, scale: float = 1.0) -> torch.Tensor:
-    """unCLIP's diffusion-prior sampling (``prior``: a ``nets.unclip.DiffusionPrior``): ``candidates`` embeddings per caption by the ancestral sampler
-    of ``diff`` (respace it for fewer steps), keeping the one with the largest dot product with z_text
-    (Sec. 2.2). Embeddings are in the prior's scaled space; returns (B, clip_dim) float32 unit vectors.
-    ``scale`` is the embedding scale the prior was trained with (z_text is given unit-norm)."""
+def sample_prior(prior: torch.nn.Module, diff, tokens: torch.Tensor,
+                 z_text: torch.Tensor, candidates: int = 2, seed: int = 0,
+                 scale: float = 1.0) -> torch.Tensor:
+    """unCLIP's diffusion-prior sampling (``prior``: a
+    ``nets.unclip.DiffusionPrior``): ``candidates`` embeddings per caption by
+    the ancestral sampler of ``diff`` (respace it for fewer steps), keeping
+    the one with the largest dot product with z_text (Sec. 2.2). Embeddings
+    are in the prior's scaled space; returns (B, clip_dim) float32 unit
+    vectors. ``scale`` is the embedding scale the prior was trained with
+    (z_text is given unit-norm)."""
     dev = next(prior.parameters()).device
-    tokens, z_text = tokens.to(dev), F.normalize(z_text.float().to(dev), dim=-1)
+    tokens, z_text = (tokens.to(dev),
+                      F.normalize(z_text.float().to(dev), dim=-1))
     model = as_model(prior, tokens=tokens, z_text=z_text * scale)
     g = torch.Generator(device=dev).manual_seed(seed)
     draws = []
     for _ in range(candidates):
         x_T = noise_like((len(tokens), prior.cfg.clip_dim), g, dev)
-        draws.append(F.normalize(ancestral(model, diff, x_T, generator=g).float(), dim=-1))
+        draws.append(F.normalize(
+            ancestral(model, diff, x_T, generator=g).float(), dim=-1))
     z = torch.stack(draws, 1)  # (B, K, d)
     best = (z * z_text[:, None]).sum(-1).argmax(1)
     return z[torch.arange(len(z)), best]

@@ -319,3 +319,24 @@ def test_evaluate_resamples_only_the_metrics_asked_and_keeps_their_replicates():
     assert set(ev.replicates) == {"recall", "fd"} and np.allclose(ev.replicates["fd"], boot(fake)[1])
     with pytest.raises(ValueError, match="another real set"):
         M.evaluate(None, ref, fake, fd_boot=boot)
+
+
+def test_cluster_draw_resamples_whole_clusters_and_is_randint_for_one():
+    g = torch.Generator().manual_seed(0)
+    idx = M.cluster_draw(12, 3, g).view(4, 3)
+    assert (idx[:, 0] % 3 == 0).all() and (idx - idx[:, :1] == torch.arange(3)).all()
+    a, b = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    assert torch.equal(M.cluster_draw(10, 1, a), torch.randint(10, (10,), generator=b))
+
+
+def test_evaluate_cluster_bootstrap_checks_its_cluster_and_widens_for_nested_samples():
+    rng = np.random.default_rng(0)
+    real = torch.tensor(rng.normal(size=(300, 4)))
+    # 30 clusters of 5 near-copies: the clusters, not the 150 samples, are what varies
+    centres = torch.tensor(rng.normal(size=(30, 4)))
+    fake = (centres.repeat_interleave(5, 0) + 0.01 * torch.tensor(rng.normal(size=(150, 4))))
+    with pytest.raises(ValueError, match="positive divisor"):
+        M.evaluate(None, real, fake, bootstrap=5, cluster=4)
+    wide = M.evaluate(None, real, fake, bootstrap=200, cluster=5, resampled=("fd",))
+    narrow = M.evaluate(None, real, fake, bootstrap=200, resampled=("fd",))
+    assert wide.replicates["fd"].std() > 1.5 * narrow.replicates["fd"].std()

@@ -67,21 +67,36 @@ class Captioner(nn.Module):
             return self.grid_proj(self.image.features(x, None).flatten(2).transpose(1, 2))
         return self.image(x, None).view(x.shape[0], self.cfg.prefix, self.cfg.width)
 
-    def forward(self, x, tokens, prefix: torch.Tensor | None = None, cache: KVCache | None = None):
-        """``prefix``: ``self.prefix(x)`` computed once (``generate`` reuses it for every word). With a
-        ``cache`` (decoding): ``tokens`` are the words not yet fed, all of them inputs, after the image's
-        tokens on an empty cache; returns the logits (B, 1, vocab) of the next word."""
+    def forward(self, x, tokens, prefix: torch.Tensor | None = None,
+                cache: KVCache | None = None):
+        """``prefix``: ``self.prefix(x)`` computed once (``generate`` reuses
+        it for every word). With a ``cache`` (decoding): ``tokens`` are the
+        words not yet fed, all of them inputs, after the image's tokens on an
+        empty cache; returns the logits (B, 1, vocab) of the next word."""
         past = 0 if cache is None else cache.length()
-        pre = (self.prefix(x) if prefix is None else prefix) if past == 0 else None
-        if cache is None:
-            h = torch.cat([pre, self.tok(tokens[:, :-1])], 1) if tokens.shape[1] > 1 else pre
+        if past == 0:
+            pre = self.prefix(x) if prefix is None else prefix
         else:
-            h = self.tok(tokens) if pre is None else torch.cat([pre, self.tok(tokens)], 1)
+            pre = None
+        if cache is None:
+            if tokens.shape[1] > 1:
+                h = torch.cat([pre, self.tok(tokens[:, :-1])], 1)
+            else:
+                h = pre
+        elif pre is None:
+            h = self.tok(tokens)
+        else:
+            h = torch.cat([pre, self.tok(tokens)], 1)
         h = h + self.pos[past:past + h.shape[1]]
         for block in self.blocks:
             h = block(h, cache)
-        # the last prefix slot predicts word 0, the slot of word i predicts word i + 1
-        return self.head(self.ln(h[:, self.cfg.n_prefix - 1:] if cache is None else h[:, -1:]))
+        # the last prefix slot predicts word 0, the slot of word i predicts
+        # word i + 1
+        if cache is None:
+            h = h[:, self.cfg.n_prefix - 1:]
+        else:
+            h = h[:, -1:]
+        return self.head(self.ln(h))
 
     @torch.no_grad()
     def generate(self, x: torch.Tensor, temperature: float = 0.0, generator: torch.Generator | None = None,

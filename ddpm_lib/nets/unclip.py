@@ -35,8 +35,9 @@ from .unet import timestep_embedding
 
 
 def embedding_scale(dim: int) -> float:
-    """The paper's 17.2 for d = 1,024 (0.5375 sqrt(d)), as a rule for any d: a unit vector times it has
-    per-coordinate standard deviation ~0.54, the spread of RGB pixels of ImageNet scaled to [-1, 1]."""
+    """The paper's 17.2 for d = 1,024 (0.5375 sqrt(d)), as a rule for any d:
+    a unit vector times it has per-coordinate standard deviation ~0.54, the
+    spread of RGB pixels of ImageNet scaled to [-1, 1]."""
     return 17.2 / math.sqrt(1024) * math.sqrt(dim)
 
 
@@ -63,16 +64,20 @@ class UnCLIPDecoder(nn.Module):
         self.z_embed = nn.Linear(cfg.clip_dim, w)  # -> joins the pooled caption, then the time embedding
         self.z_tokens = nn.Linear(cfg.clip_dim, cfg.n_tokens * w)  # -> n_tokens extra keys and values
 
-    def forward(self, x, t, tokens: torch.Tensor | None = None, z: torch.Tensor | None = None):
+    def forward(self, x, t, tokens: torch.Tensor | None = None,
+                z: torch.Tensor | None = None):
         B = x.shape[0]
         if tokens is None:
-            tokens = torch.zeros(B, self.cfg.text_unet.text.context, dtype=torch.long, device=x.device)
+            tokens = torch.zeros(B, self.cfg.text_unet.text.context,
+                                 dtype=torch.long, device=x.device)
         if z is None:
-            z = torch.zeros(B, self.cfg.clip_dim, dtype=x.dtype, device=x.device)
+            z = torch.zeros(B, self.cfg.clip_dim, dtype=x.dtype,
+                            device=x.device)
         z = z.to(self.z_embed.weight.dtype)
         states, pooled = self.net.text(tokens)
         extra = self.z_tokens(z).view(B, self.cfg.n_tokens, -1)
-        return self.net.unet(x, t, context=torch.cat([states, extra], 1), embed=pooled + self.z_embed(z))
+        return self.net.unet(x, t, context=torch.cat([states, extra], 1),
+                             embed=pooled + self.z_embed(z))
 
 
 # --------------------------------------------------------------------------------------------
@@ -146,11 +151,15 @@ class DiffusionPrior(nn.Module):
         self.query = nn.Parameter(torch.randn(cfg.width) * 0.02)
         self.out = nn.Linear(cfg.width, cfg.clip_dim)
 
-    def forward(self, x, t, tokens: torch.Tensor | None = None, z_text: torch.Tensor | None = None):
+    def forward(self, x, t, tokens: torch.Tensor | None = None,
+                z_text: torch.Tensor | None = None):
         B, dtype = x.shape[0], self.x_in.weight.dtype
-        tokens, z_text = _null_inputs(tokens, z_text, B, self.cfg, x.device, dtype)
-        temb = self.t_in(timestep_embedding(t.to(dtype), self.cfg.width).to(dtype))
-        slots = torch.stack([temb, self.x_in(x.to(dtype)), self.query.to(dtype).expand(B, -1)], 1)
+        tokens, z_text = _null_inputs(tokens, z_text, B, self.cfg, x.device,
+                                      dtype)
+        temb = self.t_in(
+            timestep_embedding(t.to(dtype), self.cfg.width).to(dtype))
+        slots = torch.stack([temb, self.x_in(x.to(dtype)),
+                             self.query.to(dtype).expand(B, -1)], 1)
         return self.out(self.backbone(tokens, z_text, slots)[:, -1])
 
 
@@ -169,14 +178,18 @@ class ARPrior(nn.Module):
         self.out = nn.Linear(cfg.width, cfg.buckets)
         nn.init.normal_(self.code_in.weight, std=0.02)
 
-    def forward(self, codes, tokens: torch.Tensor | None = None, z_text: torch.Tensor | None = None,
+    def forward(self, codes, tokens: torch.Tensor | None = None,
+                z_text: torch.Tensor | None = None,
                 cache: KVCache | None = None):
-        """With a ``cache`` (decoding): ``codes`` are the codes not yet fed, all of them inputs, after the
-        caption and z_t on an empty cache; returns the logits (B, 1, buckets) of the next code."""
+        """With a ``cache`` (decoding): ``codes`` are the codes not yet fed,
+        all of them inputs, after the caption and z_t on an empty cache;
+        returns the logits (B, 1, buckets) of the next code."""
         B = codes.shape[0]
-        tokens, z_text = _null_inputs(tokens, z_text, B, self.cfg, codes.device, self.out.weight.dtype)
+        tokens, z_text = _null_inputs(tokens, z_text, B, self.cfg,
+                                      codes.device, self.out.weight.dtype)
         slots = self.code_in(codes[:, :-1] if cache is None else codes)
-        h = self.backbone(tokens, z_text, slots, cache)  # (B, S, width): z_t slot predicts code 0
+        # (B, S, width): the z_t slot predicts code 0
+        h = self.backbone(tokens, z_text, slots, cache)
         return self.out(h)
 
     @torch.no_grad()
@@ -193,8 +206,11 @@ class ARPrior(nn.Module):
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, lam: float) -> torch.Tensor:
-    """Spherical interpolation between unit vectors (unCLIP Sec. 3: interpolating image embeddings)."""
+    """Spherical interpolation between unit vectors (unCLIP Sec. 3:
+    interpolating image embeddings)."""
     a, b = F.normalize(a.float(), dim=-1), F.normalize(b.float(), dim=-1)
-    omega = torch.arccos((a * b).sum(-1, keepdim=True).clamp(-1 + 1e-7, 1 - 1e-7))
+    omega = torch.arccos(
+        (a * b).sum(-1, keepdim=True).clamp(-1 + 1e-7, 1 - 1e-7))
     so = torch.sin(omega)
-    return torch.sin((1 - lam) * omega) / so * a + torch.sin(lam * omega) / so * b
+    return (torch.sin((1 - lam) * omega) / so * a
+            + torch.sin(lam * omega) / so * b)

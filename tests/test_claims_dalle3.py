@@ -33,7 +33,7 @@ def _record(n=300, seed=0, score=None, clip=None, bound=None, fd=None, noise=0.0
                      "clip": CH.per_item(clip_level + clip[k] + rng.normal(0, 1, n)), "bound": CH.per_item(hits)}
     fd = {m: stats.Interval(10.0, 8.0, 12.0, 2000, method="bootstrap") for m in (ALT, SSC, LOW, DSC)} | (fd or {})
     return CH.Record(alt=ALT, ssc=SSC, dsc=DSC, low_blend=LOW, full="",
-                     own={ALT: "short", SSC: "short", LOW: "descriptive", DSC: "descriptive"},
+                     own={ALT: "alt-text", SSC: "short", LOW: "descriptive", DSC: "descriptive"},
                      scores=scores, fd=fd, fd_floor=2.0, setting="synthetic")
 
 

@@ -119,3 +119,15 @@ def test_presets_check_the_blends():
         profiles.get("08_dalle3", "smoke", blends=(0.95,))
     with pytest.raises(ValueError, match="p_colour \\+ p_wrong"):
         profiles.get("08_dalle3", "smoke", p_colour=0.6, p_wrong=0.6)
+
+
+def test_off_palette_is_zero_on_training_scenes_and_large_off_the_palette():
+    d = CH.off_palette(SCENES.x)
+    assert d.shape == (len(SCENES),)
+    assert np.median(d) < 0.02  # an object may cover part of the ring, not half of it
+    purple = torch.tensor([0.5, 0.1, 0.6])[None, :, None, None] * 2 - 1
+    far = CH.off_palette(purple.expand(3, 3, 16, 16).clone())
+    # nearest training background: gray (0.45, 0.45, 0.45)
+    want = math.sqrt(((0.5 - 0.45) ** 2 + (0.1 - 0.45) ** 2 + (0.6 - 0.45) ** 2) / 3)
+    assert want == pytest.approx(min(math.dist((0.5, 0.1, 0.6), c) / math.sqrt(3) for c in shapes.BACKGROUNDS.values()))
+    assert np.allclose(far, want, atol=1e-6)

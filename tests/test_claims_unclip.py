@@ -19,7 +19,7 @@ U3, U5, G3, G5 = ("unCLIP", 3.0), ("unCLIP", 5.0), ("GLIDE", 3.0), ("GLIDE", 5.0
 KEYS = [CH.U1, U3, U5, CH.AR, CH.TEXT, CH.CAPTION, CH.UNCOND, CH.RECON, CH.G1, G3, G5, CH.GLIDE_EMPTY]
 
 
-def _rec(match=None, fd=None, div=None, bound=None, swap_rate=None, cos_ar=0.95, **kw):
+def _rec(match=None, fd=None, div=None, bound=None, swap_rate=None, cos_ar=0.95, recall=None, **kw):
     """A record whose configurations differ by the given shifts, on top of caption effects that
     every configuration shares (a caption is hard or easy for all of them)."""
     rng = np.random.default_rng(0)
@@ -30,6 +30,7 @@ def _rec(match=None, fd=None, div=None, bound=None, swap_rate=None, cos_ar=0.95,
     div = {k: 10.0 for k in KEYS} | {G5: 7.0, U5: 9.5} | (div or {})
     bound = {k: 0.3 for k in KEYS} | {U3: 0.15} | (bound or {})
     swap_rate = {k: 0.1 for k in KEYS} | {U3: 0.3, CH.RECON: 0.3} | (swap_rate or {})
+    recall = {k: 0.6 for k in KEYS} | {G5: 0.3, U5: 0.55} | (recall or {})
     caption = rng.normal(0, 0.15, (NC, 1))
     reps = rng.normal(0, 3, 200)
     r = CH.Record(setting="test", s_max=5.0, cfg_claim=3.0, fd_floor=20.0)
@@ -37,6 +38,9 @@ def _rec(match=None, fd=None, div=None, bound=None, swap_rate=None, cos_ar=0.95,
     r.fd = {k: stats.Interval(v, v - 6, v + 6, 200, method="bootstrap") for k, v in fd.items()}
     r.fd_reps = {k: v + reps + rng.normal(0, 0.5, 200) for k, v in fd.items()}
     r.div = {k: div[k] + caption[:, 0] + rng.normal(0, 0.3, NC) for k in KEYS}
+    r.recall = {k: stats.Interval(v, v - 0.05, v + 0.05, 200, method="bootstrap") for k, v in recall.items()}
+    rec_reps = rng.normal(0, 0.03, 200)  # shared across configurations: the replicates are paired
+    r.recall_reps = {k: v + rec_reps + rng.normal(0, 0.005, 200) for k, v in recall.items()}
     r.bound = {k: (rng.random((NC, K)) < bound[k]).astype(float) for k in KEYS}
     r.present = {k: rng.choice([0.5, 1.0], (NC, K)) for k in KEYS}
     r.swap = {k: r.present[k] * (rng.random((NC, K)) < swap_rate[k]) for k in KEYS}
@@ -133,7 +137,7 @@ def test_gates_say_did_not_train_without_pre_empting_fd():
     h = _holds(_rec(fd={CH.RECON: 250.0}))  # the decoder cannot reconstruct: 250 > 10 x 20
     assert {k for k, v in h.items() if v == "did not train"} == {
         "prior_beats_text_embedding_match", "prior_beats_caption_only", "guidance_costs_glide_diversity",
-        "unclip_binds_worse", "reconstructions_swap"}  # FD rows, embedding rows and checks keep their verdicts
+        "guidance_costs_glide_recall", "unclip_binds_worse", "reconstructions_swap"}  # FD rows, embedding rows and checks keep their verdicts
     assert h["prior_beats_text_embedding"] == "yes" and h["prior_embedding"] == "yes"
     h = _holds(_rec(match={CH.U1: 0.3}))  # unCLIP ignores its captions
     assert h["unclip_follows"] == "not significant" and h["prior_embedding"] == "yes"
@@ -141,7 +145,7 @@ def test_gates_say_did_not_train_without_pre_empting_fd():
     h = _holds(_rec(match={CH.G1: 0.3}))  # the baseline ignores its captions: only its rows are gated
     assert h["glide_follows"] == "not significant" and h["prior_beats_text_embedding"] == "yes"
     assert all(h[k] == "did not train" for k in ("guidance_costs_glide_diversity", "guidance_costs_glide_fd",
-                                                 "unclip_binds_worse"))
+                                                 "guidance_costs_glide_recall", "unclip_binds_worse"))
     h = _holds(_rec(fd={CH.G1: 250.0}))  # the baseline did not train: its FD row is not gated on FD
     assert h["unclip_binds_worse"] == "did not train" and h["guidance_costs_glide_fd"] != "did not train"
 
@@ -160,3 +164,12 @@ def test_the_record_round_trips_and_the_old_file_names_what_it_lacks():
     assert [c.name for c in rows if isinstance(c, C.Claim)] == ["not_tested"]
     lacks = " ".join(str(m) for m in rows if isinstance(m, C.Missing))
     assert "prior_embedding" in lacks and "'prior_cos'" in lacks and "'present'" in lacks
+
+
+def test_recall_row_reads_the_paired_drop_and_can_fail():
+    assert _holds(_rec())["guidance_costs_glide_recall"] == "yes"
+    # unCLIP loses as much recall as GLIDE: the difference of drops is 0
+    assert _holds(_rec(recall={CH.G1: 0.6, G5: 0.3, U5: 0.3}))["guidance_costs_glide_recall"] == "not significant"
+    assert _holds(_rec(recall={G5: 0.55, U5: 0.2}))["guidance_costs_glide_recall"] == "no"
+    row = _rows(_rec())["guidance_costs_glide_recall"]
+    assert "Fig. 13" in row.paper and "captions resampled" in row.test

@@ -3,8 +3,9 @@
 The claims are rules over ``Record`` (filled cell by cell by the notebook). Samples nest in
 captions (``n_captions`` held-out captions x ``per_caption`` samples, the same noise in every
 configuration), so per-sample scores are stored as captions x samples and every interval over them
-resamples captions (``stats.cluster_diff``); FD is stored with its bootstrap replicates (the same
-seed and n in every configuration: paired). Paper numbers from ../shared/reference/chapters-04-09.md
+resamples captions (``stats.cluster_diff``); FD and recall are stored with their bootstrap
+replicates, which resample captions too (``metrics.evaluate(cluster=per_caption)``; the same seed
+and n in every configuration: paired). Paper numbers from ../shared/reference/chapters-04-09.md
 section 4.1 (checked against the paper).
 """
 from __future__ import annotations
@@ -55,6 +56,8 @@ class Record(C.Record):
     fd_floor: float | None = None  # FD of real vs real scenes at the sample size
     fd: dict | None = None  # {config: FD Interval (bootstrap over images)}
     fd_reps: dict | None = None  # {config: FD bootstrap replicates; paired across configs}
+    recall: dict | None = None  # {config: recall Interval (bootstrap, captions resampled)}
+    recall_reps: dict | None = None  # {config: recall bootstrap replicates; paired across configs}
     match: dict | None = None  # {config: captions x samples reader caption match}
     bound: dict | None = None  # {config: captions x samples, 1 when both objects are bound right}
     swap: dict | None = None  # {config: captions x samples, share of the prompt's colours on the wrong object}
@@ -124,11 +127,12 @@ def _fd_diff(r: Record, a, b) -> Interval:
     return stats.diff_ci(fd[a].est, reps[a], fd[b].est, reps[b])
 
 
-def _fd_rise(r: Record, fam: str) -> tuple[float, np.ndarray]:
-    """FD at s_max minus FD at s = 1 for the family ("unCLIP" or "GLIDE"), with its replicates."""
-    fd, reps, s_max = r.need("fd", "fd_reps", "s_max")
+def _rise(r: Record, fam: str, metric: str = "fd") -> tuple[float, np.ndarray]:
+    """A bootstrapped metric ("fd" or "recall") at s_max minus at s = 1 for the family ("unCLIP" or
+    "GLIDE"), with its replicates."""
+    est, reps, s_max = r.need(metric, metric + "_reps", "s_max")
     hi, lo = (fam, s_max), (fam, 1.0)
-    return fd[hi].est - fd[lo].est, _arr(reps[hi]) - _arr(reps[lo])
+    return est[hi].est - est[lo].est, _arr(reps[hi]) - _arr(reps[lo])
 
 
 def swap_share_diff(r: Record, a, b, B: int = 2000, seed: int = 0) -> Interval:
@@ -228,7 +232,7 @@ def prior_downstream(r: Record) -> C.Claim:
         f"caption match diffusion - AR {dm}; FD {dfd}", r.need("setting"), holds, "; ".join(w for w in why if w),
         kind="paper",
         test=f"decoded by the same decoder at s = 1 from the same noise: the reader's caption match, {_CLUSTERED}, "
-             "higher; FD (paired bootstrap) lower; both parts must hold",
+             "higher; FD (paired bootstrap, captions resampled) lower; both parts must hold",
         parts=parts, seeds=1, evidence={"match diffusion - AR": dm, "FD diffusion - AR": dfd})
     return _gate(r, row, "fd")
 
@@ -244,7 +248,7 @@ def prior_beats_text_embedding(r: Record) -> C.Claim:
         f"({PAPER_SEC51['decoder on CLIP text embeddings']} for a decoder trained on text embeddings)",
         f"FD prior - text embedding {d}", r.need("setting"), holds, why, kind="paper",
         test="FD at s = 1, the diffusion prior's embedding minus the text embedding z_t, the same captions and noise, "
-             "paired bootstrap (images resampled), below 0",
+             "paired bootstrap with captions resampled, below 0",
         seeds=1, evidence={"FD prior - text embedding": d})
     return _gate(r, row, "fd")
 
@@ -299,7 +303,7 @@ def guidance_costs_glide_diversity(r: Record) -> C.Claim:
 
 
 def guidance_costs_glide_fd(r: Record) -> C.Claim:
-    (eg, rg), (eu, ru) = _fd_rise(r, "GLIDE"), _fd_rise(r, "unCLIP")
+    (eg, rg), (eu, ru) = _rise(r, "GLIDE"), _rise(r, "unCLIP")
     d = stats.percentile(eg - eu, rg - ru, centre=True, method="bootstrap-paired")
     holds, why = C.one_sided(d, ">")
     row = C.Claim(
@@ -307,9 +311,28 @@ def guidance_costs_glide_fd(r: Record) -> C.Claim:
         "Fig. 11: guidance raises GLIDE's MS-COCO FID much more than unCLIP's",
         f"FD rise GLIDE {stats.percentile(eg, rg, centre=True)}, unCLIP {stats.percentile(eu, ru, centre=True)}; "
         f"difference {d}", r.need("setting"), holds, why, kind="paper",
-        test=f"from s = 1 to s = {r.need('s_max'):g}: GLIDE's rise in FD minus unCLIP's, paired bootstrap, above 0",
+        test=f"from s = 1 to s = {r.need('s_max'):g}: GLIDE's rise in FD minus unCLIP's, paired bootstrap with "
+             "captions resampled, above 0",
         seeds=1, evidence={"FD rise GLIDE - unCLIP": d})
     return _gate(r, row, "fd", glide=True)
+
+
+def guidance_costs_glide_recall(r: Record) -> C.Claim:
+    s_max = r.need("s_max")
+    # the drop in recall: minus its rise from s = 1 to s_max
+    (eg, rg), (eu, ru) = (tuple(-v for v in _rise(r, fam, "recall")) for fam in ("GLIDE", "unCLIP"))
+    d = stats.percentile(eg - eu, rg - ru, centre=True, method="bootstrap-paired")
+    holds, why = C.one_sided(d, ">")
+    row = C.Claim(
+        "guidance costs the GLIDE-style model more recall than unCLIP",
+        "Fig. 13 (plotted): guiding unCLIP's decoder 'does not decrease Recall' while aesthetic quality rises; "
+        "GLIDE's guidance trades diversity for fidelity (Fig. 10, Table 1's diversity win rate 70.5%)",
+        f"recall drop GLIDE {stats.percentile(eg, rg, centre=True)}, unCLIP {stats.percentile(eu, ru, centre=True)}; "
+        f"difference {d}", r.need("setting"), holds, why, kind="paper",
+        test=f"from s = 1 to s = {s_max:g}: GLIDE's drop in recall (k-NN, against the training scenes) minus "
+             "unCLIP's, paired bootstrap with captions resampled, above 0",
+        seeds=1, evidence={"recall drop GLIDE - unCLIP": d})
+    return _gate(r, row, "recall", glide=True)
 
 
 def unclip_binds_worse(r: Record) -> C.Claim:
@@ -369,7 +392,7 @@ def not_tested(r: Record) -> C.Claim:
 
 RULES = [unclip_follows, glide_follows, prior_embedding, prior_downstream, prior_beats_text_embedding,
          prior_beats_text_embedding_match, prior_beats_caption_only, guidance_costs_glide_diversity,
-         guidance_costs_glide_fd, unclip_binds_worse, reconstructions_swap, not_tested]
+         guidance_costs_glide_fd, guidance_costs_glide_recall, unclip_binds_worse, reconstructions_swap, not_tested]
 
 
 def claims(r: Record) -> list[C.Claim]:

@@ -232,7 +232,7 @@ pairs_tok = torch.cat([tk.encode(train_set.captions),
                        tk.encode(train_set.captions_long)])
 clip_tcfg = TR.TrainConfig(train_images=cfg.clip_images, batch_size=128,
                            lr=2e-3, warmup_images=5000, weight_decay=0.01,
-                           ema_decay=0.99, seed=seed)
+                           ema_decay=0.99, seed=seed, channels_last=True)
 clip_data = (pairs_x, None, {"tokens": pairs_tok})
 guide_cfg = CL.CLIPConfig.make(image_size=R, vocab_size=tk.vocab_size,
                                context=tk.context, noised=True, seed=0)

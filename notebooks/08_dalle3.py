@@ -539,7 +539,14 @@ notebook.see(
        f"ones (difference {CH.paired(*(v['background'] for v in bg.values()))}, "
        "paired over prompts). " if stated else
        "too few prompts state a background for the reader's match. ")
-    + ("Guidance moves the backgrounds off the training palette: the "
+    + ("Without guidance the backgrounds are already off the palette: the "
+       "model itself has not learned the four background colours at this "
+       f"budget ({cfg.train_images // cfg.batch_size:,} batches), and "
+       + ("guidance moves them a little further. "
+          if stats.compare(g_far, 0.0) == "higher" else
+          "guidance does not move them further. ")
+       if CH.mean_ci(far["s = 1"]).lo > 0.1 else
+       "Guidance moves the backgrounds off the training palette: the "
        "off-palette colours are an extrapolation of guidance on a model "
        "this small and briefly trained, the saturation that Imagen's "
        "dynamic thresholding was made for. "
@@ -547,10 +554,8 @@ notebook.see(
        "With and without guidance the backgrounds sit on the training "
        "palette (within 0.05 on average): nothing to explain at this run. "
        if CH.mean_ci(far[guided]).hi < 0.05 else
-       "Guidance is not what moves the backgrounds off the palette: the "
-       "unguided samples are as far off or further, so the model itself "
-       "has not learned the four background colours at this budget "
-       f"({cfg.train_images // cfg.batch_size:,} batches). ")
+       "Guidance does not move the backgrounds off the palette, and the "
+       "unguided samples are off it only in part. ")
     + "Every model is sampled at the same scale, so the comparisons "
     "below are like for like, and every model's background scores carry "
     "this shift.")
@@ -571,13 +576,17 @@ rec.fd_floor = fd_floor
 cmp = CH.differences(rec)  # the named paired differences the text quotes
 
 # %% tags=["hide-input"]
-untrained = [m for m in models if not cmp["trained"][m]
-             or stats.compare(CH.iv(cmp["follows"][m]), 0.0) != "higher"]
+no_fd = [m for m in models if not cmp["trained"][m]]
+no_follow = [m for m in models
+             if stats.compare(CH.iv(cmp["follows"][m]), 0.0) != "higher"]
 notebook.see(
     ("Every model follows prompts in the style it was trained on (caption match above the same samples scored against "
-     "another scene's prompt) and has an FD within 10x the real-vs-real floor. " if not untrained else
-     f"{', '.join(untrained)} did not pass the first claim's tests (following prompts, FD within 10x the floor): "
-     "the claims that use them are marked 'did not train'. ")
+     "another scene's prompt) and has an FD within 10x the real-vs-real floor. " if not (no_fd or no_follow) else
+     (f"FD above 10x the real-vs-real floor ({fd_floor:.3g} at n = {N}): {', '.join(no_fd)}; by the gate stated "
+      "before the run these did not train, and the rows that compare them carry no verdict: the differences below "
+      "are reported as measured, not as evidence. " if no_fd else "")
+     + (f"Caption match not above shuffled prompts: {', '.join(no_follow)}. " if no_follow else
+        "Every model follows prompts in the style it was trained on. "))
     + f"On **alt-text prompts** the judge's CLIP-S rises by {CH.iv(cmp['clip_alt_dsc'])} from the alt-text model to "
     f"the {DSCM} model and by {CH.iv(cmp['clip_alt_ssc'])} to the {SSCM} one; on **descriptive prompts** by "
     f"{CH.iv(cmp['clip_dsc_dsc'])}, with caption match {CH.iv(cmp['match_dsc_dsc'])}. "

@@ -19,7 +19,7 @@ from ..data import shapes
 from ..scorer import binding_scores  # the binding measure of chapter 07, on parsed prompts
 
 iv = stats.Interval.of  # the notebook's display of stored intervals
-FIELDS = ("shape", "colour", "size", "position", "background")
+FIELDS = scorer.FIELDS  # every attribute a reader reads, in its order
 # Table 1 (DALL-E 3 / DALL-E 2 / SDXL): MS-COCO CLIP score; T2I-CompBench B-VQA colour, shape, texture
 PAPER_TABLE1 = {"DALL-E 3": (32.0, 81.1, 67.5, 80.7), "DALL-E 2": (31.4, 59.2, 54.7, 63.7),
                 "SDXL 1.0 + refiner": (30.5, 61.9, 61.9, 55.2)}

@@ -105,6 +105,9 @@ def test_the_inflation_conjunction_takes_its_weakest_part():
     assert row.holds == "yes" and "not worse as in Fig. 6" in row.ours and "is not reproduced" in row.ours
     row = _rows(_rec(fd={CLIP20: 45.0}, judge_plus={CLIP20: -1.0}, match={CLIP20: 0.55}))["clip_inflates_own_score"]
     assert "pattern (a higher guide score at worse FD, not seen by an independent judge) shows here" in row.ours
+    # the judge's gain wholly below 0 at better FD: said as "below 0", not "not below 0"
+    row = _rows(_rec(fd={CLIP20: 20.0}, judge_plus={CLIP20: -3.0}))["clip_inflates_own_score"]
+    assert "the judge's gain is below 0" in row.ours and "not below 0" not in row.ours
 
 
 def test_inpainting_is_tested_against_a_same_budget_control_and_takes_its_weakest_part():

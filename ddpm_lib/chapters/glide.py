@@ -260,6 +260,10 @@ def cfg_beats_clip_quality(r: Record) -> C.Claim:
     return _gate(r, row, "fd")
 
 
+def _sign(d: Interval) -> str:
+    return "above 0" if d.lo > 0 else "below 0" if d.hi < 0 else "not significantly different from 0"
+
+
 def clip_inflates_own_score(r: Record) -> C.Claim:
     cfg, top = _cfg(r), ("clip", r.need("clip_max"))
     guide, judge = r.need("guide", "judge")
@@ -283,8 +287,7 @@ def clip_inflates_own_score(r: Record) -> C.Claim:
                "judge) shows here" if adversarial else
                "The paper's adversarial pattern (a higher guide score at worse FD, not seen by an independent "
                "judge) is not reproduced: FD is " + fig6.split(",")[0] + ", the judge's gain is "
-               + ("above 0" if judge_gain.lo > 0 else "not below 0") + " and the reader's is "
-               + ("above 0" if match_gain.lo > 0 else "not below 0"))
+               + _sign(judge_gain) + " and the reader's is " + _sign(match_gain))
     row = C.Claim(
         "CLIP guidance raises the guiding CLIP's own score more than an independent judge's",
         "Sec. 5 / Fig. 6: CLIP guidance reaches far higher CLIP scores than CFG at worse FID; 'we hypothesize that "

@@ -446,13 +446,51 @@ def _one_blas_thread():
     return threadpool_limits(1, user_api="blas")
 
 
-def _pr_both_sets(fr, ff, ir, i_f, k: int) -> tuple[float, float]:
+class _NeighbourTable:
+    """The L nearest points of every row of x (itself included, at distance 0), sorted, computed
+    once: a bootstrap replicate's k-NN radii among the distinct points it drew are then read off
+    each row's list (the (k+1)-th drawn entry) instead of a fresh all-pairs search. Exact: a row
+    with fewer than k + 1 drawn points among its L nearest is searched in full."""
+
+    def __init__(self, x: torch.Tensor, L: int = 64, chunk: int = 512):
+        self.x, self.chunk = x, chunk
+        self.L = min(L, len(x))
+        top = [_sqdist(x[i:i + chunk], x).topk(self.L, dim=1, largest=False) for i in range(0, len(x), chunk)]
+        self.dist = torch.cat([t.values for t in top])
+        self.idx = torch.cat([t.indices for t in top])
+
+    def radii(self, drawn: torch.Tensor, k: int) -> torch.Tensor:
+        """Squared k-NN radii of the points ``drawn`` (sorted distinct indices) among themselves:
+        ``knn_radii(x[drawn], k)`` at a fraction of its cost."""
+        mask = torch.zeros(len(self.x), dtype=torch.bool)
+        mask[drawn] = True
+        hit = mask[self.idx[drawn]]  # (m, L): which of each row's nearest were drawn
+        count = hit.cumsum(1)
+        ok = count[:, -1] > k
+        pos = (count <= k).sum(1).clamp_max(self.L - 1)  # first column where the count reaches k + 1
+        out = self.dist[drawn].gather(1, pos[:, None]).squeeze(1)
+        if not bool(ok.all()):
+            rows = drawn[~ok]
+            out[~ok] = torch.cat([_sqdist(self.x[rows[i:i + self.chunk]], self.x[drawn])
+                                  .topk(k + 1, dim=1, largest=False).values[:, k]
+                                  for i in range(0, len(rows), self.chunk)])
+        return out
+
+
+def _pr_both_sets(fr, ff, ir, i_f, k: int, table: _NeighbourTable | None = None,
+                  chunk: int = 512) -> tuple[float, float]:
     """Precision and recall of one bootstrap replicate with both manifolds rebuilt from the
     resampled sets (a duplicate would be its own nearest neighbour at distance 0, so each k-NN
-    radius is taken among the distinct points drawn; duplicates count with their multiplicity)."""
+    radius is taken among the distinct points drawn; duplicates count with their multiplicity).
+    ``table`` (a ``_NeighbourTable`` of ``fr``) gives the real radii fast; without it they are
+    searched afresh."""
     ur, inv_r = torch.unique(ir, return_inverse=True)
     uf, inv_f = torch.unique(i_f, return_inverse=True)
-    in_real, in_fake = pr_indicators(fr[ur], ff[uf], min(k, len(ur) - 1, len(uf) - 1))
+    kk = min(k, len(ur) - 1, len(uf) - 1)
+    r, f = fr[ur], ff[uf]
+    r_radii = table.radii(ur, kk) if table is not None else knn_radii(r, kk, chunk)
+    in_real = _inside_manifold(f, r, r_radii, chunk)
+    in_fake = _inside_manifold(r, f, knn_radii(f, kk, chunk), chunk)
     return float(in_real[inv_f].double().mean()), float(in_fake[inv_r].double().mean())
 
 
@@ -470,6 +508,7 @@ def _bootstrap(fr, ff, fref, k: int, B: int, kid_subset_size: int, seed: int,
     g = torch.Generator().manual_seed(seed + 7919)
     floors = tuple(f"{m}_floor" for m in ("fd", "kid") if m in resampled) if fref is not None else ()
     out = {m: [] for m in tuple(resampled) + floors}
+    table = _NeighbourTable(fr) if "precision" in out or "recall" in out else None
     for b in range(B):  # every replicate draws all its indices, whatever is resampled: replicate b stays b
         ir, i_f = torch.randint(len(fr), (len(fr),), generator=g), cluster_draw(len(ff), cluster, g)
         iref = torch.randint(len(fref), (len(fref),), generator=g) if fref is not None else None
@@ -479,7 +518,7 @@ def _bootstrap(fr, ff, fref, k: int, B: int, kid_subset_size: int, seed: int,
         if "kid" in out:
             out["kid"].append(kid(r, f, 10, kid_subset_size, seed + b)[0])
         if "precision" in out or "recall" in out:
-            prec, rec = _pr_both_sets(fr, ff, ir, i_f, k)
+            prec, rec = _pr_both_sets(fr, ff, ir, i_f, k, table)
             out.get("precision", []).append(prec)
             out.get("recall", []).append(rec)
         if "fd_floor" in out:

@@ -484,7 +484,8 @@ notebook.see(
 # their captions better than their unconditional samples do; (2) with the prior's embedding the
 # decoder beats the text embedding (FD and caption match) and the caption alone (caption match);
 # (3) from $s = 1$ to the largest $s$, the baseline loses more diversity and more recall and gains
-# more FD than unCLIP; (4) at $s = 3$ unCLIP binds both objects right less often than the baseline
+# more FD than unCLIP; and at the pair of scales whose caption matches lie closest (chosen on caption
+# match alone), unCLIP's samples of a caption are the more diverse; (4) at $s = 3$ unCLIP binds both objects right less often than the baseline
 # and swaps colours more; (5) of the colours they draw, reconstructions from the true $z_i$ put a
 # larger share on the wrong object than the same decoder given the caption alone. Samples nest in
 # captions, so every interval resamples captions (a cluster bootstrap), FD and recall included.
@@ -650,20 +651,17 @@ fd_pair = lambda a, b: stats.diff_ci(rec.fd[a].est, rec.fd_reps[a], rec.fd[b].es
 um, gm = ("unCLIP", rec.s_max), ("GLIDE", rec.s_max)
 u3, g3 = ("unCLIP", rec.cfg_claim), ("GLIDE", rec.cfg_claim)
 div_drop = {fam: stats.paired_mean_diff(rec.div[(fam, 1.0)], rec.div[(fam, rec.s_max)]) for fam in ("GLIDE", "unCLIP")}
-fd_rise = {fam: stats.percentile(rec.fd[(fam, rec.s_max)].est - rec.fd[(fam, 1.0)].est,
-                                 np.subtract(rec.fd_reps[(fam, rec.s_max)], rec.fd_reps[(fam, 1.0)]), centre=True)
-           for fam in ("GLIDE", "unCLIP")}
+rise = lambda fam, metric="fd": stats.percentile(*CH._rise(rec, fam, metric), centre=True)  # noqa: E731
+fd_rise = {fam: rise(fam) for fam in ("GLIDE", "unCLIP")}
 glide_pays_less = [d.hi < 0 for d in (
     stats.paired_mean_diff(np.subtract(rec.div[CH.G1], rec.div[gm]), np.subtract(rec.div[CH.U1], rec.div[um])),
-    stats.percentile(fd_rise["GLIDE"].est - fd_rise["unCLIP"].est,
-                     np.subtract(rec.fd_reps[gm], rec.fd_reps[CH.G1]) - np.subtract(rec.fd_reps[um], rec.fd_reps[CH.U1]),
+    stats.percentile(*(g_ - u_ for g_, u_ in zip(CH._rise(rec, "GLIDE"), CH._rise(rec, "unCLIP"))),
                      centre=True))]
 bound_diff = clus("bound", u3, g3)
 recon_swap = CH.swap_share_diff(rec, CH.RECON, CH.CAPTION)
-recall_drop = {fam: stats.percentile(
-    rec.recall[(fam, 1.0)].est - rec.recall[(fam, rec.s_max)].est,
-    np.subtract(rec.recall_reps[(fam, 1.0)], rec.recall_reps[(fam, rec.s_max)]), centre=True)
-    for fam in ("GLIDE", "unCLIP")}
+recall_drop = {fam: stats.percentile(*(-v for v in CH._rise(rec, fam, "recall")), centre=True)
+               for fam in ("GLIDE", "unCLIP")}
+su, sg = CH.matched_scales(rec)
 notebook.see(
     f"At s = 1 unCLIP's samples match their captions {clus('match', CH.U1, CH.UNCOND)} better than its unconditional "
     f"samples, the baseline's {clus('match', CH.G1, CH.GLIDE_EMPTY)} better than its empty-caption samples. The "
@@ -688,6 +686,11 @@ notebook.see(
     + ("; here it is unCLIP that pays more, on both (one possible reason, not tested here: its guidance extrapolates "
        "towards an image embedding as well as a caption, a far more specific condition). "
        if all(glide_pays_less) else ". ")
+    + f"At matched caption match (unCLIP at s = {su:g}, {clus_mean('match', ('unCLIP', su)).fmt(pct=True)}; "
+    f"the baseline at s = {sg:g}, {clus_mean('match', ('GLIDE', sg)).fmt(pct=True)}), unCLIP's within-caption "
+    f"diversity minus the baseline's is "
+    f"{stats.paired_mean_diff(rec.div[('unCLIP', su)], rec.div[('GLIDE', sg)])} and its FD "
+    f"{fd_pair(('unCLIP', su), ('GLIDE', sg))}. "
     + f"**Binding** at s = {rec.cfg_claim:g}: both objects right "
     f"{clus_mean('bound', u3).fmt(pct=True)} for unCLIP vs {clus_mean('bound', g3).fmt(pct=True)} for the baseline; "
     f"colours on the wrong object {clus_mean('swap', u3).fmt(pct=True)} vs {clus_mean('swap', g3).fmt(pct=True)}: "

@@ -66,8 +66,10 @@ def test_the_rules_their_kinds_and_a_record_built_to_pass():
     rows = _rows(_rec())
     assert [c.name for c in CH.claims(_rec())] == [f.__name__ for f in CH.RULES]
     assert {k: c.kind for k, c in rows.items() if c.kind != "paper"} == {
-        "unclip_follows": "check", "glide_follows": "check", "prior_beats_text_embedding_match": "extension"}
-    h = _holds(_rec(match={CH.CAPTION: 0.4, CH.TEXT: 0.4}, div={G5: 6.0}, fd={CH.CAPTION: 70.0}))
+        "unclip_follows": "check", "glide_follows": "check", "prior_beats_text_embedding_match": "extension",
+        "matched_match_diversity": "extension"}
+    h = _holds(_rec(match={CH.CAPTION: 0.4, CH.TEXT: 0.4, U3: 0.55, U5: 0.65, G3: 0.65, G5: 0.75},
+                    div={G5: 6.0, U5: 10.5}, fd={CH.CAPTION: 70.0}))
     assert h == {**{k: "yes" for k in h}, "guidance_costs_glide_fd": "yes", "not_tested": "n/a"}
     # every claim about trained models comes from one training seed per arm: provisional
     assert all(c.seeds == 1 and c.provisional for c in rows.values() if c.kind != "check" and c.holds != "n/a")
@@ -137,7 +139,8 @@ def test_gates_say_did_not_train_without_pre_empting_fd():
     h = _holds(_rec(fd={CH.RECON: 250.0}))  # the decoder cannot reconstruct: 250 > 10 x 20
     assert {k for k, v in h.items() if v == "did not train"} == {
         "prior_beats_text_embedding_match", "prior_beats_caption_only", "guidance_costs_glide_diversity",
-        "guidance_costs_glide_recall", "unclip_binds_worse", "reconstructions_swap"}  # FD rows, embedding rows and checks keep their verdicts
+        "guidance_costs_glide_recall", "matched_match_diversity", "unclip_binds_worse",
+        "reconstructions_swap"}  # FD rows, embedding rows and checks keep their verdicts
     assert h["prior_beats_text_embedding"] == "yes" and h["prior_embedding"] == "yes"
     h = _holds(_rec(match={CH.U1: 0.3}))  # unCLIP ignores its captions
     assert h["unclip_follows"] == "not significant" and h["prior_embedding"] == "yes"
@@ -145,7 +148,8 @@ def test_gates_say_did_not_train_without_pre_empting_fd():
     h = _holds(_rec(match={CH.G1: 0.3}))  # the baseline ignores its captions: only its rows are gated
     assert h["glide_follows"] == "not significant" and h["prior_beats_text_embedding"] == "yes"
     assert all(h[k] == "did not train" for k in ("guidance_costs_glide_diversity", "guidance_costs_glide_fd",
-                                                 "guidance_costs_glide_recall", "unclip_binds_worse"))
+                                                 "guidance_costs_glide_recall", "matched_match_diversity",
+                                                 "unclip_binds_worse"))
     h = _holds(_rec(fd={CH.G1: 250.0}))  # the baseline did not train: its FD row is not gated on FD
     assert h["unclip_binds_worse"] == "did not train" and h["guidance_costs_glide_fd"] != "did not train"
 
@@ -173,3 +177,16 @@ def test_recall_row_reads_the_paired_drop_and_can_fail():
     assert _holds(_rec(recall={G5: 0.55, U5: 0.2}))["guidance_costs_glide_recall"] == "no"
     row = _rows(_rec())["guidance_costs_glide_recall"]
     assert "Fig. 13" in row.paper and "captions resampled" in row.test
+
+
+def test_matched_match_row_picks_scales_on_match_alone_and_can_fail():
+    m = {U3: 0.55, U5: 0.65, G3: 0.65, G5: 0.75}  # unCLIP at s = 5 matches as well as GLIDE at s = 3
+    r = _rec(match=m, div={U5: 10.5})
+    assert CH.matched_scales(r) == (5.0, 3.0)
+    row = _rows(r)["matched_match_diversity"]
+    assert row.holds == "yes" and row.kind == "extension" and "s = 5" in row.ours and "not matched" not in row.why
+    assert _holds(_rec(match=m, div={U5: 8.0}))["matched_match_diversity"] == "no"
+    assert _holds(_rec(match=m, div={U5: 10.0}))["matched_match_diversity"] == "not significant"
+    # no pair of swept scales reaches the same caption match: said on the row
+    far = {CH.U1: 0.9, U3: 0.9, U5: 0.95, CH.G1: 0.3, G3: 0.3, G5: 0.35, CH.GLIDE_EMPTY: 0.1}
+    assert "not matched" in _rows(_rec(match=far))["matched_match_diversity"].why

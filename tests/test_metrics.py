@@ -206,6 +206,21 @@ def test_precision_recall_matches_brute_force():
         M.precision_recall(real[:3], fake, k=3)
 
 
+
+@pytest.mark.parametrize("L", [64, 3])  # 3: most rows fall back to the full search
+def test_neighbour_table_gives_the_radii_of_a_fresh_search(L):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 5, generator=g, dtype=torch.float64)
+    x[7] = x[3]  # a tie at distance 0 between two distinct points
+    table = M._NeighbourTable(x, L=L, chunk=64)
+    for _ in range(3):
+        drawn = torch.unique(torch.randint(400, (400,), generator=g))
+        for k in (1, 3):
+            assert torch.allclose(table.radii(drawn, k), M.knn_radii(x[drawn], k), rtol=1e-9, atol=1e-12)
+    f, ir, i_f = torch.randn(60, 5, generator=g, dtype=torch.float64), torch.randint(400, (400,), generator=g), \
+        M.cluster_draw(60, 3, g)
+    assert M._pr_both_sets(x, f, ir, i_f, 3, table) == M._pr_both_sets(x, f, ir, i_f, 3)
+
 # --------------------------------------------------------------------------------------------
 # Bits/dim
 # --------------------------------------------------------------------------------------------

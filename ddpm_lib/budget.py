@@ -424,7 +424,8 @@ def _w08(c):
 
 
 def _w09(c):
-    arms = (2 * len(c.cd_steps) + 13) * c.toy_seeds  # chapters.consistency.toy_arms and the CT diagnostic arm
+    # chapters.consistency.toy_arms by seed tier: small, family, other
+    arms = (2 * len(c.cd_steps) + 7) * c.toy_seeds_small + 5 * c.toy_seeds_family + 7 * c.toy_seeds
     mlp = _mlp(c.toy_width, c.toy_layers)
     C = _ch(c.data)
     net = _unet(c.unet, c.image_size, C, max_period=c.max_period)

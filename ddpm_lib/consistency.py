@@ -90,6 +90,19 @@ def cm_adaptive(step: int, total: int, s0: int = 2, s1: int = 150, mu0: float = 
     return scales + 1, math.exp(s0 * math.log(mu0) / scales)
 
 
+CM_CT_STEPS = 800_000  # CM's CIFAR-10 CT run (cifar10_ve_ct_adaptive: 800k iterations, batch 512)
+
+
+def rescaled_mu(mu: float, steps: int, paper_steps: int = CM_CT_STEPS) -> float:
+    """An EMA rate tuned for a run of ``paper_steps`` carried to a run of ``steps``: the same decay per
+    fraction of the run, mu ** (paper_steps / steps). The target's time constant 1 / (1 - mu) is in
+    steps, so a schedule made for 800k iterations and run for 800 keeps a target that lags for most
+    of the run; rescaled, it lags as long, relative to the run, as in the paper."""
+    if steps < 1 or paper_steps < 1:
+        raise ValueError(f"steps and paper_steps must be >= 1, got {steps} and {paper_steps}")
+    return float(mu) ** (paper_steps / steps)
+
+
 def ict_doubling(step: int, total: int, s0: int = 10, s1: int = 1280) -> int:
     """iCT's curriculum: N(k) = min(s0 2^floor(k / K'), s1) + 1 with K' = floor(K / (log2 floor(s1 / s0) + 1)),
     the number of steps doubling every K' iterations. iCT's K' does not floor the log2: with
@@ -181,9 +194,11 @@ class ConsistencyObjective(TargetObjective):
         return sig[n], sig[n + 1]
 
     @torch.no_grad()
-    def teacher_step(self, x: torch.Tensor, s_hi: torch.Tensor, s_lo: torch.Tensor) -> torch.Tensor:
-        """One Euler or Heun step of the teacher's PF-ODE dx/dsigma = (x - D(x; sigma)) / sigma, from
-        s_hi to s_lo (per example)."""
+    def teacher_step(self, x: torch.Tensor, s_hi: torch.Tensor,
+                     s_lo: torch.Tensor) -> torch.Tensor:
+        """One Euler or Heun step of the teacher's PF-ODE
+        dx/dsigma = (x - D(x; sigma)) / sigma, from s_hi to s_lo (per
+        example)."""
         step = K.euler_step if self.solver == "euler" else K.heun_step
         return step(self.teacher, x, s_hi, s_lo)[0]
 
@@ -193,17 +208,21 @@ class ConsistencyObjective(TargetObjective):
         s_lo, s_hi = s_lo.to(x0.device), s_hi.to(x0.device)
         z = batch.randn(*x0.shape[1:], dtype=x0.dtype)
         x_hi = x0 + K._bcast(s_hi, x0).to(x0.dtype) * z
-        x_lo = self.teacher_step(x_hi, s_hi, s_lo) if self.kind == "cd" else x0 + K._bcast(s_lo, x0).to(x0.dtype) * z
+        x_lo = (self.teacher_step(x_hi, s_hi, s_lo) if self.kind == "cd"
+                else x0 + K._bcast(s_lo, x0).to(x0.dtype) * z)
         state = _rng_state(x0.device)
         online = net(x_hi, s_hi)
         with torch.no_grad():
             target = _replay(state, lambda: self.target.net(x_lo, s_lo))
         if self.metric == "feature":
-            d = (self.feature(online) - self.feature(target)).reshape(len(online), -1).float().pow(2).mean(1)
+            d = ((self.feature(online) - self.feature(target))
+                 .reshape(len(online), -1).float().pow(2).mean(1))
         else:
             d = distance(self.metric, online, target, self.huber)
-        w = 1 / (s_hi - s_lo) if self.weighting == "ict" else torch.ones_like(s_hi)
-        return (w.to(d.dtype) * d).mean(), {"N": float(self.n_steps(batch.step))}
+        w = (1 / (s_hi - s_lo) if self.weighting == "ict"
+             else torch.ones_like(s_hi))
+        return ((w.to(d.dtype) * d).mean(),
+                {"N": float(self.n_steps(batch.step))})
 
 
 def consistency_function(net: nn.Module, sigma_data: float = 0.5, sigma_min: float = 0.002,
@@ -359,8 +378,10 @@ class SCMObjective:
         with torch.no_grad():
             return self.sigma_d * self.teacher.F(x_t, t.to(x_t.dtype)).to(x_t.dtype)
 
-    def tangent(self, model: TrigFlow, x0: torch.Tensor, z: torch.Tensor, t: torch.Tensor, r: float = 1.0):
-        """(F^-, g, ||g|| before normalisation) at x_t on the trajectory of (x0, z); no gradient flows."""
+    def tangent(self, model: TrigFlow, x0: torch.Tensor, z: torch.Tensor,
+                t: torch.Tensor, r: float = 1.0):
+        """(F^-, g, ||g|| before normalisation) at x_t on the trajectory of
+        (x0, z); no gradient flows."""
         from .nets.unet import jvp
 
         tt = K._bcast(t, x0).to(x0.dtype)
@@ -369,11 +390,14 @@ class SCMObjective:
         dxdt = self.velocity(x0, z, x_t, t)
         t_in = t.to(x0.dtype)
         with torch.no_grad():
-            # tangents chosen so that the JVP is cos t sin t sigma_d dF/dt, dF/dt the total derivative
+            # tangents chosen so that the JVP is cos t sin t sigma_d dF/dt,
+            # dF/dt the total derivative
             F_m, jf = jvp(model.net_call, (x_t / self.sigma_d, t_in),
-                          (cos * sin * dxdt, (torch.cos(t_in) * torch.sin(t_in) * self.sigma_d)))
+                          (cos * sin * dxdt,
+                           (torch.cos(t_in) * torch.sin(t_in) * self.sigma_d)))
             F_m, jf = F_m.detach(), jf.detach()
-            g = -cos**2 * (self.sigma_d * F_m - dxdt) - r * (cos * sin * x_t + jf)
+            g = (-cos**2 * (self.sigma_d * F_m - dxdt)
+                 - r * (cos * sin * x_t + jf))
             norm = g.reshape(len(g), -1).norm(dim=1)
             if self.normalise is not None:
                 g = g / (K._bcast(norm, g) + self.normalise)
@@ -382,7 +406,8 @@ class SCMObjective:
     def __call__(self, net, batch):
         x0 = batch.x
         z = batch.randn(*x0.shape[1:], dtype=x0.dtype) * self.sigma_d
-        t = trigflow_times(batch.randn(dtype=torch.float64).reshape(-1), self.sigma_d, self.P_mean, self.P_std).to(x0.device)
+        t = trigflow_times(batch.randn(dtype=torch.float64).reshape(-1),
+                           self.sigma_d, self.P_mean, self.P_std).to(x0.device)
         r = min(1.0, batch.step / self.warmup) if self.warmup else 1.0
         model = unwrap(net)
         x_t, F_m, g, norm = self.tangent(model, x0, z, t, r)

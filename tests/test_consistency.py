@@ -61,6 +61,12 @@ def test_distances_grid_and_schedules():
     # s1 + 1 (flooring the log2 gave K' = 250 and stopped at 81)
     got = [CM.ict_doubling(k, 1000, s0=10, s1=150) for k in (202, 203, 406, 609, 812, 999)]
     assert got == [11, 21, 41, 81, 151, 151]
+    # CM's target rate carried to a run 1,000x shorter decays as much per fraction of the run
+    mu = CM.cm_adaptive(1000, 1000)[1]
+    assert CM.rescaled_mu(mu, 800) == pytest.approx(mu ** 1000) and CM.rescaled_mu(mu, 800_000) == pytest.approx(mu)
+    assert (1 - mu) ** -1 > 700 and (1 - CM.rescaled_mu(mu, 800)) ** -1 < 2  # time constants, in steps
+    with pytest.raises(ValueError, match="must be >= 1"):
+        CM.rescaled_mu(0.9, 0)
     p = CM.lognormal_index_probs(CM.grid(40))
     assert p.sum().item() == pytest.approx(1.0) and len(p) == 39
     mid = (CM.grid(40)[:-1] * CM.grid(40)[1:]).sqrt()

@@ -1,5 +1,5 @@
 """Chapter 09's pieces (ddpm_lib.chapters.consistency): the exact teacher of a Gaussian mixture in sigma and
-TrigFlow form, the seed-noise intervals of the text's 2-D comparisons, the presets (the claims:
+TrigFlow form, the 2-D arms, the chain-time hypothesis of CT's designed experiment, the presets (the claims:
 test_claims_consistency.py)."""
 from __future__ import annotations
 
@@ -34,24 +34,42 @@ def test_exact_teacher_matches_the_oracle_in_both_forms():
         CH.ExactDenoiser(skewed)
 
 
-def _runs(name, sws, failed=None):
-    return [dict(arm=name, seed=k, sw={1: v}, failed=(failed or [False] * len(sws))[k], diverged=False) for k, v in enumerate(sws)]
+def test_arms_vary_one_thing_and_the_test_family_gets_more_seeds():
+    arms = {a.name: a for a in CH.toy_arms((9, 18))}
+    ict = arms["iCT"].options
+    # the lognormal index and the 1/delta-sigma weights are undone by separate arms
+    assert arms["iCT, uniform index"].options == {**ict, "index": "uniform"}
+    assert arms["iCT, uniform weights"].options == {**ict, "weighting": "uniform"}
+    assert arms["iCT, Fourier 16"].options == ict and arms["iCT, Fourier 16"].emb == "fourier"
+    assert arms["CT adaptive, CM's lr"].lr == CH.CM_CT_LR and arms["CT adaptive"].lr is None
+    assert set(CH.CT_DESIGN) <= set(arms)
+    cfg = profiles.get("09_consistency", "cpu")
+    family = {n for t in CH.toy_tests(CH.Record(cd_steps=[9, 18])).values() for n in t}
+    assert family <= set(arms)
+    # the arms behind small or null effects (the referee's list and iCT's other partners) get >= 5 seeds,
+    # the family's large-effect arms >= 3 (Holm needs small p-values: two seeds give one degree of freedom)
+    small = {"CD euler N=9", "CD heun N=9", "CD euler N=18", "CD heun N=18", "sCT", "sCT, no normalisation", "iCT",
+             "iCT, l2", "iCT, uniform weights", "iCT, CM's N(k)", "iCT, Fourier 16"}
+    assert all(CH.arm_seeds(arms[n], cfg) == cfg.toy_seeds_small >= 5 for n in small)
+    assert all(CH.arm_seeds(arms[n], cfg) == cfg.toy_seeds_family >= 3 for n in family - small)
+    assert all(CH.arm_seeds(a, cfg) == cfg.toy_seeds for n, a in arms.items() if n not in family)
+    with pytest.raises(ValueError, match="valid choices"):
+        CH.arm_seeds(CH.Arm("x", "ct", "ct", seeds="many"), cfg)
 
 
-def test_seed_noise_intervals_and_verdicts():
-    toy = {"a": _runs("a", [0.10, 0.12]), "b": _runs("b", [0.20, 0.22]), "c": _runs("c", [0.5, 0.9], [True, True])}
-    sd, df = CH.seed_noise(toy)
-    assert df == 2 and sd == pytest.approx(math.sqrt(0.0002))  # the failed arm is not pooled
-    c = CH.sw_compare(toy["a"], toy["b"], (sd, df))
-    iv = c["interval"]
-    assert iv["est"] == pytest.approx(-0.10) and iv["hi"] < 0 and c["per_seed"] == pytest.approx([-0.1, -0.1])
-    assert CH.toy_verdict(c) == "yes" and CH.toy_verdict(c, lower_is_claim=False) == "no"
-    wide = CH.sw_compare(toy["a"], toy["b"], (0.2, 2))  # the same means with a large seed noise: undecided
-    assert CH.toy_verdict(wide) == "not significant"
-    nan = CH.sw_compare(toy["a"], _runs("d", [float("nan"), 0.1]), (sd, df))
-    assert nan["interval"] is None and CH.toy_verdict(nan) == "not significant"
-    with pytest.raises(ValueError, match="seed noise"):
-        CH.seed_noise({"a": _runs("a", [0.1])})
+def test_chain_ratio_states_the_ct_hypothesis():
+    arms = {a.name: a for a in CH.toy_arms()}
+    r = {n: CH.chain_ratio(arms[n], 800) for n in CH.CT_DESIGN}
+    assert r["CT N=18"] == pytest.approx(18 / 0.05 / 800)
+    assert r["CT N=151, mu=0.95"] == pytest.approx(151 / 0.05 / 800) and r["CT N=151, mu=0.95"] > 1
+    assert r["CT adaptive"] > 100 and r["CT adaptive, CM's lr"] == r["CT adaptive"]
+    assert r["CT adaptive, stop-gradient"] == pytest.approx(151 / 800)
+    assert 0 < r["CT adaptive, mu(k) rescaled"] < 1
+    # ten times the run: CM's schedule still fails by the hypothesis, N = 151 with mu = 0.95 trains
+    assert CH.chain_ratio(arms["CT adaptive"], 8000) > 1 > CH.chain_ratio(arms["CT N=151, mu=0.95"], 8000)
+    # the rescaled schedule is a named, cached closure
+    fn = CH.schedule("rescaled", 800, "mu")
+    assert fn.__name__ == "rescaled_mu_800" and 0 <= fn(800) < 0.5 and fn(0) < CH.schedule("adaptive", 800, "mu")(0)
 
 
 def test_presets_check_their_fields():
@@ -63,5 +81,9 @@ def test_presets_check_their_fields():
         profiles.get("09_consistency", "smoke", t_mid=2.0)
     with pytest.raises(ValueError, match="toy_seeds"):
         profiles.get("09_consistency", "smoke", toy_seeds=1)
+    with pytest.raises(ValueError, match="toy_seeds_small"):
+        profiles.get("09_consistency", "smoke", toy_seeds=3, toy_seeds_family=3, toy_seeds_small=2)
+    with pytest.raises(ValueError, match="toy_seeds_family"):
+        profiles.get("09_consistency", "smoke", toy_seeds=3, toy_seeds_family=2, toy_seeds_small=5)
     with pytest.raises(ValueError, match="toy_warmup"):
         profiles.get("09_consistency", "smoke", toy_warmup=1.5)

@@ -161,30 +161,51 @@ def training_summary() -> str:
     return f"{len(h)} model{'s' if len(h) != 1 else ''}: " + ", ".join(parts)
 
 
-def claims_html(claims: list[Claim]) -> str:
-    """A chapter's claims table: one line per claim (its kind, the paper's number, ours, the
-    coloured verdict), the stated test and the why in a collapsible detail under it; the setting
-    shared by most rows once, above the table."""
-    settings = [c.setting for c in claims]
+def claims_html(claims: "list[Claim | dict]", gpu: "list[dict | None] | None" = None,
+                compact: bool = False) -> str:
+    """A claims table, the same in a chapter and in the book's ledger: one line per claim (its kind,
+    the paper's number, ours, the coloured verdict), the stated test and the why in a collapsible
+    detail under it; the setting shared by most rows once, above the table. Rows are ``Claim``s or
+    the dicts a results file stores; ``gpu``, aligned with them, adds the gpu record's verdict of
+    each (None where the gpu run has no such row) and its number and setting to the detail.
+    ``compact`` (the ledger, read for its verdicts) moves the paper's number and ours into the
+    detail too, so that each claim is one short line."""
+    rows = [c.as_dict() if isinstance(c, Claim) else c for c in claims]
+    settings = [str(r.get("setting", "")) for r in rows]
     common = max(set(settings), key=settings.count) if settings else ""
-    head = "".join(f"<th style='{_CELL}text-align:left'>{h}</th>" for h in ("claim", "kind", "paper", "ours", "holds"))
-    rows = []
-    for c in claims:
-        colour = VERDICT_COLOURS.get(c.holds, "inherit")
-        verdict = (f"<span class='claim-holds {verdict_class(c.holds)}' style='color:{colour};font-weight:600'>"
-                   f"{html.escape(verdict_label(c))}</span>")
-        detail = [("test", c.test), ("setting", c.setting if c.setting != common else ""),
-                  ("parts", "; ".join(f"{k}: {v}" for k, v in c.parts.items())), ("why / note", c.why),
-                  ("amended after a record", c.amended)]
+    shown = ["kind", "holds"] if compact else ["kind", "paper", "ours", "holds"]
+    heads = ["claim", *shown] + (["holds (GPU)"] if gpu is not None else [])
+    head = "".join(f"<th style='{_CELL}text-align:left'>{h}</th>" for h in heads)
+
+    def verdict(r: dict) -> str:
+        h = str(r.get("holds", ""))
+        return (f"<span class='claim-holds {verdict_class(h)}' style='color:{VERDICT_COLOURS.get(h, 'inherit')};"
+                f"font-weight:600'>{html.escape(verdict_label(r))}</span>")
+
+    out = []
+    for i, r in enumerate(rows):
+        g = gpu[i] if gpu is not None else None
+        setting = str(r.get("setting", ""))
+        detail = [("the paper", r.get("paper") if compact else ""), ("ours", r.get("ours") if compact else ""),
+                  ("test", r.get("test")), ("setting", setting if setting != common else ""),
+                  ("parts", "; ".join(f"{k}: {v}" for k, v in (r.get("parts") or {}).items())),
+                  ("why / note", r.get("why")), ("amended after a record", r.get("amended"))]
+        if g:
+            detail.append(("on one GPU", "; ".join(str(g[k]) for k in ("ours", "setting", "why") if g.get(k))))
         detail = "".join(f"<div><b>{k}</b>: {html.escape(str(v))}</div>" for k, v in detail if v)
-        cells = [html.escape(c.claim) + (f"<details><summary>test and notes</summary>{detail}</details>" if detail
-                                         else ""),
-                 html.escape(c.kind or "–"), html.escape(c.paper), html.escape(c.ours), verdict]
-        rows.append("<tr>" + "".join(f"<td style='{_CELL}text-align:left;vertical-align:top'>{v}</td>"
-                                     for v in cells) + "</tr>")
+        summary = "numbers, test and notes" if compact else "test and notes"
+        values = {"kind": html.escape(r.get("kind") or "–"), "paper": html.escape(str(r.get("paper", ""))),
+                  "ours": html.escape(str(r.get("ours", ""))), "holds": verdict(r)}
+        cells = [html.escape(str(r.get("claim", ""))) + (
+                     f"<details><summary>{summary}</summary>{detail}</details>" if detail else ""),
+                 *(values[k] for k in shown)]
+        if gpu is not None:
+            cells.append(verdict(g) if g else "not in the gpu run")
+        out.append("<tr>" + "".join(f"<td style='{_CELL}text-align:left;vertical-align:top'>{v}</td>"
+                                    for v in cells) + "</tr>")
     setting = f"<p class='claims-setting'><b>Setting</b>: {html.escape(common)}</p>" if common else ""
     return (f"{setting}<div class='table-scroll' style='overflow-x:auto;max-width:100%'><table class='claims' "
-            f"style='border-collapse:collapse'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
+            f"style='border-collapse:collapse'><thead><tr>{head}</tr></thead><tbody>{''.join(out)}</tbody></table></div>")
 
 
 def see(text: str) -> None:

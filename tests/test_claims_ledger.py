@@ -94,3 +94,8 @@ def test_the_ledger_tallies_paper_claims_and_colours_every_verdict(tmp_path):
     # a re-derived record keeps every recorded row in sight: what it cannot re-derive, and the old table
     assert "old_rule: Record lacks hits" in text and "an old conjunction" in text
     assert re.search(r"claim-holds claim-holds-partly", html)
+    # the book-wide matrix: a row per chapter, a count per verdict of its paper claims
+    matrix = html.split("claims-matrix", 1)[1].split("</table>", 1)[0]
+    assert "02_x" in matrix and re.search(r"claim-holds-did-not-train\">1<", matrix.replace("'", '"'))
+    # a claim is one short line: the numbers and the test fold under it
+    assert "numbers, test and notes" in html and "<b>the paper</b>: p" in html

@@ -45,10 +45,10 @@ from sphinx.util.docutils import SphinxDirective
 logger = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 from ddpm_lib.claims import KINDS, LEGACY_VERDICTS, VERDICTS, verdict_class, verdict_label  # noqa: E402
+from ddpm_lib.notebook import claims_html  # noqa: E402
 
-COLUMNS = [("claim", "claim", 26), ("kind", "kind", 6), ("paper", "the paper", 18), ("ours", "ours", 20),
-           ("setting", "our setting", 14), ("holds", "holds", 8), ("why", "why not / note", 16)]
-GPU_COLUMNS = [("gpu", "on one GPU: ours; setting; note", 18), ("gpu_holds", "holds (GPU)", 6)]
+# What every stored claim must have (a results file whose claims lack one is a build warning, skipped)
+REQUIRED = ("claim", "paper", "ours", "setting", "holds")
 HOLDS = VERDICTS + LEGACY_VERDICTS
 # Run cards from before the clean-commit rule may say "<commit>+dirty": the ledger says so on the
 # chapter; tests/test_claims_ledger.py fails on any later one.
@@ -182,16 +182,7 @@ class ClaimsLedger(_ResultsDirective):
         head += nodes.Text(f" (of {sum(c.get('kind') == 'paper' for c in every)} paper claims; "
                            f"all rows: {_kinds(every)})")
         out.append(head)
-        summary_rows = []
-        for chapter, (card, claims, _payload) in results.items():
-            link = nodes.paragraph()
-            link += _doc_link(env, chapter, _chapter_title(root, chapter))
-            g = gpu.get(chapter)
-            on_gpu = _tally_node(g[1]) if g else "not recorded"
-            summary_rows.append([link, _wall(card.get("wall_time_s")) if card else "–",
-                                 _tally_node(claims) if card else "–", _kinds(claims) if card else "–", on_gpu])
-        out.append(_table(["chapter", "wall time", "paper claims", "rows by kind", "on one GPU (paper claims)"],
-                          summary_rows, [26, 9, 26, 20, 16], ["claims-summary"]))
+        out.append(_matrix(env, root, results, gpu))
 
         missing = [p.stem for p in sorted((root / "notebooks").glob("*.ipynb")) if p.stem not in results]
         if missing:
@@ -219,21 +210,52 @@ class ClaimsLedger(_ResultsDirective):
                 meta += _doc_link(env, chapter, "on one GPU", docname=f"book/gpu/{chapter}")
                 meta += nodes.Text(" · " + _card_text(g[0]))
                 section += meta
-            columns = COLUMNS + (GPU_COLUMNS if g else [])
-            rows = []
-            for c, gc in pair_claims(claims, g[1] if g else None):
-                row = [_cell(c, k) for k, *_ in COLUMNS] if c else ["–"] * len(COLUMNS)
-                if c is None:
-                    row[0] = str(gc.get("claim", ""))  # tested on the GPU only
-                if g:
-                    row += (["; ".join(str(gc[k]) for k in ("ours", "setting", "why") if gc.get(k)),
-                             _holds_node(gc)] if gc else ["not in the gpu run", "–"])
-                rows.append(row)
-            section += _table([h for _, h, _ in columns], rows, [w for *_, w in columns], ["claims-table"])
+            pairs = pair_claims(claims, g[1] if g else None)
+            rows = [c if c is not None else {"claim": gc.get("claim", ""), "holds": "n/a", "kind": gc.get("kind", ""),
+                                             "ours": "tested on the GPU only"} for c, gc in pairs]
+            section += nodes.raw("", claims_html(rows, gpu=[gc for _, gc in pairs] if g else None,
+                                                    compact=True), format="html")
             for node in _as_recorded(payload):
                 section += node
             out.append(section)
         return out
+
+
+def _matrix(env, root: Path, results: dict, gpu: dict) -> nodes.table:
+    """The book at a glance: a row per chapter, a column per verdict counting its paper claims (each
+    header in its verdict's colour; provisional ones said in brackets), then its other rows by kind,
+    its wall time and its gpu record's paper tally."""
+    every = [c for _, claims, _ in results.values() for c in claims]
+    verdicts = [h for h in HOLDS if h in VERDICTS or any(c.get("holds") == h for c in every)]
+    header = []
+    for h in verdicts:
+        cell = nodes.paragraph()
+        cell += nodes.inline(text=h, classes=["claim-holds", verdict_class(h)])
+        header.append(cell)
+    rows = []
+    for chapter, (card, claims, _payload) in results.items():
+        link = nodes.paragraph()
+        link += _doc_link(env, chapter, chapter.split("_")[0] + " " + _chapter_title(root, chapter).split(":")[0])
+        paper = [c for c in claims if c.get("kind", "") == "paper"]
+        counts = []
+        for h in verdicts:
+            n = [c for c in paper if c.get("holds") == h]
+            prov = sum(bool(c.get("provisional")) for c in n)
+            cell = nodes.paragraph()
+            if n:
+                cell += nodes.inline(text=str(len(n)), classes=["claim-holds", verdict_class(h)])
+                if prov:
+                    cell += nodes.Text(f" ({prov} prov.)")
+            else:
+                cell += nodes.Text("·")
+            counts.append(cell)
+        others = [c for c in claims if c.get("kind", "") != "paper"]
+        g = gpu.get(chapter)
+        rows.append([link, *counts, _kinds(others) if others else "–",
+                     _wall(card.get("wall_time_s")) if card else "–", _tally_node(g[1]) if g else "not recorded"])
+    widths = [16] + [7] * len(verdicts) + [20, 8, 12]
+    return _table(["chapter", *header, "other rows", "wall time", "on one GPU"], rows, widths,
+                  ["claims-summary", "claims-matrix"])
 
 
 def read_results(folder: Path, root: Path, env=None, location=None) -> dict[str, tuple[dict, list[dict], dict]]:
@@ -248,7 +270,7 @@ def read_results(folder: Path, root: Path, env=None, location=None) -> dict[str,
             data = json.loads(path.read_text())
             card, claims = data["run_card"], data["claims"]
             for c in claims:
-                missing = {k for k, *_ in COLUMNS if k not in ("why", "kind")} - set(c)
+                missing = set(REQUIRED) - set(c)
                 if missing:
                     raise KeyError(f"claim without {sorted(missing)}")
         except (OSError, ValueError, KeyError, TypeError) as err:
@@ -256,18 +278,6 @@ def read_results(folder: Path, root: Path, env=None, location=None) -> dict[str,
             continue
         results[path.stem] = (card, claims, data)
     return results
-
-
-def _cell(c: dict, key: str):
-    if key == "holds":
-        return _holds_node(c)
-    if key == "kind":
-        return c.get("kind") or "unclassified"
-    if key == "why":
-        parts = "; ".join(f"{k}: {v}" for k, v in (c.get("parts") or {}).items())
-        bits = [("test", c.get("test")), ("parts", parts), ("", c.get("why")), ("amended after a record", c.get("amended"))]
-        return " · ".join(f"{k}: {v}" if k else str(v) for k, v in bits if v)
-    return str(c.get(key, ""))
 
 
 def _provenance(card: dict, payload: dict) -> nodes.Node:

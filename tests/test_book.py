@@ -129,6 +129,8 @@ def test_claims_page_gathers_every_chapter(built_book: Path):
         card = data["run_card"]
         assert card["profile"] in ("cpu", "gpu"), f"{path.name} comes from a {card['profile']} run"
         assert f"claims-{path.stem.replace('_', '-')}" in page, f"no section for {path.stem}"
+        assert f'href="../notebooks/{path.stem}.html"' in page.split("claims-matrix", 1)[1].split("</table>")[0], \
+            f"no row for {path.stem} in the book-wide matrix"
         assert card["device"] in page
         for claim in data["claims"]:
             assert claim["claim"] in _page_text(page), f"claim missing from the ledger: {claim['claim']}"
@@ -167,6 +169,9 @@ def served_book(built_book: Path):
         server.server_close()
 
 
+# The tallest a ledger row may be with its detail folded: four lines of claim and the detail's summary
+# at 1280 px (the tallest today, 202 characters of claim, is 142 px; the old full row reached 900).
+LEDGER_ROW_PX = 160
 PAGE_CHECK_JS = r"""
 async () => {
   // Images: load every one now (none may be lazy), then look for a broken one.
@@ -217,7 +222,11 @@ async () => {
   const bodyColour = getComputedStyle(document.querySelector("main, article, body")).color;
   const uncoloured = Array.from(document.querySelectorAll(".claim-holds"))
       .filter(e => getComputedStyle(e).color === bodyColour).map(e => `${e.className}: ${e.textContent}`);
-  return {broken, mathjax, typeset, mathErrors, mathNodes, tables, wideMath, uncoloured, text: clone.textContent};
+  // Claim rows (folded details): their heights, so the ledger can be held to a line or two per claim.
+  const claimRows = Array.from(document.querySelectorAll("table.claims tbody tr"))
+      .map(r => ({height: r.getBoundingClientRect().height, text: r.textContent.slice(0, 60)}));
+  return {broken, mathjax, typeset, mathErrors, mathNodes, tables, wideMath, uncoloured, claimRows,
+          text: clone.textContent};
 }
 """
 
@@ -283,6 +292,11 @@ def test_every_page_in_a_real_browser(served_book):
             found += [f"display math {m['width']} px wide in a {m['column']} px column: {m['tex']!r}"
                       for m in info["wideMath"]]
             found += [f"an uncoloured verdict: {u}" for u in info["uncoloured"][:5]]
+            if rel == "book/claims.html":  # the ledger is read for its verdicts: a claim is a short line
+                if len(info["claimRows"]) < 10:
+                    found.append(f"the ledger shows {len(info['claimRows'])} claim rows: its tables were not found")
+                found += [f"a ledger row {r['height']:.0f} px tall (> {LEDGER_ROW_PX}): {r['text']!r}"
+                          for r in info["claimRows"] if r["height"] > LEDGER_ROW_PX]
             for m in DOLLAR_MATH.finditer(info["text"]):
                 context_text = info["text"][max(0, m.start() - 40): m.end() + 40].replace("\n", " ")
                 found.append(f"dollar math left in the page text: ...{context_text}...")
@@ -318,3 +332,30 @@ def test_the_chapter_table_numbers_chapters_as_their_notebooks():
     files = [f for _, f in toc_table.toc_rows(ROOT / "_toc.yml")]
     assert [toc_table.chapter_number(f) for f in files if f.startswith("notebooks/")] == \
         [f.split("/")[1][:2] for f in files if f.startswith("notebooks/")]
+
+
+def test_a_sidebar_entry_without_sections_has_no_chevron():
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    import toc_table
+
+    empty = ('<li class="toctree-l1 has-children"><a class="reference internal" href="gpu.html">On one GPU</a>'
+             '<details><summary><span class="toctree-toggle" role="presentation"><i class="fa-solid '
+             'fa-chevron-down"></i></span></summary><ul class="simple">\n</ul>\n</details></li>')
+    full = empty.replace('<ul class="simple">\n</ul>', '<ul><li class="toctree-l2"><a href="g/02.html">02</a></li></ul>')
+    assert toc_table.drop_empty_sections(empty) == \
+        '<li class="toctree-l1"><a class="reference internal" href="gpu.html">On one GPU</a></li>'
+    assert toc_table.drop_empty_sections(full) == full  # a real section list keeps its chevron
+    assert toc_table.drop_empty_sections(empty + full) == toc_table.drop_empty_sections(empty) + full
+    current = empty.replace("toctree-l1 has-children", "toctree-l1 current active has-children").replace(
+        "<details>", '<details open="open">')  # the entry of the page being read
+    assert toc_table.drop_empty_sections(current) == \
+        '<li class="toctree-l1 current active"><a class="reference internal" href="gpu.html">On one GPU</a></li>'
+
+
+def test_no_built_page_shows_an_empty_chevron(built_book: Path):
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    import toc_table
+
+    empty = re.compile(r"</summary>\s*<ul[^>]*>\s*</ul>")  # a chevron that opens onto nothing
+    for page in ("book/claims.html", "book/gpu.html", "notebooks/02_ddpm.html"):
+        assert not empty.search((built_book / page).read_text()), page

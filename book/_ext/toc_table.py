@@ -10,6 +10,7 @@ part's caption, and the page as a link (its title). Pages of the "Results" part 
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -54,6 +55,28 @@ class ChaptersTable(SphinxDirective):
         return [container]
 
 
+# A sidebar entry whose section list is empty (book/gpu before its first gpu record: its glob matches
+# nothing) would still get the theme's expand chevron, which opens onto nothing.
+EMPTY_SECTIONS = re.compile(r'(<li class="toctree-l\d[^"]*?) has-children([^"]*"><a [^>]*>[^<]*</a>)<details[^>]*>'
+                            r'<summary>(?:(?!</summary>).)*</summary><ul[^>]*>\s*</ul>\s*</details>', re.S)
+
+
+def drop_empty_sections(page: str) -> str:
+    """The page with every sidebar entry whose sections are empty made a plain entry."""
+    return EMPTY_SECTIONS.sub(lambda m: m.group(1) + m.group(2), page)
+
+
+def _tidy_sidebars(app, exception):
+    if exception is not None or app.builder.format != "html":
+        return
+    for path in Path(app.outdir).rglob("*.html"):
+        page = path.read_text(encoding="utf-8")
+        tidy = drop_empty_sections(page)
+        if tidy != page:
+            path.write_text(tidy, encoding="utf-8")
+
+
 def setup(app):
     app.add_directive("chapters-table", ChaptersTable)
+    app.connect("build-finished", _tidy_sidebars)
     return {"version": "0.1", "parallel_read_safe": True, "parallel_write_safe": True}

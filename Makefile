@@ -23,6 +23,7 @@
 #   make bench [BENCH_ARGS="--peak-tflops 989"] ddpm_lib's UNet against diffusers', into book/performance/
 #   make device-wheels                      the wheels a lent GPU machine without network lacks, into .whl/
 #   make sync                               jupytext --sync every pair, after syncing the repo URL
+#   make diagrams                           redraw the book's diagrams (ddpm_lib.diagrams) into book/assets/diagrams/
 #   make constraints                        regenerate requirements/constraints.txt from the venv
 
 SHELL := /bin/bash
@@ -45,7 +46,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # spinning OpenMP threads make contended CPU training up to 40x slower (see ddpm_lib/__init__.py)
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: help install book test smoke run record claims wheel lab sync mathjax chromium constraints clean bench device-wheels
+.PHONY: help install book test smoke run record claims wheel lab sync mathjax chromium constraints clean bench device-wheels diagrams
 
 help:
 	@sed -n '2,/^$$/{/^#/p}' Makefile | sed 's/^# \{0,1\}//'
@@ -125,6 +126,9 @@ record: install
 
 claims: install
 	$(PY) tools/claims.py --write $(NB)
+
+diagrams: install
+	$(PY) tools/diagrams.py
 
 sync: install
 	$(PY) tools/sync_repo_url.py

@@ -16,6 +16,9 @@ import numpy as np
 import torch
 
 DPI = 90
+# The book's text column: a figure wider than this is scaled down in the page, and its text with it.
+COLUMN_PX = 704
+COLUMN_IN = COLUMN_PX / DPI
 SCHEDULE_QUANTITIES = ("alpha_bar", "snr", "log_snr", "betas", "beta_tilde", "sigma")
 
 

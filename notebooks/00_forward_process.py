@@ -62,7 +62,8 @@ rec = CH.Record()  # what the claims read, filled cell by cell
 # noise. The shrinking keeps the variance bounded; after enough steps the point is indistinguishable
 # from a draw of $\mathcal{N}(0, I)$, whatever it started as. A diffusion model
 # {cite}`sohldickstein2015,ho2020ddpm` learns to run this chain backwards, and everything it learns
-# depends on *how fast* the chain forgets: the noise schedule.
+# depends on *how fast* the chain forgets: the noise schedule. (The chain is drawn, both ways, on
+# the book's page [The ideas in pictures](../book/pictures.md).)
 #
 # ## The math
 #

@@ -256,7 +256,8 @@ notebook.show_source(smp.ancestral_steps, D.vb_terms)
 #
 # The denoiser is a UNet (Ronneberger et al.) in the PixelCNN++ style: residual blocks at each
 # resolution, self-attention at the 16x16 level (here: the resolutions the preset names), and the
-# step $t$ entering every block through an embedding. Four pieces do the work. The step becomes a
+# step $t$ entering every block through an embedding (drawn, with the routes later chapters add
+# for classes, text and CLIP embeddings, in [The ideas in pictures](../book/pictures.md)). Four pieces do the work. The step becomes a
 # vector of sines and cosines at geometrically spaced frequencies (the transformer's position code),
 # passed through a small MLP:
 

@@ -75,7 +75,8 @@ rec = CH.Record()  # what the claims read, filled cell by cell
 # scores any (image, caption) pair, so a CLIP whose image tower sees noisy images can play the
 # classifier. GLIDE tries that, and a second guide that needs no extra network at all: train the
 # text-conditional model to also work with the empty caption, and at sampling time extrapolate from
-# the unconditional prediction towards the conditional one. Both trade diversity for fidelity to the
+# the unconditional prediction towards the conditional one (a picture of that arithmetic: [The ideas
+# in pictures](../book/pictures.md)). Both trade diversity for fidelity to the
 # caption; the paper's finding is that people prefer the second for both photorealism and caption
 # match, while the first reaches high scores from CLIP models, which the authors suspect are
 # adversarial examples for CLIP rather than better images.

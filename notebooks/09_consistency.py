@@ -78,7 +78,8 @@ rec, cmp = CH.Record(), {}  # cmp: the comparisons the text quotes
 # $\sigma_\min = 0.002$ maps noise to data, deterministically; each trajectory has one origin.
 #
 # **The consistency function.** $f(x_\sigma, \sigma)$ returns the origin of the trajectory through
-# $x_\sigma$. So it is **self-consistent**, $f(x_\sigma, \sigma) = f(x_{\sigma'}, \sigma')$ for any two
+# $x_\sigma$ (drawn for a two-point data set, whose trajectories are exact, in [The ideas in
+# pictures](../book/pictures.md)). So it is **self-consistent**, $f(x_\sigma, \sigma) = f(x_{\sigma'}, \sigma')$ for any two
 # points of one trajectory, and it satisfies the **boundary condition** $f(x, \sigma_\min) = x$. The
 # boundary is built in: $f_\theta(x, \sigma) = c_\text{skip}(\sigma)\, x + c_\text{out}(\sigma)\,
 # F_\theta(x, \sigma)$ with $c_\text{skip}(\sigma_\min) = 1$, $c_\text{out}(\sigma_\min) = 0$ (CM

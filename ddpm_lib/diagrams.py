@@ -63,7 +63,7 @@ def chain(steps=(0, 100, 250, 500, 750, 1000), T: int = 1000, seed: int = 0):
     x0 = ring()
     eps = np.random.default_rng(seed).standard_normal(x0.shape)
     fig, axes = plt.subplots(1, len(steps), figsize=(COLUMN_IN, 2.35), dpi=DPI)
-    fig.subplots_adjust(left=0.02, right=0.98, top=0.72, bottom=0.2, wspace=0.35)
+    fig.subplots_adjust(left=0.02, right=0.98, top=0.8, bottom=0.2, wspace=0.45)
     for ax, t in zip(axes, steps):
         ab = float(cosine_alpha_bar(np.array([t / T]))[0] / cosine_alpha_bar(np.array([0.0]))[0])
         xt = np.sqrt(ab) * x0 + np.sqrt(1 - ab) * eps
@@ -72,12 +72,12 @@ def chain(steps=(0, 100, 250, 500, 750, 1000), T: int = 1000, seed: int = 0):
         ax.set_yticks([])
         ax.set_title(f"$x_{{{t}}}$", fontsize=FONT + 1)
         ax.set_xlabel(rf"$\sqrt{{\bar\alpha}}$ = {np.sqrt(ab):.2f}", fontsize=FONT - 1)
-    for a, b in zip(axes[:-1], axes[1:]):
+    for a, b in zip(axes[:-1], axes[1:]):  # between panels: q forward above the middle, p back below
         pa, pb = a.get_position(), b.get_position()
-        fig.add_artist(FancyArrowPatch((pa.x1 + 0.004, 0.83), (pb.x0 - 0.004, 0.83), transform=fig.transFigure,
-                                       arrowstyle="-|>", mutation_scale=9, color="#1f6feb", lw=1.0))
-        fig.add_artist(FancyArrowPatch((pb.x0 - 0.004, 0.09), (pa.x1 + 0.004, 0.09), transform=fig.transFigure,
-                                       arrowstyle="-|>", mutation_scale=9, color="#cf222e", lw=1.0))
+        mid = (pa.y0 + pa.y1) / 2
+        for y, colour, ends in ((mid + 0.07, "#1f6feb", (pa.x1, pb.x0)), (mid - 0.07, "#cf222e", (pb.x0, pa.x1))):
+            fig.add_artist(FancyArrowPatch((ends[0], y), (ends[1], y), transform=fig.transFigure, arrowstyle="-|>",
+                                           mutation_scale=10, color=colour, lw=1.4, shrinkA=1, shrinkB=1))
     fig.text(0.5, 0.93, r"forward $q(x_t \mid x_{t-1})$: fixed, adds a little Gaussian noise each step",
              ha="center", fontsize=FONT, color="#1f6feb")
     fig.text(0.5, 0.01, r"reverse $p_\theta(x_{t-1} \mid x_t)$: learned, removes it one step at a time",

@@ -285,6 +285,9 @@ class Session:
 
     def __init__(self, chapter: str, namespace: dict):
         profiles.fields(chapter)  # fails early on an unknown chapter
+        from . import viz
+
+        viz.book_style()  # the figures' resolution and base font, the same in every chapter
         self.chapter, self.ns = chapter, namespace
         self.before = set(namespace)
         self.t0 = None

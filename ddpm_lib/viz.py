@@ -15,10 +15,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-DPI = 90
-# The book's text column: a figure wider than this is scaled down in the page, and its text with it.
+# The book's figures: every chapter's inline backend saves at DPI (``book_style``, which
+# ``notebook.Session`` applies), and the book's text column is COLUMN_PX wide. A figure wider than
+# COLUMN_IN inches is scaled down in the page, and its text with it (a 7-point label at 1300 px wide
+# became ~6 px): ``_figure`` keeps every figure it makes within the column.
+DPI = 110
 COLUMN_PX = 704
-COLUMN_IN = COLUMN_PX / DPI
+COLUMN_IN = COLUMN_PX / DPI  # 6.4 inches
+BOOK_STYLE = {"figure.dpi": DPI, "savefig.dpi": DPI, "font.size": 9}
 SCHEDULE_QUANTITIES = ("alpha_bar", "snr", "log_snr", "betas", "beta_tilde", "sigma")
 
 
@@ -26,8 +30,20 @@ def _np(x) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
+def book_style() -> None:
+    """The book's matplotlib settings (resolution, base font), for the figures a chapter draws."""
+    plt.rcParams.update(BOOK_STYLE)
+
+
+def column_size(width: float, height: float) -> tuple[float, float]:
+    """(width, height) in inches, scaled down together to fit the text column if wider."""
+    k = min(1.0, COLUMN_IN / width)
+    return width * k, height * k
+
+
 def _figure(nrows: int = 1, ncols: int = 1, figsize=(3.2, 2.6), **kw):
     kw.setdefault("layout", "constrained")  # room for titles and labels
+    figsize = column_size(*figsize)
     fig, axes = plt.subplots(nrows, ncols, figsize=figsize, dpi=DPI, squeeze=False, **kw)
     return fig, axes
 

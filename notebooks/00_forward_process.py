@@ -40,7 +40,6 @@ import torch
 from ddpm_lib import data as DS, diffusion, notebook, schedules
 from ddpm_lib.chapters import forward as CH
 
-plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 110, "font.size": 9})
 nb = notebook.Session("00_forward_process", globals())
 
 # %% tags=["parameters"]
@@ -146,7 +145,7 @@ for t in show_t:
 # %%
 SNR_NOISE = CH.SNR_NOISE  # "almost pure noise": signal amplitude < noise / 10
 t_axis = np.arange(1, cfg.T + 1) / cfg.T
-fig, axes = plt.subplots(1, 2, figsize=(8, 2.8))
+fig, axes = plt.subplots(1, 2, figsize=(6.2, 2.6))
 for s, color in ((lin, "C0"), (cos, "C1")):
     axes[0].plot(t_axis, s.alpha_bar.numpy(), color=color, label=s.name)
     axes[1].plot(t_axis, np.log10(s.snr().numpy()), color=color, label=s.name)
@@ -268,7 +267,7 @@ def gen(k):
 
 eps = torch.randn(toy.shape, generator=gen(1), dtype=toy.dtype)
 walked = simulate_chain(lin, toy, snap, gen(2))
-fig, axes = plt.subplots(2, len(snap), figsize=(1.6 * len(snap), 3.4),
+fig, axes = plt.subplots(2, len(snap), figsize=(6.2, 2.9),
                          sharex=True, sharey=True)
 dots = dict(s=1, rasterized=True)
 for row, s in enumerate((lin, cos)):
@@ -313,7 +312,7 @@ def noised_strip(s: schedules.Schedule) -> np.ndarray:
     return ((np.concatenate(rows, axis=0) + 1) / 2).clip(0, 1)
 
 
-fig, axes = plt.subplots(1, 2, figsize=(8, 0.5 + 0.55 * len(digits)))
+fig, axes = plt.subplots(1, 2, figsize=(6.2, 0.4 + 0.45 * len(digits)))
 ticks = [(k + 0.5) * cfg.image_size for k in range(len(snap))]
 for ax, s in zip(axes, (lin, cos)):
     ax.imshow(noised_strip(s), cmap="gray", vmin=0, vmax=1,

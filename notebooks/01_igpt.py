@@ -54,7 +54,6 @@ from ddpm_lib.chapters import igpt
 from ddpm_lib.nets import transformer as GPT_
 from ddpm_lib.quantize import Palette, fit_palette
 
-plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 110, "font.size": 9})
 nb = notebook.Session("01_igpt", globals())
 
 # %% tags=["parameters"]

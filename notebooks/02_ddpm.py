@@ -48,7 +48,6 @@ from ddpm_lib import objectives as OBJ, schedules as S, stats, train as TR, viz
 from ddpm_lib.chapters import ddpm as CH
 from ddpm_lib.nets import unet as U
 
-plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 110, "font.size": 9})
 nb = notebook.Session("02_ddpm", globals())
 
 # %% tags=["parameters"]

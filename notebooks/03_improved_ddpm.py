@@ -47,7 +47,6 @@ from ddpm_lib import stats, train as TR, viz
 from ddpm_lib.chapters import improved as CH
 from ddpm_lib.nets import unet as U
 
-plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 110, "font.size": 9})
 nb = notebook.Session("03_improved_ddpm", globals())
 
 # %% tags=["parameters"]

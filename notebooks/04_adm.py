@@ -50,7 +50,6 @@ from ddpm_lib.chapters import adm as CH
 from ddpm_lib.nets import encoder as E, unet as U
 from ddpm_lib.progress import tqdm
 
-plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 110, "font.size": 9})
 nb = notebook.Session("04_adm", globals())
 
 # %% tags=["parameters"]

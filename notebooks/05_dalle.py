@@ -50,7 +50,6 @@ from ddpm_lib.chapters import dalle as CH
 from ddpm_lib.nets import clip as CL, dvae as V, transformer as GT
 from ddpm_lib.progress import tqdm
 
-plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 110, "font.size": 9})
 nb = notebook.Session("05_dalle", globals())
 
 # %% tags=["parameters"]

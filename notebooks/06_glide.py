@@ -54,7 +54,6 @@ from ddpm_lib.data import shapes
 from ddpm_lib.nets import clip as CL, text_encoder as TE, unet as U
 from ddpm_lib.progress import tqdm
 
-plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 110, "font.size": 9})
 nb = notebook.Session("06_glide", globals())
 
 # %% tags=["parameters"]

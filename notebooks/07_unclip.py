@@ -56,7 +56,6 @@ from ddpm_lib.nets import (clip as CL, text_encoder as TE, unclip as UC,
                            unet as U)
 from ddpm_lib.progress import tqdm
 
-plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 110, "font.size": 9})
 nb = notebook.Session("07_unclip", globals())
 
 # %% tags=["parameters"]

@@ -53,7 +53,6 @@ from ddpm_lib.nets import captioner as NC, clip as CL, text_encoder as TE
 from ddpm_lib.nets import unet as U
 from ddpm_lib.progress import tqdm
 
-plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 110, "font.size": 9})
 nb = notebook.Session("08_dalle3", globals())
 
 # %% tags=["parameters"]

@@ -61,7 +61,7 @@ def test_show_grid_returns_a_small_figure():
     img = fig.axes[0].images[0].get_array()
     assert img.shape == (1 + 2 * 17, 1 + 8 * 17, 3)
     assert fig.axes[0].get_title() == "samples"
-    assert fig.dpi <= 100 and _png_bytes(fig) < 60_000
+    assert fig.dpi == viz.DPI and _png_bytes(fig) < 60_000
     grey = viz.show_grid(torch.rand(4, 1, 8, 8) * 2 - 1, nrow=2)
     assert grey.axes[0].images[0].get_array().shape == (1 + 2 * 9, 1 + 2 * 9)
     fig2 = viz._figure(1, 2)[0]

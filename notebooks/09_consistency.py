@@ -40,6 +40,7 @@ import ddpm_lib
 
 import dataclasses
 import math
+import textwrap
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -53,7 +54,6 @@ from ddpm_lib.nets import unet as U
 from ddpm_lib.progress import tqdm
 from ddpm_lib.schedules import karras_sigmas
 
-plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 110, "font.size": 9})
 nb = notebook.Session("09_consistency", globals())
 
 # %% tags=["parameters"]
@@ -216,8 +216,9 @@ notebook.show_source(CM.ConsistencyObjective.__call__,
 # changes, undone alone, above iCT (the lognormal index and the $1/\Delta\sigma$ weights are
 # separate arms); sCT below sCT without tangent normalisation and below sCT with a scale-16
 # Fourier embedding; and the **control** for the last: the Fourier embedding costs sCT more than it
-# costs discrete-time iCT, so the failure belongs to the continuous-time tangent, as sCM says, not
-# to the embedding alone. Seed $k$ of every arm shares its initialisation and data order, so arms
+# costs discrete-time iCT. sCM blames the continuous-time tangent; the control asks whether the
+# tangent adds to the failure, and iCT's own result says whether the embedding fails without it.
+# Seed $k$ of every arm shares its initialisation and data order, so arms
 # pair by seed: each test is a t-interval over the seeds' differences of 1-step SW (training noise,
 # the larger part here, which a bootstrap over samples would not see), significant only under
 # Holm's correction over the family. Holm at a 5% family rate needs small p-values, which two seeds
@@ -272,9 +273,9 @@ notebook.show_table(
             "over seeds")
 
 # %%
-ncol = 6
+ncol = 5
 nrow = math.ceil(len(arms) / ncol)
-fig, axes = plt.subplots(nrow, ncol, figsize=(6.9, 1.25 * nrow),
+fig, axes = plt.subplots(nrow, ncol, figsize=(6.2, 1.6 * nrow),
                          sharex=True, sharey=True)
 for ax, a in zip(axes.flat, arms):
     r = toy[a.name][0]
@@ -282,18 +283,19 @@ for ax, a in zip(axes.flat, arms):
     if not r["diverged"]:
         s = r["samples"][1][:800].clamp(-2, 2)
         ax.scatter(s[:, 0], s[:, 1], s=1, c="C3" if r["failed"] else "C0")
-    ax.set_title(f"{a.name}\nSW {r['sw'][1]:.3f}", fontsize=5)
+    ax.set_title(f"{textwrap.fill(a.name, 17)}\nSW {r['sw'][1]:.3f}",
+                 fontsize=7)
     ax.set_xticks([]), ax.set_yticks([])
 for ax in list(axes.flat)[len(arms):]:
     ax.axis("off")
 fig.suptitle("One-step samples of every arm (seed 0; grey: true points; "
-             "red: a failed run)", fontsize=8)
+             "red: a failed run)", fontsize=9)
 fig.tight_layout()
 plt.show()
 
 # %%
 scm_names = [a.name for a in arms if a.group == "scm"]
-fig, axes = plt.subplots(1, 3, figsize=(6.9, 2.3))
+fig, axes = plt.subplots(1, 3, figsize=(6.2, 3.5))
 for name in [a.name for a in arms if a.group == "ict"]:
     log = toy[name][0]["log"]
     axes[0].semilogy([r["step"] for r in log], [r["grad_norm"] for r in log],
@@ -313,10 +315,12 @@ axes[2].set_title("sCM arms: tangent norm ||g||\nbefore normalisation",
                   fontsize=7)
 for ax in axes:
     ax.set_xlabel("step", fontsize=7)
-    ax.tick_params(labelsize=6)
-axes[0].legend(fontsize=4)
-axes[1].legend(fontsize=4)
-fig.tight_layout()
+    ax.tick_params(which="both", labelsize=7)
+for ax, where, title in ((axes[0], "lower left", "iCT arms (left)"),
+                         (axes[1], "lower right", "sCM arms (middle, right)")):
+    fig.legend(*ax.get_legend_handles_labels(), loc=where, ncol=2,
+               fontsize=7, title=title, title_fontsize=7, frameon=False)
+fig.tight_layout(rect=(0, 0.27, 1, 1))
 plt.show()
 
 # %% [markdown]
@@ -396,64 +400,73 @@ _tn = {n: float(np.median([x["tangent_norm"] for r in toy[n]
                            for x in r["log"]]))
        for n in ("sCT", "sCT, Fourier 16")}
 outs = CH._chain_outcomes(rec)
-_t = [f"The floor (two sets of true points) is {toy_floor:.3f}."]
-_t.append("CD with the exact teacher: " + "; ".join(
-    f"at N = {n} Heun {_sw(f'CD heun N={n}'):.3f}{_failed(f'CD heun N={n}')} "
-    f"vs Euler {_sw(f'CD euler N={n}'):.3f}{_failed(f'CD euler N={n}')} "
-    f"(Heun - Euler {_d(f'Heun below Euler at N = {n}')}: "
-    f"{_word[tv[f'Heun below Euler at N = {n}'][1]]})" for n in cfg.cd_steps)
-    + "; CM's Fig. 3 has Heun better than Euler at every N on CIFAR-10.")
+_v = lambda k: tv[k][1]  # noqa: E731
+_t = []
+_heun = {n: _v(f"Heun below Euler at N = {n}") for n in cfg.cd_steps}
+_all = all(v == "yes" for v in _heun.values())
 _t.append(
-    f"CT with a fixed N = 18 and mu = 0.95 reaches {_sw('CT N=18'):.3f}"
-    f"{_failed('CT N=18')}, CT with CM's adaptive N(k), mu(k) "
-    f"{_sw('CT adaptive'):.3f}{_failed('CT adaptive')} (adaptive - fixed "
-    f"{_d('CT adaptive below CT N = 18')}: "
-    f"{_word[tv['CT adaptive below CT N = 18'][1]]}; CM's Fig. 3(d) has the "
-    "adaptive schedule converging faster over 800k iterations). The designed "
-    "experiment: " + "; ".join(
-        f"{a}, predicted to {'train' if p else 'fail'}: {o}"
-        for a, (_, p, o) in outs.items()) + ". "
-    + ("Every arm did as the chain-time hypothesis predicted: at this run "
-       "length CM's target rate, not its schedule of N or its EMA target as "
-       "such, is what stalls CT; rescaled to the run, CM's own recipe trains."
-       if all(o == ("trains" if p else "fails") for _, p, o in outs.values())
-       else "The hypothesis does not account for every arm (see the row "
-            "ct_chain_time): the cause of CT's failure here stays open."))
+    ("**With an exact teacher, Heun beats Euler for CD at every N**, as in "
+     "CM's Fig. 3. " if _all else
+     "**Heun is not the better solver for CD at every N.** ")
+    + "Heun minus Euler in 1-step SW: " + "; ".join(
+        f"{_d(f'Heun below Euler at N = {n}')} at N = {n}, "
+        f"{_word[_heun[n]]}" for n in cfg.cd_steps)
+    + f". Two sets of true points differ by {toy_floor:.3f}."
+    + ("" if _all else " CM's Fig. 3 has Heun ahead at every N on CIFAR-10; "
+       "why the exact teacher's coarsest chain reverses that is open."))
+_ok = all(o == ("trains" if p else "fails") for _, p, o in outs.values())
+_res = outs["CT adaptive, mu(k) rescaled"][2]
 _t.append(
-    f"iCT reaches {_sw('iCT'):.3f} ({_sw('iCT', 2):.3f} in two steps). "
-    "Undoing its changes one at a time: " + "; ".join(
-        f"{k} {_sw('iCT, ' + k):.3f}{_failed('iCT, ' + k)} "
-        f"(iCT minus it {_d(f'iCT below iCT with {k}')}: "
-        f"{_word[tv[f'iCT below iCT with {k}'][1]]})"
-        for k in CH.ICT_CHANGES)
-    + ". The paper reports each change helping on CIFAR-10; here the "
-      "intervals say which matter for a 2-D ring.")
+    ("**CM's CT stalls at this run length because of its target rate, not "
+     "its schedule of N or its EMA target.** Every arm of the designed "
+     "experiment did as N / (1 - mu) < steps predicts: "
+     if _ok else "**Why CM's CT stalls here stays open.** The chain-time "
+     "hypothesis does not account for every arm: ")
+    + "; ".join(f"{a}: {o}" for a, (_, _, o) in outs.items())
+    + f". CM's own schedule with mu(k) rescaled to the run {_res} "
+      f"({_sw('CT adaptive, mu(k) rescaled'):.3f}).")
+_help = [k for k in CH.ICT_CHANGES if _v(f"iCT below iCT with {k}") == "yes"]
+_other = [k for k in CH.ICT_CHANGES if k not in _help]
+_count = ["None", "One", "Two", "Three", "Four", "All five"][len(_help)]
+_verb = "makes" if len(_help) < 2 else "make"
 _t.append(
-    f"sCT with a positional embedding reaches {_sw('sCT'):.3f}"
-    f"{_failed('sCT')}; with a scale-16 Fourier embedding "
-    f"{_sw('sCT, Fourier 16'):.3f}{_failed('sCT, Fourier 16')} (sCT minus it "
-    f"{_d('sCT below sCT with Fourier 16')}: "
-    f"{_word[tv['sCT below sCT with Fourier 16'][1]]}), with a median tangent "
-    f"norm {_tn['sCT, Fourier 16']:.2f} against {_tn['sCT']:.2f} (right "
-    f"panel). The control: discrete-time iCT with the same embedding reaches "
-    f"{_sw('iCT, Fourier 16'):.3f}{_failed('iCT, Fourier 16')}, and the "
-    "embedding's cost to sCT minus its cost to iCT is "
-    f"{_d(CH.FOURIER_CONTROL)} ({_word[tv[CH.FOURIER_CONTROL][1]]})"
-    + (": the instability belongs to the continuous-time tangent, as sCM's "
-       "Sec. 4.1 says." if tv[CH.FOURIER_CONTROL][1] == "yes" else "."))
-_nn = tv["sCT below sCT without normalisation"][1]
+    f"**{_count} of iCT's five changes, undone alone, {_verb} iCT "
+    "significantly worse on the 2-D ring.** "
+    + ("Those are: " + ", ".join(CH.ICT_CHANGES[k] for k in _help) + ". "
+       if _help else "")
+    + (("The rest: " if _help else "Each: ") + ", ".join(
+        f"{CH.ICT_CHANGES[k]} ({_word[_v(f'iCT below iCT with {k}')]})"
+        for k in _other) + ". " if _other else "")
+    + f"iCT itself reaches {_sw('iCT'):.3f}.")
+_fs, _fc = _v("sCT below sCT with Fourier 16"), _v(CH.FOURIER_CONTROL)
+_ict_f = _fails("iCT, Fourier 16") == len(toy["iCT, Fourier 16"])
 _t.append(
-    f"Without tangent normalisation sCT reaches "
-    f"{_sw('sCT, no normalisation'):.3f} (sCT minus it "
-    f"{_d('sCT below sCT without normalisation')}: {_word[_nn]})"
-    + ("; with the positional embedding the raw tangent is already of order "
-       f"1 (median {_tn['sCT']:.2f}), so there is little to correct, where "
-       "sCM's Fig. 5a shows it mattering for large networks."
-       if _nn != "yes" else ", as in sCM's Fig. 5a.")
-    + f" Without warm-up: {_sw('sCT, no warm-up'):.3f} (sCM reports the "
-      "warm-up affecting gradient spikes, not final quality). sCD with the "
-      f"exact teacher's velocity: {_sw('sCD'):.3f}.")
-notebook.see(" ".join(_t))
+    "**A scale-16 Fourier time embedding "
+    + ("breaks sCT" if _fs == "yes" else "does not clearly hurt sCT")
+    + (", and discrete-time iCT too" if _ict_f else "") + ".** "
+    f"sCT goes from {_sw('sCT'):.3f} to {_sw('sCT, Fourier 16'):.3f}"
+    f"{_failed('sCT, Fourier 16')}, its median tangent norm from "
+    f"{_tn['sCT']:.2f} to {_tn['sCT, Fourier 16']:.2f} (right panel); "
+    f"iCT with the same embedding reaches {_sw('iCT, Fourier 16'):.3f}"
+    f"{_failed('iCT, Fourier 16')}. "
+    + ("The embedding costs sCT more than iCT "
+       f"({_d(CH.FOURIER_CONTROL)}): the continuous-time tangent adds to "
+       "the failure" if _fc == "yes" else
+       "Whether the embedding costs sCT more than iCT is "
+       f"{_word[_fc]} ({_d(CH.FOURIER_CONTROL)})")
+    + ("; but it is not its only cause, since iCT fails without a tangent. "
+       "sCM's Sec. 4.1 blames the tangent alone." if _ict_f else "."))
+_nn = _v("sCT below sCT without normalisation")
+_t.append(
+    ("**Normalising the tangent helps sCT**, as in sCM's Fig. 5a"
+     if _nn == "yes" else
+     f"**Normalising the tangent is {_word[_nn]} here** (sCM's Fig. 5a "
+     "shows it mattering for large networks)")
+    + f": sCT minus sCT without it is "
+    f"{_d('sCT below sCT without normalisation')}. Without warm-up sCT "
+    f"reaches {_sw('sCT, no warm-up'):.3f}, and sCD with the exact "
+    f"teacher's velocity {_sw('sCD'):.3f} (shown, not tested).")
+notebook.see("\n\n".join(_t))
 
 # %% [markdown]
 # ## Experiment 2: a teacher, and its samplers from 2 to 64 evaluations
@@ -645,7 +658,7 @@ notebook.show_table(
 # %%
 show = [(TEACHER, None)] + [(f"{n} {k}", (n, k)) for n in ["init", *students]
                             for k in (1, 2)]
-fig, axes = plt.subplots(len(show), 1, figsize=(6.5, 0.55 * len(show) + 0.4))
+fig, axes = plt.subplots(len(show), 1, figsize=(6.2, 0.55 * len(show) + 0.4))
 g_teacher = K.heun(D, noise()[:16], karras_sigmas(teacher_best, 0.002, 80.0))
 for ax, (label, key) in zip(axes, show):
     x = g_teacher if key is None else cm_samples[key][:16]
@@ -836,7 +849,7 @@ else:
 # sCT 2.97 / 2.06.
 
 # %%
-fig, ax = plt.subplots(figsize=(6.4, 3.6))
+fig, ax = plt.subplots(figsize=(6.2, 3.6))
 for k, (label, pts) in enumerate(curves.items()):
     xs = [p[0] for p in pts]
     ivs = [evals[p[1]].ci("fd") for p in pts]
@@ -856,9 +869,9 @@ ax.set_xscale("log", base=2)
 ax.set_yscale("log")
 ax.set_xlabel("network evaluations (NFE)")
 ax.set_ylabel(f"FD (digits features, n = {n_eval})")
-ax.legend(fontsize=6, ncol=2)
+ax.legend(fontsize=7, ncol=2)
 ax.set_title("From DDPM's ancestral steps to one-step consistency models",
-             fontsize=8)
+             fontsize=9)
 fig.tight_layout()
 plt.show()
 rec.nfe_curve = {label: [(nfe, evals[name].fd) for nfe, name in pts]

@@ -9,7 +9,12 @@
 # %% [markdown]
 # # DDPM: denoising diffusion probabilistic models
 #
-# [![Open in Colab](../book/assets/colab-badge.svg)](https://colab.research.google.com/github/ddpm-book/ddpm-reproduction-book/blob/main/notebooks/02_ddpm.ipynb)
+# [![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/ddpm-book/ddpm-reproduction-book/blob/main/notebooks/02_ddpm.ipynb)
+#
+# *The badge opens this notebook in Colab once the book's repository is public; until then,
+# download the notebook and upload it there ([Running the book](../book/running.md)). With a
+# GPU runtime, `profile = "auto"` picks the gpu profile, which no GPU has run yet: its sizes
+# are estimates (untested).*
 #
 # Ho, Jain and Abbeel {cite}`ho2020ddpm` turned the diffusion models of Sohl-Dickstein et al.
 # {cite}`sohldickstein2015` into an image generator that matched GANs on CIFAR-10. The model is a

@@ -9,7 +9,12 @@
 # %% [markdown]
 # # Improved DDPM: better likelihoods, fewer steps
 #
-# [![Open in Colab](../book/assets/colab-badge.svg)](https://colab.research.google.com/github/ddpm-book/ddpm-reproduction-book/blob/main/notebooks/03_improved_ddpm.ipynb)
+# [![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/ddpm-book/ddpm-reproduction-book/blob/main/notebooks/03_improved_ddpm.ipynb)
+#
+# *The badge opens this notebook in Colab once the book's repository is public; until then,
+# download the notebook and upload it there ([Running the book](../book/running.md)). With a
+# GPU runtime, `profile = "auto"` picks the gpu profile, which no GPU has run yet: its sizes
+# are estimates (untested).*
 #
 # DDPM's samples were excellent, its log-likelihood was not, and it needed 1,000 network calls per
 # sample. Nichol and Dhariwal {cite}`nichol2021improved` fixed both with three changes: a cosine

@@ -9,7 +9,12 @@
 # %% [markdown]
 # # DALL-E: a discrete VAE, one transformer over text and image tokens, and CLIP reranking
 #
-# [![Open in Colab](../book/assets/colab-badge.svg)](https://colab.research.google.com/github/ddpm-book/ddpm-reproduction-book/blob/main/notebooks/05_dalle.ipynb)
+# [![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/ddpm-book/ddpm-reproduction-book/blob/main/notebooks/05_dalle.ipynb)
+#
+# *The badge opens this notebook in Colab once the book's repository is public; until then,
+# download the notebook and upload it there ([Running the book](../book/running.md)). With a
+# GPU runtime, `profile = "auto"` picks the gpu profile, which no GPU has run yet: its sizes
+# are estimates (untested).*
 #
 # Between ADM and GLIDE, Ramesh et al. {cite}`ramesh2021dalle` generated images from text without
 # diffusion: a discrete VAE compresses each 256x256 image to a 32x32 grid of codes, one 12B-parameter

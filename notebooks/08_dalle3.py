@@ -9,7 +9,12 @@
 # %% [markdown]
 # # DALL-E 3: what better captions teach a text-to-image model
 #
-# [![Open in Colab](../book/assets/colab-badge.svg)](https://colab.research.google.com/github/ddpm-book/ddpm-reproduction-book/blob/main/notebooks/08_dalle3.ipynb)
+# [![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/ddpm-book/ddpm-reproduction-book/blob/main/notebooks/08_dalle3.ipynb)
+#
+# *The badge opens this notebook in Colab once the book's repository is public; until then,
+# download the notebook and upload it there ([Running the book](../book/running.md)). With a
+# GPU runtime, `profile = "auto"` picks the gpu profile, which no GPU has run yet: its sizes
+# are estimates (untested).*
 #
 # Chapters 05-07 changed the model; Betker et al. {cite}`betker2023dalle3` changed the data. A
 # text-to-image model learns to follow prompts only as well as its training captions describe their

@@ -11,6 +11,9 @@ The files come from the npm registry (``npm pack``), once; later builds find the
 Only the entry point and the component folders it may load on demand are kept (about 6 MB);
 the speech-rule engine (``sre``, 4 MB) and the other combined builds are left out. Nothing here is committed (``book/.gitignore``).
 
+**The Colab badge.** A notebook shows Colab's hosted badge image (a relative path is broken
+inside Colab); the book shows the same picture from its own assets (``book/assets/colab-badge.svg``).
+
 **thebe.** Jupyter Book always loads sphinx-thebe, which writes a script naming thebe's CDN address
 into every page (twice, with Sphinx 7.4, which is a JavaScript error). The book runs its code in
 Colab instead (``launch_buttons.thebe: false``), so those scripts are removed from every page.
@@ -83,6 +86,22 @@ def _on_config_inited(app, config):
     ensure(log=logging.getLogger(__name__).info)
 
 
+COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
+LOCAL_BADGE = "book/assets/colab-badge.svg"  # from the book's root
+
+
+def _local_badge(app, doctree):
+    """Every image of Colab's hosted badge points at the book's own copy, relative to its page."""
+    import os
+
+    from docutils import nodes
+
+    here = os.path.dirname(app.env.docname)
+    for img in doctree.findall(nodes.image):
+        if img.get("uri") == COLAB_BADGE:
+            img["uri"] = os.path.relpath(LOCAL_BADGE, here or ".")
+
+
 def _is_thebe(js) -> bool:
     name = str(getattr(js, "filename", js) or "")
     body = str(getattr(js, "attributes", {}).get("body", ""))
@@ -98,6 +117,7 @@ def setup(app):
     # Before Sphinx validates html_extra_path (priority 800), so that the folder exists by then.
     app.connect("config-inited", _on_config_inited, priority=100)
     app.connect("html-page-context", _drop_thebe, priority=900)
+    app.connect("doctree-read", _local_badge, priority=400)  # before Sphinx collects the page's images
     return {"version": MATHJAX_VERSION, "parallel_read_safe": True, "parallel_write_safe": True}
 
 

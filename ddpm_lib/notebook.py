@@ -219,6 +219,18 @@ def see(text: str) -> None:
         print(f"What we see. {text}")
 
 
+def legend(title: str, items) -> None:
+    """A figure's full legend, under it: the title, then one numbered line per item (a grid's
+    captions, by column), so that no caption is cut to fit a figure's title."""
+    lines = "\n".join(f"{i}. {html.escape(str(t))}" for i, t in enumerate(items, 1))
+    try:
+        from IPython.display import Markdown, display
+
+        display(Markdown(f"*{title}*\n\n{lines}"))
+    except ImportError:
+        print(f"{title}\n{lines}")
+
+
 def show_source(*objs) -> None:
     """Display the source of library functions or classes, so a chapter shows the code that
     implements each equation right next to it."""

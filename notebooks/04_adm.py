@@ -9,7 +9,12 @@
 # %% [markdown]
 # # ADM: classifier guidance, and diffusion models beat GANs
 #
-# [![Open in Colab](../book/assets/colab-badge.svg)](https://colab.research.google.com/github/ddpm-book/ddpm-reproduction-book/blob/main/notebooks/04_adm.ipynb)
+# [![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/ddpm-book/ddpm-reproduction-book/blob/main/notebooks/04_adm.ipynb)
+#
+# *The badge opens this notebook in Colab once the book's repository is public; until then,
+# download the notebook and upload it there ([Running the book](../book/running.md)). With a
+# GPU runtime, `profile = "auto"` picks the gpu profile, which no GPU has run yet: its sizes
+# are estimates (untested).*
 #
 # Dhariwal and Nichol {cite}`dhariwal2021adm` took the improved DDPM of the previous chapter and
 # made two moves. They searched the UNet's architecture (adaptive group normalisation, BigGAN-style
@@ -37,6 +42,7 @@ if "google.colab" in sys.modules:
 import ddpm_lib
 
 import dataclasses
+import textwrap
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -383,7 +389,8 @@ notebook.show_table(
             f"FD floor (real vs real, n={n}) {fd_floor:.3g}; 95% bootstrap "
             "intervals (FD, P, R), Wilson (accuracy), t (confidence). "
             "Paper: Table 4, ImageNet 256")
-fig, axes = plt.subplots(1, 4, figsize=(11, 2.6))
+fig, axes = plt.subplots(2, 2, figsize=(6.2, 4.4))
+axes = axes.ravel()
 for name, mk, col in (("unconditional", "o", "C0"),
                       ("conditional", "s", "C1")):
     rows = [r for r in sweep_rows if r["model"] == name]
@@ -402,21 +409,23 @@ axes[0].axhline(fd_floor, color="gray", ls=":", lw=1,
 for ax, lab in zip(axes, ("FD (in-domain)", "precision", "recall",
                           "class accuracy (independent)")):
     ax.set(xscale="symlog", xlabel="guidance scale s", ylabel=lab)
-axes[0].legend(frameon=False, fontsize=6)
-axes[3].legend(frameon=False, fontsize=6, loc="lower right")
+axes[0].legend(frameon=False, fontsize=7)
+axes[3].legend(frameon=False, fontsize=7, loc="lower right")
 fig.tight_layout()
 plt.show()
 
 # %%
 show_s = [s for s in (0.0, s_mid, s_hi) if s in cfg.scales]
-fig, axes = plt.subplots(2, len(show_s), figsize=(3.7 * len(show_s), 2.9))
+fig, axes = plt.subplots(len(show_s), 2, figsize=(6.2, 1.7 * len(show_s)),
+                         squeeze=False)
 for i, name in enumerate(models):
     for j, s in enumerate(show_s):
-        viz.show_grid(runs[(name, s)]["xs"][:2 * K], nrow=K, ax=axes[i, j],
+        viz.show_grid(runs[(name, s)]["xs"][:2 * K], nrow=K, ax=axes[j, i],
                       title=f"{name}, s={s:g}")
-fig.suptitle(f"Samples asked for the {K} classes (columns: "
-             f"{', '.join(train_set.classes)}), two per class; "
-             "rows: model; panels: guidance scale")
+fig.suptitle(textwrap.fill(
+    f"Samples asked for the {K} classes (columns: "
+    f"{', '.join(train_set.classes)}), two per class; columns of panels: "
+    "model; rows: guidance scale", 90), fontsize=8)
 fig.tight_layout()
 plt.show()
 
@@ -676,7 +685,7 @@ notebook.show_table(
     caption=f"{cfg.arch_images:,} training images per model, "
             f"{len(SEEDS)} seeds per row; 95% t-intervals over seeds. "
             "Paper: ImageNet 128 at 700K iterations")
-fig, ax = plt.subplots(figsize=(5.2, 2.4))
+fig, ax = plt.subplots(figsize=(4.3, 2.4))
 for i, (row, (a, b)) in enumerate(PAIRS.items()):
     d = arch_d[row]
     ax.errorbar(1e3 * d.est, i, xerr=[[1e3 * (d.est - d.lo)],
@@ -725,7 +734,7 @@ notebook.see(
 # two more denoisers, a classifier and a feature network at the high resolution do not fit its
 # budget next to the sweep and the architecture seeds.
 
-# %%
+# %% tags=["hide-input"]
 if cfg.sr_size:
     hi_train, hi_test = nb.load_pair(cfg.data, cfg.sr_size, cfg.data_fallback,
                                      n=cfg.n_train, **data_kw)
@@ -772,8 +781,8 @@ if cfg.sr_size:
         caption=f"{cfg.image_size} -> {cfg.sr_size}, guidance at "
                 f"s={s_mid:g}, {n} samples, {cfg.sample_steps} steps per "
                 "stage; 95% bootstrap intervals")
-    fig, axes = plt.subplots(1, 4, figsize=(10, 1.9))
-    for ax, (k, v) in zip(axes, stack.items()):
+    fig, axes = plt.subplots(2, 2, figsize=(6.2, 3.6))
+    for ax, (k, v) in zip(axes.ravel(), stack.items()):
         viz.show_grid(v[:K], nrow=K // 2, ax=ax, title=k)
     plt.show()
     dp, dr = ({k: CH.pair(stack_ev[k], stack_ev["ADM"], m)
@@ -796,7 +805,9 @@ if cfg.sr_size:
            "low-resolution ones lack (they are upsampled 8x8 originals), so "
            "this run tests the code path, not the paper's claim."))
 else:
-    print(f"skipped in the {nb.profile} profile (sr_size = 0)")
+    print(f"Not run at this scale ({nb.profile} profile, sr_size = 0): set "
+          "sr_size (e.g. 32, with sr_images) to run it; untested at that "
+          "size. The smoke profile runs it tiny, as a check of the code.")
 
 # %% [markdown]
 # ## Claims

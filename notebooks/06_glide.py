@@ -9,7 +9,12 @@
 # %% [markdown]
 # # GLIDE: text-conditional diffusion, classifier-free against CLIP guidance, inpainting
 #
-# [![Open in Colab](../book/assets/colab-badge.svg)](https://colab.research.google.com/github/ddpm-book/ddpm-reproduction-book/blob/main/notebooks/06_glide.ipynb)
+# [![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/ddpm-book/ddpm-reproduction-book/blob/main/notebooks/06_glide.ipynb)
+#
+# *The badge opens this notebook in Colab once the book's repository is public; until then,
+# download the notebook and upload it there ([Running the book](../book/running.md)). With a
+# GPU runtime, `profile = "auto"` picks the gpu profile, which no GPU has run yet: its sizes
+# are estimates (untested).*
 #
 # A year after DALL-E, Nichol et al. {cite}`nichol2022glide` generated images from text with the
 # diffusion models of chapters 02-04 instead of a discrete transformer: ADM's UNet, conditioned on a
@@ -39,7 +44,6 @@ import ddpm_lib
 
 import copy
 import dataclasses
-import textwrap
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -366,16 +370,20 @@ notebook.show_table(
 ATTRS = ("shape", "colour", "size", "position", "background")
 notebook.show_table(
     [{"configuration": r["config"],
-      "match": CH.iv(r["match"]).fmt(pct=True),
-      **{f: f"{CH.iv(r['fields'][f]).est:.0%}" for f in ATTRS},
+      "caption match": CH.iv(r["match"]).fmt(pct=True),
       "guide": CH.iv(r["guide"]).fmt(), "judge": CH.iv(r["judge"]).fmt()}
      for r in rows],
-    caption="Caption match. 'match': the reader finds the caption's "
-            "attributes in the sample, 95% t-intervals over captions; one "
-            "column per attribute (the share of captions whose sample shows "
-            "it; position by chance: 1/9); 'guide' and 'judge': CLIP-S "
-            "(100 cos) of the guiding noised CLIP and of the clean judge")
-fig, axes = plt.subplots(1, 3, figsize=(6.6, 2.5))
+    caption="Caption match. 'caption match': the reader finds the "
+            "caption's attributes in the sample, 95% t-intervals over "
+            "captions; 'guide' and 'judge': CLIP-S (100 cos) of the guiding "
+            "noised CLIP and of the clean judge")
+notebook.show_table(
+    [{"configuration": r["config"],
+      **{f: f"{CH.iv(r['fields'][f]).est:.0%}" for f in ATTRS}}
+     for r in rows],
+    caption="Caption match by attribute: the share of captions whose "
+            "sample shows it (position by chance: 1/9)")
+fig, axes = plt.subplots(1, 3, figsize=(6.2, 2.6))
 for family, marker in (("CFG", "o"), ("CLIP", "s")):
     fam = [r for r in rows if r["config"].startswith(family)]
     if family == "CLIP":
@@ -409,7 +417,7 @@ axes[1].set(xlabel="recall", ylabel="precision", title="precision vs recall")
 axes[2].set(xlabel="judge CLIP-S (clean CLIP)",
             ylabel="guide CLIP-S (noised CLIP)", title="who gets fooled")
 for ax in axes:
-    ax.legend(frameon=False, fontsize=6)
+    ax.legend(frameon=False, fontsize=7)
 fig.tight_layout()
 plt.show()
 
@@ -423,13 +431,11 @@ fig, axes = plt.subplots(len(show), 1, figsize=(6.4, 1.4 * len(show)))
 for ax, name in zip(axes, show):
     viz.show_grid(runs[name]["xs"][:k_show], nrow=k_show, ax=ax)
     ax.set_title(name, fontsize=8, loc="left")
-fig.suptitle(textwrap.fill(
-    "Samples for the first six held-out captions (columns), by "
-    "configuration (rows). Captions: "
-    + "; ".join(f"{i + 1}: {c}" for i, c in enumerate(caps[:3])) + "; ...",
-    110), fontsize=7, y=1.04)
+fig.suptitle("Samples for the first six held-out captions (columns), by "
+             "configuration (rows)", fontsize=8)
 fig.tight_layout()
 plt.show()
+notebook.legend("The captions, by column", caps[:k_show])
 
 # %% tags=["hide-cell"]
 # the record: per-caption scores and FD replicates by configuration (value)
@@ -610,12 +616,9 @@ for ax, (title, xs) in zip(axes, [
         ("fine-tuned with mask channels", fills["fine-tuned"])]):
     viz.show_grid(xs[:k_show].cpu(), nrow=k_show, ax=ax)
     ax.set_title(title, fontsize=8, loc="left")
-fig.suptitle(textwrap.fill(
-    "New captions, by column: "
-    + "; ".join(f"{i + 1}: {c}" for i, c in enumerate(new_caps[:3]))
-    + "; ...", 120), fontsize=7, y=1.03)
 fig.tight_layout()
 plt.show()
+notebook.legend("The new captions, by column", new_caps[:k_show])
 
 # %% tags=["hide-input"]
 def vs(other):  # fine-tuned minus another fill, paired over images
@@ -647,7 +650,7 @@ notebook.see(
 # $s = 1$, against the small model at Table 1's $s$. The test, stated first: guidance buys more caption
 # match than the wider model does.
 
-# %%
+# %% tags=["hide-input"]
 if cfg.big_channels:
     big = train_text_model(cfg.big_channels).ema.eval()
     runs["big, s=1"] = big_run = scores(draw(nets.as_model(big, tokens=tok)))
@@ -667,7 +670,9 @@ if cfg.big_channels:
           f" small at s = {rec.cfg_s:g} minus big at s = 1: {size_match};"
           f" FD {size_fd}")
 else:
-    print("skipped on this profile (big_channels = 0)")
+    print(f"Not run at this scale ({nb.profile} profile, big_channels = 0): "
+          "the gpu profile runs it (untested); the smoke profile runs it "
+          "tiny, as a check of the code.")
 
 # %% [markdown]
 # ## Experiment 6: a text-conditional upsampler (Sec. 4.1)
@@ -678,7 +683,7 @@ else:
 # training scenes; held-out scenes are downsampled and brought back up by bilinear interpolation and
 # by the upsampler with each number of steps in `sr_steps`, and scored by FD and caption match.
 
-# %%
+# %% tags=["hide-input"]
 if cfg.sr_from:
     low = lambda x: F.interpolate(  # noqa: E731
         x, size=(cfg.sr_from, cfg.sr_from), mode="area")
@@ -710,7 +715,9 @@ if cfg.sr_from:
         caption=f"{n} held-out scenes at {cfg.sr_from}x{cfg.sr_from} "
                 f"brought to {R}x{R}")
 else:
-    print("skipped on this profile (sr_from = 0)")
+    print(f"Not run at this scale ({nb.profile} profile, sr_from = 0): the "
+          "gpu profile runs it (untested); the smoke profile runs it tiny, "
+          "as a check of the code.")
 
 # %% [markdown]
 # ## Claims

@@ -9,7 +9,12 @@
 # %% [markdown]
 # # DALL-E 2 (unCLIP): a prior to CLIP's image embedding, a decoder back to pixels
 #
-# [![Open in Colab](../book/assets/colab-badge.svg)](https://colab.research.google.com/github/ddpm-book/ddpm-reproduction-book/blob/main/notebooks/07_unclip.ipynb)
+# [![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/ddpm-book/ddpm-reproduction-book/blob/main/notebooks/07_unclip.ipynb)
+#
+# *The badge opens this notebook in Colab once the book's repository is public; until then,
+# download the notebook and upload it there ([Running the book](../book/running.md)). With a
+# GPU runtime, `profile = "auto"` picks the gpu profile, which no GPU has run yet: its sizes
+# are estimates (untested).*
 #
 # GLIDE (chapter 06) fed the caption straight into the image model. Ramesh et al.
 # {cite}`ramesh2022unclip` split the job in two at a representation that already ties images to
@@ -786,12 +791,9 @@ for ax, th in zip(axes[len(var_rows) + 1:], thetas):
     ax.set_title(f"text diff, theta = {th:g}: new colour read on "
                  f"{edit_colour[th]:.0%} of objects' colours", fontsize=7,
                  loc="left")
-fig.suptitle(textwrap.fill(
-    "Text diff, new captions: "
-    + "; ".join(f"{i + 1}: {c}" for i, c in enumerate(new_caps[:2]))
-    + "; ...", 110), fontsize=7, y=1.02)
 fig.tight_layout()
 plt.show()
+notebook.legend("Text diff: the new captions, by column", new_caps[:m_var])
 
 # %% tags=["hide-input"]
 notebook.see(
@@ -819,7 +821,7 @@ notebook.see(
 # scored by FD and the reader's caption match. The blur's benefit, robustness to a base model's
 # artifacts, is not tested here.
 
-# %%
+# %% tags=["hide-input"]
 if cfg.sr_from:
     low = lambda x: F.interpolate(  # noqa: E731
         x, size=(cfg.sr_from, cfg.sr_from), mode="area")
@@ -870,7 +872,9 @@ if cfg.sr_from:
     fig.tight_layout()
     plt.show()
 else:
-    print("skipped on this profile (sr_from = 0)")
+    print(f"Not run at this scale ({nb.profile} profile, sr_from = 0): the "
+          "gpu profile runs it (untested); the smoke profile runs it tiny, "
+          "as a check of the code.")
 
 # %% [markdown]
 # ## Claims

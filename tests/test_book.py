@@ -359,3 +359,26 @@ def test_no_built_page_shows_an_empty_chevron(built_book: Path):
     empty = re.compile(r"</summary>\s*<ul[^>]*>\s*</ul>")  # a chevron that opens onto nothing
     for page in ("book/claims.html", "book/gpu.html", "notebooks/02_ddpm.html"):
         assert not empty.search((built_book / page).read_text()), page
+
+
+def test_the_hero_figure_is_read_from_the_notebook(tmp_path):
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    import toc_table
+
+    def md(text):
+        return {"cell_type": "markdown", "source": [text]}
+
+    def code(png):
+        return {"cell_type": "code", "source": [], "outputs": [{"data": {"image/png": png}}] if png else []}
+
+    nb = tmp_path / "nb.ipynb"
+    nb.write_text(json.dumps({"cells": [code("AAA"), md("## The book in one picture: FD"), code(None),
+                                        code("BBB\n"), code("CCC")]}))
+    assert toc_table.figure_after(nb, "The book in one picture") == "BBB"  # the first after the heading
+    assert toc_table.figure_after(nb, "Elsewhere") is None
+
+
+def test_the_landing_page_shows_chapter_09s_picture(built_book: Path):
+    page = (built_book / "book" / "intro.html").read_text()
+    assert "hero-figure" in page, "the landing page has no hero figure"
+    assert 'src="data:image/png;base64,' in page.split("hero-figure", 1)[1][:400]

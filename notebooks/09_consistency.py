@@ -9,7 +9,12 @@
 # %% [markdown]
 # # Consistency models: generation in one or two steps
 #
-# [![Open in Colab](../book/assets/colab-badge.svg)](https://colab.research.google.com/github/ddpm-book/ddpm-reproduction-book/blob/main/notebooks/09_consistency.ipynb)
+# [![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/ddpm-book/ddpm-reproduction-book/blob/main/notebooks/09_consistency.ipynb)
+#
+# *The badge opens this notebook in Colab once the book's repository is public; until then,
+# download the notebook and upload it there ([Running the book](../book/running.md)). With a
+# GPU runtime, `profile = "auto"` picks the gpu profile, which no GPU has run yet: its sizes
+# are estimates (untested).*
 #
 # Every sampler so far walks down a noise schedule: DDPM in 1,000 ancestral steps, DDIM and EDM's
 # Heun solver in tens. Song, Dhariwal, Chen and Sutskever {cite}`song2023consistency` asked for a

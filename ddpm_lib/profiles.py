@@ -56,12 +56,29 @@ def require_device(profile: str) -> None:
 # ``__post_init__``; so every preset, and every preset with parameters set, is checked as a whole
 # when it is made (``get``: at a notebook's start, before any work)
 # --------------------------------------------------------------------------------------------
-def ruled(default, *, min=None, nonempty: bool = False, contains: tuple = (), why: str = ""):
-    """A preset field with its rule beside it: a lower bound ``min`` (inclusive), a tuple that must be
-    ``nonempty`` or hold the members ``contains``; ``why`` names what needs it. Metadata only: the
-    field's value, and so every cache key, is unchanged."""
-    return dataclasses.field(default=default, metadata=dict(min=min, nonempty=nonempty, contains=tuple(contains),
-                                                            why=why))
+# A numeric field's range (every number in a tuple field too): positive unless its field says otherwise.
+POSITIVE, ZERO_OK, FRACTION, OPEN_FRACTION = "> 0", ">= 0", "in [0, 1)", "in (0, 1)"
+BOUNDS = {POSITIVE: lambda v: v > 0, ZERO_OK: lambda v: v >= 0, FRACTION: lambda v: 0 <= v < 1,
+          OPEN_FRACTION: lambda v: 0 < v < 1}
+
+
+def ruled(default, *, bound: str = POSITIVE, min=None, nonempty: bool = False, contains: tuple = (), why: str = ""):
+    """A preset field with its rule beside it: its numbers' ``bound`` (one of BOUNDS: a field that may
+    be 0, a fraction), a lower bound ``min`` (inclusive), a tuple that must be ``nonempty`` or hold the
+    members ``contains``; ``why`` names what needs it. Metadata only: the field's value, and so every
+    cache key, is unchanged."""
+    if bound not in BOUNDS:
+        raise ValueError(f"bound must be one of {list(BOUNDS)}, got {bound!r}")
+    return dataclasses.field(default=default, metadata=dict(bound=bound, min=min, nonempty=nonempty,
+                                                            contains=tuple(contains), why=why))
+
+
+def bound_of(chapter: str, name: str) -> str:
+    """The range a parameter's numbers must lie in (``seed``: >= 0; any field not ruled: > 0)."""
+    if name == "seed":
+        return ZERO_OK
+    field = {f.name: f for f in dataclasses.fields(type(_presets(chapter)["cpu"]))}.get(name)
+    return field.metadata.get("bound", POSITIVE) if field is not None else POSITIVE
 
 
 def check(cfg) -> None:
@@ -69,6 +86,11 @@ def check(cfg) -> None:
     for f in dataclasses.fields(cfg):
         m, v = f.metadata, getattr(cfg, f.name)
         why = f" ({m['why']})" if m.get("why") else ""
+        bound = m.get("bound")
+        numbers = [x for x in (v if isinstance(v, tuple) else (v,))
+                   if isinstance(x, (int, float)) and not isinstance(x, bool)]
+        if bound and not all(BOUNDS[bound](x) for x in numbers):
+            raise ValueError(f"parameter {f.name} must be {bound}{why}, got {v!r}")
         if m.get("min") is not None and v is not None and v < m["min"]:
             raise ValueError(f"parameter {f.name} must be >= {m['min']}{why}, got {v!r}")
         if m.get("nonempty") and not v:
@@ -148,12 +170,12 @@ class DDPMChapter:
     unet: str = "small16"  # nets.unet preset; channels follow the data
     base_channels: int = 24
     num_res_blocks: int = 1
-    dropout: float = 0.0
+    dropout: float = ruled(0.0, bound=FRACTION)
     train_images: int = 600 * 64  # issue 35: 720 -> 600 batches for the 20-min cpu budget
     batch_size: int = 64
     lr: float = 1e-3
-    warmup_images: int = 5000
-    ema_decay: float = 0.995
+    warmup_images: int = ruled(5000, bound=ZERO_OK)
+    ema_decay: float = ruled(0.995, bound=FRACTION)
     sample_steps: int = 100  # respaced ancestral steps for the main model's quality numbers (160 before issue 35)
     n_samples: int = 256
     nll_images: int = 32  # held-out images for the exact (all-T-step) bound and rate-distortion
@@ -162,6 +184,7 @@ class DDPMChapter:
     ablation_unet: str = "tiny8"
     ablation_images: int = 256 * 64  # per row, the same for every row (issue 35: 400 -> 256 for the budget)
     ablation_lr: float = 1e-3
+    ablation_warmup_images: int = ruled(2000, bound=ZERO_OK)
     ablation_samples: int = 64  # each sampled with all T ancestral steps (issue 35: 96 -> 64 for the 20-min budget)
     ablation_nll_images: int = 128  # held-out images of each row's bound (per-image intervals, paired across rows)
     ablation_nll_steps: int = 64  # stratified estimate of the bound (first and last terms exact)
@@ -178,6 +201,8 @@ class DDPMChapter:
     # features computed once); claim-bearing, so >= claims.MIN_BOOTSTRAP
     fd_bootstrap: int = 2000
     feature_images: int | None = None  # the feature nets' training length in images seen; None: their fixed recipe
+    toy_n: int = 5000  # points of the 2-D toy that Fig. 2's chain is drawn on
+    progressive_n: int = 32  # images of the progressive-generation figure (Fig. 6)
 
     def __post_init__(self):
         check(self)
@@ -202,7 +227,7 @@ class IGPTChapter:
     n_head: int = 4
     small_layer: int = 2  # the second model size (Fig. 3's cross-model comparison)
     small_embd: int = 32
-    dropout: float = 0.0
+    dropout: float = ruled(0.0, bound=FRACTION)
     # per model; ~0.3 s per step of the 4x64 GPT on 2 idle cores (BERT 1.0x, fine-tuning AR 1.2x / BERT 2x).
     # Record at 750 steps with both 500-step fine-tunes: 1,270 s (GPT 230, small GPT 56, BERT 231, fine-tunes
     # 179 and 302, feature net 23, the rest evaluation); without the BERT fine-tune and with a 750-step AR
@@ -210,7 +235,7 @@ class IGPTChapter:
     train_images: int = 750 * 32  # issue 35: 1000 -> 750 steps per model for the 20-min budget
     batch_size: int = 32
     lr: float = 2e-3
-    warmup_images: int = 2000
+    warmup_images: int = ruled(2000, bound=ZERO_OK)
     checkpoints: int = 4  # snapshots per model for the loss-probe relation
     # labelled sequences seen by each fine-tune: 3x the second edition's 250 * 32, whose fine-tunes ended below
     # their own probes with train L_clf above the probe's. Measured before the third edition (1000-step
@@ -228,6 +253,7 @@ class IGPTChapter:
     gen_weight: float = 1.0  # weight of L_gen in the fine-tuning loss L_clf + gen_weight * L_gen
     n_samples: int = 32
     probe_C: float = 0.5  # inverse L2 strength of the logistic-regression probe
+    reader_images: int | None = None  # the palette test's attribute reader: images seen; None: its fixed recipe
 
     def __post_init__(self):
         check(self)
@@ -248,8 +274,8 @@ class ImprovedDDPMChapter:
     train_images: int = 450 * 64  # per model, the same for every model (500 before issue 35's budget cut)
     batch_size: int = 64
     lr: float = 1e-3
-    warmup_images: int = 2000
-    ema_decay: float = 0.995
+    warmup_images: int = ruled(2000, bound=ZERO_OK)
+    ema_decay: float = ruled(0.995, bound=FRACTION)
     snapshots: int = 3  # held-out bound along training (seed 0), for the importance-sampling curves
     # per importance-sampling model (warm-up ~370-400 batches: IS for ~35%; 900 before issue 35's budget cut)
     is_images: int = 600 * 64
@@ -264,7 +290,7 @@ class ImprovedDDPMChapter:
     n_samples: int = 128
     table_sample_steps: int = 250  # respaced sampler for the table's FD column
     step_counts: tuple[int, ...] = ruled((10, 25, 50, 1000), nonempty=True)  # 100: issue 35's budget cut
-    skip_fractions: tuple[float, ...] = ruled((0.0, 0.2), nonempty=True)  # the paper's ~20% (0.4: issue 35 cut)
+    skip_fractions: tuple[float, ...] = ruled((0.0, 0.2), bound=FRACTION, nonempty=True)  # the paper's ~20% (0.4: issue 35 cut)
     feature_images: int | None = None  # as in DDPMChapter
 
     def __post_init__(self):
@@ -300,8 +326,8 @@ class ADMChapter:
     train_images: int = 750 * 64
     batch_size: int = 64
     lr: float = 1e-3
-    warmup_images: int = 2000
-    ema_decay: float = 0.995
+    warmup_images: int = ruled(2000, bound=ZERO_OK)
+    ema_decay: float = ruled(0.995, bound=FRACTION)
     clf_images: int = 600 * 64  # the noisy classifier (the colour of x_t: an easy label)
     clf_lr: float = 1e-3
     clf_weight_decay: float = 0.05  # ADM's classifiers: 0.05 (0.2 at 64x64)
@@ -318,7 +344,7 @@ class ADMChapter:
     # the paper's IN256 scale with DDIM-25 (against 1.0 for its 250 ancestral steps)
     ddim_scales: tuple[float, ...] = ruled((2.5,), nonempty=True)
     # Table 4's scales (the second edition swept 0, 0.5, 1, 2, 4, 10 at n = 360)
-    scales: tuple[float, ...] = ruled((0.0, 1.0, 10.0), contains=(0.0, 1.0),
+    scales: tuple[float, ...] = ruled((0.0, 1.0, 10.0), bound=ZERO_OK, contains=(0.0, 1.0),
                                       why="the claims compare guided samples with s = 0 and s = 1")
     temperatures: tuple[float, ...] = ruled((0.8,), nonempty=True)  # App. G, against tau = 1 (the claim: lowest)
     # per configuration; the floor: as many fresh test images (the test split holds 2,000 shapes scenes)
@@ -332,7 +358,7 @@ class ADMChapter:
     # for 9 sample sets would cost ~6 min, so their rows read provisional (claims.MIN_BOOTSTRAP)
     pr_bootstrap: int = ruled(500, min=1)
     feature_images: int | None = None  # as in DDPMChapter
-    sr_size: int = 0  # > 0: the upsampling stack image_size -> sr_size (Table 6 shape); 0: skipped
+    sr_size: int = ruled(0, bound=ZERO_OK)  # > 0: the upsampling stack image_size -> sr_size (Table 6 shape); 0: skipped
     sr_images: int = 1500 * 64  # each model of the upsampling stack
 
     def __post_init__(self):
@@ -358,14 +384,14 @@ class GLIDEChapter:
     base_channels: int = 24
     text_width: int = 64
     text_layers: int = 2
-    p_empty: float = 0.2  # captions replaced by the empty sequence (GLIDE Sec. 4.2)
+    p_empty: float = ruled(0.2, bound=FRACTION)  # captions replaced by the empty sequence (GLIDE Sec. 4.2)
     # 1,000 batches left the model below caption following (measured: 13% vs 10% empty); 2,500 batches
     # followed captions 65% vs 27% (record of 7364009) at a 1,196 s record, no room in the budget: 2,250
     train_images: int = 2250 * 64
     batch_size: int = 64
     lr: float = 1e-3
-    warmup_images: int = 2000
-    ema_decay: float = 0.995
+    warmup_images: int = ruled(2000, bound=ZERO_OK)
+    ema_decay: float = ruled(0.995, bound=FRACTION)
     clip_images: int = 500 * 128  # the noised guide; the judge trains as long
     sample_steps: int = 40  # respaced ancestral steps (GLIDE: 150 for figures, 250 for evaluations)
     cfg_scales: tuple[float, ...] = ruled((1.0, 2.0, 3.0, 5.0), contains=(1.0,),
@@ -376,8 +402,8 @@ class GLIDEChapter:
     inpaint_images: int = 250 * 64  # the inpainting fine-tune, and as long for its control (no mask channels)
     n_inpaint: int = 200
     inpaint_scale: float = 3.0
-    big_channels: int = 0  # > 0: a second, wider text model (Table 4 in shape)
-    sr_from: int = 0  # > 0: a text-conditional upsampler sr_from -> image_size
+    big_channels: int = ruled(0, bound=ZERO_OK)  # > 0: a second, wider text model (Table 4 in shape)
+    sr_from: int = ruled(0, bound=ZERO_OK)  # > 0: a text-conditional upsampler sr_from -> image_size
     sr_images: int = 600 * 64
     sr_steps: tuple[int, ...] = ruled((10, 50), nonempty=True)  # the upsampler's respaced steps (GLIDE's fast27: 27)
     bootstrap: int = ruled(2000, min=1)  # FD's paired bootstrap (precision and recall: point estimates)
@@ -419,7 +445,7 @@ class DALLEChapter:
     likelihood: str = "gaussian"  # the main dVAEs' likelihood; the other one is trained once, as an ablation
     sigma: float = 0.05  # the Gaussian's standard deviation (pixels in [-1, 1])
     # the KL-weight ablation (tau annealed), each with dvae_seeds seeds; 6.6 is the main dVAE
-    betas: tuple[float, ...] = ruled((0.0, 6.6), contains=(0.0, 6.6), why="the paper compares beta 6.6 with 0")
+    betas: tuple[float, ...] = ruled((0.0, 6.6), bound=ZERO_OK, contains=(0.0, 6.6), why="the paper compares beta 6.6 with 0")
     beta_images: int = 100 * 64  # beta's cosine warm-up (the paper: 5,000 of 3M updates)
     tau_end: float = 1 / 16
     tau_images: int = 900 * 64  # tau's cosine anneal 1 -> tau_end (the paper: 150,000 updates)
@@ -429,16 +455,16 @@ class DALLEChapter:
     n_head: int = 4
     gpt_images: int = 900 * 64  # the transformer's training sequences
     gpt_lr: float = 1e-3
-    text_weight: float = 1 / 8
+    text_weight: float = ruled(1 / 8, bound=FRACTION)
     # a second transformer with this text weight (Sec. 2.2's choice, tested); None: not trained (cpu: its
     # budget pays for the 8x8 grid; the second edition found no significant difference at 4x4)
-    ablation_text_weight: float | None = None
+    ablation_text_weight: float | None = ruled(None, bound=FRACTION)
     clip_images: int = 640 * 128  # per CLIP (reranker and judge)
     n_captions: int = 200  # held-out captions for reranking
     n_rerank: int = 32  # samples per caption
     n_eval: int = 1000  # samples (one per held-out caption) for FD and the blur curve
     ref_images: int = 2000  # training scenes FD compares against (its bootstrap resamples them)
-    blur_sigmas: tuple[float, ...] = ruled((0.0, 0.5, 1.0, 2.0), contains=(0.0, 1.0),
+    blur_sigmas: tuple[float, ...] = ruled((0.0, 0.5, 1.0, 2.0), bound=ZERO_OK, contains=(0.0, 1.0),
                                           why="the blur test compares sigma 1 with no blur")
     bootstrap: int = ruled(2000, min=1)
     feature_images: int | None = None  # as in DDPMChapter
@@ -474,22 +500,22 @@ class DALLE3Chapter:
     channels_last: bool = True  # measured 1.3-1.5x faster on 2 CPU cores for these UNets
     text_width: int = 64
     text_layers: int = 2
-    p_empty: float = 0.2  # empty captions for classifier-free guidance (GLIDE's recipe)
+    p_empty: float = ruled(0.2, bound=FRACTION)  # empty captions for classifier-free guidance (GLIDE's recipe)
     # per text-to-image model (~0.15 s per step on 2 cores, channels_last); 600 batches left every model at
     # 12-20x the real-vs-real FD floor at n = 500 (record of 85e02fb): did not train by the book's gate
     train_images: int = 1000 * 64
     batch_size: int = 64
     lr: float = 2e-3  # with exact descriptive captions, 600 steps: caption match +10 points over shuffled prompts
-    warmup_images: int = 2000
-    ema_decay: float = 0.995
+    warmup_images: int = ruled(2000, bound=ZERO_OK)
+    ema_decay: float = ruled(0.995, bound=FRACTION)
     # shares of descriptive synthetic captions (0.95 required); 1.0 (100% vs 95%) only in smoke and gpu:
     # a fifth model does not fit the cpu budget
     blends: tuple[float, ...] = (0.65, 0.95)
     short_blend: float = 0.95  # the short-synthetic-caption model's share
-    p_second: float = 0.5  # the alt-text generator (captions.alt_text): second object left out
-    p_colour: float = 0.3  # ... a colour left out
-    p_wrong: float = 0.1  # ... a colour wrong
-    p_junk: float = 0.3  # ... filler words added
+    p_second: float = ruled(0.5, bound=FRACTION)  # the alt-text generator (captions.alt_text): second object left out
+    p_colour: float = ruled(0.3, bound=FRACTION)  # ... a colour left out
+    p_wrong: float = ruled(0.1, bound=FRACTION)  # ... a colour wrong
+    p_junk: float = ruled(0.3, bound=FRACTION)  # ... filler words added
     captioner_width: int = 64
     captioner_layers: int = 2
     captioner_grid: bool = True  # image tokens = the tower's 8x8 feature map (measured: colours 76% vs 26% pooled)
@@ -541,7 +567,7 @@ class ConsistencyChapter:
     toy_seeds: int = 2  # per arm outside the 2-D test family (display and the designed CT experiment)
     toy_seeds_family: int = 3  # per arm of the 2-D test family behind a large effect (Arm.seeds = "family")
     toy_seeds_small: int = 5  # per arm behind a small or null effect (Arm.seeds = "small"): Holm needs df
-    toy_warmup: float = 0.1  # sCM's tangent warm-up, as a share of the steps
+    toy_warmup: float = ruled(0.1, bound=OPEN_FRACTION)  # sCM's tangent warm-up, as a share of the steps
     cd_steps: tuple[int, ...] = (9, 18)  # N of the CD arms (Heun and Euler each)
     mode_radius: float = 0.25
     fail_factor: float = 8.0  # a run "fails" when its 1-step sliced Wasserstein exceeds this times the floor
@@ -555,7 +581,7 @@ class ConsistencyChapter:
     teacher_lr: float = 1e-3
     student_images: int = 500 * 64  # each of CD, CT, iCT, sCT, fine-tuned from the teacher
     student_lr: float = 5e-4
-    student_ema: float = 0.99  # the evaluation EMA (the target network is the objective's)
+    student_ema: float = ruled(0.99, bound=OPEN_FRACTION)  # the evaluation EMA (the target network is the objective's)
     cd_N: int = 18  # CM's CIFAR-10 CD grid
     scd: bool = False  # also sCD (the teacher's velocity in the tangent)
     metric_bias: bool = True  # iCT's metric-bias experiment: CD with the feature net's distance, a second feature net
@@ -602,19 +628,19 @@ class UnCLIPChapter:
     text_layers: int = 2
     clip_dim: int = 64
     clip_images: int = 600 * 128  # the latent CLIP; the judge trains as long
-    p_drop_z: float = 0.1  # the decoder's dropped image embeddings (unCLIP Sec. 2.1)
-    p_drop_caption: float = 0.5  # ... and dropped captions
-    p_empty: float = 0.2  # the GLIDE baseline's empty captions (GLIDE Sec. 4.2)
+    p_drop_z: float = ruled(0.1, bound=FRACTION)  # the decoder's dropped image embeddings (unCLIP Sec. 2.1)
+    p_drop_caption: float = ruled(0.5, bound=FRACTION)  # ... and dropped captions
+    p_empty: float = ruled(0.2, bound=FRACTION)  # the GLIDE baseline's empty captions (GLIDE Sec. 4.2)
     train_images: int = 1100 * 64  # the decoder and the GLIDE baseline, each (~0.27 s per step on 2 cores)
     batch_size: int = 64
     lr: float = 1e-3
-    warmup_images: int = 2000
-    ema_decay: float = 0.995
+    warmup_images: int = ruled(2000, bound=ZERO_OK)
+    ema_decay: float = ruled(0.995, bound=FRACTION)
     prior_width: int = 128
     prior_layers: int = 4
     prior_images: int = 500 * 64  # each prior, equal steps (~0.11 s and ~0.14 s per step on 2 cores)
     prior_lr: float = 1e-3
-    p_drop_text: float = 0.1  # the priors' dropped caption and text embedding
+    p_drop_text: float = ruled(0.1, bound=FRACTION)  # the priors' dropped caption and text embedding
     prior_steps: int = 64  # the diffusion prior's respaced sampling steps (unCLIP: 64)
     candidates: int = 2  # the diffusion prior's draws per caption, the best by <z_i, z_t> kept
     pca_dims: int = 16  # the AR prior's principal components (unCLIP: 319 of 1,024); at most clip_dim and n_train
@@ -622,15 +648,15 @@ class UnCLIPChapter:
     buckets: int = ruled(32, min=2, why="the AR prior reads the top half of them")
     sample_steps: int = 40  # the decoders' respaced ancestral steps (unCLIP: 250 for the 64 px decoder)
     # decoder guidance (GLIDE's s; s = 1 unguided)
-    scales: tuple[float, ...] = ruled((1.0, 3.0, 5.0), contains=(1.0,), why="the claims compare guidance with s = 1")
+    scales: tuple[float, ...] = ruled((1.0, 3.0, 5.0), bound=ZERO_OK, contains=(1.0,), why="the claims compare guidance with s = 1")
     cfg_claim: float = 3.0  # the scale at which unCLIP and GLIDE are compared on binding
     n_captions: int = 48  # held-out descriptive captions
     # samples per caption
     per_caption: int = ruled(4, min=2, why="within-caption diversity needs two samples of a caption")
     n_variations: int = 6  # images for the variation, interpolation and text-diff figures
-    sr_from: int = 0  # > 0: an upsampler sr_from -> image_size trained on blurred low-res inputs (gpu, smoke)
+    sr_from: int = ruled(0, bound=ZERO_OK)  # > 0: an upsampler sr_from -> image_size trained on blurred low-res inputs (gpu, smoke)
     sr_images: int = 600 * 64
-    sr_blur: float = 0.6  # the conditioning blur's sigma in pixels (unCLIP's 64 -> 256 upsampler: 0.6)
+    sr_blur: float = ruled(0.6, bound=ZERO_OK)  # the conditioning blur's sigma in pixels (unCLIP's 64 -> 256 upsampler: 0.6)
     sr_steps: int = 27  # the upsampler's respaced steps (unCLIP: DDIM with 27)
     bootstrap: int = 200
     feature_images: int | None = None  # as in DDPMChapter
@@ -759,7 +785,7 @@ PRESETS: dict[str, dict[str, object]] = {
     "01_igpt": {
         "smoke": IGPTChapter(palette_ks=(2, 8), k=8, n_train=300, n_test=200, n_layer=2, n_embd=32, small_layer=1,
                              small_embd=16, train_images=30 * 32, warmup_images=0, checkpoints=2,
-                             finetune_images=10 * 32, finetune_bert=True, n_samples=8),
+                             finetune_images=10 * 32, finetune_bert=True, n_samples=8, reader_images=2000),
         "cpu": IGPTChapter(),
         # one GPU: the same scenes at 32x32 (1,024 tokens, as iGPT's CIFAR-10 models) with a wider GPT
         # (untested: never run on a GPU; ~5 min by ddpm_lib.budget)
@@ -786,7 +812,8 @@ PRESETS: dict[str, dict[str, object]] = {
         "smoke": DDPMChapter(T=100, train_images=30 * 32, batch_size=32, warmup_images=0, sample_steps=20,
                              n_samples=32, nll_images=8, ablation_images=8 * 32, ablation_samples=12, ablation_nll_images=16,
                              ablation_nll_steps=4, ablation_seeds=2, shared_xt_sources=8, bootstrap=20,
-                             fd_bootstrap=200, feature_images=1440),
+                             fd_bootstrap=200, feature_images=1440, ablation_warmup_images=0, toy_n=2000,
+                             progressive_n=8),
         "cpu": DDPMChapter(),
         # one GPU: CIFAR-10 with DDPM's CIFAR model (far shorter than the paper's 800k steps) where the
         # Hub is reachable, else shapes at 32x32; the ablation at 16x16
@@ -829,21 +856,14 @@ def get(chapter: str, profile: str | None = "auto", **overrides):
     return dataclasses.replace(cfg, **overrides)
 
 
-# Numeric fields that may be 0 (every other number must be positive); fractions live in [0, 1).
-ZERO_ALLOWED = {"warmup_images", "dropout", "ema_decay", "seed", "skip_fractions", "scales", "sr_size", "betas",
-                "blur_sigmas", "text_weight", "ablation_text_weight", "p_empty", "big_channels", "sr_from",
-                "p_drop_z", "p_drop_caption", "p_drop_text", "sr_blur",
-                "p_second", "p_colour", "p_wrong", "p_junk"}
 SEED_MAX = 2**32 - 1  # seeds of every RNG a chapter uses (numpy's limit; torch's seeds stay below 2**63)
-FRACTIONS = {"toy_warmup", "student_ema", "dropout", "ema_decay", "skip_fractions", "text_weight", "ablation_text_weight", "p_empty",
-             "p_drop_z", "p_drop_caption", "p_drop_text", "p_colour", "p_wrong", "p_junk"}
 
 
 def _type_name(tp) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
-def _coerce(name: str, value, tp):
+def _coerce(name: str, value, tp, bound: str = POSITIVE):
     """``value`` as the annotated type ``tp`` (int, float, str, bool, tuple[X, ...], X | None), or a
     ValueError that names the parameter, the expected type and what was given."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
@@ -851,14 +871,14 @@ def _coerce(name: str, value, tp):
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(name, value, inner[0])
+        return _coerce(name, value, inner[0], bound)
     if origin is tuple:
         if isinstance(value, str):  # from a command line: -p scales "[0.0, 1.0]", PARAMS="scales=(0.0,1.0)"
             value = _literal(value)
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"parameter {name} must be a tuple of {_type_name(args[0])}, got {value!r}; "
                              f"{_how(name, '[0.0, 1.0]')}")
-        return tuple(_coerce(name, v, args[0]) for v in value)
+        return tuple(_coerce(name, v, args[0], bound) for v in value)
     if tp is bool and isinstance(value, str) and value.lower() in ("true", "false"):
         value = value.lower() == "true"  # papermill's -p passes `true` / `false` through as strings
     if tp in (int, float) and isinstance(value, str):  # papermill's -r passes text: -r train_images 100
@@ -874,9 +894,7 @@ def _coerce(name: str, value, tp):
         raise ValueError(f"parameter seed must be in [0, {SEED_MAX}], got {value!r}")
     value = float(value) if tp is float else value
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        low_ok = value >= 0 if name in ZERO_ALLOWED else value > 0
-        if not low_ok or (name in FRACTIONS and value >= 1):
-            bound = "in [0, 1)" if name in FRACTIONS else (">= 0" if name in ZERO_ALLOWED else "> 0")
+        if not BOUNDS[bound](value):
             raise ValueError(f"parameter {name} must be {bound}, got {value!r}")
     return value
 
@@ -906,4 +924,4 @@ def validate(chapter: str, params: dict) -> dict:
         raise ValueError(f"unknown parameter(s) {unknown} for chapter {chapter}; valid choices: {['seed', *valid]}")
     hints = typing.get_type_hints(type(_presets(chapter)["cpu"]))
     hints["seed"] = int
-    return {k: _coerce(k, v, hints[k]) for k, v in params.items()}
+    return {k: _coerce(k, v, hints[k], bound_of(chapter, k)) for k, v in params.items()}

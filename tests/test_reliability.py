@@ -435,3 +435,29 @@ def test_a_new_config_field_at_its_default_keeps_old_cache_keys():
     Old.__name__ = New.__name__ = "Cfg"
     assert cache.config_hash(Old()) == cache.config_hash(New())
     assert cache.config_hash(New(b="y")) != cache.config_hash(Old())
+
+
+def test_a_fields_range_is_its_own_not_its_names_in_another_chapter():
+    import dataclasses
+
+    # each chapter's fields carry their bound; none comes from a name shared with another chapter
+    assert profiles.bound_of("09_consistency", "toy_warmup") == profiles.OPEN_FRACTION
+    assert profiles.bound_of("08_dalle3", "p_second") == profiles.FRACTION
+    assert profiles.bound_of("02_ddpm", "train_images") == profiles.POSITIVE
+    assert profiles.bound_of("02_ddpm", "seed") == profiles.ZERO_OK
+    with pytest.raises(ValueError, match=r"toy_warmup must be in \(0, 1\)"):
+        profiles.get("09_consistency", "smoke", toy_warmup=0.0)
+    # a preset value outside its field's range fails its own check when made, naming the field
+    with pytest.raises(ValueError, match=r"p_empty must be in \[0, 1\)"):
+        dataclasses.replace(profiles.PRESETS["06_glide"]["smoke"], p_empty=1.0)
+    # a new field is positive unless it says otherwise
+    @dataclasses.dataclass(frozen=True)
+    class Toy:
+        width: int = 3
+        share: float = profiles.ruled(0.5, bound=profiles.FRACTION)
+
+    profiles.check(Toy())
+    with pytest.raises(ValueError, match="share must be in"):
+        profiles.check(Toy(share=2.0))
+    with pytest.raises(ValueError, match="bound must be one of"):
+        profiles.ruled(1, bound="small")

@@ -152,9 +152,7 @@ def _in_domain(name: str, image_size: int | None, recipe: FeatureNetRecipe | Non
     x = tr.x.float()
     y, heads, label_head = _targets(tr)
     net = FeatureNet(FeatureNetConfig(x.shape[1], image_size, heads, recipe.width, recipe.feature_dim))
-    cfg = TR.TrainConfig(train_images=recipe.train_images, batch_size=recipe.batch_size, lr=recipe.lr,
-                         warmup_images=recipe.warmup_images, weight_decay=recipe.weight_decay,
-                         ema_decay=recipe.ema_decay, seed=recipe.seed)
+    cfg = TR.TrainConfig.from_preset(recipe)
     old = torch.get_num_threads()
     try:
         if threads:

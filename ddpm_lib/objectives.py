@@ -99,16 +99,16 @@ def conditioning(conds, batch) -> dict:
 # Diffusion
 # --------------------------------------------------------------------------------------------
 def _loss_name(loss) -> str:
-    for name, fn in diffusion.LOSS_FNS.items():
-        if loss is fn:
-            return name
-    return getattr(loss, "__name__", type(loss).__name__)
+    """The loss's name in the cache key: a ``diffusion.loss_<name>`` function is ``<name>`` (the names
+    runs were cached under), any other function its own ``__name__``."""
+    return getattr(loss, "__name__", type(loss).__name__).removeprefix("loss_")
 
 
 class DiffusionObjective:
     """Training loss for ``diffusion.Diffusion``: draws t (uniform or importance-sampled) and eps from
-    the batch's shared generator and applies ``loss`` (a function of ``diffusion``, e.g.
-    ``diffusion.loss_simple``; the names "simple", "vlb", "hybrid" are accepted at the boundary).
+    the batch's shared generator and applies ``loss``, a function such as ``diffusion.loss_hybrid``
+    (a name, "simple", "vlb" or "hybrid", is accepted where it comes from a parameter or an arm's
+    name).
 
     ``conds``: ``Cond`` objects (class labels, caption tokens, embeddings) with their dropout for
     classifier-free guidance. ``class_cond=True, p_uncond=p`` is shorthand for ``[Cond("y", "y", p)]``.
@@ -445,6 +445,11 @@ def clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torc
     labels = torch.arange(len(img), device=img.device)
     loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
     return loss, {"acc_i2t": (logits.argmax(1) == labels).float().mean(), "scale": logit_scale.exp().detach()}
+
+
+# The book's recipe for its small CLIPs (chapters 05-08): with ``train_images`` and the seed,
+# ``train.TrainConfig(train_images=..., seed=..., **CLIP_TRAINING)``
+CLIP_TRAINING = dict(batch_size=128, lr=2e-3, warmup_images=5000, weight_decay=0.01, ema_decay=0.99)
 
 
 class ContrastiveObjective:

@@ -310,8 +310,7 @@ def reader(image_size: int = 16, device=None, progress: bool = True, recipe: Rea
     elif recipe.net.image_size != image_size:
         raise ValueError(f"recipe.net.image_size is {recipe.net.image_size}, not {image_size}")
     device = torch.device(device) if device is not None else TR.default_device()
-    cfg = TR.TrainConfig(train_images=recipe.train_images, batch_size=recipe.batch_size, lr=recipe.lr,
-                         warmup_images=recipe.warmup_images, ema_decay=recipe.ema_decay, seed=recipe.seed)
+    cfg = TR.TrainConfig.from_preset(recipe)
     old = torch.get_num_threads()
     try:
         if threads:

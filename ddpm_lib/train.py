@@ -86,6 +86,19 @@ class TrainConfig:
     def steps(self) -> int:
         return math.ceil(self.train_images / self.batch_size)
 
+    @classmethod
+    def from_preset(cls, source, **overrides) -> "TrainConfig":
+        """A run's config from a chapter's preset or a model's recipe: the fields of ``PRESET_FIELDS``
+        that ``source`` has, then ``overrides`` (the seed, another length, channels_last, ...)."""
+        taken = {k: getattr(source, k) for k in PRESET_FIELDS if hasattr(source, k)}
+        return cls(**{**taken, **overrides})
+
+
+# What a preset or recipe may set for its run under the same names (a preset's other fields, such as
+# chapter 05's loss weights ``betas``, never reach the optimiser)
+PRESET_FIELDS = ("train_images", "batch_size", "lr", "warmup_images", "weight_decay", "ema_decay", "seed",
+                 "channels_last")
+
 
 # --------------------------------------------------------------------------------------------
 # Distributed helpers (torchrun sets WORLD_SIZE, RANK, LOCAL_RANK)

@@ -193,9 +193,10 @@ pal_test = DS.load("shapes", split="test", image_size=cfg.image_size,
                    n=500, seed=seed)
 reader = features.get_extractor(
     "shapes", image_size=cfg.image_size, device=device,
-    recipe=None if nb.profile != "smoke" else
+    recipe=None if cfg.reader_images is None else
     __import__("dataclasses").replace(features.RECIPES["shapes"],
-                                      train_images=2000, n_train=2000))
+                                      train_images=cfg.reader_images,
+                                      n_train=cfg.reader_images))
 # per scene: every attribute read right? (the same scenes, quantised or not)
 orig_hits = igpt.attribute_hits(reader, pal_test.x, pal_test.attrs)
 pal_rows, palettes, read_ci, pal_loss = [], {}, [], {}
@@ -278,10 +279,9 @@ fig = igpt.image_table([train_set.x[train_set.y == c][:8]
 plt.show()
 
 # %%
-tcfg = TR.TrainConfig(
-    train_images=cfg.train_images, batch_size=cfg.batch_size, lr=cfg.lr,
-    warmup_images=cfg.warmup_images, weight_decay=0.01, ema_decay=0.995,
-    seed=seed, snapshot_every_images=cfg.train_images // cfg.checkpoints)
+tcfg = TR.TrainConfig.from_preset(
+    cfg, weight_decay=0.01, ema_decay=0.995, seed=seed,
+    snapshot_every_images=cfg.train_images // cfg.checkpoints)
 ar = TR.train_cached("01_igpt_ar", GPT_.GPT(gpt_cfg), AR.ARObjective(),
                      tok_train, tcfg, device=device,
                      extra={"palette": palette.centers})

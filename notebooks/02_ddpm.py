@@ -323,7 +323,7 @@ with torch.no_grad():
 gm = oracle.example_2d()
 toy = D.Diffusion(lin1000, "eps", "fixed_large", clip_denoised=False)
 g = torch.Generator().manual_seed(seed)
-n_toy = 2000 if nb.profile == "smoke" else 5000
+n_toy = cfg.toy_n
 real_toy = gm.sample(n_toy, g)[0]
 chain = list(smp.ancestral_steps(gm.model(lin1000), toy,
                                  smp.noise_like((n_toy, 2), g), generator=g))
@@ -370,13 +370,10 @@ net_cfg = U.preset(cfg.unet, image_size=cfg.image_size, in_channels=C,
                    num_res_blocks=cfg.num_res_blocks, dropout=cfg.dropout)
 diff = D.Diffusion(S.linear(cfg.T), "eps", "fixed_large")
 # channels_last samples ~1.3x faster on a CPU (it trains no faster)
-tcfg = TR.TrainConfig(train_images=cfg.train_images,
-                      batch_size=cfg.batch_size, lr=cfg.lr,
-                      warmup_images=cfg.warmup_images,
-                      ema_decay=cfg.ema_decay, seed=seed, channels_last=True)
+tcfg = TR.TrainConfig.from_preset(cfg, seed=seed, channels_last=True)
 main = TR.train_cached("02_ddpm_main", U.UNet(net_cfg),
-                       OBJ.DiffusionObjective(diff, "simple"), train_set, tcfg,
-                       device=device)
+                       OBJ.DiffusionObjective(diff, D.loss_simple),
+                       train_set, tcfg, device=device)
 model = nets.as_model(main.ema)
 x_probe = train_set.x[:2].to(device)
 print(f"data: {train_set.name} {tuple(train_set.x.shape)}; network: "
@@ -486,7 +483,7 @@ Ca = abl_train.x.shape[1]
 abl_sched = S.linear(cfg.T)
 abl_tcfg = TR.TrainConfig(train_images=cfg.ablation_images, batch_size=64,
                           lr=cfg.ablation_lr,
-                          warmup_images=2000 if nb.profile != "smoke" else 0,
+                          warmup_images=cfg.ablation_warmup_images,
                           ema_decay=0.995, seed=seed, channels_last=True)
 abl_extractor = feature_extractor(abl_train.name, cfg.ablation_size)
 n_abl = min(cfg.ablation_samples, len(abl_test))
@@ -680,7 +677,7 @@ notebook.see(CH.see_tradeoff(vlb_row, simple_row, nll_diff, fd_diff,
 
 # %%
 g = torch.Generator(device=device).manual_seed(seed + 1)
-n_prog = 32 if nb.profile != "smoke" else 8
+n_prog = cfg.progressive_n
 trace = list(smp.ancestral_steps(
     model, sampler_diff,
     smp.noise_like((n_prog, *train_set.image_shape), g, device), generator=g))

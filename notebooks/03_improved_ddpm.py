@@ -219,10 +219,7 @@ recipe = (None if cfg.feature_images is None else
 extractor = features.get_extractor(train_set.name, image_size=cfg.image_size,
                                    recipe=recipe, device=device)
 # channels_last samples ~1.3x faster on a CPU (it trains no faster)
-tcfg = TR.TrainConfig(train_images=cfg.train_images,
-                      batch_size=cfg.batch_size, lr=cfg.lr,
-                      warmup_images=cfg.warmup_images, ema_decay=cfg.ema_decay,
-                      seed=seed, channels_last=True)
+tcfg = TR.TrainConfig.from_preset(cfg, seed=seed, channels_last=True)
 nll_x = test_set.x[:cfg.nll_images].to(device)
 n_eval = min(cfg.n_samples, len(test_set))
 # FD's bootstrap, FD alone: the real side of each replicate once, then every
@@ -424,7 +421,7 @@ print("T p_T at t = T after warm-up (1 = uniform):",
 # weights, and its sampler's p_t
 net_is = runs["importance-sampled t"][0].net
 obj_is = runs["importance-sampled t"][2]
-obj_u = OBJ.DiffusionObjective(d_vlb, "vlb", "uniform")
+obj_u = OBJ.DiffusionObjective(d_vlb, D.loss_vlb, "uniform")
 noise = {name: CH.gradient_noise(net_is, o, train_set.x.to(device),
                                  cfg.batch_size, cfg.grad_batches, seed)
          for name, o in (("uniform t", obj_u),

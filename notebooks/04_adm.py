@@ -210,16 +210,15 @@ def unet_config(size=cfg.image_size, in_channels=C, **kw):
 
 
 def train_config(images, train_seed=seed, **kw):
-    return TR.TrainConfig(train_images=images, batch_size=cfg.batch_size,
-                          lr=cfg.lr, warmup_images=cfg.warmup_images,
-                          ema_decay=cfg.ema_decay, seed=train_seed, **kw)
+    return TR.TrainConfig.from_preset(cfg, train_images=images,
+                                      seed=train_seed, **kw)
 
 
 def train_denoiser(ucfg, data=train_set, images=cfg.train_images, conds=(),
                    net_cls=U.UNet, init_seed=None, **kw):
     # init_seed=k: another initialisation (in the cache key); channels_last
     # samples these UNets ~1.3x faster on a CPU (it trains no faster)
-    obj = OBJ.DiffusionObjective(diff, "hybrid", conds=conds)
+    obj = OBJ.DiffusionObjective(diff, D.loss_hybrid, conds=conds)
     net = (net_cls(ucfg) if init_seed is None
            else net_cls(ucfg, init_seed=init_seed))
     extra = None if init_seed is None else {"init": init_seed}

@@ -609,9 +609,8 @@ notebook.see(
 pairs_x = torch.cat([train_set.x, train_set.x])
 pairs_tok = torch.cat([tk.encode(train_set.captions),
                        tk.encode(train_set.captions_long)])
-clip_tcfg = TR.TrainConfig(train_images=cfg.clip_images, batch_size=128,
-                           lr=2e-3, warmup_images=5000, weight_decay=0.01,
-                           ema_decay=0.99, seed=seed)
+clip_tcfg = TR.TrainConfig(train_images=cfg.clip_images, seed=seed,
+                           **OBJ.CLIP_TRAINING)
 clips = {}
 for role, clip_seed in (("reranker", 0), ("judge", 1)):
     ccfg = CL.CLIPConfig.make(image_size=cfg.image_size,

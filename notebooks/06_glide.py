@@ -183,14 +183,12 @@ def text_config(channels, size=R, in_channels=C):
 
 def train_config(images, **kw):
     # channels_last: ~1.1x faster training, ~1.3x faster sampling on a CPU
-    return TR.TrainConfig(train_images=images, batch_size=cfg.batch_size,
-                          lr=cfg.lr, warmup_images=cfg.warmup_images,
-                          ema_decay=cfg.ema_decay, seed=seed,
-                          channels_last=True, **kw)
+    return TR.TrainConfig.from_preset(cfg, train_images=images, seed=seed,
+                                      channels_last=True, **kw)
 
 
 def train_text_model(channels):
-    obj = OBJ.DiffusionObjective(diff, "hybrid", conds=TEXT)
+    obj = OBJ.DiffusionObjective(diff, D.loss_hybrid, conds=TEXT)
     return TR.train_cached("06_glide", TE.TextUNet(text_config(channels)),
                            obj, train_data, train_config(cfg.train_images),
                            device=device)
@@ -234,9 +232,8 @@ print("  route 2: token states -> Linear -> "
 pairs_x = torch.cat([train_set.x, train_set.x])
 pairs_tok = torch.cat([tk.encode(train_set.captions),
                        tk.encode(train_set.captions_long)])
-clip_tcfg = TR.TrainConfig(train_images=cfg.clip_images, batch_size=128,
-                           lr=2e-3, warmup_images=5000, weight_decay=0.01,
-                           ema_decay=0.99, seed=seed, channels_last=True)
+clip_tcfg = TR.TrainConfig(train_images=cfg.clip_images, seed=seed,
+                           channels_last=True, **OBJ.CLIP_TRAINING)
 clip_data = (pairs_x, None, {"tokens": pairs_tok})
 guide_cfg = CL.CLIPConfig.make(image_size=R, vocab_size=tk.vocab_size,
                                context=tk.context, noised=True, seed=0)
@@ -383,7 +380,7 @@ notebook.show_table(
      for r in rows],
     caption="Caption match by attribute: the share of captions whose "
             "sample shows it (position by chance: 1/9)")
-fig, axes = plt.subplots(1, 3, figsize=(6.2, 2.6))
+fig, axes = plt.subplots(1, 3, figsize=(6.0, 2.6))
 for family, marker in (("CFG", "o"), ("CLIP", "s")):
     fam = [r for r in rows if r["config"].startswith(family)]
     if family == "CLIP":
@@ -529,14 +526,14 @@ tok_in, empty_in = tk.encode(new_caps).to(device), tk.empty(m_in).to(device)
 inpaint_net = TE.InpaintTextUNet.from_base(net)
 inpaint = TR.train_cached(
     "06_glide", inpaint_net,
-    OBJ.InpaintObjective(diff, "hybrid", conds=TEXT), train_data,
+    OBJ.InpaintObjective(diff, D.loss_hybrid, conds=TEXT), train_data,
     train_config(cfg.inpaint_images),
     extra={"base": res.run_dir.name if res.run_dir else ""},
     device=device).ema.eval()
 # the control: as many more batches for the base model, no mask channels
 control = TR.train_cached(
     "06_glide", copy.deepcopy(net).train().requires_grad_(True),
-    OBJ.DiffusionObjective(diff, "hybrid", conds=TEXT), train_data,
+    OBJ.DiffusionObjective(diff, D.loss_hybrid, conds=TEXT), train_data,
     train_config(cfg.inpaint_images),
     extra={"base": res.run_dir.name if res.run_dir else "", "control": 1},
     device=device).ema.eval()
@@ -689,7 +686,7 @@ if cfg.sr_from:
         x, size=(cfg.sr_from, cfg.sr_from), mode="area")
     sr_cfg = text_config(cfg.base_channels, in_channels=2 * C)
     sr_obj = OBJ.DiffusionObjective(
-        diff, "hybrid", conds=TEXT + (OBJ.Cond("low", "low_res"),))
+        diff, D.loss_hybrid, conds=TEXT + (OBJ.Cond("low", "low_res"),))
     sr_data = (train_set.x, None, {"tokens": train_data[2]["tokens"],
                                    "low": low(train_set.x)})
     sr = TR.train_cached("06_glide", TE.TextSuperResUNet(sr_cfg), sr_obj,

@@ -176,9 +176,8 @@ train_tok = tk.encode(train_caps)
 pairs_x = torch.cat([train_set.x, train_set.x])
 pairs_tok = torch.cat([tk.encode(train_set.captions),
                        tk.encode(train_set.captions_long)])
-clip_tcfg = TR.TrainConfig(train_images=cfg.clip_images, batch_size=128,
-                           lr=2e-3, warmup_images=5000, weight_decay=0.01,
-                           ema_decay=0.99, seed=seed)
+clip_tcfg = TR.TrainConfig(train_images=cfg.clip_images, seed=seed,
+                           **OBJ.CLIP_TRAINING)
 clip_data = (pairs_x, None, {"tokens": pairs_tok})
 latent_cfg = CL.CLIPConfig.make(image_size=R, vocab_size=tk.vocab_size,
                                 context=tk.context, embed_dim=cfg.clip_dim,
@@ -280,22 +279,18 @@ unet_cfg = U.preset(cfg.unet, image_size=R, in_channels=C,
                     resblock_updown=True)
 tcfg = TE.TextUNetConfig.of(unet_cfg, text_cfg)
 # channels_last: ~1.1x faster training, ~1.3x faster sampling on a CPU
-train_cfg = TR.TrainConfig(train_images=cfg.train_images,
-                           batch_size=cfg.batch_size, lr=cfg.lr,
-                           warmup_images=cfg.warmup_images,
-                           ema_decay=cfg.ema_decay, seed=seed,
-                           channels_last=True)
+train_cfg = TR.TrainConfig.from_preset(cfg, seed=seed, channels_last=True)
 DECODER = (OBJ.Cond("tokens", "tokens", cfg.p_drop_caption, OBJ.null_tokens),
            OBJ.Cond("z", "z", cfg.p_drop_z, OBJ.null_embedding))
 decoder_res = TR.train_cached(
     "07_unclip", UC.UnCLIPDecoder(UC.DecoderConfig(tcfg, cfg.clip_dim)),
-    OBJ.DiffusionObjective(diff, "hybrid", conds=DECODER),
+    OBJ.DiffusionObjective(diff, D.loss_hybrid, conds=DECODER),
     (train_set.x, None, {"tokens": train_tok, "z": z_train}), train_cfg,
     device=device)
 glide_res = TR.train_cached(
     "07_unclip", TE.TextUNet(tcfg),
     OBJ.DiffusionObjective(
-        diff, "hybrid",
+        diff, D.loss_hybrid,
         conds=(OBJ.Cond("tokens", "tokens", cfg.p_empty, OBJ.null_tokens),)),
     (train_set.x, None, {"tokens": train_tok}), train_cfg, device=device)
 decoder, glide = decoder_res.ema.eval(), glide_res.ema.eval()
@@ -340,10 +335,8 @@ scale = UC.embedding_scale(cfg.clip_dim)
 prior_cfg = UC.PriorConfig(clip_dim=cfg.clip_dim, text=text_cfg,
                            width=cfg.prior_width, layers=cfg.prior_layers,
                            pca_dims=cfg.pca_dims, buckets=cfg.buckets)
-prior_tcfg = TR.TrainConfig(train_images=cfg.prior_images,
-                            batch_size=cfg.batch_size, lr=cfg.prior_lr,
-                            warmup_images=cfg.warmup_images,
-                            ema_decay=cfg.ema_decay, seed=seed)
+prior_tcfg = TR.TrainConfig.from_preset(
+    cfg, train_images=cfg.prior_images, lr=cfg.prior_lr, seed=seed)
 prior_diff = D.Diffusion(S.named("cosine", cfg.T), "x0", "fixed_small",
                          clip_denoised=False)
 PRIOR = (OBJ.Cond("tokens", "tokens", cfg.p_drop_text, OBJ.null_tokens),
@@ -351,7 +344,7 @@ PRIOR = (OBJ.Cond("tokens", "tokens", cfg.p_drop_text, OBJ.null_tokens),
 t0 = time.perf_counter()
 dprior_res = TR.train_cached(
     "07_unclip", UC.DiffusionPrior(prior_cfg),
-    OBJ.DiffusionObjective(prior_diff, "simple", conds=PRIOR),
+    OBJ.DiffusionObjective(prior_diff, D.loss_simple, conds=PRIOR),
     (z_train * scale, None,
      {"tokens": train_tok, "z_text": zt_train * scale}),
     prior_tcfg, device=device)
@@ -830,7 +823,7 @@ if cfg.sr_from:
                                   attention_resolutions=())
     sr = TR.train_cached(
         "07_unclip", U.SuperResUNet(sr_unet),
-        OBJ.DiffusionObjective(diff, "hybrid",
+        OBJ.DiffusionObjective(diff, D.loss_hybrid,
                                conds=(OBJ.Cond("low", "low_res"),)),
         (train_set.x, None,
          {"low": metrics.gaussian_blur(low(train_set.x), cfg.sr_blur)}),

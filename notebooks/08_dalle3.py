@@ -161,9 +161,8 @@ judge_cfg = CL.CLIPConfig.make(image_size=R, vocab_size=tk.vocab_size,
 judge = TR.train_cached(
     "08_dalle3", CL.CLIP(judge_cfg), OBJ.ContrastiveObjective(),
     (pairs_x, None, {"tokens": pairs_tok}),
-    TR.TrainConfig(train_images=cfg.clip_images, batch_size=128, lr=2e-3,
-                   warmup_images=5000, weight_decay=0.01, ema_decay=0.99,
-                   seed=seed),
+    TR.TrainConfig(train_images=cfg.clip_images, seed=seed,
+                   **OBJ.CLIP_TRAINING),
     device=device).ema.eval()
 reader = scorer.reader(
     R, device=device,
@@ -315,11 +314,7 @@ unet_cfg = U.preset(cfg.unet, image_size=R, in_channels=C,
                     num_res_blocks=cfg.num_res_blocks, scale_shift_norm=True,
                     resblock_updown=True)
 tcfg = TE.TextUNetConfig.of(unet_cfg, text_cfg)
-train_cfg = TR.TrainConfig(train_images=cfg.train_images,
-                           batch_size=cfg.batch_size, lr=cfg.lr,
-                           warmup_images=cfg.warmup_images,
-                           ema_decay=cfg.ema_decay, seed=seed,
-                           channels_last=cfg.channels_last)
+train_cfg = TR.TrainConfig.from_preset(cfg, seed=seed)
 specs = ([("alt", 0.0), ("short", cfg.short_blend)]
          + [("descriptive", b) for b in sorted(cfg.blends)])
 models, model_rows = {}, []
@@ -332,7 +327,7 @@ for source, p in specs:
         net = net.to(memory_format=torch.channels_last)
     res = TR.train_cached(
         "08_dalle3", net,
-        OBJ.DiffusionObjective(diff, "hybrid",
+        OBJ.DiffusionObjective(diff, D.loss_hybrid,
                                conds=(CP.blend(p, cfg.p_empty),)),
         (train_set.x, None,
          {"tokens_synthetic": synthetic, "tokens_original": alt_tok}),

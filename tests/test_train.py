@@ -219,3 +219,26 @@ def test_mixed_precision_picks_bf16_only_where_the_gpu_has_it(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert TR.amp_dtype("cuda") == torch.bfloat16
     assert TR.amp_dtype("cuda", want=False) is None
+
+
+def test_a_train_config_from_a_preset_takes_only_its_run_fields():
+    import dataclasses
+
+    from ddpm_lib import profiles
+
+    @dataclasses.dataclass(frozen=True)
+    class Preset:
+        train_images: int = 640
+        batch_size: int = 32
+        lr: float = 1e-3
+        ema_decay: float = 0.99
+        betas: tuple = (0.0, 6.6)  # a chapter's loss weights: never the optimiser's
+        width: int = 8
+
+    cfg = TR.TrainConfig.from_preset(Preset(), seed=3, channels_last=True)
+    assert (cfg.train_images, cfg.batch_size, cfg.lr, cfg.ema_decay, cfg.seed, cfg.channels_last) == \
+        (640, 32, 1e-3, 0.99, 3, True)
+    assert cfg.betas == TR.TrainConfig().betas and cfg.warmup_images == 0  # untouched defaults
+    assert TR.TrainConfig.from_preset(Preset(), train_images=64).train_images == 64  # overrides win
+    ddpm = profiles.get("02_ddpm", "cpu")
+    assert TR.TrainConfig.from_preset(ddpm).lr == ddpm.lr

@@ -164,11 +164,14 @@ def precision_recall(real, fake, k: int = 3, chunk: int = 512) -> tuple[float, f
     return float(inside_real.double().mean()), float(inside_fake.double().mean())
 
 
-def pr_indicators(real, fake, k: int = 3, chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+def pr_indicators(real, fake, k: int = 3, chunk: int = 512,
+                  real_radii: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(for each fake point: inside the real manifold?, for each real point: inside the fake
-    manifold?): the per-point terms whose means are precision and recall."""
+    manifold?): the per-point terms whose means are precision and recall. ``real_radii``: the real
+    points' k-NN radii when they are at hand (``evaluate`` reads them off its neighbour table)."""
     r, f = _f64(real), _f64(fake)
-    return (_inside_manifold(f, r, knn_radii(r, k, chunk), chunk),
+    real_radii = knn_radii(r, k, chunk) if real_radii is None else real_radii
+    return (_inside_manifold(f, r, real_radii, chunk),
             _inside_manifold(r, f, knn_radii(f, k, chunk), chunk))
 
 
@@ -348,7 +351,10 @@ def evaluate(extractor: FeatureExtractor | None, real, fake, real_ref=None, k: i
     feats = (lambda v: _f64(v)) if extractor is None else extractor.features
     fr, ff = feats(real), feats(fake)
     kid_mean, kid_std = kid(fr, ff, kid_subsets, kid_subset_size, seed)
-    in_real, in_fake = pr_indicators(fr, ff, k)
+    # the real set's neighbours, sorted once: the point estimate's radii and every replicate's
+    table = _NeighbourTable(fr) if bootstrap and {"precision", "recall"} & set(resampled) else None
+    in_real, in_fake = pr_indicators(fr, ff, k, real_radii=table.radii(torch.arange(len(fr)), k)
+                                     if table is not None else None)
     precision, recall = float(in_real.double().mean()), float(in_fake.double().mean())
     fd_floor = kid_floor = fref = None
     if real_ref is not None:
@@ -361,7 +367,8 @@ def evaluate(extractor: FeatureExtractor | None, real, fake, real_ref=None, k: i
     isc = None
     if extractor is not None and len(extractor.heads) == 1:
         isc = inception_score(extractor.predict(fake))[0]
-    reps = _bootstrap(fr, ff, fref, k, bootstrap, kid_subset_size, seed, resampled, cluster) if bootstrap else {}
+    reps = (_bootstrap(fr, ff, fref, k, bootstrap, kid_subset_size, seed, resampled, cluster, table)
+            if bootstrap else {})
     if fd_boot is not None:
         if fd_boot.real.shape != tuple(fr.shape) or not np.allclose(fd_boot.real[:5], fr[:5].numpy()):
             raise ValueError("fd_boot was built on another real set than `real`")
@@ -504,11 +511,13 @@ def cluster_draw(n: int, cluster: int, generator: torch.Generator) -> torch.Tens
 
 
 def _bootstrap(fr, ff, fref, k: int, B: int, kid_subset_size: int, seed: int,
-               resampled: tuple[str, ...] = BOOTSTRAPPED, cluster: int = 1) -> dict:
+               resampled: tuple[str, ...] = BOOTSTRAPPED, cluster: int = 1,
+               table: "_NeighbourTable | None" = None) -> dict:
     g = torch.Generator().manual_seed(seed + 7919)
     floors = tuple(f"{m}_floor" for m in ("fd", "kid") if m in resampled) if fref is not None else ()
     out = {m: [] for m in tuple(resampled) + floors}
-    table = _NeighbourTable(fr) if "precision" in out or "recall" in out else None
+    if table is None and ("precision" in out or "recall" in out):
+        table = _NeighbourTable(fr)
     for b in range(B):  # every replicate draws all its indices, whatever is resampled: replicate b stays b
         ir, i_f = torch.randint(len(fr), (len(fr),), generator=g), cluster_draw(len(ff), cluster, g)
         iref = torch.randint(len(fref), (len(fref),), generator=g) if fref is not None else None

@@ -355,3 +355,17 @@ def test_evaluate_cluster_bootstrap_checks_its_cluster_and_widens_for_nested_sam
     wide = M.evaluate(None, real, fake, bootstrap=200, cluster=5, resampled=("fd",))
     narrow = M.evaluate(None, real, fake, bootstrap=200, resampled=("fd",))
     assert wide.replicates["fd"].std() > 1.5 * narrow.replicates["fd"].std()
+
+
+def test_evaluate_reads_the_real_radii_off_its_neighbour_table_exactly():
+    # with a bootstrap the point estimate's real radii come from the table the replicates use:
+    # the same precision and recall as the plain search, ties at distance 0 included
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(300, 8, generator=g, dtype=torch.float64)
+    real[10:20] = real[0]  # duplicates: ties at distance 0
+    fake = torch.randn(120, 8, generator=g, dtype=torch.float64) * 1.2
+    plain = M.precision_recall(real, fake, k=3)
+    ev = M.evaluate(None, real, fake, k=3, bootstrap=4, kid_subset_size=50)
+    assert (ev.precision, ev.recall) == plain
+    table = M._NeighbourTable(M._f64(real))
+    assert torch.equal(table.radii(torch.arange(len(real)), 3), M.knn_radii(real, 3))

@@ -675,7 +675,7 @@ class UnCLIPChapter:
 
 PRESETS: dict[str, dict[str, object]] = {
     "09_consistency": {
-        "smoke": ConsistencyChapter(toy_n=4000, toy_eval=1000, toy_width=64, toy_layers=2, toy_steps=25, toy_batch=128,
+        "smoke": ConsistencyChapter(toy_n=4000, toy_eval=600, toy_width=64, toy_layers=2, toy_steps=15, toy_batch=128,
                                     toy_seeds=2, toy_seeds_family=2, toy_seeds_small=2, cd_steps=(9,),
                                     teacher_images=40 * 32, batch_size=32, student_images=8 * 32, scd=True,
                                     metric_bias=True, heun_steps=(2, 5), euler_steps=(4,), n_samples=120, bootstrap=20,

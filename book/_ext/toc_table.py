@@ -84,7 +84,7 @@ def figure_after(notebook: Path, heading: str) -> str | None:
             for out in cell.get("outputs", []):
                 png = out.get("data", {}).get("image/png")
                 if png:
-                    return "".join(png).replace("\n", "") if isinstance(png, list) else png.replace("\n", "")
+                    return (png if isinstance(png, str) else "".join(png)).replace("\n", "")
     return None
 
 

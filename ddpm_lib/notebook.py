@@ -245,7 +245,9 @@ def show_source(*objs) -> None:
 _NUMBER = re.compile(r"^[-+\u2212]?(\d[\d,]*\.?\d*|\.\d+)(e[-+]?\d+)?%?(\s*(\+-|\u00b1|\+/-)\s*\d*\.?\d+(e[-+]?\d+)?%?)?"
                      r"(\s*\[[^\]]*\])?$", re.I)
 # Inline styles, so that a table reads the same in Jupyter, Colab and the book (whose CSS adds to them).
-_CELL = "padding:0.25em 0.7em;border-bottom:1px solid #ddd;"
+_CELL = "padding:0.25em 0.45em;border-bottom:1px solid #ddd;"
+_INTERVAL = re.compile(r"^(.*\S)\s+(\[[^\]]*\])$")
+_NOWRAP = "<span style='white-space:nowrap'>{}</span>"
 
 
 def fmt(v, digits: int = 3) -> str:
@@ -256,10 +258,17 @@ def fmt(v, digits: int = 3) -> str:
 
 
 def _cell(tag: str, value, numeric: bool) -> str:
-    align = "right" if numeric else "left"
+    """One cell. A number never breaks; an estimate with its interval, 'x [lo, hi]', may break
+    before the bracket only, so a table too wide for the column folds its intervals onto a second
+    line instead of running past it (a header wraps between words)."""
+    style = f"{_CELL}text-align:{'right' if numeric else 'left'}"
     cls = " class='num'" if numeric else ""
-    return f"<{tag}{cls} style='{_CELL}text-align:{align};white-space:nowrap'>{html.escape(value)}</{tag}>" if numeric \
-        else f"<{tag}{cls} style='{_CELL}text-align:{align}'>{html.escape(value)}</{tag}>"
+    text = html.escape(value)
+    if numeric and tag == "td":
+        m = _INTERVAL.match(value)
+        text = (" ".join(_NOWRAP.format(html.escape(g)) for g in m.groups()) if m
+                else _NOWRAP.format(text))
+    return f"<{tag}{cls} style='{style}'>{text}</{tag}>"
 
 
 def table_html(rows: list[dict], caption: str = "", digits: int = 3) -> str:

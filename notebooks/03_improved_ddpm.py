@@ -173,7 +173,7 @@ for s in (lin, cos):
 
 # %%
 t = np.arange(1000) / 1000
-fig, axes = plt.subplots(1, 3, figsize=(9.5, 2.6))
+fig, axes = plt.subplots(1, 3, figsize=(6.2, 2.3))
 for s in (lin, cos):
     axes[0].plot(t, s.alpha_bar, label=s.name)
     axes[1].plot(t, torch.log10(s.snr()).numpy(), label=s.name)
@@ -325,7 +325,7 @@ fig = viz.tradeoff_plot(
      for r in table},
     xlabel="bound (bits/dim, held-out)", ylabel="FD (in-domain)")
 plt.show()
-fig, axes = plt.subplots(1, 4, figsize=(7.3, 2.3))
+fig, axes = plt.subplots(1, 4, figsize=(6.2, 2.1))
 for ax, ((sn, loss), v) in zip(axes, models.items()):
     viz.show_grid(v[3][:25].clamp(-1, 1), nrow=5, ax=ax, title=f"{sn}\n{loss}")
 fig.suptitle("25 samples per model (columns: schedule and objective)", y=1.04)
@@ -720,7 +720,7 @@ rec.bound_diff_no_last = {(("cosine", l), ("linear", l)): d
                           for l, d in cmp["cos_minus_lin_no_last"].items()}
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(8, 2.7))
+fig, axes = plt.subplots(1, 2, figsize=(6.2, 2.5))
 for clip, ls in ((True, "-"), (False, "--")):
     lab = "x0 clipped (paper)" if clip else "unclipped"
     axes[0].plot(np.arange(1, cfg.T), terms[clip][1:], ls=ls, label=lab)

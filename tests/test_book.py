@@ -172,6 +172,11 @@ def served_book(built_book: Path):
 # The tallest a ledger row may be with its detail folded: four lines of claim and the detail's summary
 # at 1280 px (the tallest today, 202 characters of claim, is 142 px; the old full row reached 900).
 LEDGER_ROW_PX = 160
+# Chapters whose recorded results tables are still wider than the column (recorded before
+# notebook.table_html let an interval fold under its estimate, or with too many columns): each
+# leaves the set at its next record. The test fails on a wide table anywhere else, and on a chapter
+# here whose tables fit (so the set only shrinks).
+TABLES_WIDE_YET = {"02_ddpm", "03_improved_ddpm", "04_adm", "05_dalle", "06_glide", "07_unclip", "08_dalle3"}
 PAGE_CHECK_JS = r"""
 async () => {
   // Images: load every one now (none may be lazy), then look for a broken one.
@@ -283,6 +288,13 @@ def test_every_page_in_a_real_browser(served_book):
             found += [f"MathJax error: {e}" for e in info["mathErrors"]]
             if info["mathNodes"] and not info["typeset"]:
                 found.append(f"{info['mathNodes']} math elements but nothing typeset (MathJax loaded: {info['mathjax']})")
+            stem = Path(rel).stem
+            wide = [t for t in info["tables"] if t["overflow"] and "results" in t["cls"]]
+            if stem in TABLES_WIDE_YET and not wide:
+                found.append(f"every results table fits the column now: remove {stem} from TABLES_WIDE_YET")
+            elif stem not in TABLES_WIDE_YET:
+                found += [f"a results table {t['width']} px wide in a {t['column']} px column: split it "
+                          "or trim its columns" for t in wide]
             for t in info["tables"]:
                 if t["pad"] <= 0:
                     found.append(f"a {t['cls']} table whose cells have no padding (they touch)")

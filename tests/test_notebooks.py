@@ -204,6 +204,20 @@ def test_figures_fit_the_column(path: Path):
                           "size them with viz.column_size or fewer panels per row")
 
 
+def test_an_interval_cell_breaks_only_before_its_bracket():
+    from ddpm_lib import notebook
+
+    page = notebook.table_html([{"model": "cosine schedule", "FD": "3.41 [3.38, 3.44]", "n": "1,000"}])
+    fd_cell = re.search(r"<td class='num'[^>]*>(.*?)</td>", page).group(1)
+    # two unbreakable spans, joined by the one space a line may break at
+    assert fd_cell == ("<span style='white-space:nowrap'>3.41</span> "
+                       "<span style='white-space:nowrap'>[3.38, 3.44]</span>")
+    n_cell = re.findall(r"<td class='num'[^>]*>(.*?)</td>", page)[1]
+    assert n_cell == "<span style='white-space:nowrap'>1,000</span>"
+    assert "<td style" in page and "cosine schedule</td>" in page  # text wraps between words
+    assert "nowrap" not in re.search(r"<thead>.*</thead>", page).group(0)  # headers wrap too
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_visible_code_fits_the_column(path: Path):
     wide = wide_code_lines(json.loads(path.read_text()))

@@ -3,8 +3,10 @@
 Pieces, each a short function:
 
 * the forward process q(x_t | x_0) (DDPM Eq. 4) and the posterior q(x_{t-1} | x_t, x_0) (Eq. 6-7);
+* ``Parametrization``: what a network's output means (eps, x0, v, mu), each with its regression
+  target and its conversions to and from x_0;
 * ``p_mean_variance``: a network's output to the mean and variance of p(x_{t-1} | x_t), for each
-  parametrization (eps, x0, v, mu) and each variance choice (fixed small, fixed large, learned,
+  parametrization and each variance choice (fixed small, fixed large, learned,
   learned range);
 * the losses, each returning one value per example: ``loss_simple`` (DDPM Eq. 14),
   ``loss_vlb`` (Eq. 5 in bits/dim) and ``loss_hybrid`` (Improved DDPM Sec. 3.1);
@@ -25,7 +27,6 @@ import torch
 
 from . import schedules as S
 
-PARAMETRIZATIONS = ("eps", "x0", "v", "mu")
 VARIANCES = ("fixed_small", "fixed_large", "learned", "learned_range")
 LOSSES = ("simple", "vlb", "hybrid")
 
@@ -50,6 +51,10 @@ class Diffusion:
             raise ValueError(f"unknown parametrization {self.param!r}; valid choices: {list(PARAMETRIZATIONS)}")
         if self.var not in VARIANCES:
             raise ValueError(f"unknown variance {self.var!r}; valid choices: {list(VARIANCES)}")
+
+    @property
+    def parametrization(self) -> "Parametrization":
+        return PARAMETRIZATIONS[self.param]
 
     @property
     def T(self) -> int:
@@ -78,8 +83,8 @@ class Diffusion:
             if spacing >= self.T:
                 return self
             spacing = str(int(spacing))
-        if self.param == "mu" or self.var == "learned":
-            raise ValueError(f"a {'mu-prediction' if self.param == 'mu' else 'raw learned variance'} is tied to "
+        if self.parametrization.predicts_mean or self.var == "learned":
+            raise ValueError(f"a {'mu-prediction' if self.parametrization.predicts_mean else 'raw learned variance'} is tied to "
                              f"the step size it was trained on and cannot be respaced; respace eps/x0/v models "
                              f"with fixed_small, fixed_large or learned_range variance")
         return replace(self, schedule=self.schedule.respace(spacing))
@@ -140,28 +145,47 @@ def x0_from_mu(sched, x_t, t, mu):
     return (mu - sched.at("posterior_coef_xt", t, x_t) * x_t) / sched.at("posterior_coef_x0", t, x_t)
 
 
+@dataclass(frozen=True)
+class Parametrization:
+    """What a network's output (its mean channels) means: ``target`` is what it regresses on under
+    L_simple, given the true x_0 and eps; ``to_x0`` reads the x_0 it predicts; ``from_x0`` is the
+    output that would predict a given x_0 (guidance edits x_0, then writes it back). A mean
+    prediction (mu) is itself the reverse mean, so ``p_mean_variance`` keeps it unless x_0 is
+    edited."""
+
+    name: str
+    target: Callable  # (sched, x0, x_t, t, eps) -> output
+    to_x0: Callable  # (sched, x_t, t, output) -> x0
+    from_x0: Callable  # (sched, x_t, t, x0) -> output
+    predicts_mean: bool = False
+
+
+def _v_target(sched, x0, x_t, t, eps):
+    return sched.at("sqrt_alpha_bar", t, x0) * eps - sched.at("sqrt_one_minus_alpha_bar", t, x0) * x0
+
+
+def _posterior_mean(sched, x_t, t, x0):
+    return q_posterior(sched, x0, x_t, t)[0]
+
+
+PARAMETRIZATIONS = {
+    "eps": Parametrization("eps", lambda s, x0, x_t, t, eps: eps, x0_from_eps, eps_from_x0),
+    "x0": Parametrization("x0", lambda s, x0, x_t, t, eps: x0, lambda s, x_t, t, o: o,
+                          lambda s, x_t, t, x0: x0),
+    "v": Parametrization("v", _v_target, x0_from_v, v_from_x0),
+    "mu": Parametrization("mu", lambda s, x0, x_t, t, eps: _posterior_mean(s, x_t, t, x0), x0_from_mu,
+                          _posterior_mean, predicts_mean=True),
+}
+
+
 def target(diff: Diffusion, x0, x_t, t, eps):
-    """What the network regresses on under L_simple for each parametrization."""
-    sched = diff.schedule
-    if diff.param == "eps":
-        return eps
-    if diff.param == "x0":
-        return x0
-    if diff.param == "v":
-        return sched.at("sqrt_alpha_bar", t, x0) * eps - sched.at("sqrt_one_minus_alpha_bar", t, x0) * x0
-    return q_posterior(sched, x0, x_t, t)[0]  # mu: the posterior mean
+    """What the network regresses on under L_simple for the diffusion's parametrization."""
+    return diff.parametrization.target(diff.schedule, x0, x_t, t, eps)
 
 
 def output_from_x0(diff: Diffusion, x_t, t, x0):
     """The network output (mean channels) that would predict ``x0``: used by guidance wrappers."""
-    sched = diff.schedule
-    if diff.param == "eps":
-        return eps_from_x0(sched, x_t, t, x0)
-    if diff.param == "x0":
-        return x0
-    if diff.param == "v":
-        return v_from_x0(sched, x_t, t, x0)
-    return q_posterior(sched, x0, x_t, t)[0]
+    return diff.parametrization.from_x0(diff.schedule, x_t, t, x0)
 
 
 def split_output(diff: Diffusion, out: torch.Tensor):
@@ -213,22 +237,17 @@ def p_mean_variance(diff: Diffusion, out: torch.Tensor, x_t: torch.Tensor, t: to
     mean_out, var_out = split_output(diff, out)
     mean_out = mean_out.double()
     var, logvar = model_variance(diff, x_t, t, var_out)
-    if diff.param == "mu":
-        mean = mean_out
-        x0 = x0_from_mu(sched, x_t, t, mean_out)
-        if denoised_fn is not None:
-            x0 = denoised_fn(x0).double()
-        x0 = x0.clamp(-1, 1) if clip else x0
-        if denoised_fn is not None:
-            mean = q_posterior(sched, x0, x_t, t)[0]
+    param = diff.parametrization
+    x0 = param.to_x0(sched, x_t, t, mean_out)
+    if denoised_fn is not None:
+        x0 = denoised_fn(x0).double()
+    x0 = x0.clamp(-1, 1) if clip else x0
+    if param.predicts_mean and denoised_fn is None:
+        mean = mean_out  # a mean prediction is the reverse mean; only an edited x_0 replaces it
     else:
-        x0 = {"eps": x0_from_eps, "x0": lambda s, x, t, o: o, "v": x0_from_v}[diff.param](sched, x_t, t, mean_out)
-        if denoised_fn is not None:
-            x0 = denoised_fn(x0).double()
-        x0 = x0.clamp(-1, 1) if clip else x0
         mean = q_posterior(sched, x0, x_t, t)[0]
     edited = clip or denoised_fn is not None
-    eps = mean_out if (diff.param == "eps" and not edited) else eps_from_x0(sched, x_t, t, x0)
+    eps = mean_out if (param.name == "eps" and not edited) else eps_from_x0(sched, x_t, t, x0)
     return dict(mean=mean, var=var, logvar=logvar, x0=x0, eps=eps)
 
 

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
-from .diffusion import Diffusion, output_from_x0
-from .schedules import Schedule
+if TYPE_CHECKING:  # the mixture's math is closed form: it needs neither module at run time
+    from .diffusion import Diffusion
+    from .schedules import Schedule
 
 
 @dataclass(frozen=True, eq=False)
@@ -166,7 +168,7 @@ class GaussianMixture:
                 return self.eps(x, abar, y)
             x0 = self.x0_mean(x, abar, y)
             i = diff.schedule.index_of(t)
-            return output_from_x0(diff, x.double(), i, x0)
+            return diff.parametrization.from_x0(diff.schedule, x.double(), i, x0)
 
         return fn
 

@@ -294,7 +294,7 @@ def classifier_guidance(model: Model, grad_log_p: GradFn, diff: Diffusion,
             g = grad_log_p(x.detach(), t_orig).double()
         p = p_mean_variance(diff, out, x, i, clip_denoised=False)
         if form == "mean":
-            if diff.param == "mu":
+            if diff.parametrization.predicts_mean:
                 new_mean = p["mean"] + scale * p["var"] * g
                 mean_out = new_mean
             else:

@@ -540,3 +540,15 @@ def test_registering_a_dataset_makes_load_find_it():
     assert "test_" not in str(err.value)
     with pytest.raises(data.DatasetUnavailable):  # no longer registered, nor memoised: a Hub id, offline
         data.load("test_spiral", n=50, seed=3)
+
+
+def test_the_toy_data_sets_import_no_diffusion_math():
+    """A data set is below the diffusion: the toys' mixtures (``oracle``) are closed-form torch,
+    so importing them loads neither ``diffusion`` nor ``schedules``."""
+    import subprocess
+    import sys
+
+    code = ("import sys, ddpm_lib.data.toys; "
+            "print(sorted(m for m in sys.modules if m in ('ddpm_lib.diffusion', 'ddpm_lib.schedules')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

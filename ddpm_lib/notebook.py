@@ -32,11 +32,15 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from . import OMP_GUARD, __version__, profiles
 from .claims import KINDS, VERDICT_COLOURS, VERDICTS, Claim, Record, verdict_class, verdict_label  # noqa: F401
+
+if TYPE_CHECKING:
+    from . import train
 
 
 def _is_book_root(p: Path) -> bool:
@@ -143,11 +147,9 @@ class RunCard:
         return "Run card\n" + "\n".join(lines)
 
 
-def training_summary() -> str:
-    """'7 models: 6 trained (512 s), 1 loaded from the weights cache' from ``train.HISTORY``."""
-    from . import train
-
-    h = train.HISTORY
+def training_summary(log: "train.RunLog") -> str:
+    """'7 models: 6 trained (512 s), 1 loaded from the weights cache' from a ``train.RunLog``."""
+    h = log.entries
     if not h:
         return ""
     trained = [r for r in h if not r["loaded"]]
@@ -208,27 +210,28 @@ def claims_html(claims: "list[Claim | dict]", gpu: "list[dict | None] | None" = 
             f"style='border-collapse:collapse'><thead><tr>{head}</tr></thead><tbody>{''.join(out)}</tbody></table></div>")
 
 
+def _show(kind: str, text: str, plain: str) -> None:
+    """Display ``text`` as ``kind`` ("Markdown" or "HTML") in a notebook; print ``plain`` where
+    IPython is absent."""
+    try:
+        from IPython import display
+    except ImportError:
+        print(plain)
+        return
+    display.display(getattr(display, kind)(text))
+
+
 def see(text: str) -> None:
     """A chapter's "What we see" paragraph, written from this run's numbers (a code cell tagged
     ``hide-input`` calls it right after an experiment's figure or table), rendered as Markdown."""
-    try:
-        from IPython.display import Markdown, display
-
-        display(Markdown(f"**What we see.** {text}"))
-    except ImportError:
-        print(f"What we see. {text}")
+    _show("Markdown", f"**What we see.** {text}", f"What we see. {text}")
 
 
 def legend(title: str, items) -> None:
     """A figure's full legend, under it: the title, then one numbered line per item (a grid's
     captions, by column), so that no caption is cut to fit a figure's title."""
     lines = "\n".join(f"{i}. {html.escape(str(t))}" for i, t in enumerate(items, 1))
-    try:
-        from IPython.display import Markdown, display
-
-        display(Markdown(f"*{title}*\n\n{lines}"))
-    except ImportError:
-        print(f"{title}\n{lines}")
+    _show("Markdown", f"*{title}*\n\n{lines}", f"{title}\n{lines}")
 
 
 def show_source(*objs) -> None:
@@ -236,10 +239,8 @@ def show_source(*objs) -> None:
     implements each equation right next to it."""
     import inspect
 
-    from IPython.display import Markdown, display
-
-    blocks = [f"```python\n{inspect.getsource(o).rstrip()}\n```" for o in objs]
-    display(Markdown("\n\n".join(blocks)))
+    text = "\n\n".join(f"```python\n{inspect.getsource(o).rstrip()}\n```" for o in objs)
+    _show("Markdown", text, text)
 
 
 _NUMBER = re.compile(r"^[-+\u2212]?(\d[\d,]*\.?\d*|\.\d+)(e[-+]?\d+)?%?(\s*(\+-|\u00b1|\+/-)\s*\d*\.?\d+(e[-+]?\d+)?%?)?"
@@ -291,14 +292,7 @@ def table_html(rows: list[dict], caption: str = "", digits: int = 3) -> str:
 
 def show_table(rows: list[dict], caption: str = "") -> None:
     """Display a results table (HTML in Jupyter, plain text elsewhere)."""
-    try:
-        from IPython.display import HTML, display
-
-        display(HTML(table_html(rows, caption)))
-    except ImportError:
-        print(caption)
-        for r in rows:
-            print(r)
+    _show("HTML", table_html(rows, caption), "\n".join([caption, *map(str, rows)]))
 
 
 class Session:
@@ -354,7 +348,7 @@ class Session:
             self.card.notes.append(budget.card_note(self.chapter, cfg, root or Path.cwd()))
         from . import train
 
-        train.HISTORY.clear()
+        self.runs = train.RunLog().open()  # what train_cached does from here on, for the run card
         self._show_card()
         return cfg
 
@@ -433,7 +427,7 @@ class Session:
         ``numbers``: the chapter's typed ``Record`` (stored whole, so that ``make claims`` re-derives the
         verdicts from it), or a plain dict of numbers (chapters not yet on the typed seam)."""
         self.card.wall_time_s = round(self.elapsed(), 1)
-        self.card.training = training_summary()
+        self.card.training = training_summary(self.runs)
         path = self.results_path()
         if rank() != 0:
             return
@@ -449,12 +443,6 @@ class Session:
         tmp.write_text(json.dumps(payload, indent=1, default=str))
         os.replace(tmp, path)
         self._show_card()
-        try:
-            from IPython.display import HTML, display
-
-            display(HTML(claims_html(claims)))
-        except Exception:
-            for c in claims:
-                print(c)
+        _show("HTML", claims_html(claims), "\n".join(map(str, claims)))
         root = repo_root()
         print(f"results written to {path.relative_to(root) if root and path.is_relative_to(root) else path.name}")

@@ -143,6 +143,16 @@ def unet_channels(cfg, *names: str) -> None:
 # --------------------------------------------------------------------------------------------
 # Chapter presets
 # --------------------------------------------------------------------------------------------
+PRESETS: dict[str, dict[str, object]] = {}  # chapter -> {"smoke", "cpu", "gpu"}, each under its dataclass
+
+
+def register(chapter: str, smoke, cpu, gpu) -> None:
+    """Add a chapter's presets (all three must be instances of one frozen dataclass)."""
+    if not (type(smoke) is type(cpu) is type(gpu)) or not dataclasses.is_dataclass(smoke):
+        raise TypeError("presets must be instances of one dataclass")
+    PRESETS[chapter] = {"smoke": smoke, "cpu": cpu, "gpu": gpu}
+
+
 @dataclass(frozen=True)
 class ForwardProcess:
     """00_forward_process: the forward process made visible."""
@@ -154,6 +164,80 @@ class ForwardProcess:
     image_size: int = 16
     n_images: int = 8  # images shown along t
     n_snapshots: int = 6  # noise levels shown
+
+
+register(
+    "00_forward_process",
+    smoke=ForwardProcess(n_toy=500, n_images=4),
+    cpu=ForwardProcess(),
+    gpu=ForwardProcess(n_toy=5000, image_size=32),
+)
+
+
+@dataclass(frozen=True)
+class IGPTChapter:
+    """01_igpt: a palette, an autoregressive GPT (two sizes) and a BERT-style model on the same token
+    sequences of two-object ``shapes`` scenes; linear probes by layer, across snapshots and model
+    sizes, and fine-tuning."""
+
+    image_size: int = 16  # shapes scenes, image_size**2 tokens
+    objects: int = 2  # objects per scene (the second drawn over the first)
+    label: str = "shape"  # the attribute probed (of the first object); raw pixels read it poorly
+    k: int = 12  # palette size
+    palette_ks: tuple[int, ...] = ruled((2, 4, 8, 16, 32, 64), nonempty=True)
+    n_train: int = 3000
+    n_test: int = 1000
+    n_layer: int = 4
+    n_embd: int = 64
+    n_head: int = 4
+    small_layer: int = 2  # the second model size (Fig. 3's cross-model comparison)
+    small_embd: int = 32
+    dropout: float = ruled(0.0, bound=FRACTION)
+    # per model; ~0.3 s per step of the 4x64 GPT on 2 idle cores (BERT 1.0x, fine-tuning AR 1.2x / BERT 2x).
+    # Record at 750 steps with both 500-step fine-tunes: 1,270 s (GPT 230, small GPT 56, BERT 231, fine-tunes
+    # 179 and 302, feature net 23, the rest evaluation); without the BERT fine-tune and with a 750-step AR
+    # fine-tune: 1,270 - 302 + 90 = ~1,060 s (estimate)
+    train_images: int = 750 * 32  # issue 35: 1000 -> 750 steps per model for the 20-min budget
+    batch_size: int = 32
+    lr: float = 2e-3
+    warmup_images: int = ruled(2000, bound=ZERO_OK)
+    checkpoints: int = 4  # snapshots per model for the loss-probe relation
+    # labelled sequences seen by each fine-tune: 3x the second edition's 250 * 32, whose fine-tunes ended below
+    # their own probes with train L_clf above the probe's. Measured before the third edition (1000-step
+    # pretraining): the AR fine-tune read 41.0 / 46.0 / 48.9 / 47.9% at 1x / 2x / 3x / 4x against its probe's
+    # 45.0%, train L_clf 1.08 / 0.96 / 0.84 / 0.87 against the probe's 1.02. The third edition's records: 3x
+    # with both fine-tunes, 24 min (over the 20-min budget); 2x (750-step pretraining), 21 min, where the AR
+    # fine-tune missed its did-not-train gate by 0.001 nats (train L_clf 0.990, its probe's 0.989). Now 3x for
+    # the AR fine-tune, paid for by running the BERT fine-tune (302 s: two passes per step) only where
+    # finetune_bert is set
+    finetune_images: int = 750 * 32
+    # fine-tune BERT too (the "BERT catches up" claim): off in the cpu profile, where it never trained (8,000
+    # and 16,000 labelled sequences) and cost a quarter of the chapter's budget
+    finetune_bert: bool = False
+    finetune_lr: float = 5e-4
+    gen_weight: float = 1.0  # weight of L_gen in the fine-tuning loss L_clf + gen_weight * L_gen
+    n_samples: int = 32
+    probe_C: float = 0.5  # inverse L2 strength of the logistic-regression probe
+    reader_images: int | None = None  # the palette test's attribute reader: images seen; None: its fixed recipe
+
+    def __post_init__(self):
+        check(self)
+        divides(self, "n_head", "n_embd")
+
+
+register(
+    "01_igpt",
+    smoke=IGPTChapter(palette_ks=(2, 8), k=8, n_train=300, n_test=200, n_layer=2, n_embd=32, small_layer=1,
+                      small_embd=16, train_images=30 * 32, warmup_images=0, checkpoints=2,
+                      finetune_images=10 * 32, finetune_bert=True, n_samples=8, reader_images=2000),
+    cpu=IGPTChapter(),
+    # one GPU: the same scenes at 32x32 (1,024 tokens, as iGPT's CIFAR-10 models) with a wider GPT
+    # (untested: never run on a GPU; ~5 min by ddpm_lib.budget)
+    gpu=IGPTChapter(image_size=32, k=16, n_train=20_000, n_test=2000, n_layer=8, n_embd=256, n_head=8,
+                    small_layer=4, small_embd=128, train_images=8_000 * 64, batch_size=64, lr=5e-4,
+                    warmup_images=50_000, checkpoints=5, finetune_images=2000 * 64, finetune_bert=True,
+                    n_samples=64),
+)
 
 
 @dataclass(frozen=True)
@@ -209,55 +293,23 @@ class DDPMChapter:
         unet_channels(self, "base_channels")
 
 
-@dataclass(frozen=True)
-class IGPTChapter:
-    """01_igpt: a palette, an autoregressive GPT (two sizes) and a BERT-style model on the same token
-    sequences of two-object ``shapes`` scenes; linear probes by layer, across snapshots and model
-    sizes, and fine-tuning."""
-
-    image_size: int = 16  # shapes scenes, image_size**2 tokens
-    objects: int = 2  # objects per scene (the second drawn over the first)
-    label: str = "shape"  # the attribute probed (of the first object); raw pixels read it poorly
-    k: int = 12  # palette size
-    palette_ks: tuple[int, ...] = ruled((2, 4, 8, 16, 32, 64), nonempty=True)
-    n_train: int = 3000
-    n_test: int = 1000
-    n_layer: int = 4
-    n_embd: int = 64
-    n_head: int = 4
-    small_layer: int = 2  # the second model size (Fig. 3's cross-model comparison)
-    small_embd: int = 32
-    dropout: float = ruled(0.0, bound=FRACTION)
-    # per model; ~0.3 s per step of the 4x64 GPT on 2 idle cores (BERT 1.0x, fine-tuning AR 1.2x / BERT 2x).
-    # Record at 750 steps with both 500-step fine-tunes: 1,270 s (GPT 230, small GPT 56, BERT 231, fine-tunes
-    # 179 and 302, feature net 23, the rest evaluation); without the BERT fine-tune and with a 750-step AR
-    # fine-tune: 1,270 - 302 + 90 = ~1,060 s (estimate)
-    train_images: int = 750 * 32  # issue 35: 1000 -> 750 steps per model for the 20-min budget
-    batch_size: int = 32
-    lr: float = 2e-3
-    warmup_images: int = ruled(2000, bound=ZERO_OK)
-    checkpoints: int = 4  # snapshots per model for the loss-probe relation
-    # labelled sequences seen by each fine-tune: 3x the second edition's 250 * 32, whose fine-tunes ended below
-    # their own probes with train L_clf above the probe's. Measured before the third edition (1000-step
-    # pretraining): the AR fine-tune read 41.0 / 46.0 / 48.9 / 47.9% at 1x / 2x / 3x / 4x against its probe's
-    # 45.0%, train L_clf 1.08 / 0.96 / 0.84 / 0.87 against the probe's 1.02. The third edition's records: 3x
-    # with both fine-tunes, 24 min (over the 20-min budget); 2x (750-step pretraining), 21 min, where the AR
-    # fine-tune missed its did-not-train gate by 0.001 nats (train L_clf 0.990, its probe's 0.989). Now 3x for
-    # the AR fine-tune, paid for by running the BERT fine-tune (302 s: two passes per step) only where
-    # finetune_bert is set
-    finetune_images: int = 750 * 32
-    # fine-tune BERT too (the "BERT catches up" claim): off in the cpu profile, where it never trained (8,000
-    # and 16,000 labelled sequences) and cost a quarter of the chapter's budget
-    finetune_bert: bool = False
-    finetune_lr: float = 5e-4
-    gen_weight: float = 1.0  # weight of L_gen in the fine-tuning loss L_clf + gen_weight * L_gen
-    n_samples: int = 32
-    probe_C: float = 0.5  # inverse L2 strength of the logistic-regression probe
-    reader_images: int | None = None  # the palette test's attribute reader: images seen; None: its fixed recipe
-
-    def __post_init__(self):
-        check(self)
-        divides(self, "n_head", "n_embd")
+register(
+    "02_ddpm",
+    smoke=DDPMChapter(T=100, train_images=30 * 32, batch_size=32, warmup_images=0, sample_steps=20,
+                      n_samples=32, nll_images=8, ablation_images=8 * 32, ablation_samples=12, ablation_nll_images=16,
+                      ablation_nll_steps=4, ablation_seeds=2, shared_xt_sources=8, bootstrap=20,
+                      fd_bootstrap=200, feature_images=1440, ablation_warmup_images=0, toy_n=2000,
+                      progressive_n=8),
+    cpu=DDPMChapter(),
+    # one GPU: CIFAR-10 with DDPM's CIFAR model (far shorter than the paper's 800k steps) where the
+    # Hub is reachable, else shapes at 32x32; the ablation at 16x16
+    # (untested: never run on a GPU; sized to ~5 min by ddpm_lib.budget)
+    gpu=DDPMChapter(data="cifar10", image_size=32, unet="ddpm_cifar10", base_channels=128, num_res_blocks=2,
+                    dropout=0.1, train_images=3_000 * 128, batch_size=128, lr=2e-4, ema_decay=0.9995,
+                    sample_steps=250, n_samples=2000, nll_images=128, ablation_size=16,
+                    ablation_unet="small16", ablation_images=400 * 64, ablation_samples=256,
+                    ablation_nll_steps=100),
+)
 
 
 @dataclass(frozen=True)
@@ -296,6 +348,23 @@ class ImprovedDDPMChapter:
     def __post_init__(self):
         check(self)
         unet_channels(self, "base_channels")
+
+
+register(
+    "03_improved_ddpm",
+    smoke=ImprovedDDPMChapter(T=100, train_images=12 * 32, batch_size=32, warmup_images=0, snapshots=2,
+                              is_images=40 * 32, is_seeds=1, grad_batches=6, fd_bootstrap=20,
+                              nll_steps=8, nll_images=16, n_samples=16, table_sample_steps=10,
+                              step_counts=(5, 10, 100), skip_fractions=(0.0, 0.3), feature_images=1440),
+    cpu=ImprovedDDPMChapter(),
+    # one GPU: 32x32 (CIFAR-10 where reachable, else shapes), DDPM-sized models are too slow for six
+    # rows in 5 minutes, so a 9M parameter UNet with a short budget
+    # (untested: never run on a GPU; sized to ~5 min by ddpm_lib.budget)
+    gpu=ImprovedDDPMChapter(data="cifar10", image_size=32, unet="small32", base_channels=64,
+                            train_images=900 * 128, batch_size=128, lr=2e-4, warmup_images=20_000,
+                            ema_decay=0.9995, nll_steps=100, nll_images=256, n_samples=512,
+                            table_sample_steps=100, step_counts=(10, 25, 50, 100, 250)),
+)
 
 
 @dataclass(frozen=True)
@@ -367,53 +436,29 @@ class ADMChapter:
         unet_channels(self, "base_channels")
 
 
-@dataclass(frozen=True)
-class GLIDEChapter:
-    """06_glide. A text-conditional UNet (GLIDE's two text routes) trained with 20% empty captions, a
-    noised CLIP (the guide) and a clean CLIP (the judge), the classifier-free and CLIP guidance sweeps,
-    inpainting (the replacement trick against a fine-tuned model with mask channels); optionally a
-    larger text model (``big_channels`` > 0, Table 4 in shape) and a text upsampler (``sr_from`` > 0)."""
-
-    image_size: int = 16
-    objects: int = 1
-    n_train: int = 8000
-    n_test: int = 1000
-    T: int = 1000
-    schedule: str = "cosine"  # GLIDE: squaredcos_cap_v2
-    unet: str = "small16"
-    base_channels: int = 24
-    text_width: int = 64
-    text_layers: int = 2
-    p_empty: float = ruled(0.2, bound=FRACTION)  # captions replaced by the empty sequence (GLIDE Sec. 4.2)
-    # 1,000 batches left the model below caption following (measured: 13% vs 10% empty); 2,500 batches
-    # followed captions 65% vs 27% (record of 7364009) at a 1,196 s record, no room in the budget: 2,250
-    train_images: int = 2250 * 64
-    batch_size: int = 64
-    lr: float = 1e-3
-    warmup_images: int = ruled(2000, bound=ZERO_OK)
-    ema_decay: float = ruled(0.995, bound=FRACTION)
-    clip_images: int = 500 * 128  # the noised guide; the judge trains as long
-    sample_steps: int = 40  # respaced ancestral steps (GLIDE: 150 for figures, 250 for evaluations)
-    cfg_scales: tuple[float, ...] = ruled((1.0, 2.0, 3.0, 5.0), contains=(1.0,),
-                                          why="s = 1, the conditional model, is what guidance is compared with")
-    clip_scales: tuple[float, ...] = ruled((2.0, 5.0, 10.0, 20.0), nonempty=True)  # lambda, on the s = 1 model
-    cfg_claim: float = 3.0  # Table 1's CFG scale, the one the claims compare
-    n_samples: int = 256  # per configuration (one per held-out caption)
-    inpaint_images: int = 250 * 64  # the inpainting fine-tune, and as long for its control (no mask channels)
-    n_inpaint: int = 200
-    inpaint_scale: float = 3.0
-    big_channels: int = ruled(0, bound=ZERO_OK)  # > 0: a second, wider text model (Table 4 in shape)
-    sr_from: int = ruled(0, bound=ZERO_OK)  # > 0: a text-conditional upsampler sr_from -> image_size
-    sr_images: int = 600 * 64
-    sr_steps: tuple[int, ...] = ruled((10, 50), nonempty=True)  # the upsampler's respaced steps (GLIDE's fast27: 27)
-    bootstrap: int = ruled(2000, min=1)  # FD's paired bootstrap (precision and recall: point estimates)
-    feature_images: int | None = None  # as in DDPMChapter
-    reader_images: int | None = None  # as in DALLEChapter
-
-    def __post_init__(self):
-        check(self)
-        swept(self, "cfg_claim", "cfg_scales")
-        unet_channels(self, "base_channels", "big_channels")
+register(
+    "04_adm",
+    # smoke also runs the upsampling stack (shapes 8 -> 16, a few dozen batches: a code-path test)
+    smoke=ADMChapter(T=100, n_train=2000, train_images=40 * 32, batch_size=32, warmup_images=0,
+                     clf_images=40 * 32, arch_images=6 * 32, arch_seeds=2, sample_steps=10, ddim_steps=5,
+                     scales=(0.0, 1.0, 4.0), temperatures=(0.8,), n_samples=40, ref_images=200,
+                     heldout_images=100, heldout_t=4, clf_t=4, bootstrap=20, pr_bootstrap=20,
+                     feature_images=1440, sr_size=16, sr_images=10 * 32),
+    # cpu: the upsampling stack is off: two more denoisers, a classifier and a feature net at 16x16 do not
+    # fit the budget next to the sweep at n = 1,000 and the architecture seeds
+    cpu=ADMChapter(),
+    # one GPU: CIFAR-10 (shapes when the Hub is unreachable) at 16x16 for the guided models (untested:
+    # never run on a GPU; sized to ~5 min by ddpm_lib.budget; the architecture rows' 3 seeds x 5 at 300
+    # batches each, was 6 models at 600). The upsampling stack 16 -> 32 is off
+    # (sr_size=32, sr_images=1500 * 128 turns it on): two more UNets, a classifier and a feature net
+    # at 32x32 are estimated at ~4 more minutes
+    gpu=ADMChapter(data="cifar10", n_train=None, image_size=16, unet="small16", base_channels=64,
+                   train_images=2000 * 128, batch_size=128, lr=2e-4, warmup_images=20_000, ema_decay=0.9995,
+                   clf_images=1500 * 128, clf_lr=3e-4, arch_images=300 * 128, sample_steps=250,
+                   scales=(0.0, 0.5, 1.0, 2.0, 4.0, 10.0), temperatures=(0.9, 0.8), ddim_scales=(1.0, 2.5),
+                   n_samples=1000, ref_images=5000, heldout_images=1000, heldout_t=20, bootstrap=2000,
+                   pr_bootstrap=200, sr_size=0, sr_images=1500 * 128),
+)
 
 
 @dataclass(frozen=True)
@@ -478,6 +523,176 @@ class DALLEChapter:
         for name, most in (("ref_images", self.n_train), ("n_eval", self.n_test)):
             if getattr(self, name) > most:
                 raise ValueError(f"parameter {name} must be <= {most}, got {getattr(self, name)}")
+
+
+register(
+    "05_dalle",
+    smoke=DALLEChapter(n_train=600, n_test=200, dvae_width=32, dvae_images=30 * 32, dvae_seeds=2,
+                       beta_images=5 * 32, tau_images=20 * 32, elb_draws=2, n_layer=2, n_embd=32,
+                       gpt_images=30 * 32, ablation_text_weight=0.5, clip_images=30 * 64, n_captions=20,
+                       n_rerank=8, n_eval=100, ref_images=200, blur_sigmas=(0.0, 1.0), bootstrap=20,
+                       feature_images=1440, reader_images=1000),
+    cpu=DALLEChapter(),
+    # one GPU: 32x32 two-object scenes, K = 512, an 8x8 code grid, a larger transformer
+    # (untested: never run on a GPU; sized to ~5 min by ddpm_lib.budget)
+    gpu=DALLEChapter(image_size=32, objects=2, n_train=40_000, n_test=2000, text_len=24, codes=512, levels=2,
+                     dvae_width=128, dvae_lr=2e-3, dvae_images=1500 * 128, beta_images=200 * 128, tau_images=1000 * 128,
+                     n_layer=8, n_embd=256, n_head=8, gpt_images=3500 * 128, gpt_lr=5e-4,
+                     clip_images=1000 * 256, n_captions=500, n_rerank=64, n_eval=2000),
+)
+
+
+@dataclass(frozen=True)
+class GLIDEChapter:
+    """06_glide. A text-conditional UNet (GLIDE's two text routes) trained with 20% empty captions, a
+    noised CLIP (the guide) and a clean CLIP (the judge), the classifier-free and CLIP guidance sweeps,
+    inpainting (the replacement trick against a fine-tuned model with mask channels); optionally a
+    larger text model (``big_channels`` > 0, Table 4 in shape) and a text upsampler (``sr_from`` > 0)."""
+
+    image_size: int = 16
+    objects: int = 1
+    n_train: int = 8000
+    n_test: int = 1000
+    T: int = 1000
+    schedule: str = "cosine"  # GLIDE: squaredcos_cap_v2
+    unet: str = "small16"
+    base_channels: int = 24
+    text_width: int = 64
+    text_layers: int = 2
+    p_empty: float = ruled(0.2, bound=FRACTION)  # captions replaced by the empty sequence (GLIDE Sec. 4.2)
+    # 1,000 batches left the model below caption following (measured: 13% vs 10% empty); 2,500 batches
+    # followed captions 65% vs 27% (record of 7364009) at a 1,196 s record, no room in the budget: 2,250
+    train_images: int = 2250 * 64
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup_images: int = ruled(2000, bound=ZERO_OK)
+    ema_decay: float = ruled(0.995, bound=FRACTION)
+    clip_images: int = 500 * 128  # the noised guide; the judge trains as long
+    sample_steps: int = 40  # respaced ancestral steps (GLIDE: 150 for figures, 250 for evaluations)
+    cfg_scales: tuple[float, ...] = ruled((1.0, 2.0, 3.0, 5.0), contains=(1.0,),
+                                          why="s = 1, the conditional model, is what guidance is compared with")
+    clip_scales: tuple[float, ...] = ruled((2.0, 5.0, 10.0, 20.0), nonempty=True)  # lambda, on the s = 1 model
+    cfg_claim: float = 3.0  # Table 1's CFG scale, the one the claims compare
+    n_samples: int = 256  # per configuration (one per held-out caption)
+    inpaint_images: int = 250 * 64  # the inpainting fine-tune, and as long for its control (no mask channels)
+    n_inpaint: int = 200
+    inpaint_scale: float = 3.0
+    big_channels: int = ruled(0, bound=ZERO_OK)  # > 0: a second, wider text model (Table 4 in shape)
+    sr_from: int = ruled(0, bound=ZERO_OK)  # > 0: a text-conditional upsampler sr_from -> image_size
+    sr_images: int = 600 * 64
+    sr_steps: tuple[int, ...] = ruled((10, 50), nonempty=True)  # the upsampler's respaced steps (GLIDE's fast27: 27)
+    bootstrap: int = ruled(2000, min=1)  # FD's paired bootstrap (precision and recall: point estimates)
+    feature_images: int | None = None  # as in DDPMChapter
+    reader_images: int | None = None  # as in DALLEChapter
+
+    def __post_init__(self):
+        check(self)
+        swept(self, "cfg_claim", "cfg_scales")
+        unet_channels(self, "base_channels", "big_channels")
+
+
+register(
+    "06_glide",
+    # smoke also runs the size comparison and the upsampler (code paths only)
+    smoke=GLIDEChapter(n_train=600, n_test=200, T=100, base_channels=16, text_width=32, train_images=30 * 32,
+                       batch_size=32, warmup_images=0, clip_images=30 * 64, sample_steps=8,
+                       cfg_scales=(1.0, 3.0), clip_scales=(2.0, 20.0), n_samples=48, inpaint_images=10 * 32,
+                       n_inpaint=24, big_channels=24, sr_from=8, sr_images=10 * 32, sr_steps=(4, 8),
+                       bootstrap=20, feature_images=1440, reader_images=1000),
+    cpu=GLIDEChapter(),
+    # one GPU: 32x32 two-object scenes, wider models, the size comparison and a 16 -> 32 upsampler
+    # (untested: never run on a GPU; sized to ~5 min by ddpm_lib.budget)
+    gpu=GLIDEChapter(image_size=32, objects=2, n_train=40_000, n_test=2000, unet="small32", base_channels=64,
+                     text_width=128, text_layers=4, train_images=3000 * 128, batch_size=128, lr=3e-4,
+                     warmup_images=20_000, ema_decay=0.9995, clip_images=1000 * 256, sample_steps=100,
+                     n_samples=1000, inpaint_images=600 * 128, n_inpaint=500, big_channels=128,
+                     sr_from=16, sr_images=1000 * 128, sr_steps=(27, 100)),
+)
+
+
+@dataclass(frozen=True)
+class UnCLIPChapter:
+    """07_unclip. A clean CLIP (its image embeddings are the latents) and a judge CLIP; the unCLIP
+    decoder (GLIDE's text UNet reading a CLIP image embedding, 10% / 50% dropped); a diffusion prior and
+    an autoregressive prior at equal steps; a GLIDE-style baseline with the decoder's recipe and budget;
+    on two-object ``shapes`` scenes, where binding is measurable; optionally (``sr_from`` > 0) an upsampler
+    trained on blurred low-resolution inputs."""
+
+    image_size: int = 16
+    objects: int = 2
+    n_train: int = 8000
+    n_test: int = 1000
+    T: int = 1000
+    schedule: str = "cosine"  # unCLIP's decoder and diffusion prior: cosine
+    unet: str = "small16"
+    base_channels: int = 24
+    text_width: int = 64
+    text_layers: int = 2
+    clip_dim: int = 64
+    clip_images: int = 600 * 128  # the latent CLIP; the judge trains as long
+    p_drop_z: float = ruled(0.1, bound=FRACTION)  # the decoder's dropped image embeddings (unCLIP Sec. 2.1)
+    p_drop_caption: float = ruled(0.5, bound=FRACTION)  # ... and dropped captions
+    p_empty: float = ruled(0.2, bound=FRACTION)  # the GLIDE baseline's empty captions (GLIDE Sec. 4.2)
+    train_images: int = 1100 * 64  # the decoder and the GLIDE baseline, each (~0.27 s per step on 2 cores)
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup_images: int = ruled(2000, bound=ZERO_OK)
+    ema_decay: float = ruled(0.995, bound=FRACTION)
+    prior_width: int = 128
+    prior_layers: int = 4
+    prior_images: int = 500 * 64  # each prior, equal steps (~0.11 s and ~0.14 s per step on 2 cores)
+    prior_lr: float = 1e-3
+    p_drop_text: float = ruled(0.1, bound=FRACTION)  # the priors' dropped caption and text embedding
+    prior_steps: int = 64  # the diffusion prior's respaced sampling steps (unCLIP: 64)
+    candidates: int = 2  # the diffusion prior's draws per caption, the best by <z_i, z_t> kept
+    pca_dims: int = 16  # the AR prior's principal components (unCLIP: 319 of 1,024); at most clip_dim and n_train
+    # ... and buckets per component (unCLIP: 1,024)
+    buckets: int = ruled(32, min=2, why="the AR prior reads the top half of them")
+    sample_steps: int = 40  # the decoders' respaced ancestral steps (unCLIP: 250 for the 64 px decoder)
+    # decoder guidance (GLIDE's s; s = 1 unguided)
+    scales: tuple[float, ...] = ruled((1.0, 3.0, 5.0), bound=ZERO_OK, contains=(1.0,), why="the claims compare guidance with s = 1")
+    cfg_claim: float = 3.0  # the scale at which unCLIP and GLIDE are compared on binding
+    n_captions: int = 48  # held-out descriptive captions
+    # samples per caption
+    per_caption: int = ruled(4, min=2, why="within-caption diversity needs two samples of a caption")
+    n_variations: int = 6  # images for the variation, interpolation and text-diff figures
+    sr_from: int = ruled(0, bound=ZERO_OK)  # > 0: an upsampler sr_from -> image_size trained on blurred low-res inputs (gpu, smoke)
+    sr_images: int = 600 * 64
+    sr_blur: float = ruled(0.6, bound=ZERO_OK)  # the conditioning blur's sigma in pixels (unCLIP's 64 -> 256 upsampler: 0.6)
+    sr_steps: int = 27  # the upsampler's respaced steps (unCLIP: DDIM with 27)
+    bootstrap: int = 200
+    feature_images: int | None = None  # as in DDPMChapter
+    reader_images: int | None = None  # as in DALLEChapter
+
+    def __post_init__(self):
+        check(self)
+        above_one(self, "scales")
+        swept(self, "cfg_claim", "scales")
+        unet_channels(self, "base_channels")
+        limit = min(self.clip_dim, self.n_train)
+        if self.pca_dims > limit:
+            raise ValueError(f"parameter pca_dims must be at most {limit} (the principal components of n_train = "
+                             f"{self.n_train} embeddings of clip_dim = {self.clip_dim}), got {self.pca_dims!r}")
+
+
+register(
+    "07_unclip",
+    smoke=UnCLIPChapter(n_train=600, n_test=200, T=100, base_channels=16, text_width=32, clip_dim=32,
+                        clip_images=30 * 64, train_images=30 * 32, batch_size=32, warmup_images=0,
+                        prior_width=32, prior_layers=2, prior_images=30 * 32, prior_steps=8, pca_dims=8,
+                        buckets=8, sample_steps=8, scales=(1.0, 3.0), n_captions=12, per_caption=2,
+                        n_variations=3, sr_from=8, sr_images=10 * 32, sr_steps=4, bootstrap=20,
+                        feature_images=1440, reader_images=1000),
+    cpu=UnCLIPChapter(),
+    # one GPU: 32x32 two-object scenes, wider decoder and baseline, larger priors
+    # (untested: never run on a GPU; sized to ~5 min by ddpm_lib.budget)
+    gpu=UnCLIPChapter(image_size=32, n_train=40_000, n_test=2000, unet="small32", base_channels=64,
+                      text_width=128, text_layers=4, clip_dim=128, clip_images=1000 * 256,
+                      train_images=2500 * 128, batch_size=128, lr=3e-4, warmup_images=20_000,
+                      ema_decay=0.9995, prior_width=256, prior_layers=6, prior_images=2500 * 128,
+                      prior_lr=3e-4, pca_dims=48, buckets=64, sample_steps=100, n_captions=250,
+                      per_caption=4, sr_from=16, sr_images=1000 * 128),
+)
 
 
 @dataclass(frozen=True)
@@ -547,6 +762,26 @@ class DALLE3Chapter:
             raise ValueError(f"p_colour + p_wrong must be at most 1, got {self.p_colour + self.p_wrong}")
 
 
+register(
+    "08_dalle3",
+    smoke=DALLE3Chapter(n_train=600, n_test=200, T=100, text_width=32, train_images=25 * 32, batch_size=32,
+                        warmup_images=0, blends=(0.65, 0.95, 1.0), captioner_width=32,
+                        captioner_images=20 * 32, n_labelled=200, finetune_images=10 * 32,
+                        clip_images=30 * 64, sample_steps=6, n_prompts=32,
+                        bootstrap=20, feature_images=1440, reader_images=1000),
+    cpu=DALLE3Chapter(),
+    # one GPU: 32x32 two-object scenes, chapter 06's gpu model, all four blends of Fig. 5
+    # (untested: never run on a GPU; sized to ~5 min by ddpm_lib.budget)
+    gpu=DALLE3Chapter(image_size=32, n_train=40_000, n_test=2000, unet="small32", base_channels=64,
+                      num_res_blocks=2, channels_last=False, text_width=128, text_layers=4,
+                      train_images=1500 * 128, batch_size=128, lr=3e-4, warmup_images=20_000,
+                      ema_decay=0.9995, blends=(0.65, 0.8, 0.95, 1.0), captioner_width=128,
+                      captioner_layers=4, captioner_images=1500 * 128, n_labelled=4000,
+                      finetune_images=750 * 128, captioner_lr=5e-4, clip_images=1000 * 256,
+                      sample_steps=50, n_prompts=1000),
+)
+
+
 @dataclass(frozen=True)
 class ConsistencyChapter:
     """09_consistency. Two tiers: 2-D ablations on a ring of Gaussians whose exact denoiser is the CD
@@ -608,230 +843,24 @@ class ConsistencyChapter:
             raise ValueError(f"t_mid must lie in (0, pi/2), got {self.t_mid}")
 
 
-@dataclass(frozen=True)
-class UnCLIPChapter:
-    """07_unclip. A clean CLIP (its image embeddings are the latents) and a judge CLIP; the unCLIP
-    decoder (GLIDE's text UNet reading a CLIP image embedding, 10% / 50% dropped); a diffusion prior and
-    an autoregressive prior at equal steps; a GLIDE-style baseline with the decoder's recipe and budget;
-    on two-object ``shapes`` scenes, where binding is measurable; optionally (``sr_from`` > 0) an upsampler
-    trained on blurred low-resolution inputs."""
-
-    image_size: int = 16
-    objects: int = 2
-    n_train: int = 8000
-    n_test: int = 1000
-    T: int = 1000
-    schedule: str = "cosine"  # unCLIP's decoder and diffusion prior: cosine
-    unet: str = "small16"
-    base_channels: int = 24
-    text_width: int = 64
-    text_layers: int = 2
-    clip_dim: int = 64
-    clip_images: int = 600 * 128  # the latent CLIP; the judge trains as long
-    p_drop_z: float = ruled(0.1, bound=FRACTION)  # the decoder's dropped image embeddings (unCLIP Sec. 2.1)
-    p_drop_caption: float = ruled(0.5, bound=FRACTION)  # ... and dropped captions
-    p_empty: float = ruled(0.2, bound=FRACTION)  # the GLIDE baseline's empty captions (GLIDE Sec. 4.2)
-    train_images: int = 1100 * 64  # the decoder and the GLIDE baseline, each (~0.27 s per step on 2 cores)
-    batch_size: int = 64
-    lr: float = 1e-3
-    warmup_images: int = ruled(2000, bound=ZERO_OK)
-    ema_decay: float = ruled(0.995, bound=FRACTION)
-    prior_width: int = 128
-    prior_layers: int = 4
-    prior_images: int = 500 * 64  # each prior, equal steps (~0.11 s and ~0.14 s per step on 2 cores)
-    prior_lr: float = 1e-3
-    p_drop_text: float = ruled(0.1, bound=FRACTION)  # the priors' dropped caption and text embedding
-    prior_steps: int = 64  # the diffusion prior's respaced sampling steps (unCLIP: 64)
-    candidates: int = 2  # the diffusion prior's draws per caption, the best by <z_i, z_t> kept
-    pca_dims: int = 16  # the AR prior's principal components (unCLIP: 319 of 1,024); at most clip_dim and n_train
-    # ... and buckets per component (unCLIP: 1,024)
-    buckets: int = ruled(32, min=2, why="the AR prior reads the top half of them")
-    sample_steps: int = 40  # the decoders' respaced ancestral steps (unCLIP: 250 for the 64 px decoder)
-    # decoder guidance (GLIDE's s; s = 1 unguided)
-    scales: tuple[float, ...] = ruled((1.0, 3.0, 5.0), bound=ZERO_OK, contains=(1.0,), why="the claims compare guidance with s = 1")
-    cfg_claim: float = 3.0  # the scale at which unCLIP and GLIDE are compared on binding
-    n_captions: int = 48  # held-out descriptive captions
-    # samples per caption
-    per_caption: int = ruled(4, min=2, why="within-caption diversity needs two samples of a caption")
-    n_variations: int = 6  # images for the variation, interpolation and text-diff figures
-    sr_from: int = ruled(0, bound=ZERO_OK)  # > 0: an upsampler sr_from -> image_size trained on blurred low-res inputs (gpu, smoke)
-    sr_images: int = 600 * 64
-    sr_blur: float = ruled(0.6, bound=ZERO_OK)  # the conditioning blur's sigma in pixels (unCLIP's 64 -> 256 upsampler: 0.6)
-    sr_steps: int = 27  # the upsampler's respaced steps (unCLIP: DDIM with 27)
-    bootstrap: int = 200
-    feature_images: int | None = None  # as in DDPMChapter
-    reader_images: int | None = None  # as in DALLEChapter
-
-    def __post_init__(self):
-        check(self)
-        above_one(self, "scales")
-        swept(self, "cfg_claim", "scales")
-        unet_channels(self, "base_channels")
-        limit = min(self.clip_dim, self.n_train)
-        if self.pca_dims > limit:
-            raise ValueError(f"parameter pca_dims must be at most {limit} (the principal components of n_train = "
-                             f"{self.n_train} embeddings of clip_dim = {self.clip_dim}), got {self.pca_dims!r}")
-
-
-PRESETS: dict[str, dict[str, object]] = {
-    "09_consistency": {
-        "smoke": ConsistencyChapter(toy_n=4000, toy_eval=600, toy_width=64, toy_layers=2, toy_steps=15, toy_batch=128,
-                                    toy_seeds=2, toy_seeds_family=2, toy_seeds_small=2, cd_steps=(9,),
-                                    teacher_images=40 * 32, batch_size=32, student_images=8 * 32, scd=True,
-                                    metric_bias=True, heun_steps=(2, 5), euler_steps=(4,), n_samples=120, bootstrap=20,
-                                    feature_images=1440),
-        "cpu": ConsistencyChapter(),
-        # one GPU: 4x the 2-D batch (700 steps: the seed tiers of the 2-D tests fill the budget); MNIST at 32x32
-        # with small32 (digits at 32x32 when the Hub is out of reach, said on the run card); sCD and the metric-bias
-        # experiment on (untested: never run on a GPU; sized to ~5 min by ddpm_lib.budget: the 2-D arms are
-        # launch-bound, so a larger batch is free)
-        "gpu": ConsistencyChapter(toy_steps=700, toy_batch=1024, cd_steps=(9, 18), data="mnist",
-                                  image_size=32, unet="small32", teacher_images=2000 * 128, batch_size=128,
-                                  student_images=400 * 128, student_lr=2e-4, student_ema=0.999, scd=True,
-                                  metric_bias=True, heun_steps=(2, 3, 5, 10, 18, 40), euler_steps=(4, 8, 16, 32, 64),
-                                  n_samples=2000, bootstrap=200),
-    },
-    "08_dalle3": {
-        "smoke": DALLE3Chapter(n_train=600, n_test=200, T=100, text_width=32, train_images=25 * 32, batch_size=32,
-                               warmup_images=0, blends=(0.65, 0.95, 1.0), captioner_width=32,
-                               captioner_images=20 * 32, n_labelled=200, finetune_images=10 * 32,
-                               clip_images=30 * 64, sample_steps=6, n_prompts=32,
-                               bootstrap=20, feature_images=1440, reader_images=1000),
-        "cpu": DALLE3Chapter(),
-        # one GPU: 32x32 two-object scenes, chapter 06's gpu model, all four blends of Fig. 5
-        # (untested: never run on a GPU; sized to ~5 min by ddpm_lib.budget)
-        "gpu": DALLE3Chapter(image_size=32, n_train=40_000, n_test=2000, unet="small32", base_channels=64,
-                             num_res_blocks=2, channels_last=False, text_width=128, text_layers=4,
-                             train_images=1500 * 128, batch_size=128, lr=3e-4, warmup_images=20_000,
-                             ema_decay=0.9995, blends=(0.65, 0.8, 0.95, 1.0), captioner_width=128,
-                             captioner_layers=4, captioner_images=1500 * 128, n_labelled=4000,
-                             finetune_images=750 * 128, captioner_lr=5e-4, clip_images=1000 * 256,
-                             sample_steps=50, n_prompts=1000),
-    },
-    "07_unclip": {
-        "smoke": UnCLIPChapter(n_train=600, n_test=200, T=100, base_channels=16, text_width=32, clip_dim=32,
-                               clip_images=30 * 64, train_images=30 * 32, batch_size=32, warmup_images=0,
-                               prior_width=32, prior_layers=2, prior_images=30 * 32, prior_steps=8, pca_dims=8,
-                               buckets=8, sample_steps=8, scales=(1.0, 3.0), n_captions=12, per_caption=2,
-                               n_variations=3, sr_from=8, sr_images=10 * 32, sr_steps=4, bootstrap=20,
-                               feature_images=1440, reader_images=1000),
-        "cpu": UnCLIPChapter(),
-        # one GPU: 32x32 two-object scenes, wider decoder and baseline, larger priors
-        # (untested: never run on a GPU; sized to ~5 min by ddpm_lib.budget)
-        "gpu": UnCLIPChapter(image_size=32, n_train=40_000, n_test=2000, unet="small32", base_channels=64,
-                             text_width=128, text_layers=4, clip_dim=128, clip_images=1000 * 256,
-                             train_images=2500 * 128, batch_size=128, lr=3e-4, warmup_images=20_000,
-                             ema_decay=0.9995, prior_width=256, prior_layers=6, prior_images=2500 * 128,
-                             prior_lr=3e-4, pca_dims=48, buckets=64, sample_steps=100, n_captions=250,
-                             per_caption=4, sr_from=16, sr_images=1000 * 128),
-    },
-    "06_glide": {
-        # smoke also runs the size comparison and the upsampler (code paths only)
-        "smoke": GLIDEChapter(n_train=600, n_test=200, T=100, base_channels=16, text_width=32, train_images=30 * 32,
-                              batch_size=32, warmup_images=0, clip_images=30 * 64, sample_steps=8,
-                              cfg_scales=(1.0, 3.0), clip_scales=(2.0, 20.0), n_samples=48, inpaint_images=10 * 32,
-                              n_inpaint=24, big_channels=24, sr_from=8, sr_images=10 * 32, sr_steps=(4, 8),
-                              bootstrap=20, feature_images=1440, reader_images=1000),
-        "cpu": GLIDEChapter(),
-        # one GPU: 32x32 two-object scenes, wider models, the size comparison and a 16 -> 32 upsampler
-        # (untested: never run on a GPU; sized to ~5 min by ddpm_lib.budget)
-        "gpu": GLIDEChapter(image_size=32, objects=2, n_train=40_000, n_test=2000, unet="small32", base_channels=64,
-                            text_width=128, text_layers=4, train_images=3000 * 128, batch_size=128, lr=3e-4,
-                            warmup_images=20_000, ema_decay=0.9995, clip_images=1000 * 256, sample_steps=100,
-                            n_samples=1000, inpaint_images=600 * 128, n_inpaint=500, big_channels=128,
-                            sr_from=16, sr_images=1000 * 128, sr_steps=(27, 100)),
-    },
-    "05_dalle": {
-        "smoke": DALLEChapter(n_train=600, n_test=200, dvae_width=32, dvae_images=30 * 32, dvae_seeds=2,
-                              beta_images=5 * 32, tau_images=20 * 32, elb_draws=2, n_layer=2, n_embd=32,
-                              gpt_images=30 * 32, ablation_text_weight=0.5, clip_images=30 * 64, n_captions=20,
-                              n_rerank=8, n_eval=100, ref_images=200, blur_sigmas=(0.0, 1.0), bootstrap=20,
-                              feature_images=1440, reader_images=1000),
-        "cpu": DALLEChapter(),
-        # one GPU: 32x32 two-object scenes, K = 512, an 8x8 code grid, a larger transformer
-        # (untested: never run on a GPU; sized to ~5 min by ddpm_lib.budget)
-        "gpu": DALLEChapter(image_size=32, objects=2, n_train=40_000, n_test=2000, text_len=24, codes=512, levels=2,
-                            dvae_width=128, dvae_lr=2e-3, dvae_images=1500 * 128, beta_images=200 * 128, tau_images=1000 * 128,
-                            n_layer=8, n_embd=256, n_head=8, gpt_images=3500 * 128, gpt_lr=5e-4,
-                            clip_images=1000 * 256, n_captions=500, n_rerank=64, n_eval=2000),
-    },
-    "04_adm": {
-        # smoke also runs the upsampling stack (shapes 8 -> 16, a few dozen batches: a code-path test)
-        "smoke": ADMChapter(T=100, n_train=2000, train_images=40 * 32, batch_size=32, warmup_images=0,
-                            clf_images=40 * 32, arch_images=6 * 32, arch_seeds=2, sample_steps=10, ddim_steps=5,
-                            scales=(0.0, 1.0, 4.0), temperatures=(0.8,), n_samples=40, ref_images=200,
-                            heldout_images=100, heldout_t=4, clf_t=4, bootstrap=20, pr_bootstrap=20,
-                            feature_images=1440, sr_size=16, sr_images=10 * 32),
-        # cpu: the upsampling stack is off: two more denoisers, a classifier and a feature net at 16x16 do not
-        # fit the budget next to the sweep at n = 1,000 and the architecture seeds
-        "cpu": ADMChapter(),
-        # one GPU: CIFAR-10 (shapes when the Hub is unreachable) at 16x16 for the guided models (untested:
-        # never run on a GPU; sized to ~5 min by ddpm_lib.budget; the architecture rows' 3 seeds x 5 at 300
-        # batches each, was 6 models at 600). The upsampling stack 16 -> 32 is off
-        # (sr_size=32, sr_images=1500 * 128 turns it on): two more UNets, a classifier and a feature net
-        # at 32x32 are estimated at ~4 more minutes
-        "gpu": ADMChapter(data="cifar10", n_train=None, image_size=16, unet="small16", base_channels=64,
-                          train_images=2000 * 128, batch_size=128, lr=2e-4, warmup_images=20_000, ema_decay=0.9995,
-                          clf_images=1500 * 128, clf_lr=3e-4, arch_images=300 * 128, sample_steps=250,
-                          scales=(0.0, 0.5, 1.0, 2.0, 4.0, 10.0), temperatures=(0.9, 0.8), ddim_scales=(1.0, 2.5),
-                          n_samples=1000, ref_images=5000, heldout_images=1000, heldout_t=20, bootstrap=2000,
-                          pr_bootstrap=200, sr_size=0, sr_images=1500 * 128),
-    },
-    "00_forward_process": {
-        "smoke": ForwardProcess(n_toy=500, n_images=4),
-        "cpu": ForwardProcess(),
-        "gpu": ForwardProcess(n_toy=5000, image_size=32),
-    },
-    "01_igpt": {
-        "smoke": IGPTChapter(palette_ks=(2, 8), k=8, n_train=300, n_test=200, n_layer=2, n_embd=32, small_layer=1,
-                             small_embd=16, train_images=30 * 32, warmup_images=0, checkpoints=2,
-                             finetune_images=10 * 32, finetune_bert=True, n_samples=8, reader_images=2000),
-        "cpu": IGPTChapter(),
-        # one GPU: the same scenes at 32x32 (1,024 tokens, as iGPT's CIFAR-10 models) with a wider GPT
-        # (untested: never run on a GPU; ~5 min by ddpm_lib.budget)
-        "gpu": IGPTChapter(image_size=32, k=16, n_train=20_000, n_test=2000, n_layer=8, n_embd=256, n_head=8,
-                           small_layer=4, small_embd=128, train_images=8_000 * 64, batch_size=64, lr=5e-4,
-                           warmup_images=50_000, checkpoints=5, finetune_images=2000 * 64, finetune_bert=True,
-                           n_samples=64),
-    },
-    "03_improved_ddpm": {
-        "smoke": ImprovedDDPMChapter(T=100, train_images=12 * 32, batch_size=32, warmup_images=0, snapshots=2,
-                                     is_images=40 * 32, is_seeds=1, grad_batches=6, fd_bootstrap=20,
-                                     nll_steps=8, nll_images=16, n_samples=16, table_sample_steps=10,
-                                     step_counts=(5, 10, 100), skip_fractions=(0.0, 0.3), feature_images=1440),
-        "cpu": ImprovedDDPMChapter(),
-        # one GPU: 32x32 (CIFAR-10 where reachable, else shapes), DDPM-sized models are too slow for six
-        # rows in 5 minutes, so a 9M parameter UNet with a short budget
-        # (untested: never run on a GPU; sized to ~5 min by ddpm_lib.budget)
-        "gpu": ImprovedDDPMChapter(data="cifar10", image_size=32, unet="small32", base_channels=64,
-                                   train_images=900 * 128, batch_size=128, lr=2e-4, warmup_images=20_000,
-                                   ema_decay=0.9995, nll_steps=100, nll_images=256, n_samples=512,
-                                   table_sample_steps=100, step_counts=(10, 25, 50, 100, 250)),
-    },
-    "02_ddpm": {
-        "smoke": DDPMChapter(T=100, train_images=30 * 32, batch_size=32, warmup_images=0, sample_steps=20,
-                             n_samples=32, nll_images=8, ablation_images=8 * 32, ablation_samples=12, ablation_nll_images=16,
-                             ablation_nll_steps=4, ablation_seeds=2, shared_xt_sources=8, bootstrap=20,
-                             fd_bootstrap=200, feature_images=1440, ablation_warmup_images=0, toy_n=2000,
-                             progressive_n=8),
-        "cpu": DDPMChapter(),
-        # one GPU: CIFAR-10 with DDPM's CIFAR model (far shorter than the paper's 800k steps) where the
-        # Hub is reachable, else shapes at 32x32; the ablation at 16x16
-        # (untested: never run on a GPU; sized to ~5 min by ddpm_lib.budget)
-        "gpu": DDPMChapter(data="cifar10", image_size=32, unet="ddpm_cifar10", base_channels=128, num_res_blocks=2,
-                           dropout=0.1, train_images=3_000 * 128, batch_size=128, lr=2e-4, ema_decay=0.9995,
-                           sample_steps=250, n_samples=2000, nll_images=128, ablation_size=16,
-                           ablation_unet="small16", ablation_images=400 * 64, ablation_samples=256,
-                           ablation_nll_steps=100),
-    },
-}
-
-
-def register(chapter: str, smoke, cpu, gpu) -> None:
-    """Add a chapter's presets (all three must be instances of one frozen dataclass)."""
-    if not (type(smoke) is type(cpu) is type(gpu)) or not dataclasses.is_dataclass(smoke):
-        raise TypeError("presets must be instances of one dataclass")
-    PRESETS[chapter] = {"smoke": smoke, "cpu": cpu, "gpu": gpu}
+register(
+    "09_consistency",
+    smoke=ConsistencyChapter(toy_n=4000, toy_eval=600, toy_width=64, toy_layers=2, toy_steps=15, toy_batch=128,
+                             toy_seeds=2, toy_seeds_family=2, toy_seeds_small=2, cd_steps=(9,),
+                             teacher_images=40 * 32, batch_size=32, student_images=8 * 32, scd=True,
+                             metric_bias=True, heun_steps=(2, 5), euler_steps=(4,), n_samples=120, bootstrap=20,
+                             feature_images=1440),
+    cpu=ConsistencyChapter(),
+    # one GPU: 4x the 2-D batch (700 steps: the seed tiers of the 2-D tests fill the budget); MNIST at 32x32
+    # with small32 (digits at 32x32 when the Hub is out of reach, said on the run card); sCD and the metric-bias
+    # experiment on (untested: never run on a GPU; sized to ~5 min by ddpm_lib.budget: the 2-D arms are
+    # launch-bound, so a larger batch is free)
+    gpu=ConsistencyChapter(toy_steps=700, toy_batch=1024, cd_steps=(9, 18), data="mnist",
+                           image_size=32, unet="small32", teacher_images=2000 * 128, batch_size=128,
+                           student_images=400 * 128, student_lr=2e-4, student_ema=0.999, scd=True,
+                           metric_bias=True, heun_steps=(2, 3, 5, 10, 18, 40), euler_steps=(4, 8, 16, 32, 64),
+                           n_samples=2000, bootstrap=200),
+)
 
 
 def chapters() -> list[str]:

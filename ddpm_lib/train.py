@@ -577,11 +577,46 @@ def run_dir_for(name: str, **key: Any) -> tuple[Path, str]:
     return cache.cache_dir("runs") / f"{name}-{h}", h
 
 
-# What train_cached did in this process: one entry per model (run directory): its name, whether it was
-# trained (in any call) or only loaded, the training seconds of all calls, how many calls asked for it.
-# A notebook's run card reports it, so that a wall time measured with cached weights says so; a cell
-# interrupted and run again asks for its models again, and each still counts once.
-HISTORY: list[dict] = []
+class RunLog:
+    """What ``train_cached`` did while this log was open: one entry per model (run directory): its
+    name, whether it was trained (in any call) or only loaded, the training seconds of all calls, how
+    many calls asked for it. A notebook's session opens one at its start and reports it on the run
+    card, so that a wall time measured with cached weights says so; a cell interrupted and run again
+    asks for its models again, and each still counts once.
+
+    ``log.open()`` makes it the log that ``train_cached`` writes to until another is opened (a
+    notebook's cells run one after another); ``with RunLog() as log:`` opens it for a block."""
+
+    def __init__(self):
+        self.entries: list[dict] = []
+        self._before: RunLog | None = None
+
+    def open(self) -> "RunLog":
+        global _open_log
+        _open_log = self
+        return self
+
+    def __enter__(self) -> "RunLog":
+        self._before = _open_log
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        global _open_log
+        _open_log = self._before
+
+    def add(self, name: str, res: "TrainResult", run: str) -> None:
+        entry = dict(name=name, loaded=res.loaded, resumed_from=res.resumed_from, steps=res.steps,
+                     wall_s=round(res.wall_s, 1), run=run, calls=1)
+        before = next((e for e in self.entries if e["run"] == run), None)
+        if before is None:
+            self.entries.append(entry)
+        else:  # the same model again (a re-run cell): trained if any call trained it
+            before.update(loaded=before["loaded"] and res.loaded, steps=res.steps, calls=before["calls"] + 1,
+                          wall_s=round(before["wall_s"] + res.wall_s, 1),
+                          resumed_from=res.resumed_from if before["loaded"] else before["resumed_from"])
+
+
+_open_log: RunLog | None = None  # the log train_cached writes to (RunLog.open)
 # 2: network inits seeded from their config, one-file checkpoints (runs cached before are not reused)
 CACHE_VERSION = 2
 CHECKPOINT_EVERY_S = 300.0
@@ -605,15 +640,8 @@ def train_cached(name: str, net: nn.Module, loss_fn, data, cfg: TrainConfig, ext
         raise FileNotFoundError(f"no finished run {name!r} in the cache ({run_dir}) and load_only=True")
     kw.setdefault("checkpoint_every_s", CHECKPOINT_EVERY_S)
     res = train(net, loss_fn, data, cfg, run_dir=run_dir, config_key=h, desc=name, **kw)
-    entry = dict(name=name, loaded=res.loaded, resumed_from=res.resumed_from, steps=res.steps,
-                 wall_s=round(res.wall_s, 1), run=run_dir.name, calls=1)
-    before = next((e for e in HISTORY if e.get("run") == run_dir.name), None)
-    if before is None:
-        HISTORY.append(entry)
-    else:  # the same model again (a re-run cell): trained if any call trained it
-        before.update(loaded=before["loaded"] and res.loaded, steps=res.steps, calls=before["calls"] + 1,
-                      wall_s=round(before["wall_s"] + res.wall_s, 1),
-                      resumed_from=res.resumed_from if before["loaded"] else before["resumed_from"])
+    if _open_log is not None:
+        _open_log.add(name, res, run_dir.name)
     return res
 
 

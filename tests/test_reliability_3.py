@@ -227,13 +227,15 @@ def test_a_re_run_cell_counts_each_model_once():
             loss_fn.__class__ = Interrupting
         return TR.train_cached("cellB", net, loss_fn, data_, cfg, progress=False, checkpoint_every_s=1e-9)
 
-    TR.HISTORY.clear()
-    with pytest.raises(Interrupt):
-        cell(interrupt_at=5)
-    cell()  # re-run: A loads, B resumes
-    assert training_summary().startswith("2 models: 2 trained"), training_summary()
-    assert [(e["name"], e["loaded"], e["calls"]) for e in TR.HISTORY] == [("cellA", False, 2), ("cellB", False, 1)]
-    assert TR.HISTORY[1]["resumed_from"] == 5
+    with TR.RunLog() as log:
+        with pytest.raises(Interrupt):
+            cell(interrupt_at=5)
+        cell()  # re-run: A loads, B resumes
+    assert training_summary(log).startswith("2 models: 2 trained"), training_summary(log)
+    assert [(e["name"], e["loaded"], e["calls"]) for e in log.entries] == [("cellA", False, 2), ("cellB", False, 1)]
+    assert log.entries[1]["resumed_from"] == 5
+    TR.train_cached("cellA", *make_run(6), progress=False)  # after the block: not in the log
+    assert len(log.entries) == 2
 
 
 # ---- 2. a preset checked as a whole at start ----------------------------------------------------------
@@ -266,6 +268,25 @@ def test_a_preset_is_checked_as_a_whole_at_start(chapter, params, must_say):
     assert nb.card is None, "work started before the check"
     with pytest.raises(SystemExit, match=must_say):
         run_notebook.parse_params(chapter, [f"{k}={v!r}" for k, v in params.items()], "smoke")
+
+
+def test_each_chapters_presets_sit_under_its_dataclass_in_chapter_order():
+    """profiles.py reads chapter by chapter: a dataclass, then the one ``register`` call of its
+    three presets, 00 to 09."""
+    import ast
+
+    tree = ast.parse((ROOT / "ddpm_lib" / "profiles.py").read_text())
+    body = tree.body
+    seen = []
+    for before, node in zip(body, body[1:]):
+        call = node.value if isinstance(node, ast.Expr) else None
+        if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "register":
+            chapter = call.args[0].value
+            kinds = {k.arg: k.value.func.id for k in call.keywords}
+            assert set(kinds) == {"smoke", "cpu", "gpu"}, (chapter, kinds)
+            assert isinstance(before, ast.ClassDef) and set(kinds.values()) == {before.name}, chapter
+            seen.append(chapter)
+    assert seen == sorted(seen) and len(seen) == 10, seen
 
 
 def test_the_groupnorm_table_matches_the_unet_presets():

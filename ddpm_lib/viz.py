@@ -41,6 +41,17 @@ def column_size(width: float, height: float) -> tuple[float, float]:
     return width * k, height * k
 
 
+def panels(n: int, ncol: int = 3, height: float = 2.4, width: float = 6.2):
+    """``n`` panels, ``ncol`` to a row, in a figure ``width`` inches wide (within the column):
+    returns (figure, the n axes in reading order); the unused axes of the last row are hidden."""
+    ncol = max(1, min(ncol, n))
+    nrow = -(-n // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=column_size(width, height * nrow), squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    return fig, list(axes.ravel()[:n])
+
+
 def _figure(nrows: int = 1, ncols: int = 1, figsize=(3.2, 2.6), **kw):
     kw.setdefault("layout", "constrained")  # room for titles and labels
     figsize = column_size(*figsize)

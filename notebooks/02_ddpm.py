@@ -429,15 +429,18 @@ notebook.show_table(
 fd_i, floor_i = main_eval.ci("fd"), main_eval.ci("fd_floor")
 tail = len(losses) // 10
 still_falling = np.mean(losses[-tail:]) < 0.95 * np.mean(losses[-2 * tail:-tail]) if tail else False
+learned = fd_i.est < CH.FD_FLOOR_FACTOR * floor_i.est
 notebook.see(
-    f"The training loss is {'still falling' if still_falling else 'flat'} over the last fifth of the run "
-    f"(the mean of its last tenth against the tenth before). The samples' FD "
-    f"is {fd_i} against {floor_i} for fresh real digits: {fd_i.est / floor_i.est:.1f}x the floor "
-    f"({'within' if fd_i.est < CH.FD_FLOOR_FACTOR * floor_i.est else 'beyond'} the book's 10x line for a model "
-    f"that learned). Precision {main_eval.precision:.0%} and recall {main_eval.recall:.0%} split that distance: "
-    f"{'most samples look real' if main_eval.precision > 0.5 else 'many samples fall off the real manifold'}, and "
-    f"{'most real digits have a sample nearby' if main_eval.recall > 0.5 else 'parts of the data are not covered'}. "
-    f"The paper's CIFAR-10 FID of 3.17 is not comparable: different data, features and n.")
+    ("The model learned the digits: its samples' FD" if learned else
+     "The model has not learned the digits yet: its samples' FD")
+    + f" is {fd_i.est / floor_i.est:.1f}x that of fresh real digits, "
+    f"{'within' if learned else 'beyond'} the book's 10x line ({fd_i} against {floor_i}). "
+    f"{'Most samples look real' if main_eval.precision > 0.5 else 'Many samples fall off the real manifold'} "
+    f"(precision {main_eval.precision:.0%}) and "
+    f"{'most real digits have a sample nearby' if main_eval.recall > 0.5 else 'parts of the data are not covered'} "
+    f"(recall {main_eval.recall:.0%}). The training loss is {'still falling' if still_falling else 'flat'} over "
+    "the last fifth of the run (the mean of its last tenth against the tenth before). The paper's CIFAR-10 FID of "
+    "3.17 is not comparable: different data, features and n.")
 
 # %% [markdown]
 # ## Experiment 2: the parametrization ablation (Table 2)
@@ -598,8 +601,8 @@ notebook.show_table([
 # %%
 shown = [(r["row"], abl_samples[k, 0]) for k, r in rec.table2.items()
          if (k, 0) in abl_samples]
-fig, axes = plt.subplots(1, len(shown), figsize=(1.8 * len(shown), 2.5))
-for ax, (label, xs) in zip(np.atleast_1d(axes), shown):
+fig, axes = viz.panels(len(shown), height=2.6)
+for ax, (label, xs) in zip(axes, shown):
     viz.show_grid(xs[:36], nrow=6, ax=ax,
                   title=label.replace(": ", ":\n").replace(" (", "\n("))
 fig.suptitle("36 samples per Table 2 row, seed 0 (full chain)", y=1.02)
@@ -741,12 +744,12 @@ plt.show()
 
 # %% tags=["hide-input"]
 notebook.see(
-    f"Averaged over {n_prog} samples, the coarse part settles (r > 0.9) from t = {t_coarse} and the detail from "
-    f"t = {t_detail}. Per sample, the coarse part settles first in {coarse_first.fmt(pct=True)} of chains "
-    f"(95% Wilson interval). "
-    + ("As in the paper's Fig. 6, the outline comes first: the predicted x0 is a blurry digit before its strokes "
-       "are sharp." if coarse_first.lo > 0.5 else
-       "The paper's ordering (Fig. 6: outline first, detail last) is not clear at this n and scale."))
+    ("As in the paper's Fig. 6, the outline comes first: the predicted x0 is a blurry digit before its strokes "
+     "are sharp. " if coarse_first.lo > 0.5 else
+     "The paper's ordering (Fig. 6: outline first, detail last) is not clear at this n and scale. ")
+    + f"The coarse part settles first in {coarse_first.fmt(pct=True)} of chains (95% Wilson interval); "
+    f"averaged over {n_prog} samples, it settles (r > 0.9) from t = {t_coarse} and the detail from "
+    f"t = {t_detail}.")
 
 # %% [markdown]
 # ### Several samples from one shared $x_t$ (Fig. 7)
@@ -783,8 +786,8 @@ for t in t_values:
 rec.shared_xt, rec.n_classes = agree, test_set.num_classes
 
 # %%
-fig, axes = plt.subplots(1, len(t_values), figsize=(2.1 * len(t_values), 2.6))
-for ax, t, gr in zip(np.atleast_1d(axes), t_values, grids):
+fig, axes = viz.panels(len(t_values), height=2.3)
+for ax, t, gr in zip(axes, t_values, grids):
     viz.show_grid(gr.clamp(-1, 1), nrow=5, ax=ax,
                   title=f"t = {t}\n(column 1: source)")
 fig.suptitle("4 sources (rows) and 4 samples from each shared x_t", y=1.04)
@@ -795,9 +798,10 @@ if agree:
     chance = 1 / len(test_set.classes)
     kept = [t for t, a in agree.items() if a.lo > chance]
     notebook.see(
-        "Share of samples that keep the source's class (95% interval): "
-        + ", ".join(f"t = {t}: {a.fmt(pct=True)}" for t, a in agree.items()) + f"; chance is {chance:.0%}. "
-        + (f"The class survives to t = {max(kept)}" if kept else "The class does not survive any of these t")
+        (f"The class survives, above chance ({chance:.0%}), to t = {max(kept)}" if kept
+         else f"The class does not stay above chance ({chance:.0%}) at any of these t")
+        + ". The share of samples that keep the source's class (95% interval): "
+        + ", ".join(f"t = {t}: {a.fmt(pct=True)}" for t, a in agree.items())
         + f". With the linear schedule, ᾱ at T/2 is {float(diff.schedule.alpha_bar[cfg.T // 2]):.2f}: little "
         "signal is left in a 16x16 digit there, while the paper's Fig. 7 uses 256x256 faces, whose coarse "
         "attributes survive more noise.")
@@ -834,7 +838,7 @@ rec.rate_distortion = dict(
 
 # %%
 t_axis = np.arange(cfg.T)
-fig, axes = plt.subplots(1, 3, figsize=(9.5, 2.6))
+fig, axes = plt.subplots(1, 3, figsize=(6.2, 2.3))
 axes[0].plot(t_axis, rd["distortion"].cpu())
 axes[0].set(xlabel="t", ylabel="distortion (RMSE, 0-255)")
 axes[1].plot(t_axis, rd["rate"].cpu())
@@ -848,15 +852,15 @@ plt.show()
 
 # %% tags=["hide-input"]
 notebook.see(
-    f"The lossless code length (the bound) is {stats.mean_ci(per_image)} bits/dim over {cfg.nll_images} held-out "
-    f"images (95% interval over images). After the last latent the rate is {rate_end:.2f} bits/dim; the remaining "
-    f"{decoder_bits:.2f} bits/dim ({decoder_bits / lossless:.0%}) pay for a residual of RMSE {rmse_end:.2f} on 0-255. "
-    + ("As in the paper, more than half of the code length describes distortions too small to see. "
-       if decoder_bits / lossless > 0.5 else
-       "Unlike the paper (where more than half of the code length went to imperceptible distortions), most of our "
-       "code length is spent before the last step: ")
-    + "Our digits are 8x8 scans with 17 grey levels, upsampled and put on the 8-bit grid, so the fine "
-    "detail that costs CIFAR-10 most of its bits is largely absent; the numbers compare within the book only.")
+    ("As in the paper, more than half of the code length describes distortions too small to see: "
+     if decoder_bits / lossless > 0.5 else
+     "Unlike the paper, where more than half of the code length went to imperceptible distortions, most of ours "
+     "is spent before the last step: ")
+    + f"the last {decoder_bits:.2f} bits/dim ({decoder_bits / lossless:.0%} of the bound, "
+    f"{stats.mean_ci(per_image)} bits/dim over {cfg.nll_images} held-out images) pay for a residual of RMSE "
+    f"{rmse_end:.2f} on 0-255. Our digits are 8x8 scans with 17 grey levels, upsampled and put on the 8-bit "
+    "grid, so the fine detail that costs CIFAR-10 most of its bits is largely absent; the numbers compare within "
+    "the book only.")
 
 # %% [markdown]
 # ## Experiment 6: $\sigma_t^2 = \beta_t$ against $\sigma_t^2 = \tilde\beta_t$
@@ -911,13 +915,14 @@ if var_diff is not None:
     verdict, note = claims.equivalence(var_diff, margin)
     nll_b, nll_t = (both[k]["total"].mean().item() for k in ("sigma^2 = beta", "sigma^2 = beta_tilde"))
     notebook.see(
-        f"FD(β) − FD(β̃) = {var_diff} (paired bootstrap), against the margin ±{margin:.3g}. "
-        + {"yes": "The interval lies inside the margin: the two variances give similar samples, as the paper "
-                  "reports. ",
-           "no": "The interval lies outside the margin: the two variances give different samples here, unlike "
-                 "the paper. ",
-           "not significant": f"The interval is neither inside nor outside the margin: not significant ({note}). "
-           }[verdict]
+        {"yes": "The two variances give similar samples, as the paper reports",
+         "no": "The two variances give different samples here, unlike the paper",
+         "not significant": "Whether the two variances give similar samples is not significant at this n"
+         }[verdict]
+        + f": FD(β) − FD(β̃) = {var_diff} (paired bootstrap) "
+        + {"yes": "lies inside", "no": "lies outside",
+           "not significant": "is neither inside nor outside"}[verdict]
+        + f" the margin ±{margin:.3g}" + (f" ({note}). " if verdict == "not significant" else ". ")
         + f"The main model's exact bound, from the same network outputs, is {nll_b:.3f} bits/dim with "
         f"σ² = β and {nll_t:.3f} with σ² = β̃ (last column); Improved DDPM (chapter 03) learns an "
         "interpolation of the two.")
@@ -933,7 +938,7 @@ if var_diff is not None:
 # %%
 lams = [0.0, 0.25, 0.5, 0.75, 1.0]
 pairs = test_set.x[:2].to(device), test_set.x[2:4].to(device)
-fig, axes = plt.subplots(1, 2, figsize=(7.5, 2.3))
+fig, axes = plt.subplots(2, 1, figsize=(6.2, 3.6))
 for ax, t in zip(axes, [cfg.T // 4, cfg.T // 2]):
     # (lams, 2, ...)
     rows = smp.interpolate(model, sampler_diff, *pairs, t=idx_of(t),

@@ -43,7 +43,6 @@ if "google.colab" in sys.modules:
 import ddpm_lib
 
 import dataclasses
-import textwrap
 import time
 
 import matplotlib.pyplot as plt
@@ -570,40 +569,42 @@ notebook.show_table(
     [{"configuration": r["config"], "FD": CH.iv(r["fd"]).fmt(),
       "precision": CH.iv(r["precision"]).fmt(),
       "recall": CH.iv(r["recall"]).fmt(),
+      "diversity": CH.iv(r["diversity"]).fmt()} for r in rows],
+    caption=f"Image quality: {N} samples per configuration ({n_cap} "
+            f"held-out captions x {k}), {cfg.sample_steps} respaced steps; "
+            f"FD floor (real vs real at this n) {fd_floor:.3g}; 95% "
+            "intervals (bootstrap over captions for FD, precision and "
+            "recall; t over captions for diversity)")
+notebook.show_table(
+    [{"configuration": r["config"],
       "caption match": CH.iv(r["match"]).fmt(pct=True),
-      "diversity": CH.iv(r["diversity"]).fmt(),
       "both bound": CH.iv(r["bound"]).fmt(pct=True),
       "colour swaps": CH.iv(r["swap"]).fmt(pct=True),
       "judge CLIP-S": CH.iv(r["judge"]).fmt()} for r in rows],
-    caption=f"{N} samples per configuration ({n_cap} held-out captions x "
-            f"{k}), {cfg.sample_steps} respaced steps; FD floor (real vs "
-            f"real at this n) {fd_floor:.3g}; real scenes: both bound "
-            f"{stats.mean_ci(real_bind['bound']).fmt(pct=True)}, colour "
+    caption="Following the caption, the same samples: real scenes have "
+            "both objects bound "
+            f"{stats.mean_ci(real_bind['bound']).fmt(pct=True)} and colour "
             f"swaps {stats.mean_ci(real_bind['swap']).fmt(pct=True)} (the "
-            "reader's own errors); 95% intervals (bootstrap for FD, "
-            "precision and recall; t over samples or captions for the "
-            "rest)")
+            "reader's own errors); 95% t-intervals over samples")
 
 # %%
 show = ["unCLIP s=1", f"unCLIP s={max(cfg.scales):g}", "GLIDE s=1",
         f"GLIDE s={max(cfg.scales):g}", "decoder, text embedding",
         "decoder, true z_i"]
 n_show = min(4, n_cap)
-fig, axes = plt.subplots(len(show), 1, figsize=(7.5, 1.3 * len(show)))
+fig, axes = plt.subplots(len(show), 1, figsize=(6.2, 1.1 * len(show)))
 for ax, name in zip(axes, show):
     viz.show_grid(runs[name]["xs"][:n_show * k], nrow=n_show * k, ax=ax)
     ax.set_title(name, fontsize=8, loc="left")
-fig.suptitle(textwrap.fill(
-    f"{k} samples for each of the first {n_show} held-out captions, by "
-    "configuration. Captions: "
-    + "; ".join(f"{i + 1}: {c}"
-                for i, c in enumerate(test_set.captions_long[:n_show])),
-    120), fontsize=7, y=1.05)
 fig.tight_layout()
 plt.show()
+notebook.legend(f"{k} samples for each of the first {n_show} held-out "
+                "captions (columns, in groups), by configuration (rows)",
+                test_set.captions_long[:n_show])
 
 # %%
-fig, axes = plt.subplots(1, 4, figsize=(12, 2.9))
+fig, axes = plt.subplots(2, 2, figsize=(6.2, 4.6))
+axes = axes.ravel()
 for fam, marker in (("unCLIP", "o"), ("GLIDE", "s")):
     names = [f"{fam} s={s:g}" for s in cfg.scales]
     for ax, key in zip(axes, ("fd", "div", "recall", "match")):
@@ -855,7 +856,7 @@ if cfg.sr_from:
          for r in sr_rows],
         caption=f"{m_sr} held-out scenes at {cfg.sr_from}x{cfg.sr_from} "
                 f"brought to {R}x{R}")
-    fig, axes = plt.subplots(3, 1, figsize=(7, 2.6))
+    fig, axes = plt.subplots(3, 1, figsize=(6.2, 2.4))
     for ax, (title, xs) in zip(axes, [
             ("low resolution",
              F.interpolate(lo_test[:8], size=(R, R), mode="nearest").cpu()),

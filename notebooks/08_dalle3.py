@@ -271,11 +271,11 @@ with tqdm(total=2, desc="re-captioning the training set") as bar:
     dsc_tok = caption(captioners["descriptive"], train_set.x)
     bar.update()
 dsc_test = test_caps["descriptive"]
-fig, axes = plt.subplots(1, 6, figsize=(9, 2.2))
-for i, ax in enumerate(axes):
+fig, axes = plt.subplots(2, 3, figsize=(6.2, 5.8))
+for i, ax in enumerate(axes.ravel()):
     viz.show_grid(test_set.x[i:i + 1], nrow=1, ax=ax)
-    ax.set_title(textwrap.fill(f"alt: {alt_test[i]}", 24) + "\n"
-                 + textwrap.fill(f"DSC: {dsc_test[i]}", 24), fontsize=5.5)
+    ax.set_title(textwrap.fill(f"alt: {alt_test[i]}", 34) + "\n"
+                 + textwrap.fill(f"DSC: {dsc_test[i]}", 34), fontsize=7)
 fig.tight_layout()
 plt.show()
 
@@ -436,20 +436,26 @@ rec.sampling = dict(rows=rows, n=N, steps=cfg.sample_steps, scale=cfg.scale,
                     fd_floor=fd_floor,
                     prompt_examples={k: v[:4] for k, v in prompts.items()})
 fmt = lambda x, pct=False: CH.iv(x).fmt(pct=pct) if x else "–"  # noqa: E731
+shown = [r for r in rows if r["prompts"] in ("alt-text", "descriptive")]
 notebook.show_table(
     [{"model": r["model"], "prompts": r["prompts"],
       "CLIP-S (judge)": fmt(r["clip"]),
-      "caption match": fmt(r["match"], True),
-      **{f: fmt(r[f], True) for f in CH.FIELDS},
-      "both bound": fmt(r["bound"], True), "FD": fmt(r["fd"])}
-     for r in rows if r["prompts"] in ("alt-text", "descriptive")],
+      "caption match": fmt(r["match"], True), "FD": fmt(r["fd"])}
+     for r in shown],
     caption=f"{N} held-out prompts per row, one sample each, "
             f"s = {cfg.scale:g}, {cfg.sample_steps} steps; caption match "
-            "and the per-field columns count only what each prompt states; "
-            f"FD floor (real vs real at this n) {fd_floor:.3g}; 95% "
-            "intervals (t over prompts; bootstrap for FD)")
+            "counts only what each prompt states; FD floor (real vs real "
+            f"at this n) {fd_floor:.3g}; 95% intervals (t over prompts; "
+            "bootstrap for FD)")
+notebook.show_table(
+    [{"model": r["model"], "prompts": r["prompts"],
+      **{f: fmt(r[f], True) for f in CH.FIELDS},
+      "both bound": fmt(r["bound"], True)}
+     for r in shown],
+    caption="Caption match by field: the share of the attributes a "
+            "prompt states that its sample shows; 95% t-intervals")
 
-fig, axes = plt.subplots(1, 2, figsize=(9, 2.8))
+fig, axes = plt.subplots(1, 2, figsize=(6.2, 2.8))
 names = list(models)
 for ax, key, title in ((axes[0], "clip", "CLIP-S (judge)"),
                        (axes[1], "score", "caption match (reader)")):
@@ -472,18 +478,17 @@ plt.show()
 show = [(m, "descriptive") for m in names]
 n_show = 8
 fig, axes = plt.subplots(len(show) + 1, 1,
-                         figsize=(7, 1.05 * (len(show) + 1)))
+                         figsize=(6.2, 0.95 * (len(show) + 1)))
 viz.show_grid(test_set.x[:n_show], nrow=n_show, ax=axes[0])
 axes[0].set_title("the held-out scenes the prompts describe", fontsize=7,
                   loc="left")
 for ax, key in zip(axes[1:], show):
     viz.show_grid(runs[key]["xs"][:n_show], nrow=n_show, ax=ax)
     ax.set_title(f"{key[0]}, descriptive prompts", fontsize=7, loc="left")
-listed = "; ".join(f"{i + 1}: {c}"
-                   for i, c in enumerate(prompts['descriptive'][:n_show]))
-fig.suptitle(textwrap.fill("Prompts: " + listed, 130), fontsize=7, y=1.08)
 fig.tight_layout()
 plt.show()
+notebook.legend("The descriptive prompts, by column",
+                prompts["descriptive"][:n_show])
 
 # %% [markdown]
 # The training scenes have four backgrounds (black, dark blue, dark green and gray), yet samples can
@@ -516,7 +521,7 @@ notebook.show_table(bg_rows, caption=(
     f"{DSCM} model, {N} descriptive prompts, the same noise; the training "
     "scenes' backgrounds are off the palette by 0 (RMS, pixels in [0, 1]);"
     " 95% t-intervals over prompts"))
-fig, axes = plt.subplots(2, 1, figsize=(7, 2.2))
+fig, axes = plt.subplots(2, 1, figsize=(6.2, 2.0))
 for ax, (k, v) in zip(axes, bg.items()):
     viz.show_grid(v["xs"][:n_show], nrow=n_show, ax=ax)
     ax.set_title(f"{DSCM}, {k}", fontsize=7, loc="left")
@@ -528,8 +533,27 @@ far = {k: CH.off_palette(v["xs"]) for k, v in bg.items()}
 g_far = stats.paired_mean_diff(*far.values())  # s = scale minus s = 1
 guided = f"s = {cfg.scale:g}"
 stated = np.isfinite(bg[guided]["background"]).sum() > 1
+finding = (
+    "Without guidance the backgrounds are already off the palette: the "
+    "model itself has not learned the four background colours at this "
+    f"budget ({cfg.train_images // cfg.batch_size:,} batches), and "
+    + ("guidance moves them a little further. "
+       if stats.compare(g_far, 0.0) == "higher" else
+       "guidance does not move them further. ")
+    if CH.mean_ci(far["s = 1"]).lo > 0.1 else
+    "Guidance moves the backgrounds off the training palette: the "
+    "off-palette colours are an extrapolation of guidance on a model "
+    "this small and briefly trained, the saturation that Imagen's "
+    "dynamic thresholding was made for. "
+    if stats.compare(g_far, 0.0) == "higher" else
+    "With and without guidance the backgrounds sit on the training "
+    "palette (within 0.05 on average): nothing to explain at this run. "
+    if CH.mean_ci(far[guided]).hi < 0.05 else
+    "Guidance does not move the backgrounds off the palette, and the "
+    "unguided samples are off it only in part. ")
 notebook.see(
-    f"With guidance the median background is {CH.mean_ci(far[guided])} "
+    finding
+    + f"With guidance the median background is {CH.mean_ci(far[guided])} "
     f"off the nearest training background, without it "
     f"{CH.mean_ci(far['s = 1'])} (difference {g_far}); "
     + (f"the reader finds the prompt's background in "
@@ -538,23 +562,6 @@ notebook.see(
        f"ones (difference {CH.paired(*(v['background'] for v in bg.values()))}, "
        "paired over prompts). " if stated else
        "too few prompts state a background for the reader's match. ")
-    + ("Without guidance the backgrounds are already off the palette: the "
-       "model itself has not learned the four background colours at this "
-       f"budget ({cfg.train_images // cfg.batch_size:,} batches), and "
-       + ("guidance moves them a little further. "
-          if stats.compare(g_far, 0.0) == "higher" else
-          "guidance does not move them further. ")
-       if CH.mean_ci(far["s = 1"]).lo > 0.1 else
-       "Guidance moves the backgrounds off the training palette: the "
-       "off-palette colours are an extrapolation of guidance on a model "
-       "this small and briefly trained, the saturation that Imagen's "
-       "dynamic thresholding was made for. "
-       if stats.compare(g_far, 0.0) == "higher" else
-       "With and without guidance the backgrounds sit on the training "
-       "palette (within 0.05 on average): nothing to explain at this run. "
-       if CH.mean_ci(far[guided]).hi < 0.05 else
-       "Guidance does not move the backgrounds off the palette, and the "
-       "unguided samples are off it only in part. ")
     + "Every model is sampled at the same scale, so the comparisons "
     "below are like for like, and every model's background scores carry "
     "this shift.")
@@ -626,22 +633,28 @@ rec.upsampling = dict(rows=up_rows)
 notebook.show_table(up_rows,
                     caption=f"{N} held-out scenes; every sample scored "
                             "against its short prompt; 95% t-intervals")
-fig, axes = plt.subplots(4, 1, figsize=(7, 4.4))
+fig, axes = plt.subplots(4, 1, figsize=(6.2, 4.0))
 for ax, (m, p) in zip(axes, [(m, p) for m in (ALTM, DSCM)
                              for p in ("short", "upsampled")]):
     viz.show_grid(runs[(m, p)]["xs"][:n_show], nrow=n_show, ax=ax)
     ax.set_title(f"{m}, {p} prompts", fontsize=7, loc="left")
-listed = "; ".join(f"{i + 1}: {c}"
-                   for i, c in enumerate(prompts['short'][:3]))
-fig.suptitle(textwrap.fill("Short prompts: " + listed
-                           + f"; upsampled 1: {prompts['upsampled'][0]}",
-                           120), fontsize=7, y=1.04)
 fig.tight_layout()
 plt.show()
+notebook.legend("The short prompts, by column, and each one upsampled",
+                [f"{a} → {b}" for a, b in zip(prompts["short"][:n_show],
+                                                 prompts["upsampled"])])
 
 # %% tags=["hide-input"]
+gain = {k: stats.compare(CH.iv(cmp[k]), 0.0)
+        for k in ("up_gain_dsc", "up_gain_alt", "up_gain_diff")}
+says = {"higher": "help", "lower": "hurt",
+        "not significant": "do not measurably help (not significant)"}
 notebook.see(
-    f"Upsampling changes the {DSCM} model's match of the short prompt by {CH.iv(cmp['up_gain_dsc'])} and the alt-text "
+    f"Upsampled prompts {says[gain['up_gain_dsc']]} the {DSCM} model follow the short prompt, and "
+    f"{says[gain['up_gain_alt']]} the alt-text model; "
+    + ("the two gains are not significantly different. " if gain["up_gain_diff"] == "not significant" else
+       f"the {DSCM} model gains {'more' if gain['up_gain_diff'] == 'higher' else 'less'}. ")
+    + f"The {DSCM} model's match changes by {CH.iv(cmp['up_gain_dsc'])}, the alt-text "
     f"model's by {CH.iv(cmp['up_gain_alt'])} (difference {CH.iv(cmp['up_gain_diff'])}); the paper's Drawbench score "
     "rose from 70.4% to 81.0% for DALL-E 3 with upsampled prompts, and only from 49.0% to 52.4% for DALL-E 2. "
     f"Both objects bound right: {CH.iv(cmp['bound_dsc']).fmt(pct=True)} for the {DSCM} model with upsampled prompts against "

@@ -127,3 +127,17 @@ def test_curves_and_tradeoffs():
     assert _png_bytes(fig) < 60_000
     with pytest.raises(ValueError, match="guided"):
         viz.tradeoff_plot({"guided": ([1, 2], [1])})
+
+
+def test_panels_fill_rows_within_the_column_and_hide_the_rest():
+    import matplotlib.pyplot as plt
+
+    fig, axes = viz.panels(5, ncol=3, height=2.0)
+    assert len(axes) == 5 and len(fig.axes) == 6
+    assert [a.axison for a in fig.axes] == [True] * 5 + [False]
+    w, h = fig.get_size_inches()
+    assert w <= viz.COLUMN_IN and h == pytest.approx(4.0)
+    plt.close(fig)
+    fig, axes = viz.panels(2, ncol=3)  # fewer panels than a row: one row of two
+    assert len(fig.axes) == 2
+    plt.close(fig)

@@ -93,13 +93,13 @@ def digits_net(tmp_path_factory):
         t0 = time.perf_counter()
         # one thread: about 1.5x slower than two on an idle 2-core CPU, but many times faster when
         # other processes share the cores (oversubscribed threads stall each other)
-        with TR.RunLog() as log:
+        with TR.RunLog() as log:  # both calls: the second one loads the first one's run
             first = FT.get_extractor("digits", image_size=16, progress=False, threads=1)
-        t_first = time.perf_counter() - t0
-        assert torch.get_num_threads() == threads  # restored after training
-        t0 = time.perf_counter()
-        second = FT.get_extractor("digits", image_size=16, train=False, progress=False)
-        t_second = time.perf_counter() - t0
+            t_first = time.perf_counter() - t0
+            assert torch.get_num_threads() == threads  # restored after training
+            t0 = time.perf_counter()
+            second = FT.get_extractor("digits", image_size=16, train=False, progress=False)
+            t_second = time.perf_counter() - t0
         yield dict(first=first, second=second, t_first=t_first, t_second=t_second, cache=cache_dir,
                    history=dict(log.entries[-1]))
 

@@ -434,17 +434,17 @@ rec.untrained_hits, rec.pixel_hits = hR, pix_hits
 rec.token_flat_hits, rec.token_hits = tok_hits["unpooled"], tok_hits["pooled"]
 hT, hP = tok_hits["unpooled"], tok_hits["pooled"]
 w_in = {igpt.word(hA, hT), igpt.word(hA, hP)}
+finding = w_in == {igpt.word(hA, pix_hits), igpt.word(hA, hR)} == {"higher than"}
 notebook.see(
-    f"The GPT's probe (layer {P['ar']['best']}) reads the shape {igpt.pct(A)}; on its own input, the "
-    f"one-hot palette tokens, the same probe reads {igpt.pct(igpt.acc_ci(hT))} unpooled and "
-    f"{igpt.pct(igpt.acc_ci(hP))} pooled; the raw RGB pixels {igpt.pct(X)}; an untrained GPT "
-    f"{igpt.pct(R)}; chance {1 / len(train_set.classes):.0%}. The pretrained features' accuracy is "
-    f"{igpt.word(hA, hT)} the unpooled tokens', {igpt.word(hA, hP)} the pooled tokens', "
-    f"{igpt.word(hA, pix_hits)} the RGB pixels' and {igpt.word(hA, hR)} the untrained network's"
-    + (", which is the paper's finding in miniature: predicting pixels taught the network what shapes are. "
-       if w_in == {igpt.word(hA, pix_hits), igpt.word(hA, hR)} == {"higher than"} else
-       "; the paper's finding, features better than what the input or the architecture alone give, "
-       "does not show clearly at this scale. ")
+    ("The paper's finding shows in miniature: predicting pixels taught the network what shapes are. "
+     if finding else
+     "The paper's finding, features better than what the input or the architecture alone give, does not "
+     "show clearly at this scale. ")
+    + f"The GPT's probe (layer {P['ar']['best']}) reads the shape {igpt.pct(A)}, "
+    f"{igpt.word(hA, hT)} the unpooled palette tokens' {igpt.pct(igpt.acc_ci(hT))}, "
+    f"{igpt.word(hA, hP)} the pooled tokens' {igpt.pct(igpt.acc_ci(hP))}, "
+    f"{igpt.word(hA, pix_hits)} the raw RGB pixels' {igpt.pct(X)} and {igpt.word(hA, hR)} an untrained GPT's "
+    f"{igpt.pct(R)} (chance {1 / len(train_set.classes):.0%}; each difference paired by image). "
     + f"The layer chosen on validation is {P['ar']['best']} of {cfg.n_layer}"
     + (" (inside the network, as in the paper's Fig. 2)." if 0 < P["ar"]["best"] < cfg.n_layer else
        " (not in the middle: the paper's peak needs its 24-60 layer models).")

@@ -286,13 +286,20 @@ def verdict_class(holds: str) -> str:
     return "claim-holds-" + re.sub(r"[^a-z]+", "-", holds.lower().replace("/", "")).strip("-")
 
 
-def verdict_label(c: Claim | dict) -> str:
-    """The verdict as a reader sees it: 'yes', or 'yes (provisional: 1 training seed per arm (< 3))'."""
-    holds = c.get("holds", "") if isinstance(c, dict) else c.holds
+def provisional_reasons(c: Claim | dict) -> list[str]:
+    """Why a verdict is provisional ([] if it is not), from a ``Claim`` or a stored row."""
     why = (c.get("provisional") or []) if isinstance(c, dict) else c.provisional_because
-    if why is True:  # not a list: results written before the reasons were stored
-        why = ["see the row"]
-    return f"{holds} (provisional: {'; '.join(why)})" if why else holds
+    return ["see the row"] if why is True else list(why)  # True: written before reasons were stored
+
+
+def verdict_label(c: Claim | dict, short: bool = False) -> str:
+    """The verdict as a reader sees it: 'yes', or 'yes (provisional: 1 training seed per arm (< 3))';
+    ``short`` drops the reasons ('yes (provisional)') for a table that gives them in its detail."""
+    holds = c.get("holds", "") if isinstance(c, dict) else c.holds
+    why = provisional_reasons(c)
+    if not why:
+        return holds
+    return f"{holds} (provisional)" if short else f"{holds} (provisional: {'; '.join(why)})"
 
 
 def not_significant_why(d: Interval, unit: str = "", against: str = "0") -> str:

@@ -37,7 +37,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from . import OMP_GUARD, __version__, profiles
-from .claims import KINDS, VERDICT_COLOURS, VERDICTS, Claim, Record, verdict_class, verdict_label  # noqa: F401
+from .claims import (KINDS, VERDICT_COLOURS, VERDICTS, Claim, Record, provisional_reasons,  # noqa: F401
+                     verdict_class, verdict_label)
 
 if TYPE_CHECKING:
     from . import train
@@ -166,9 +167,9 @@ def training_summary(log: "train.RunLog") -> str:
 def claims_html(claims: "list[Claim | dict]", gpu: "list[dict | None] | None" = None,
                 compact: bool = False) -> str:
     """A claims table, the same in a chapter and in the book's ledger: one line per claim (its kind,
-    the paper's number, ours, the coloured verdict), the stated test and the why in a collapsible
-    detail under it; the setting shared by most rows once, above the table. Rows are ``Claim``s or
-    the dicts a results file stores; ``gpu``, aligned with them, adds the gpu record's verdict of
+    the paper's number, ours, the coloured verdict, "(provisional)" where it is), the stated test,
+    the why and what makes the verdict provisional in a collapsible detail under it; the setting
+    shared by most rows once, above the table. Rows are ``Claim``s or the dicts a results file stores; ``gpu``, aligned with them, adds the gpu record's verdict of
     each (None where the gpu run has no such row) and its number and setting to the detail.
     ``compact`` (the ledger, read for its verdicts) moves the paper's number and ours into the
     detail too, so that each claim is one short line."""
@@ -182,7 +183,7 @@ def claims_html(claims: "list[Claim | dict]", gpu: "list[dict | None] | None" = 
     def verdict(r: dict) -> str:
         h = str(r.get("holds", ""))
         return (f"<span class='claim-holds {verdict_class(h)}' style='color:{VERDICT_COLOURS.get(h, 'inherit')};"
-                f"font-weight:600'>{html.escape(verdict_label(r))}</span>")
+                f"font-weight:600'>{html.escape(verdict_label(r, short=True))}</span>")
 
     out = []
     for i, r in enumerate(rows):
@@ -191,7 +192,8 @@ def claims_html(claims: "list[Claim | dict]", gpu: "list[dict | None] | None" = 
         detail = [("the paper", r.get("paper") if compact else ""), ("ours", r.get("ours") if compact else ""),
                   ("test", r.get("test")), ("setting", setting if setting != common else ""),
                   ("parts", "; ".join(f"{k}: {v}" for k, v in (r.get("parts") or {}).items())),
-                  ("why / note", r.get("why")), ("amended after a record", r.get("amended"))]
+                  ("why / note", r.get("why")), ("amended after a record", r.get("amended")),
+                  ("provisional", "; ".join(provisional_reasons(r)))]
         if g:
             detail.append(("on one GPU", "; ".join(str(g[k]) for k in ("ours", "setting", "why") if g.get(k))))
         detail = "".join(f"<div><b>{k}</b>: {html.escape(str(v))}</div>" for k, v in detail if v)
@@ -225,6 +227,12 @@ def see(text: str) -> None:
     """A chapter's "What we see" paragraph, written from this run's numbers (a code cell tagged
     ``hide-input`` calls it right after an experiment's figure or table), rendered as Markdown."""
     _show("Markdown", f"**What we see.** {text}", f"What we see. {text}")
+
+
+def not_run(text: str) -> None:
+    """An experiment this profile skips: one short note where its outputs would be (Markdown, so it
+    wraps in the column), saying which setting skipped it and which profile runs it."""
+    _show("Markdown", f"*Not run at this scale*: {text}", f"Not run at this scale: {text}")
 
 
 def legend(title: str, items) -> None:

@@ -75,6 +75,17 @@ def test_provisional_rows_one_seed_or_few_replicates():
     assert tally == {"yes (provisional)": 1}  # checks are not reproductions
 
 
+def test_a_claims_table_says_provisional_in_the_cell_and_why_in_the_detail():
+    one_seed = C.Claim("c", "p", "o", "s", "yes", kind="paper", seeds=1)
+    html = notebook.claims_html([one_seed, C.Claim("d", "p", "o", "s", "no", kind="paper", seeds=3)])
+    cells = html.split("<td")
+    verdict_cell = next(c for c in cells if "claim-holds" in c)
+    assert "yes (provisional)</span>" in verdict_cell and "training seed" not in verdict_cell
+    assert "<b>provisional</b>: 1 training seed" in html  # the reason, once, in the row's detail
+    assert html.count("<b>provisional</b>") == 1  # the three-seed row is not provisional
+    assert notebook.verdict_label(one_seed, short=True) == "yes (provisional)"
+
+
 # ---- paired, clustered and both-sets statistics ----------------------------------------------
 def test_paired_accuracies_decide_where_two_separate_intervals_cannot():
     rng = np.random.default_rng(0)

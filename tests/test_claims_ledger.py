@@ -89,7 +89,8 @@ def test_the_ledger_tallies_paper_claims_and_colours_every_verdict(tmp_path):
     # the book-wide tally counts paper rows only; the check is counted under kinds
     assert "1 yes · 1 yes (provisional) · 1 no · 1 not significant · 1 did not train · 1 n/a (of 6 paper claims" in text
     assert "6 paper, 1 check" in text
-    assert "provisional: 1 training seed" in text
+    # "(provisional)" in the verdict's cell, the reason once in the row's detail
+    assert "yes (provisional)" in text and "provisional : 1 training seed" in text
     assert "Recorded from uncommitted code (abc+dirty)" in text
     # a re-derived record keeps every recorded row in sight: what it cannot re-derive, and the old table
     assert "old_rule: Record lacks hits" in text and "an old conjunction" in text

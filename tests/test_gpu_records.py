@@ -91,7 +91,7 @@ def _build(src: Path) -> str:
 def test_the_ledger_shows_a_gpu_column_and_the_gpu_page_lists_the_records(tmp_path):
     html = _build_with(tmp_path / "empty", gpu=False)
     assert "holds (GPU)" not in html and "not recorded" in html
-    assert "No chapter has a gpu record yet" in html
+    assert "No chapter has been recorded on a GPU yet" in html
 
     html = _build_with(tmp_path / "both", gpu=True)
     assert "holds (GPU)" in html and "gpu-device-x" in html and "cpu-device-x" in html

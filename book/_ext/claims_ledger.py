@@ -362,8 +362,8 @@ class GpuRecords(_ResultsDirective):
         env, root, folder = self._start()
         records = read_results(folder, root, env, self.get_location())
         if not records:
-            return [nodes.paragraph(text="No chapter has a gpu record yet: no GPU has been lent to a session that "
-                                         "could record one. The cpu records are the book's results until then.")]
+            return [nodes.paragraph(text="No chapter has been recorded on a GPU yet: the gpu profile is untested, "
+                                         "and the cpu records are the book's results until one is.")]
         rows = []
         for chapter, (card, claims, _payload) in records.items():
             link = nodes.paragraph()

@@ -40,9 +40,9 @@ import sys
 
 # on Colab, install the book's library first (locally: `make install`)
 if "google.colab" in sys.modules:
+    url = "git+https://github.com/ddpm-book/ddpm-reproduction-book@main"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "ddpm_lib[hub] @ git+https://github.com/ddpm-book/ddpm-reproduction-book@main"],
-                   check=True)
+                    f"ddpm_lib[hub] @ {url}"], check=True)
 
 # before torch: it makes idle OpenMP threads sleep, not spin (see the run card)
 import ddpm_lib
@@ -695,6 +695,10 @@ nb.finish(igpt.claims(rec), rec)
 #   few points decide whether a difference is a finding.
 #
 # ## Exercises
+#
+# Each exercise changes a parameter. In Colab or Jupyter, set it in the parameters cell near
+# the top (for example `seed = 1`) and run all cells; from a shell, run
+# `make run NB=01 PARAMS="seed=1"` or papermill with `-p seed 1`.
 #
 # 1. **A label the pixels can read.** Re-run with `label="colour"` or `objects=1`: how does the raw-pixel
 #    baseline move, and does the GPT's advantage survive?

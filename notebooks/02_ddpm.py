@@ -32,9 +32,9 @@ import sys
 
 # on Colab, install the book's library first (locally: `make install`)
 if "google.colab" in sys.modules:
+    url = "git+https://github.com/ddpm-book/ddpm-reproduction-book@main"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "ddpm_lib[hub] @ git+https://github.com/ddpm-book/ddpm-reproduction-book@main"],
-                   check=True)
+                    f"ddpm_lib[hub] @ {url}"], check=True)
 
 # before torch: it makes idle OpenMP threads sleep, not spin (see the run card)
 import ddpm_lib
@@ -586,7 +586,7 @@ for row in rec.table2.values():
 # %%
 fmt = notebook.fmt
 shown_rows = list(rec.table2.values())
-paper = lambda r, k: "–" if k not in r else r[k] or "unstable"  # noqa: E731
+paper = lambda r, k: "–" if k not in r else r[k] or "unstable"
 notebook.show_table([
     {"row": r["row"], "paper IS": paper(r, "paper_is"),
      "paper FID": paper(r, "paper_fid"), "status": CH.status_of(r),
@@ -983,6 +983,10 @@ nb.finish(CH.claims(rec), rec)
 #   difference straddles 0, the answer is "not significant", not "no", and the row says what it could detect.
 #
 # ## Exercises
+#
+# Each exercise changes a parameter. In Colab or Jupyter, set it in the parameters cell near
+# the top (for example `seed = 1`) and run all cells; from a shell, run
+# `make run NB=02 PARAMS="seed=1"` or papermill with `-p seed 1`.
 #
 # 1. Give the μ̃ row with the true bound more budget: re-run with `-p mu_budget_factor 4` (the second
 #    edition did: 15.2 bits/dim at 4x, still above a uniform coder). At what factor does its bound fall

@@ -32,9 +32,9 @@ import sys
 
 # on Colab, install the book's library first (locally: `make install`)
 if "google.colab" in sys.modules:
+    url = "git+https://github.com/ddpm-book/ddpm-reproduction-book@main"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "ddpm_lib[hub] @ git+https://github.com/ddpm-book/ddpm-reproduction-book@main"],
-                   check=True)
+                    f"ddpm_lib[hub] @ {url}"], check=True)
 
 # before torch: it makes idle OpenMP threads sleep, not spin (see the run card)
 import ddpm_lib
@@ -777,6 +777,10 @@ nb.finish(CH.claims(rec), rec)
 # * How the bound is evaluated (x0 clipped or not) moves it by more than the schedules' difference can.
 #
 # ## Exercises
+#
+# Each exercise changes a parameter. In Colab or Jupyter, set it in the parameters cell near
+# the top (for example `seed = 1`) and run all cells; from a shell, run
+# `make run NB=03 PARAMS="seed=1"` or papermill with `-p seed 1`.
 #
 # 1. Train four times longer (`-p train_images 128000`): do the cosine-vs-linear bound differences change sign?
 # 2. Start importance sampling earlier by training it longer (`-p is_images 192000`): does the final bound

@@ -34,9 +34,9 @@ import sys
 
 # on Colab, install the book's library first (locally: `make install`)
 if "google.colab" in sys.modules:
+    url = "git+https://github.com/ddpm-book/ddpm-reproduction-book@main"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "ddpm_lib[hub] @ git+https://github.com/ddpm-book/ddpm-reproduction-book@main"],
-                   check=True)
+                    f"ddpm_lib[hub] @ {url}"], check=True)
 
 # before torch: it makes idle OpenMP threads sleep, not spin (see the run card)
 import ddpm_lib
@@ -664,7 +664,7 @@ for name, kw in tqdm(ARCH.items(), desc="architecture rows"):
     for k in SEEDS:  # seed k: initial weights, batches and noise
         res = train_denoiser(unet_config(num_classes=K, **kw), conds=BY_CLASS,
                              images=cfg.arch_images, train_seed=k, init_seed=k)
-        m = lambda x, t, y: nets.as_model(res.ema, y=y)(x, t)  # noqa: E731
+        m = lambda x, t, y: nets.as_model(res.ema, y=y)(x, t)
         arch_loss[name][k] = CH.heldout_loss(m, diff, x_test, cfg.heldout_t,
                                              seed=seed, y=y_test)
     arch_params[name] = nets.count_params(res.ema)
@@ -844,6 +844,10 @@ nb.finish(CH.claims(rec), rec)
 #   initialisation varied) before they can be ranked at all.
 #
 # ## Exercises
+#
+# Each exercise changes a parameter. In Colab or Jupyter, set it in the parameters cell near
+# the top (for example `seed = 1`) and run all cells; from a shell, run
+# `make run NB=04 PARAMS="seed=1"` or papermill with `-p seed 1`.
 #
 # 1. Train the models four times longer (`-p train_images 384000`): does the unguided FD fall towards the
 #    floor, and does the best scale move?

@@ -35,9 +35,9 @@ import sys
 
 # on Colab, install the book's library first (locally: `make install`)
 if "google.colab" in sys.modules:
+    url = "git+https://github.com/ddpm-book/ddpm-reproduction-book@main"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "ddpm_lib[hub] @ git+https://github.com/ddpm-book/ddpm-reproduction-book@main"],
-                   check=True)
+                    f"ddpm_lib[hub] @ {url}"], check=True)
 
 # before torch: it makes idle OpenMP threads sleep, not spin (see the run card)
 import ddpm_lib
@@ -164,7 +164,7 @@ test_set = DS.load("shapes", split="test", n=cfg.n_test,
 C, R = train_set.x.shape[1], cfg.image_size
 tk = text.shapes_tokenizer()
 diff = D.Diffusion(S.named(cfg.schedule, cfg.T), "eps", "learned_range")
-mixed = lambda ds: [  # noqa: E731
+mixed = lambda ds: [
     s if i % 2 == 0 else l
     for i, (s, l) in enumerate(zip(ds.captions, ds.captions_long))]
 train_data = (train_set.x, None, {"tokens": tk.encode(mixed(train_set))})
@@ -743,6 +743,10 @@ nb.finish(CH.claims(rec), rec)
 #   fine-tune with mask channels does.
 #
 # ## Exercises
+#
+# Each exercise changes a parameter. In Colab or Jupyter, set it in the parameters cell near
+# the top (for example `seed = 1`) and run all cells; from a shell, run
+# `make run NB=06 PARAMS="seed=1"` or papermill with `-p seed 1`.
 #
 # 1. Drop the empty captions (`-p p_empty 0.0`) and try classifier-free guidance: what does the
 #    "unconditional" branch predict?

@@ -35,9 +35,9 @@ import sys
 
 # on Colab, install the book's library first (locally: `make install`)
 if "google.colab" in sys.modules:
+    url = "git+https://github.com/ddpm-book/ddpm-reproduction-book@main"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "ddpm_lib[hub] @ git+https://github.com/ddpm-book/ddpm-reproduction-book@main"],
-                   check=True)
+                    f"ddpm_lib[hub] @ {url}"], check=True)
 
 # before torch: it makes idle OpenMP threads sleep, not spin (see the run card)
 import ddpm_lib
@@ -218,7 +218,7 @@ cap_cfg = NC.CaptionerConfig(
     layers=cfg.captioner_layers, grid=cfg.captioner_grid,
     image=dataclasses.replace(NC.CaptionerConfig.image, image_size=R,
                               in_channels=C))
-cap_train = lambda images: TR.TrainConfig(  # noqa: E731
+cap_train = lambda images: TR.TrainConfig(
     train_images=images, batch_size=cfg.batch_size, lr=cfg.captioner_lr,
     warmup_images=min(cfg.warmup_images, images), ema_decay=0.99, seed=seed)
 pre_res = TR.train_cached(
@@ -435,7 +435,7 @@ for (m, p), r in runs.items():
 rec.sampling = dict(rows=rows, n=N, steps=cfg.sample_steps, scale=cfg.scale,
                     fd_floor=fd_floor,
                     prompt_examples={k: v[:4] for k, v in prompts.items()})
-fmt = lambda x, pct=False: CH.iv(x).fmt(pct=pct) if x else "–"  # noqa: E731
+fmt = lambda x, pct=False: CH.iv(x).fmt(pct=pct) if x else "–"
 shown = [r for r in rows if r["prompts"] in ("alt-text", "descriptive")]
 notebook.show_table(
     [{"model": r["model"], "prompts": r["prompts"],
@@ -694,6 +694,10 @@ nb.finish(CH.claims(rec), rec)
 #   that transfer.
 #
 # ## Exercises
+#
+# Each exercise changes a parameter. In Colab or Jupyter, set it in the parameters cell near
+# the top (for example `seed = 1`) and run all cells; from a shell, run
+# `make run NB=08 PARAMS="seed=1"` or papermill with `-p seed 1`.
 #
 # 1. Make the alt-text less lossy (`-p p_second 0.1 -p p_colour 0.1 -p p_wrong 0.0`): how much of the
 #    gap to the descriptive model remains?

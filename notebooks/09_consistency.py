@@ -36,9 +36,9 @@ import sys
 
 # on Colab, install the book's library first (locally: `make install`)
 if "google.colab" in sys.modules:
+    url = "git+https://github.com/ddpm-book/ddpm-reproduction-book@main"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "ddpm_lib[hub] @ git+https://github.com/ddpm-book/ddpm-reproduction-book@main"],
-                   check=True)
+                    f"ddpm_lib[hub] @ {url}"], check=True)
 
 # before torch: it makes idle OpenMP threads sleep, not spin (see the run card)
 import ddpm_lib
@@ -704,7 +704,7 @@ for _k in ("cd_2_minus_1", "cd1_minus_teacher", "ct_minus_cd",
            "sct1_minus_ict1"):
     setattr(rec, _k, cmp[_k])
 rec.ict1_fd, rec.ict2_fd = evals["iCT 1"].fd, evals["iCT 2"].fd
-fdv = lambda k: CH.iv(cmp[k])  # noqa: E731
+fdv = lambda k: CH.iv(cmp[k])
 best1 = min(students, key=lambda n: evals[f"{n} 1"].fd)
 _cd = "CD" not in cmp["did_not_train"]
 _t = [f"The teacher reaches FD {evals[TEACHER].fd:.2f} with Heun at "
@@ -925,6 +925,10 @@ nb.finish(CH.claims(rec), rec)
 #   embeddings with $c_\text{noise} = t$ do not.
 #
 # ## Exercises
+#
+# Each exercise changes a parameter. In Colab or Jupyter, set it in the parameters cell near
+# the top (for example `seed = 1`) and run all cells; from a shell, run
+# `make run NB=09 PARAMS="seed=1"` or papermill with `-p seed 1`.
 #
 # 1. Give the 2-D CT arms ten times the steps (`-p toy_steps 8000`). The chain-time hypothesis
 #    predicts that CM's adaptive CT still fails (at the end of the run $N/(1 - \mu)$ is about

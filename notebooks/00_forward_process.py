@@ -29,9 +29,9 @@ import sys
 
 # on Colab, install the book's library first (locally: `make install`)
 if "google.colab" in sys.modules:
+    url = "git+https://github.com/ddpm-book/ddpm-reproduction-book@main"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "ddpm_lib[hub] @ git+https://github.com/ddpm-book/ddpm-reproduction-book@main"],
-                   check=True)
+                    f"ddpm_lib[hub] @ {url}"], check=True)
 
 # before torch: it makes idle OpenMP threads sleep, not spin (see the run card)
 import ddpm_lib
@@ -206,6 +206,19 @@ def chain_moments(s: schedules.Schedule):
             torch.tensor(vs, dtype=torch.float64))
 
 
+moment_err = 0.0
+for s in (lin, cos):
+    m, v = chain_moments(s)
+    moment_err = max(moment_err,
+                     float((m - s.sqrt_alpha_bar).abs().max()),
+                     float((v - (1 - s.alpha_bar)).abs().max()))
+print(f"moment recursion vs closed form: max abs error {moment_err:.1e}")
+
+# %% [markdown]
+# Second, by simulation: every point of the toy walks the chain one noisy step at a time, and at
+# each snapshot its standardised residual should be a standard normal draw.
+
+# %%
 def simulate_chain(s: schedules.Schedule, x0: torch.Tensor, keep,
                    g: torch.Generator) -> dict:
     """x_t for every t in ``keep`` (0-based), reached by T single noisy
@@ -219,13 +232,6 @@ def simulate_chain(s: schedules.Schedule, x0: torch.Tensor, keep,
     return out
 
 
-moment_err = 0.0
-for s in (lin, cos):
-    m, v = chain_moments(s)
-    moment_err = max(moment_err,
-                     float((m - s.sqrt_alpha_bar).abs().max()),
-                     float((v - (1 - s.alpha_bar)).abs().max()))
-
 g = torch.Generator().manual_seed(seed)
 z_stats = []  # (schedule, t, mean, std) of the standardised residual
 for s in (lin, cos):
@@ -237,7 +243,6 @@ z_mean_err = max(abs(r[2]) for r in z_stats)
 z_std_err = max(abs(r[3] - 1) for r in z_stats)
 # standard errors of the mean and the std of N(0, 1) samples
 se_mean, se_std = 1 / math.sqrt(n_z), 1 / math.sqrt(2 * n_z)
-print(f"moment recursion vs closed form: max abs error {moment_err:.1e}")
 print(f"simulated chain, {len(z_stats)} (schedule, t) pairs, "
       f"{n_z} numbers each:")
 print(f"  max |mean| = {z_mean_err:.4f} "
@@ -346,11 +351,13 @@ rec.noise_fraction, rec.first_noisy_t = noise_fraction, first_noisy
 rec.image_data, rec.image_size = cfg.image_data, cfg.image_size
 rec.prior_bpd, rec.n_prior_images = prior, len(all_digits)
 notebook.see(
-    f"The linear schedule is pure noise (SNR < {SNR_NOISE:g}) from t = {first_noisy['linear']}, "
-    f"{noise_fraction['linear']:.0%} of the chain; the cosine schedule only over its last "
-    f"{noise_fraction['cosine']:.0%}. What survives to t = T costs L_T = {prior['linear']:.1e} bits/dim under the "
-    f"linear schedule, against DDPM's ~1e-5 on CIFAR-10, and {prior['cosine']:.0e} under the cosine schedule: "
-    "both are negligible next to a bound of several bits/dim, so p(x_T) = N(0, I) needs no parameters.")
+    f"The linear schedule spends the last {noise_fraction['linear']:.0%} of its chain on pure "
+    f"noise (SNR < {SNR_NOISE:g} from t = {first_noisy['linear']}), the cosine schedule only the last "
+    f"{noise_fraction['cosine']:.0%}: the cosine schedule destroys information evenly. Both leave almost "
+    "nothing of x<sub>0</sub> at t = T, so the prior p(x<sub>T</sub>) = N(0, I) needs no parameters: "
+    f"what survives costs L<sub>T</sub> = {prior['linear']:.1e} bits/dim under the linear schedule "
+    f"(DDPM: about 1e-5 on CIFAR-10) and {prior['cosine']:.0e} under the cosine one, negligible next to "
+    "a bound of several bits/dim.")
 
 # %% [markdown]
 # ## Results
@@ -374,6 +381,10 @@ nb.finish(CH.claims(rec), rec)
 #   $\mathcal N(0, I)$.
 #
 # ## Exercises
+#
+# Each exercise changes a parameter. In Colab or Jupyter, set it in the parameters cell near
+# the top (for example `seed = 1`) and run all cells; from a shell, run
+# `make run NB=00 PARAMS="seed=1"` or papermill with `-p seed 1`.
 #
 # 1. Shorten the chain (`-p T 100`): how does the share of pure-noise steps change for each schedule?
 # 2. Use larger images (`-p image_size 32`): do the digits survive to a later $t$ under the cosine schedule?

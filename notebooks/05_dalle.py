@@ -34,9 +34,9 @@ import sys
 
 # on Colab, install the book's library first (locally: `make install`)
 if "google.colab" in sys.modules:
+    url = "git+https://github.com/ddpm-book/ddpm-reproduction-book@main"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "ddpm_lib[hub] @ git+https://github.com/ddpm-book/ddpm-reproduction-book@main"],
-                   check=True)
+                    f"ddpm_lib[hub] @ {url}"], check=True)
 
 # before torch: it makes idle OpenMP threads sleep, not spin (see the run card)
 import ddpm_lib
@@ -327,32 +327,40 @@ def dvae_row(name):
         "codes in use": ", ".join(f"{usage(name, k):.1f}"
                                   for k in range(n_seeds)),
         "MSE": stats.mean_ci(r["mse"]).fmt(),
-        **{f"{a} read": stats.mean_ci(r["read"][a]).fmt(pct=True)
-           for a in ATTRS},
         "FD / floor": f"{fd_ratio[name]:.1f}",
         "true - relaxed gap": stats.mean_ci(r["gap"]).fmt()}
 
 
-pooled_row = {"dVAE": f"real scenes pooled to {dvae_cfg.grid}x"
-                      f"{dvae_cfg.grid}", "seeds": "–", "codes in use": "–",
-              "MSE": "–", **{f"{a} read": stats.mean_ci(
-                  pooled_read[a].double().numpy()).fmt(pct=True)
-                  for a in ATTRS},
-              "FD / floor": f"{pooled_ratio:.1f}", "true - relaxed gap": "–"}
-on_real = reader.accuracy(test_set)
+def read_row(name, read):
+    return {"dVAE": name,
+            **{f"{a} read": stats.mean_ci(read[a]).fmt(pct=True)
+               for a in ATTRS}}
+
+
+POOLED = f"real scenes pooled to {dvae_cfg.grid}x{dvae_cfg.grid}"
+pooled_row = {"dVAE": POOLED, "seeds": "–", "codes in use": "–",
+              "MSE": "–", "FD / floor": f"{pooled_ratio:.1f}",
+              "true - relaxed gap": "–"}
 notebook.show_table(
     [dvae_row(name) for name in arms] + [pooled_row],
-    caption=f"{len(test_set)} held-out scenes; {cfg.dvae_images:,} training "
-            f"images per dVAE; seed 0 of each arm, 95% t-intervals over "
-            f"images; 'codes in use': the perplexity of the argmax codes "
-            f"(of K = {cfg.codes}), one value per seed; 'read': the reader "
-            f"finds the scene's attribute in the reconstruction (on the "
-            f"real scenes: " + ", ".join(f"{a} {on_real[a]:.0%}"
-                                         for a in ATTRS)
-            + f"); FD of {cfg.n_eval} reconstructions against "
+    caption=f"What each dVAE's code holds. {len(test_set)} held-out "
+            f"scenes; {cfg.dvae_images:,} training images per dVAE; seed 0 "
+            f"of each arm, 95% t-intervals over images; 'codes in use': "
+            f"the perplexity of the argmax codes (of K = {cfg.codes}), one "
+            f"value per seed; FD of {cfg.n_eval} reconstructions against "
             f"{cfg.ref_images} training scenes over the real-vs-real floor "
             f"({floor[0]:.3g}); the gap in nats per pixel channel, "
             f"{cfg.elb_draws} Gumbel draws per image")
+on_real = reader.accuracy(test_set)
+notebook.show_table(
+    [read_row(name, runs[(name, 0)]["read"]) for name in arms]
+    + [read_row(POOLED, {a: v.double().numpy()
+                         for a, v in pooled_read.items()})],
+    caption=f"What survives the code: the share of the {len(test_set)} "
+            f"held-out scenes whose attribute the reader finds in the "
+            f"reconstruction (seed 0, 95% t-intervals over images; on the "
+            f"real scenes: " + ", ".join(f"{a} {on_real[a]:.0%}"
+                                         for a in ATTRS) + ")")
 fig, axes = plt.subplots(1, len(arms) + 1, figsize=(6.4, 1.9))
 viz.show_grid(test_set.x[:16], nrow=4, ax=axes[0], title="held-out")
 for ax, name in zip(axes[1:], arms):
@@ -400,36 +408,56 @@ gate_text = (
      + "; their rows below say so instead of comparing them. ")
     + f"The {lik_name[other_lik]} arm scores {fd_ratio[OTHER]:.1f}x: "
     "that is what the deviation row reports, not a gate on it. ")
+more = CH.kl_weight_more_codes(rec).holds
+lower = CH.kl_weight_lower_recon(rec).holds
+closes = CH.tau_annealing_closes_gap(rec).holds
+shape_pooled = stats.mean_ci(pooled_read["shape"].double().numpy())
 notebook.see(
-    f"The reader finds the object's colour in {rec.colour_ll.fmt(pct=True)} "
-    f"of the logit-Laplace dVAE's reconstructions and in "
-    f"{rec.colour_gauss.fmt(pct=True)} of the Gaussian's (difference "
-    f"{rec.likelihood_colour}): "
-    + ("the paper's likelihood loses the objects on these scenes, as the "
-       "figure shows, so the chapter's dVAE uses the Gaussian. "
-       if CH.gaussian_likelihood_deviation(rec).holds == "yes" else
-       "the two likelihoods keep the objects comparably. ")
-    + gate_text
-    + f"With beta {beta_main:g} the dVAE uses {rec.usage_diff} more codes than "
-    f"with beta 0 ({cfg.dvae_seeds} seeds; "
-    f"{CH.kl_weight_more_codes(rec).holds} for the paper's claim) and its "
-    f"reconstruction MSE differs by {rec.recon_diff} "
-    f"({CH.kl_weight_lower_recon(rec).holds}). The paper's reason: with a "
-    "small KL weight the relaxation's noise pushes the optimizer to abandon "
-    "codes early. The true-minus-relaxed gap is "
-    f"{rec.gap_annealed} nats per pixel channel with tau annealed to "
-    f"{cfg.tau_end:g} and {rec.gap_fixed} with tau fixed at 1 "
-    f"({CH.tau_annealing_closes_gap(rec).holds} for 'annealing closes the "
-    f"gap', whose margin is a tenth of the fixed-tau gap; what is left is "
-    f"{abs(rec.gap_annealed.est / rec.gap_fixed.est):.1%} of that gap"
+    ("On these scenes the paper's logit-Laplace likelihood loses the "
+     "objects and the Gaussian keeps them, as the figure shows, so the "
+     "chapter's dVAE uses the Gaussian: "
+     if CH.gaussian_likelihood_deviation(rec).holds == "yes" else
+     "The two likelihoods keep the objects comparably: ")
+    + f"the reader finds the object's colour in "
+    f"{rec.colour_ll.fmt(pct=True)} of the logit-Laplace dVAE's "
+    f"reconstructions and in {rec.colour_gauss.fmt(pct=True)} of the "
+    "Gaussian's. " + gate_text
+    + {"yes": "The paper's KL weight makes the dVAE use more of its "
+              "codebook",
+       "no": "Against the paper, the KL weight makes the dVAE use fewer "
+             "codes",
+       }.get(more, f"Whether the KL weight changes how many codes the dVAE "
+                   f"uses, this run cannot say ({more})")
+    + f": {rec.usage_diff} more codes with beta {beta_main:g} than with "
+    f"beta 0, over {cfg.dvae_seeds} training seeds. The paper's reason: "
+    "with a small KL weight the relaxation's noise pushes the optimizer to "
+    "abandon codes early. "
+    + {"yes": "It also ends with a smaller reconstruction error",
+       "no": "But it ends with a larger reconstruction error",
+       "not significant": "Its reconstruction error is not significantly "
+                          "different",
+       }.get(lower, f"Its reconstruction error is not judged ({lower})")
+    + (f" (MSE difference {rec.recon_diff}). "
+       if lower in ("yes", "no", "not significant") else
+       f": MSE difference {rec.recon_diff}. ")
+    + {"yes": "Annealing tau closes the gap between the true and the "
+              "relaxed bound",
+       "no": "Annealing tau does not close the gap between the true and "
+             "the relaxed bound",
+       }.get(closes, "Whether annealing tau closes the gap between the true "
+                     f"and the relaxed bound, this run cannot say ({closes})")
+    + f": {rec.gap_annealed} nats per pixel channel annealed to "
+    f"{cfg.tau_end:g}, against {rec.gap_fixed} with tau fixed at 1 (what "
+    f"is left is {abs(rec.gap_annealed.est / rec.gap_fixed.est):.1%} of "
+    "the fixed-tau gap"
     + (", small but not zero" if rec.gap_annealed.lo > 0
-       or rec.gap_annealed.hi < 0 else "") + "). What the grid does not hold is the shape: the reader finds it "
-    f"in {main_read['shape'].fmt(pct=True)} of the main dVAE's "
-    f"reconstructions and in "
-    f"{stats.mean_ci(pooled_read['shape'].double().numpy()).fmt(pct=True)} "
-    f"of real scenes averaged over the same {dvae_cfg.grid}x{dvae_cfg.grid} "
-    "cells: an object two to four pixels wide keeps its colour, size and "
-    "place in a 2x2 cell, not its outline.")
+       or rec.gap_annealed.hi < 0 else "") + "). "
+    "What the grid does not hold is the shape: an object two to four "
+    "pixels wide keeps its colour, size and place in a 2x2 cell, not its "
+    f"outline. The reader finds the shape in "
+    f"{main_read['shape'].fmt(pct=True)} of the main dVAE's "
+    f"reconstructions, and in {shape_pooled.fmt(pct=True)} of real scenes "
+    f"averaged over the same {dvae_cfg.grid}x{dvae_cfg.grid} cells.")
 
 # %% [markdown]
 # ## Experiment 2: one transformer over caption and image tokens
@@ -570,25 +598,24 @@ if cfg.ablation_text_weight is not None:
         f"cross-entropy by {rec.text_ce_diff}, and the caption match by "
         f"{rec.match_weight_diff}.")
 untrained = CH.samples_untrained(rec)
+follows = rec.match_vs_shuffled.lo > 0
 notebook.see(
-    f"The samples score an FD of {rec.fd_samples}, "
-    f"{rec.fd_samples.est / floor[0]:.1f}x the real-vs-real floor of "
-    f"{floor[0]:.3g}; the dVAE's own reconstructions {rec.fd_recon} "
-    f"({rec.fd_recon.est / floor[0]:.1f}x: what a transformer that modelled "
-    f"the codes perfectly would reach), decoded uniformly random codes "
-    f"{rec.fd_uniform}. "
-    + ("By the book's rule the transformer did not train, and no claim below "
-       "is drawn from its samples. " if untrained else
-       "By the book's rule the transformer trained. ")
-    + "The reader (on real scenes: "
-    + ", ".join(f"{a} {v:.0%}" for a, v in on_real.items())
-    + f") finds {rec.match_own.fmt(pct=True)} of each caption's attributes "
-    f"in its sample, against {rec.match_shuffled.fmt(pct=True)} for a "
-    f"shuffled caption (difference {rec.match_vs_shuffled})"
-    + (": the transformer follows its captions."
-       if rec.match_vs_shuffled.lo > 0 else
-       ": the transformer does not follow its captions measurably, and the "
-       "reranking below has nothing to choose from.") + weight_text)
+    ("The transformer did not train by the book's rule, and no claim below "
+     "is drawn from its samples: " if untrained else
+     "The transformer trained, and "
+     + ("it follows its captions: " if follows else
+        "yet it does not follow its captions measurably, so the reranking "
+        "below has nothing to choose from: "))
+    + f"the reader finds {rec.match_own.fmt(pct=True)} of each caption's "
+    f"attributes in its sample, against {rec.match_shuffled.fmt(pct=True)} "
+    "for a shuffled caption (on real scenes the reader finds "
+    + ("all of them" if min(on_real.values()) == 1.0 else
+       ", ".join(f"{a} {v:.0%}" for a, v in on_real.items()))
+    + f"). Its samples' FD is {rec.fd_samples.est / floor[0]:.1f}x the "
+    f"real-vs-real floor, beside {rec.fd_recon.est / floor[0]:.1f}x for "
+    "the dVAE's own reconstructions, which is what a transformer that "
+    "modelled the codes perfectly would reach; decoded random codes score "
+    f"{rec.fd_uniform.est / floor[0]:.0f}x." + weight_text)
 
 # %% [markdown]
 # ## Experiment 3: reranking (Fig. 9c in shape)
@@ -670,17 +697,20 @@ fig.tight_layout()
 plt.show()
 notebook.show_table(
     [{"N": N, "caption match": stats.mean_ci(curve[N]["match"]).fmt(pct=True),
-      **{a: f"{curve[N][a].mean():.0%}" for a in by_attr},
-      "reranker": stats.mean_ci(curve[N]["reranker"]).fmt(),
+      **{a: f"{curve[N][a].mean():.0%}" for a in by_attr}} for N in Ns],
+    caption=f"What the reader sees in the kept sample: {cfg.n_captions} "
+            f"held-out captions, the best of the first N samples by the "
+            f"reranker; 95% t-intervals over captions; one column per "
+            f"attribute (the share of captions whose kept sample shows it); "
+            f"the reader's caption match of the dVAE's reconstructions of "
+            f"real scenes: {ceiling.fmt(pct=True)}")
+notebook.show_table(
+    [{"N": N, "reranker": stats.mean_ci(curve[N]["reranker"]).fmt(),
       "judge": stats.mean_ci(curve[N]["judge"]).fmt()} for N in Ns],
-    caption=f"{cfg.n_captions} held-out captions; the best of the first N "
-            f"samples by the reranker; 95% t-intervals over captions; one "
-            f"column per attribute (the share of captions whose kept sample "
-            f"shows it); the CLIPs' scores are 100 cos. Retrieval accuracy "
-            f"of the CLIPs on held-out pairs: "
-            + ", ".join(f"{k} {v:.0%}" for k, v in retrieval.items())
-            + f"; the reader's caption match of the dVAE's reconstructions "
-            f"of real scenes: {ceiling.fmt(pct=True)}")
+    caption="What the two CLIPs score for the same kept samples (100 cos, "
+            "95% t-intervals over captions). Retrieval accuracy of the "
+            "CLIPs on held-out pairs: "
+            + ", ".join(f"{k} {v:.0%}" for k, v in retrieval.items()))
 
 # %% tags=["hide-input"]
 def pd(key, a, b):  # paired over captions
@@ -700,27 +730,33 @@ rec.own_minus_judge = stats.paired_mean_diff(
     curve[n_max]["judge"] - curve[1]["judge"])
 attr_gain = {a: pd(a, n_max, 1) for a in by_attr}
 moved = [a for a, d in attr_gain.items() if d.lo > 0]
+still = [a for a, d in attr_gain.items() if d.lo <= 0 and d.hi > 0]
+saturates = CH.reranking_rises_and_saturates(rec).holds
 notebook.see(
-    f"Reranking {n_max} samples instead of taking the first changes the "
-    f"reader's caption match by {rec.gain_total} (first doubling "
-    f"{rec.gain_first}, last {rec.gain_last}): "
-    f"{CH.reranking_rises_and_saturates(rec).holds} for the paper's "
-    f"'improves, with diminishing returns'. Per attribute, N = {n_max} minus "
-    "N = 1: " + ", ".join(f"{a} {d.fmt(pct=True)}"
-                          for a, d in attr_gain.items()) + ". "
-    + (f"Choosing moves {', '.join(moved)}; " if moved else
-       "No attribute moves significantly; ")
-    + f"the kept samples sit at {stats.mean_ci(curve[n_max]['match']).fmt(pct=True)} "
-    f"against the {ceiling.fmt(pct=True)} the dVAE's reconstructions of "
-    "real scenes reach, and an attribute the grid cannot draw (the shape) "
-    "no choice among its decodings can supply. The reranker's own score "
-    f"rises by {rec.gain_reranker}, the judge's by {rec.gain_judge} "
-    f"(difference {rec.own_minus_judge}): "
-    + ("scored by itself, the reranker would overstate what choosing buys. "
+    {"yes": "Choosing the best of more samples helps, and most of the help "
+            "comes from the first doubling, as the paper found",
+     "no": "Reranking does not show the paper's rise and flattening here",
+     }.get(saturates, "Whether reranking improves with diminishing returns, "
+                      f"this n cannot say ({saturates})")
+    + f": the reader's caption match moves by {rec.gain_total} from N = 1 "
+    f"to N = {n_max}, by {rec.gain_first} at the first doubling and by "
+    f"{rec.gain_last} at the last. "
+    + ("Choosing moves " + ", ".join(
+        f"{a} ({attr_gain[a].fmt(pct=True)})" for a in moved)
+       + ("; " + ", ".join(still) + " not significantly" if still else "")
+       if moved else "No single attribute moves significantly")
+    + f". The kept samples sit at "
+    f"{stats.mean_ci(curve[n_max]['match']).fmt(pct=True)}, near the "
+    f"{ceiling.fmt(pct=True)} the dVAE's reconstructions of real scenes "
+    "reach: an attribute the grid cannot draw (the shape) no choice among "
+    "its decodings can supply. "
+    + ("Scored by itself, the reranker would overstate what choosing buys: "
        if rec.own_minus_judge.lo > 0 else
-       "the reranker's own gain is not significantly larger than the "
-       "judge's here, so at this n its self-grading would not mislead; the "
-       "reader's verdict does not depend on it either way. ")
+       "The reranker's own gain is not significantly larger than the "
+       "independent judge's, so at this n its self-grading would not "
+       "mislead: ")
+    + f"its score rises by {rec.gain_reranker}, the judge's by "
+    f"{rec.gain_judge}. "
     + ("The judge's gain beside the reader's null says the two CLIPs agree "
        "on something the reader's five fields do not count, or count "
        "already at their ceiling; which of the two, this run does not test. "
@@ -779,15 +815,15 @@ rec.blur_sigma = s_blur
 rec.blur_ratio_samples = ratio_change("samples")
 rec.blur_ratio_recon = ratio_change("reconstructions")
 notebook.see(
-    f"Blurring both sets with sigma = {s_blur:g} px changes FD over its "
+    ("Blur hides part of what the grid loses, as the paper's mechanism "
+     "says: " if rec.blur_ratio_recon.hi < 0 else
+     "Relative to real data, blur does not bring the reconstructions "
+     "closer, so what they lose is not only high-frequency detail: ")
+    + f"blurring both sets with sigma = {s_blur:g} px changes FD over its "
     f"floor by {rec.blur_ratio_samples} for the samples and by "
     f"{rec.blur_ratio_recon} for the reconstructions (sharp: "
     f"{ratio[('samples', 0.0)][0]:.1f}x and "
-    f"{ratio[('reconstructions', 0.0)][0]:.1f}x): "
-    + ("blur hides part of what the grid loses, as the paper's mechanism "
-       "says. " if rec.blur_ratio_recon.hi < 0 else
-       "relative to real data, blur does not bring the reconstructions "
-       "closer: what they lose is not only high-frequency detail. "))
+    f"{ratio[('reconstructions', 0.0)][0]:.1f}x).")
 
 # %% [markdown]
 # ## Claims
@@ -812,6 +848,10 @@ nb.finish(CH.claims(rec), rec)
 #   image; judge it with something other than the reranker.
 #
 # ## Exercises
+#
+# Each exercise changes a parameter. In Colab or Jupyter, set it in the parameters cell near
+# the top (for example `seed = 1`) and run all cells; from a shell, run
+# `make run NB=05 PARAMS="seed=1"` or papermill with `-p seed 1`.
 #
 # 1. Use the paper's coarser reduction here (`-p levels 2`: a 4x4 grid): what happens to the shape
 #    and to the FD gate?

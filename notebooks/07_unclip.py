@@ -35,9 +35,9 @@ import sys
 
 # on Colab, install the book's library first (locally: `make install`)
 if "google.colab" in sys.modules:
+    url = "git+https://github.com/ddpm-book/ddpm-reproduction-book@main"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "ddpm_lib[hub] @ git+https://github.com/ddpm-book/ddpm-reproduction-book@main"],
-                   check=True)
+                    f"ddpm_lib[hub] @ {url}"], check=True)
 
 # before torch: it makes idle OpenMP threads sleep, not spin (see the run card)
 import ddpm_lib
@@ -166,7 +166,7 @@ test_set = DS.load("shapes", split="test", n=cfg.n_test,
                    image_size=cfg.image_size, objects=cfg.objects, seed=seed)
 C, R = train_set.x.shape[1], cfg.image_size
 tk = text.shapes_tokenizer()
-mixed = lambda ds: [  # noqa: E731
+mixed = lambda ds: [
     s if i % 2 == 0 else l
     for i, (s, l) in enumerate(zip(ds.captions, ds.captions_long))]
 train_caps = mixed(train_set)
@@ -445,17 +445,23 @@ print(f"-> the query's output -> Linear -> clean z_i {tuple(z_clean.shape)} "
       f"(scaled by {scale:.2f}: unit norm times 0.54 sqrt(d))")
 
 # %% tags=["hide-input"]
+TXT, PRIORS = "text embedding z_t (no prior)", ("diffusion prior", "AR prior")
+over_text = {nm: stats.mean_ci(prior_cos[nm] - prior_cos[TXT]) for nm in PRIORS}
+earn = [nm for nm in PRIORS if over_text[nm].lo > 0]
+d_vs_ar = stats.paired_mean_diff(prior_cos["diffusion prior"], prior_cos["AR prior"])
 notebook.see(
-    f"The diffusion prior's embeddings have a cosine of {stats.mean_ci(prior_cos['diffusion prior']).fmt()} with the "
-    f"caption's true image embedding, the AR prior's {stats.mean_ci(prior_cos['AR prior']).fmt()} (difference "
-    f"{stats.paired_mean_diff(prior_cos['diffusion prior'], prior_cos['AR prior'])}); the text "
-    f"embedding itself scores {stats.mean_ci(prior_cos['text embedding z_t (no prior)']).fmt()} and another scene's image "
-    f"embedding {stats.mean_ci(shuffled).fmt()}. A prior earns its place when it lands nearer the image than the text "
-    "embedding does: that is the gap of Sec. 5.1. "
-    + " ".join(f"The {nm} {'does' if stats.mean_ci(prior_cos[nm] - prior_cos['text embedding z_t (no prior)']).lo > 0 else 'does not'}"
-               f" (difference {stats.mean_ci(prior_cos[nm] - prior_cos['text embedding z_t (no prior)']).fmt()})."
-               for nm in ("diffusion prior", "AR prior"))
-    + " The AR prior cannot beat its own code: quantising the true embedding "
+    ("Both priors earn their place" if len(earn) == 2 else
+     f"Only the {earn[0]} earns its place" if earn else
+     "Neither prior earns its place at this scale")
+    + ": a prior earns it when its embedding lands nearer the caption's true image embedding than the text "
+    "embedding itself does, the gap of Sec. 5.1 (cosine over the text embedding's: "
+    + ", ".join(f"{nm} {over_text[nm]}" for nm in PRIORS) + "). "
+    + ("The diffusion prior lands nearer than the AR prior" if d_vs_ar.lo > 0 else
+       "The AR prior lands nearer than the diffusion prior" if d_vs_ar.hi < 0 else
+       "The two priors are not significantly different")
+    + f" (cosine {stats.mean_ci(prior_cos['diffusion prior']).fmt()} against "
+    f"{stats.mean_ci(prior_cos['AR prior']).fmt()}; another scene's image embedding scores "
+    f"{stats.mean_ci(shuffled).fmt()}). The AR prior cannot beat its own code: quantising the true embedding "
     f"to {cfg.pca_dims} components in {cfg.buckets} buckets already gives "
     f"{stats.mean_ci(prior_cos['AR code of the true z_i (its ceiling)']).fmt()}. The paper reports the comparison "
     "downstream only (FID 10.39 for the diffusion prior vs 10.63), which Experiment 4 measures.")
@@ -651,55 +657,94 @@ u3, g3 = ("unCLIP", rec.cfg_claim), ("GLIDE", rec.cfg_claim)
 div_drop = {fam: stats.paired_mean_diff(rec.div[(fam, 1.0)], rec.div[(fam, rec.s_max)]) for fam in ("GLIDE", "unCLIP")}
 rise = lambda fam, metric="fd": stats.percentile(*CH._rise(rec, fam, metric), centre=True)  # noqa: E731
 fd_rise = {fam: rise(fam) for fam in ("GLIDE", "unCLIP")}
-glide_pays_less = [d.hi < 0 for d in (
+pay_diff = (  # GLIDE's cost of guidance minus unCLIP's: diversity lost, FD gained
     stats.paired_mean_diff(np.subtract(rec.div[CH.G1], rec.div[gm]), np.subtract(rec.div[CH.U1], rec.div[um])),
     stats.percentile(*(g_ - u_ for g_, u_ in zip(CH._rise(rec, "GLIDE"), CH._rise(rec, "unCLIP"))),
-                     centre=True))]
+                     centre=True))
 bound_diff = clus("bound", u3, g3)
 recon_swap = CH.swap_share_diff(rec, CH.RECON, CH.CAPTION)
 recall_drop = {fam: stats.percentile(*(-v for v in CH._rise(rec, fam, "recall")), centre=True)
                for fam in ("GLIDE", "unCLIP")}
 su, sg = CH.matched_scales(rec)
-notebook.see(
-    f"At s = 1 unCLIP's samples match their captions {clus('match', CH.U1, CH.UNCOND)} better than its unconditional "
-    f"samples, the baseline's {clus('match', CH.G1, CH.GLIDE_EMPTY)} better than its empty-caption samples. The "
-    f"decoder's reconstructions from each caption's own scene embedding match {clus_mean('match', CH.RECON).fmt(pct=True)} "
-    f"of the caption's attributes, against {clus_mean('match', CH.U1).fmt(pct=True)} with the prior's embedding"
-    + (": the decoder, not the embedding, limits caption match at this budget, and comparisons of embeddings "
-       "downstream can only be as sharp as that ceiling. " if clus("match", CH.RECON, CH.U1).lo <= 0 else ". ")
-    + f"**Priors**: decoded at s = 1, the "
-    f"diffusion prior's embeddings minus the AR prior's give caption match {clus('match', CH.U1, CH.AR)} and FD "
-    f"{fd_pair(CH.U1, CH.AR)} (the paper: FID 10.39 for the diffusion prior vs 10.63). **Why a prior**: "
-    f"with the prior's embedding instead of the text embedding zero-shot, FD {fd_pair(CH.U1, CH.TEXT)} and "
-    f"caption match {clus('match', CH.U1, CH.TEXT)}; instead of the caption alone, caption match "
-    f"{clus('match', CH.U1, CH.CAPTION)} and FD {fd_pair(CH.U1, CH.CAPTION)}"
-    + (" (FD points the other way: the caption alone gives the more typical images)"
-       if fd_pair(CH.U1, CH.CAPTION).est > 0 else "")
-    + " (the paper: FID 7.99 vs 16.55 zero-shot; caption-only 'clearly worst'). "
-    f"**Guidance** from s = 1 to {s_max:g}: within-caption diversity falls by {div_drop['GLIDE']} for the "
-    f"baseline and {div_drop['unCLIP']} for unCLIP; FD changes by {fd_rise['GLIDE']} and "
-    f"{fd_rise['unCLIP']}; recall falls by {recall_drop['GLIDE']} and {recall_drop['unCLIP']}. The paper's "
-    "people chose unCLIP as the more diverse 70.5% of the time, its Fig. 11 has GLIDE's FID rising faster with "
-    "guidance, and its Fig. 13 has unCLIP's recall holding"
-    + ("; here it is unCLIP that pays more, on both (one possible reason, not tested here: its guidance extrapolates "
-       "towards an image embedding as well as a caption, a far more specific condition). "
-       if all(glide_pays_less) else ". ")
-    + f"At matched caption match (unCLIP at s = {su:g}, {clus_mean('match', ('unCLIP', su)).fmt(pct=True)}; "
-    f"the baseline at s = {sg:g}, {clus_mean('match', ('GLIDE', sg)).fmt(pct=True)}), unCLIP's within-caption "
-    f"diversity minus the baseline's is "
-    f"{stats.paired_mean_diff(rec.div[('unCLIP', su)], rec.div[('GLIDE', sg)])} and its FD "
-    f"{fd_pair(('unCLIP', su), ('GLIDE', sg))}. "
-    + f"**Binding** at s = {rec.cfg_claim:g}: both objects right "
-    f"{clus_mean('bound', u3).fmt(pct=True)} for unCLIP vs {clus_mean('bound', g3).fmt(pct=True)} for the baseline; "
-    f"colours on the wrong object {clus_mean('swap', u3).fmt(pct=True)} vs {clus_mean('swap', g3).fmt(pct=True)}: "
-    + ("unCLIP binds worse, as the paper's Sec. 7 says. " if bound_diff.hi < 0 else
-       "unCLIP binds better here: the opposite of the paper's Sec. 7. " if bound_diff.lo > 0 else
-       "the difference in binding is not significant at this n. ")
-    + f"Reconstructions from the scene's own embedding put {clus_mean('swap', CH.RECON).fmt(pct=True)} of colours on "
-    f"the wrong object (the reader on real scenes: {stats.mean_ci(real_bind['swap']).fmt(pct=True)}); of the colours "
-    f"they draw at all, the share on the wrong object minus the caption-only decoder's is {recon_swap}"
-    + (": the embedding, or the decoder reading it, loses which colour goes with which shape, as the paper's Fig. 15 "
-       "shows." if recon_swap.lo > 0 else "."))
+
+
+def word(d, up, down, flat):  # the finding an interval supports, in words
+    return up if d.lo > 0 else down if d.hi < 0 else flat
+
+
+follow = (clus("match", CH.U1, CH.UNCOND), clus("match", CH.G1, CH.GLIDE_EMPTY))
+ceiling_gap = clus("match", CH.RECON, CH.U1)
+p_match, p_fd = clus("match", CH.U1, CH.AR), fd_pair(CH.U1, CH.AR)
+t_match, t_fd = clus("match", CH.U1, CH.TEXT), fd_pair(CH.U1, CH.TEXT)
+c_match, c_fd = clus("match", CH.U1, CH.CAPTION), fd_pair(CH.U1, CH.CAPTION)
+m_div = stats.paired_mean_diff(rec.div[("unCLIP", su)], rec.div[("GLIDE", sg)])
+see_conditioning = (
+    ("Both systems follow their captions" if all(d.lo > 0 for d in follow) else
+     "Only unCLIP follows its captions measurably" if follow[0].lo > 0 else
+     "Only the baseline follows its captions measurably" if follow[1].lo > 0 else
+     "Neither system follows its captions measurably at this n")
+    + f": at s = 1 unCLIP's samples match their captions {follow[0]} better than its unconditional samples, "
+    f"the baseline's {follow[1]} better than its empty-caption samples. "
+    + ("The decoder, not the embedding, limits caption match at this budget: its reconstructions from each "
+       "caption's own scene embedding match "
+       if ceiling_gap.lo <= 0 else
+       "The embedding the prior gives, not the decoder, limits caption match: the reconstructions from each "
+       "caption's own scene embedding match ")
+    + f"{clus_mean('match', CH.RECON).fmt(pct=True)} of the caption's attributes, against "
+    f"{clus_mean('match', CH.U1).fmt(pct=True)} with the prior's embedding"
+    + (", so comparisons of embeddings downstream can only be as sharp as that ceiling."
+       if ceiling_gap.lo <= 0 else "."))
+see_priors = (
+    "**Priors.** Decoded at s = 1, the diffusion prior's embeddings give "
+    + word(p_match, "a higher caption match than", "a lower caption match than",
+           "a caption match not significantly different from")
+    + f" the AR prior's ({p_match}) and "
+    + word(p_fd, "a worse FD", "a better FD", "an FD not significantly different")
+    + f" ({p_fd}); the paper: FID 10.39 for the diffusion prior vs 10.63.")
+see_why = (
+    "**Why a prior.** "
+    + ("The prior's embedding beats the text embedding used zero-shot in its place"
+       if t_match.lo > 0 and t_fd.hi < 0 else
+       "The prior's embedding does not beat the text embedding used zero-shot on both counts")
+    + f" (caption match {t_match}, FD {t_fd}), and "
+    + word(c_match, "beats", "loses to", "does not significantly beat")
+    + f" the caption alone on caption match ({c_match}; FD {c_fd}"
+    + (", the other way: the caption alone gives the more typical images" if c_fd.est > 0 else "")
+    + "). The paper: FID 7.99 vs 16.55 zero-shot; caption-only 'clearly worst'.")
+see_guidance = (
+    "**Guidance.** "
+    + ("Against the paper, it is unCLIP that pays more for guidance, in diversity and in FD"
+       if all(d.hi < 0 for d in pay_diff) else
+       "The baseline pays more for guidance, in diversity and in FD, as the paper found"
+       if all(d.lo > 0 for d in pay_diff) else
+       "Neither system pays clearly more for guidance on both counts")
+    + f": from s = 1 to {s_max:g}, within-caption diversity falls by {div_drop['GLIDE']} for the baseline "
+    f"and {div_drop['unCLIP']} for unCLIP, FD changes by {fd_rise['GLIDE']} and {fd_rise['unCLIP']}, and "
+    f"recall falls by {recall_drop['GLIDE']} and {recall_drop['unCLIP']}. "
+    + ("One possible reason, not tested here: unCLIP's guidance extrapolates towards an image embedding as "
+       "well as a caption, a far more specific condition. " if all(d.hi < 0 for d in pay_diff) else "")
+    + "The paper's people chose unCLIP as the more diverse 70.5% of the time, its Fig. 11 has GLIDE's FID "
+    "rising faster with guidance, and its Fig. 13 has unCLIP's recall holding. At matched caption match "
+    f"(unCLIP at s = {su:g}, {clus_mean('match', ('unCLIP', su)).fmt(pct=True)}; the baseline at s = {sg:g}, "
+    f"{clus_mean('match', ('GLIDE', sg)).fmt(pct=True)}), unCLIP's samples of a caption are "
+    + word(m_div, "the more diverse", "the less diverse", "not significantly more or less diverse")
+    + f" (difference {m_div}; FD difference {fd_pair(('unCLIP', su), ('GLIDE', sg))}).")
+see_binding = (
+    "**Binding.** "
+    + word(bound_diff, "unCLIP binds better here, the opposite of the paper's Sec. 7",
+           "unCLIP binds worse, as the paper's Sec. 7 says",
+           "The difference in binding is not significant at this n")
+    + f": at s = {rec.cfg_claim:g} both objects are right in {clus_mean('bound', u3).fmt(pct=True)} of "
+    f"unCLIP's samples and {clus_mean('bound', g3).fmt(pct=True)} of the baseline's; colours on the wrong "
+    f"object {clus_mean('swap', u3).fmt(pct=True)} and {clus_mean('swap', g3).fmt(pct=True)}. "
+    + ("The embedding, or the decoder reading it, loses which colour goes with which shape, as the paper's "
+       "Fig. 15 shows: " if recon_swap.lo > 0 else
+       "Reconstructions do not show the embedding losing which colour goes with which shape: ")
+    + f"of the colours they draw at all, reconstructions from the scene's own embedding put "
+    f"{clus_mean('swap', CH.RECON).fmt(pct=True)} on the wrong object (the reader on real scenes: "
+    f"{stats.mean_ci(real_bind['swap']).fmt(pct=True)}); their share minus the caption-only decoder's is "
+    f"{recon_swap}.")
+notebook.see("\n\n".join((see_conditioning, see_priors, see_why, see_guidance, see_binding)))
 
 # %% [markdown]
 # ## Experiment 5: variations, interpolations and a text diff (Sec. 3)
@@ -790,16 +835,15 @@ plt.show()
 notebook.legend("Text diff: the new captions, by column", new_caps[:m_var])
 
 # %% tags=["hide-input"]
+eta1 = np.mean([v for k_, v in recon_mse.items() if k_.startswith("eta = 1")])
 notebook.see(
-    f"Re-sampling the inverted x_T with η = 0 lands at pixel MSE "
-    f"{recon_mse['DDIM eta = 0 from the inverted x_T']:.3f} from the original (the inversion is first order, "
-    f"{cfg.sample_steps} steps, and the decoder is small); the η = 1 draws at "
-    f"{np.mean([v for k_, v in recon_mse.items() if k_.startswith('eta = 1')]):.3f}: they keep what the embedding holds "
-    "and redraw the rest. "
-    f"The text diff moves the reader's colour match with the new captions from {edit_colour[thetas[0]]:.0%} at theta = 0 to "
-    f"{edit_colour[thetas[-1]]:.0%} at theta = {thetas[-1]:g}, over {m_var} scenes ({2 * m_var} object colours): "
-    "a handful, too few for an interval to mean much. The paper shows these only as figures (Figs. 3-5); so does "
-    "this chapter: no claim rests on them.")
+    "Variations keep what the embedding holds and redraw the rest: re-sampling the inverted x_T with "
+    f"η = 0 lands at pixel MSE {recon_mse['DDIM eta = 0 from the inverted x_T']:.3f} from the original (the "
+    f"inversion is first order, {cfg.sample_steps} steps, and the decoder is small), the η = 1 draws at "
+    f"{eta1:.3f}. The text diff moves the reader's colour match with the new captions from "
+    f"{edit_colour[thetas[0]]:.0%} at theta = 0 to {edit_colour[thetas[-1]]:.0%} at theta = {thetas[-1]:g}, "
+    f"over {m_var} scenes ({2 * m_var} object colours): a handful, too few for an interval to mean much. "
+    "The paper shows these only as figures (Figs. 3-5); so does this chapter: no claim rests on them.")
 
 # %% [markdown]
 # ## Experiment 6: an upsampler with blurred conditioning (Sec. 2.1)
@@ -866,9 +910,9 @@ if cfg.sr_from:
     fig.tight_layout()
     plt.show()
 else:
-    print(f"Not run at this scale ({nb.profile} profile, sr_from = 0): the "
-          "gpu profile runs it (untested); the smoke profile runs it tiny, "
-          "as a check of the code.")
+    notebook.not_run(f"{nb.profile} profile, sr_from = 0. The gpu profile "
+                     "runs it (untested); the smoke profile runs it tiny, "
+                     "as a check of the code.")
 
 # %% [markdown]
 # ## Claims
@@ -895,6 +939,10 @@ nb.finish(CH.claims(rec), rec)
 # * Variations and edits come from the same machinery: DDIM inversion, slerp, and text diffs.
 #
 # ## Exercises
+#
+# Each exercise changes a parameter. In Colab or Jupyter, set it in the parameters cell near
+# the top (for example `seed = 1`) and run all cells; from a shell, run
+# `make run NB=07 PARAMS="seed=1"` or papermill with `-p seed 1`.
 #
 # 1. Guide the prior as well as the decoder (scale its conditional against its null output): does
 #    caption match rise, and what happens to diversity? (The paper found it hurt.)

@@ -516,8 +516,8 @@ with torch.no_grad():
         ce = ce.view(test_seqs.shape).double().cpu()
         heldout[w] = dict(text=ce[:, :L].mean(1).numpy(),
                           image=ce[:, L:].mean(1).numpy())
-print(f"transformer: {nets.count_params(gpt):,} parameters; held-out "
-      f"cross-entropy in nats per token (uniform: "
+print(f"transformer: {nets.count_params(gpt):,} parameters")
+print(f"held-out cross-entropy in nats per token (uniform: "
       f"{np.log(V_TEXT + L):.2f} text, {np.log(cfg.codes):.2f} image)")
 for w, h in heldout.items():
     print(f"  text weight {w:g}: text {stats.mean_ci(h['text'])}, "

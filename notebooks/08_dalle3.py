@@ -187,8 +187,10 @@ notebook.show_table(
             "caption source states (and states wrongly), per field; two "
             "objects per scene")
 for i in range(3):
-    print(f"scene {i}:\n  "
-          + "\n  ".join(f"{k:>20}: {v[i]}" for k, v in sources.items()))
+    print(f"scene {i}:")
+    for k, v in sources.items():  # wrapped to the book's 79 columns
+        print(textwrap.fill(f"{k}: {v[i]}", 79, initial_indent="  ",
+                            subsequent_indent="      "))
 
 # %% tags=["hide-input"]
 notebook.see(

@@ -277,21 +277,35 @@ class TrigFlow(nn.Module):
         tt = K._bcast(t, x_t).to(x_t.dtype)
         return torch.cos(tt) * x_t - self.sigma_d * torch.sin(tt) * self.F(x_t, t.to(x_t.dtype))
 
+    T_MID = 1.1  # sCM's intermediate time of its 2-step sampler
+
+    def steps(self, nfe: int, t_mid: float = T_MID) -> tuple[float, ...]:
+        """sCM's sampling times: t_max = arctan(sigma_max / sigma_d) with sigma_max = 80, then (2 steps)
+        ``t_mid``, i.e. sigma = sigma_d tan t_mid in EDM's form."""
+        if nfe not in (1, 2):
+            raise ValueError(f"nfe must be one of [1, 2] (sCM's samplers), got {nfe!r}")
+        t_max = math.atan(80 / self.sigma_d)
+        return (t_max,) if nfe == 1 else (t_max, t_mid)
+
     @torch.no_grad()
-    def sample(self, shape, steps=(math.atan(80 / 0.5),), generator: torch.Generator | None = None,
+    def sample(self, shape, steps: tuple[float, ...] | None = None, generator: torch.Generator | None = None,
                device=None) -> torch.Tensor:
-        """One step from t_max (sCM: arctan(sigma_max / sigma_d)), or more: re-noise to each later t by
-        x_t = cos t x_0 + sin t z and map back (sCM's 2-step sampler uses t_mid = 1.1)."""
+        """x_0 (float64, on the noise's device) from ``steps`` (default: one step from t_max, see
+        ``steps``): map the noise to x_0, then re-noise to each later t by x_t = cos t x_0 + sin t z
+        and map back. The noise is drawn on ``generator``'s device, step by step, so that a CPU
+        generator gives the same samples on any device; the network runs where its weights are."""
         from .sampling import noise_like
 
+        steps = self.steps(1) if steps is None else tuple(steps)
+        net_device = next(self.parameters()).device
         x = noise_like(tuple(shape), generator, device) * self.sigma_d
         x0 = None
         for i, t in enumerate(steps):
             if i > 0:
                 z = noise_like(tuple(shape), generator, device) * self.sigma_d
                 x = math.cos(t) * x0 + math.sin(t) * z
-            tt = torch.full((shape[0],), float(t), device=x.device)
-            x0 = self(x.float(), tt).double()
+            tt = torch.full((shape[0],), float(t), device=net_device)
+            x0 = self(x.float().to(net_device), tt).double().to(x.device)
         return x0
 
 
@@ -310,6 +324,14 @@ class SigmaForm(nn.Module):
     @property
     def cfg(self):
         return {"sigma_form": self.model.cfg}
+
+    def steps(self, nfe: int, t_mid: float = TrigFlow.T_MID) -> tuple[float, ...]:
+        """The TrigFlow module's sampling times (``TrigFlow.steps``)."""
+        return self.model.steps(nfe, t_mid)
+
+    def sample(self, shape, steps=None, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+        """Sample as the consistency model in TrigFlow time (``TrigFlow.sample``): the same weights."""
+        return self.model.sample(shape, steps, generator, device)
 
     def forward(self, x: torch.Tensor, sigma, **cond) -> torch.Tensor:
         sigma = K._sigma(sigma, x)

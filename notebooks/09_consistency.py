@@ -181,7 +181,7 @@ notebook.show_source(CM.ConsistencyObjective.__call__,
 # | boundary-condition parametrisation (CM App. C) | `karras.Precond(boundary=True)`, `consistency.consistency_function`; TrigFlow's $f$: `consistency.TrigFlow` |
 # | CD / CT losses, target EMA $\theta^-$, shared dropout masks (CM Alg. 2-3) | `consistency.ConsistencyObjective`, `objectives.TargetNetwork` |
 # | adaptive $N(k)$, $\mu(k)$ (CM) and iCT's doubling, lognormal index, pseudo-Huber, $1/\Delta\sigma$ | `cm_adaptive`, `ict_doubling`, `lognormal_index_probs`, `distance`, `weighting="ict"` |
-# | multistep sampling (CM Alg. 1) | `consistency.sample`, `karras.stochastic_iterative`; `chapters.consistency.cm_sample` |
+# | multistep sampling (CM Alg. 1) | `consistency.sample`, `karras.stochastic_iterative`; sCM's: `TrigFlow.sample` |
 # | TrigFlow diffusion teacher; TrigFlow as EDM | `consistency.TrigFlowObjective`, `consistency.SigmaForm` |
 # | sCT / sCD with the JVP tangent, normalisation, warm-up (sCM Alg. 1) | `consistency.SCMObjective` (`nets.unet.jvp`) |
 # | EDM Heun / Euler, DDPM's ancestral step | `karras.heun`, `karras.euler`, `karras.ancestral` |
@@ -631,17 +631,22 @@ for name, (kind, obj) in objectives.items():
                           student_tcfg, extra={"init": tkey}, device=device)
     students[name] = res.ema.eval()
     student_logs[name] = res.log
+
+
+def cm_draw(m, nfe):  # the same noise for every model: a seeded CPU generator
+    return m.sample((n_eval, C, R, R), m.steps(nfe, cfg.t_mid),
+                    torch.Generator().manual_seed(seed + 99)).float().cpu()
+
+
 cm_samples = {}
 # the starting point of every student: the teacher's weights, sampled as
 # a consistency model (one and two steps) before any fine-tuning
 for nfe in (1, 2):
-    cm_samples[("init", nfe)] = CH.cm_sample(teacher, (n_eval, C, R, R), nfe,
-                                             sd, seed + 99, cfg.t_mid, device)
+    cm_samples[("init", nfe)] = cm_draw(teacher, nfe)
     evaluate(f"init {nfe}", cm_samples[("init", nfe)])
 for name, m in students.items():
     for nfe in (1, 2):
-        cm_samples[(name, nfe)] = CH.cm_sample(m, (n_eval, C, R, R), nfe, sd,
-                                               seed + 99, cfg.t_mid, device)
+        cm_samples[(name, nfe)] = cm_draw(m, nfe)
         evaluate(f"{name} {nfe}", cm_samples[(name, nfe)])
 cm_rows = [{"model": name, "NFE": nfe,
             "FD": evals[f"{name} {nfe}"].ci("fd").fmt(),
@@ -679,7 +684,7 @@ plt.show()
 # shows where each model sends one noise: a student that has learned the teacher's ODE puts the
 # teacher's digit in that column; one that has not draws another digit, or none.
 
-# %%
+# %% tags=["hide-input"]
 def dfd(a, b):
     ea, eb = evals[a], evals[b]
     return stats.diff_ci(ea.fd, ea.replicates["fd"],
@@ -706,41 +711,50 @@ for _k in ("cd_2_minus_1", "cd1_minus_teacher", "ct_minus_cd",
 rec.ict1_fd, rec.ict2_fd = evals["iCT 1"].fd, evals["iCT 2"].fd
 fdv = lambda k: CH.iv(cmp[k])
 best1 = min(students, key=lambda n: evals[f"{n} 1"].fd)
-_cd = "CD" not in cmp["did_not_train"]
-_t = [f"The teacher reaches FD {evals[TEACHER].fd:.2f} with Heun at "
-      f"{2 * teacher_best - 1} NFE (floor {fd_floor:.2f})."]
+LOWER = {"yes": "lower", "no": "higher"}
+
+
+def lower(k):  # the word a difference of FDs supports (negative: lower)
+    return LOWER.get(fd_verdict(cmp[k]), "not significantly different")
+
+
+_t = [f"{best1} is the best one-step student here, at FD "
+      f"{evals[f'{best1} 1'].fd:.2f}, against the teacher's "
+      f"{evals[TEACHER].fd:.2f} with Heun at {2 * teacher_best - 1} NFE "
+      f"(floor {fd_floor:.2f})."]
 _t.append(
-    f"CD: {evals['CD 1'].fd:.2f} in one step and {evals['CD 2'].fd:.2f} in "
-    f"two (2 - 1 step {fdv('cd_2_minus_1')}: "
-    + ("the second step helps, as in CM (3.55 -> 2.93 on CIFAR-10)"
-       if fd_verdict(cmp["cd_2_minus_1"]) == "yes" else
-       "the second step does not help here, unlike CM's 3.55 -> 2.93 on "
-       "CIFAR-10; sCM's t_mid = 1.1 is used untuned, where CM chose its "
-       "intermediate steps by a greedy search"
-       if fd_verdict(cmp["cd_2_minus_1"]) == "no"
-       else "no clear difference")
-    + f"); one step minus the teacher {fdv('cd1_minus_teacher')} (CM's "
-      "teacher: 2.04).")
+    {"yes": "A second step helps CD, as in CM (3.55 -> 2.93 on CIFAR-10)",
+     "no": "A second step does not help CD here, unlike CM's 3.55 -> 2.93 "
+           "on CIFAR-10 (sCM's t_mid = 1.1 is used untuned, where CM chose "
+           "its intermediate steps by a greedy search)",
+     }.get(fd_verdict(cmp["cd_2_minus_1"]),
+           "A second step makes no clear difference to CD")
+    + f": {evals['CD 1'].fd:.2f} in one step, {evals['CD 2'].fd:.2f} in two "
+      f"(difference {fdv('cd_2_minus_1')}); one step minus the teacher "
+      f"{fdv('cd1_minus_teacher')} (CM's teacher: 2.04).")
 _t.append(
-    f"The teacher's weights, sampled as a consistency model before any "
-    f"fine-tuning, score {evals['init 1'].fd:.2f} in one step and "
-    f"{evals['init 2'].fd:.2f} in two: every student starts there. CT (CM's "
-    f"adaptive N(k) with mu(k) rescaled to this run) ends at "
-    f"{evals['CT 1'].fd:.2f} / {evals['CT 2'].fd:.2f} (minus its start "
-    f"{fdv('ct_minus_init')}, minus CD {fdv('ct_minus_cd')}; CM: 8.70 vs "
-    "3.55)" + (": it did not improve on its start, so it is named, not "
-               "compared." if CH.iv(cmp["ct_minus_init"]).hi >= 0 else "."))
-_t.append(f"iCT: {evals['iCT 1'].fd:.2f} / {evals['iCT 2'].fd:.2f}"
-          + f" (minus CT {fdv('ict_minus_ct')}; iCT's paper: "
-            "2.83 vs CT's 8.70)"
-          + f". sCT: {evals['sCT 1'].fd:.2f} / {evals['sCT 2'].fd:.2f} "
-            f"(minus iCT: 1 step {fdv('sct1_minus_ict1')}, "
-            f"2 steps {fdv('sct2_minus_ict2')}; sCM: 2.97 / 2.06 vs "
-            "iCT's 2.83 / 2.46).")
+    "Every student starts from the teacher's weights, which, sampled as a "
+    f"consistency model before any fine-tuning, score {evals['init 1'].fd:.2f}"
+    f" in one step and {evals['init 2'].fd:.2f} in two. "
+    + ("CT (CM's adaptive N(k), mu(k) rescaled to this run) did not improve "
+       "on that start, so it is named, not compared"
+       if CH.iv(cmp["ct_minus_init"]).hi >= 0 else
+       "CT (CM's adaptive N(k), mu(k) rescaled to this run) improves on "
+       "that start")
+    + f": it ends at {evals['CT 1'].fd:.2f} / {evals['CT 2'].fd:.2f} (minus "
+      f"its start {fdv('ct_minus_init')}, minus CD {fdv('ct_minus_cd')}; CM: "
+      "8.70 vs 3.55).")
+_t.append(
+    f"iCT's one-step FD is {lower('ict_minus_ct')} than CT's "
+    f"({evals['iCT 1'].fd:.2f} / {evals['iCT 2'].fd:.2f}, difference "
+    f"{fdv('ict_minus_ct')}; iCT's paper: 2.83 vs CT's 8.70). Against "
+    f"iCT's, sCT's FD is {lower('sct1_minus_ict1')} at one step and "
+    f"{lower('sct2_minus_ict2')} at two ({evals['sCT 1'].fd:.2f} / "
+    f"{evals['sCT 2'].fd:.2f}; differences {fdv('sct1_minus_ict1')} and "
+    f"{fdv('sct2_minus_ict2')}; sCM: 2.97 / 2.06 vs iCT's 2.83 / 2.46).")
 if "sCD" in students:
     _t.append(f"sCD: {evals['sCD 1'].fd:.2f} / {evals['sCD 2'].fd:.2f} "
               "(sCM's CIFAR-10 sCD: 3.66 / 2.52).")
-_t.append(f"The best one-step student here is {best1}.")
 if cmp["did_not_train"]:
     _t.append("Did not train (FD above 10x the floor at 1 and 2 steps): "
               f"{', '.join(cmp['did_not_train'])}.")
@@ -782,9 +796,7 @@ if cfg.metric_bias:
     students_fb = {"CD": students["CD"], "CD-feature": res.ema.eval()}
     fb = {}
     for name, m in students_fb.items():
-        x1 = (cm_samples[("CD", 1)] if name == "CD"
-              else CH.cm_sample(m, (n_eval, C, R, R), 1, sd, seed + 99,
-                                cfg.t_mid, device))
+        x1 = cm_samples[("CD", 1)] if name == "CD" else cm_draw(m, 1)
         for space, ext in (("own", extractor), ("independent", indep)):
             fb[(name, space)] = metrics.evaluate(
                 ext, train_set.x, x1.float().clamp(-1, 1).cpu(),
@@ -824,25 +836,25 @@ if cfg.metric_bias:
     mb = {k: CH.iv(v) for k, v in cmp["metric_bias"].items()}
     _untrained = " and ".join(
         sorted({"CD", "CD-feature"} & set(cmp["did_not_train"])))
+    bias = mb["bias"]
     notebook.see(
         f"{_untrained} did not train (FD above 10x the floor): not compared."
         if {"CD", "CD-feature"} & set(cmp["did_not_train"]) else
-        f"Against the l2 model, the feature-distance model's relative FD "
-        f"gain is {mb['gain_own'].fmt(pct=True)} in the network whose "
-        f"features it was trained on and {mb['gain_indep'].fmt(pct=True)} "
-        f"in the independent one (difference {mb['bias'].fmt(pct=True)}): "
-        + ("it fares better in its own training network's eyes than in an "
-           "independent judge's, iCT's argument in shape."
-           if mb["bias"].lo > 0
-           else "no sign, at this n, that the training network flatters its "
-                "own model."
-           if mb["bias"].hi > 0
-           else "the independent network sees the larger gain: no bias of "
-                "the kind iCT describes here."))
+        ("The feature-distance model fares better in the eyes of the "
+         "network it was trained on than in an independent one's, iCT's "
+         "argument in shape" if bias.lo > 0 else
+         "No sign, at this n, that the training network flatters its own "
+         "model" if bias.hi > 0 else
+         "The independent network sees the larger gain: no bias of the kind "
+         "iCT describes here")
+        + f": against the l2 model, its relative FD gain is "
+        f"{mb['gain_own'].fmt(pct=True)} in its own network and "
+        f"{mb['gain_indep'].fmt(pct=True)} in the independent one "
+        f"(difference {bias.fmt(pct=True)}).")
 else:
     rec.metric_bias = {}  # not run: its claim reads n/a
-    print("metric_bias is off in this profile: Experiment 4 is not run "
-          "(turn it on with -p metric_bias True).")
+    notebook.not_run(f"{nb.profile} profile, metric_bias off. Turn it on "
+                     "with -p metric_bias True.")
 
 # %% [markdown]
 # ## The book in one picture: quality against network evaluations
@@ -854,7 +866,7 @@ else:
 # sCT 2.97 / 2.06.
 
 # %%
-fig, ax = plt.subplots(figsize=(6.2, 3.6))
+fig, ax = plt.subplots(figsize=(6.2, 4.4))
 for k, (label, pts) in enumerate(curves.items()):
     xs = [p[0] for p in pts]
     ivs = [evals[p[1]].ci("fd") for p in pts]
@@ -874,7 +886,8 @@ ax.set_xscale("log", base=2)
 ax.set_yscale("log")
 ax.set_xlabel("network evaluations (NFE)")
 ax.set_ylabel(f"FD (digits features, n = {n_eval})")
-ax.legend(fontsize=7, ncol=2)
+ax.legend(fontsize=7, ncol=3, frameon=False, loc="upper center",
+          bbox_to_anchor=(0.5, -0.17))  # under the axes, off the curves
 ax.set_title("From DDPM's ancestral steps to one-step consistency models",
              fontsize=9)
 fig.tight_layout()
@@ -935,7 +948,7 @@ nb.finish(CH.claims(rec), rec)
 #    13 times the run: `chapters.consistency.chain_ratio`) and that the fixed $N = 151$, $\mu =
 #    0.95$ arm now trains (0.38 times the run). Does it?
 # 2. Turn on sCD on digits (`-p scd true`): how close does it come to the teacher's 35-NFE FD?
-# 3. Sample the students at three steps (add a third re-noising time to `chapters.consistency.cm_sample`):
+# 3. Sample the students at three steps (pass `TrigFlow.sample` a third time in `steps`):
 #    where do the gains stop?
 # 4. Replace the positional time embedding of the digits UNet with a much larger `max_period`
 #    (`-p max_period 10000`): does sCT on digits still train?

@@ -258,3 +258,21 @@ def test_scd_uses_the_teachers_velocity_and_a_feature_metric_needs_a_network():
         o.bind(net)
         losses[metric] = o(net, _batch(data, seed=3))[0].item()
     assert losses["l2"] == pytest.approx(losses["feature"], rel=1e-6)
+
+
+def test_trigflow_samples_in_scms_steps_the_same_through_its_sigma_form():
+    torch.manual_seed(0)
+    net = CM.TrigFlow(TimeMLP(2), sigma_d=0.7)
+    assert net.steps(1) == (math.atan(80 / 0.7),)
+    assert net.steps(2, t_mid=1.1) == (math.atan(80 / 0.7), 1.1)
+    with pytest.raises(ValueError, match=r"one of \[1, 2\]"):
+        net.steps(3)
+    draw = lambda m, nfe: m.sample((8, 2), m.steps(nfe), torch.Generator().manual_seed(5))  # noqa: E731
+    for nfe in (1, 2):
+        a, b = draw(net, nfe), draw(CM.SigmaForm(net), nfe)
+        assert a.dtype == torch.float64 and a.shape == (8, 2) and torch.equal(a, b)
+    # one step: f(sigma_d z, t_max), the map applied to the seeded noise
+    z = torch.randn((8, 2), generator=torch.Generator().manual_seed(5), dtype=torch.float64) * 0.7
+    t = torch.full((8,), math.atan(80 / 0.7))
+    assert torch.allclose(draw(net, 1), net(z.float(), t).double())
+    assert not torch.equal(draw(net, 1), draw(net, 2))  # the second step re-noises and maps again

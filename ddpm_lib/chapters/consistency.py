@@ -175,28 +175,10 @@ def toy_model(arm: Arm, sigma_d: float, width: int, layers: int, seed: int):
     return CM.TrigFlow(net, sigma_d=sigma_d) if arm.family == "scm" else CM.SigmaForm(CM.TrigFlow(net, sigma_d=sigma_d))
 
 
-def cm_sample(model, shape, nfe: int, sigma_d: float, seed: int, t_mid: float = 1.1, device=None) -> torch.Tensor:
-    """1 or 2 steps from the same noise for every model (a CPU generator seeded by ``seed``): from
-    t_max = arctan(80 / sigma_d) (sigma_max = 80), then (2 steps) re-noised to sCM's t_mid, i.e.
-    sigma = sigma_d tan t_mid in the EDM form; the two re-noising rules are the same map."""
-    g = torch.Generator().manual_seed(seed)
-    t_max = math.atan(80 / sigma_d)
-    ts = (t_max,) if nfe == 1 else (t_max, t_mid)
-    z = [torch.randn(tuple(shape), generator=g, dtype=torch.float64) for _ in ts]
-    if isinstance(model, CM.SigmaForm):
-        model = model.model
-    x, x0 = z[0] * sigma_d, None
-    for i, t in enumerate(ts):
-        if i > 0:
-            x = math.cos(t) * x0 + math.sin(t) * z[i] * sigma_d
-        tt = torch.full((shape[0],), float(t), device=device)
-        with torch.no_grad():
-            x0 = model(x.float().to(device), tt).double().cpu()
-    return x0.float()
-
-
-def toy_sample(model, n: int, nfe: int, sigma_d: float, seed: int, t_mid: float = 1.1) -> torch.Tensor:
-    return cm_sample(model, (n, 2), nfe, sigma_d, seed, t_mid)
+def toy_sample(model, n: int, nfe: int, seed: int, t_mid: float = CM.TrigFlow.T_MID) -> torch.Tensor:
+    """``n`` 2-D samples of a toy arm (TrigFlow, or TrigFlow in sigma form) in ``nfe`` steps, from a CPU
+    generator seeded by ``seed``: the same noise for every arm."""
+    return model.sample((n, 2), model.steps(nfe, t_mid), torch.Generator().manual_seed(seed)).float()
 
 
 def run_arm(arm: Arm, data: torch.Tensor, gm, cfg, seed: int, tcfg: TR.TrainConfig, ref: torch.Tensor,
@@ -220,7 +202,7 @@ def run_arm(arm: Arm, data: torch.Tensor, gm, cfg, seed: int, tcfg: TR.TrainConf
     out["log"] = [{k: r[k] for k in ("step", "loss", "grad_norm", "tangent_norm", "N") if k in r} for r in res.log]
     out["samples"], out["sw"], out["in_mode"] = {}, {}, {}
     for nfe in (1, 2):
-        s = toy_sample(model, len(ref), nfe, sigma_d, sample_seed)
+        s = toy_sample(model, len(ref), nfe, sample_seed)
         ok = bool(torch.isfinite(s).all())
         out["samples"][nfe] = s
         out["sw"][nfe] = metrics.sliced_wasserstein(s, ref, n_projections=128) if ok else float("nan")

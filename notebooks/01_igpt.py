@@ -174,10 +174,10 @@ with torch.no_grad():
     cache = GPT_.KVCache(cfg.n_layer)
     demo.blocks[0](x0[:, :5], cache)
 print(f"tokens {tuple(idx.shape)} -> [sos, x_<n] embedded "
-      f"{tuple(x0.shape)} -> {cfg.n_layer} blocks "
+      f"{tuple(x0.shape)}\n  -> {cfg.n_layer} blocks "
       f"{tuple(hidden[-1].shape)} -> logits {tuple(logits.shape)}")
 print(f"KV cache of block 0 after 5 positions: keys "
-      f"{tuple(cache.k[0].shape)} (batch, heads, positions, head dim)")
+      f"{tuple(cache.k[0].shape)}\n  (batch, heads, positions, head dim)")
 
 # %% [markdown]
 # ## Experiment 1: palette size, quantisation error and sequence cost
@@ -266,8 +266,8 @@ palette = fit_palette(train_set.x, cfg.k, seed=seed)
 tok_train, tok_test = palette.encode(train_set.x), palette.encode(test_set.x)
 h0 = igpt.unigram_entropy(tok_train, cfg.k)
 print(f"shapes: {len(tok_train)} train / {len(tok_test)} test sequences "
-      f"of {n_tok} tokens, vocabulary {cfg.k}; "
-      f"palette RMSE {palette.error(test_set.x):.2f} (0-255); "
+      f"of {n_tok} tokens, vocabulary {cfg.k}")
+print(f"palette RMSE {palette.error(test_set.x):.2f} (0-255); "
       f"label '{cfg.label}': {', '.join(train_set.classes)}")
 
 # %%
@@ -285,13 +285,13 @@ tcfg = TR.TrainConfig.from_preset(
 ar = TR.train_cached("01_igpt_ar", GPT_.GPT(gpt_cfg), AR.ARObjective(),
                      tok_train, tcfg, device=device,
                      extra={"palette": palette.centers})
-print("GPT: " + nets.describe(ar.ema, tok_train[:2].to(device)))
+print("GPT:", nets.describe(ar.ema, tok_train[:2].to(device)), sep="\n")
 print(f"trained {ar.steps} steps ({ar.steps * cfg.batch_size:,} sequences) "
       + ("(loaded from the cache)" if ar.loaded else f"in {ar.wall_s:.0f} s"))
 test_nll = AR.eval_nll(ar.ema, tok_test)
-print(f"held-out NLL: {test_nll['nats_per_token']:.3f} nats per token; "
-      f"a uniform guess over the palette: {math.log(cfg.k):.3f}; "
-      f"the palette's token frequencies alone: {h0:.3f}")
+print(f"held-out NLL, nats per token: {test_nll['nats_per_token']:.3f}")
+print(f"  a uniform guess over the palette: {math.log(cfg.k):.3f}")
+print(f"  the palette's token frequencies alone: {h0:.3f}")
 
 # %%
 imgs, losses = ar.losses()

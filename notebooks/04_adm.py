@@ -291,14 +291,16 @@ notebook.show_table(
 rec.chance, rec.clf_quarters = 1 / K, clf_q
 rec.clf_q1_minus_q4 = stats.paired_mean_diff(per_image_q[0], per_image_q[3])
 rec.clf_q4_below_mid = stats.paired_mean_diff((per_image_q[0] + 1 / K) / 2, per_image_q[3])
+expected = clf_q[3].hi < (clf_q[0].lo + 1 / K) / 2
 notebook.see(
-    f"On clean images (t = 0) the classifier reads {acc_ci[0].fmt(pct=True)} of the held-out images; by the last "
-    f"quarter of the chain its accuracy is {clf_q[3].fmt(pct=True)} against a chance rate of {1 / K:.0%}. "
-    + ("This is the expected shape: the classifier reads the class only while x_t still holds much of x_0 "
-       "(a check the book adds, not a claim of the paper)."
-       if clf_q[3].hi < (clf_q[0].lo + 1 / K) / 2 else
-       "The fall is smaller than expected; with the linear schedule the last quarter is nearly pure noise, so a "
-       "classifier still well above chance there would be suspicious."))
+    ("The classifier reads the class only while x_t still holds much of x_0, as it should (a check the book "
+     "adds, not a claim of the paper): " if expected else
+     "The classifier's accuracy falls less over the chain than expected: ")
+    + f"it reads {acc_ci[0].fmt(pct=True)} of the held-out images at t = 0 and {clf_q[3].fmt(pct=True)} in the "
+    f"last quarter of the chain, against a chance rate of {1 / K:.0%}"
+    + ("." if expected else
+       "; with the linear schedule the last quarter is nearly pure noise, so a classifier still well above "
+       "chance there would be suspicious."))
 
 # %% [markdown]
 # ## Experiment 3: the guidance sweep
@@ -394,7 +396,7 @@ notebook.show_table(
     caption="Does the class show? The same samples: an independent "
             "classifier's accuracy (Wilson 95%) and the guiding "
             "classifier's confidence in the label (t 95%)")
-fig, axes = plt.subplots(2, 2, figsize=(6.2, 4.4))
+fig, axes = plt.subplots(2, 2, figsize=(6.2, 5.0))
 axes = axes.ravel()
 for name, mk, col in (("unconditional", "o", "C0"),
                       ("conditional", "s", "C1")):
@@ -414,9 +416,12 @@ axes[0].axhline(fd_floor, color="gray", ls=":", lw=1,
 for ax, lab in zip(axes, ("FD (in-domain)", "precision", "recall",
                           "class accuracy (independent)")):
     ax.set(xscale="symlog", xlabel="guidance scale s", ylabel=lab)
-axes[0].legend(frameon=False, fontsize=7)
-axes[3].legend(frameon=False, fontsize=7, loc="lower right")
-fig.tight_layout()
+handles = {}  # one legend for the four panels, under them, off the curves
+for ax in (axes[0], axes[3]):
+    handles.update(zip(*reversed(ax.get_legend_handles_labels())))
+fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=2,
+           frameon=False, fontsize=7)
+fig.tight_layout(rect=(0, 0.13, 1, 1))
 plt.show()
 
 # %%
@@ -457,41 +462,56 @@ gate_fd, gate_p = CH.untrained(rec, models, about_fd=False), CH.untrained(rec, m
 # %% tags=["hide-input"]
 fdi = lambda m, s: ev(m, s).ci("fd")  # noqa: E731
 u_s1 = stats.compare(rec.u_1_minus_0, 0.0)
-notebook.see(
-    f"Unconditional model: FD {fdi(UN, 0.0)} unguided, {fdi(UN, s_mid)} at s={s_mid:g}, {fdi(UN, s_hi)} at "
-    f"s={s_hi:g} (paper, ImageNet 256: 26.21, 33.03, 12.00). Guiding it at s={s_mid:g} changes FD by "
-    f"{rec.u_1_minus_0}: " + {"higher": "worse, as in the paper. ", "lower": "better, unlike the paper, where s=1 "
-                              "made the unconditional model worse. ",
-                              "not significant": "not significant at this n. "}[u_s1]
-    + f"At s={s_hi:g} the change is {rec.u_hi_minus_0}"
-    + {"lower": ": as in the paper, strong guidance makes the unconditional model markedly better. ",
-       "higher": ": worse, unlike the paper. ",
-       "not significant": ", not significant at this n. "}[stats.compare(rec.u_hi_minus_0, 0.0)]
+u_hi = stats.compare(rec.u_hi_minus_0, 0.0)
+c_s1 = stats.compare(rec.c_mid_minus_0, 0.0)
+trade = all(rec.dp[m].lo > 0 and rec.dr[m].hi < 0 for m in models)
+overconfident = rec.gap_u1.lo > 0
+see_uncond = (
+    f"**Unconditional model.** Guiding it at s={s_mid:g} "
+    + {"higher": "makes its samples worse, as in the paper",
+       "lower": "makes its samples better, unlike the paper, where s=1 made the unconditional model worse",
+       "not significant": "changes its FD not significantly at this n"}[u_s1]
+    + {"lower": f"; strong guidance (s={s_hi:g}) makes it markedly better, as in the paper",
+       "higher": f"; strong guidance (s={s_hi:g}) makes it worse, unlike the paper",
+       "not significant": f"; strong guidance (s={s_hi:g}) changes it not significantly"}[u_hi]
+    + f": FD {fdi(UN, 0.0)} unguided, {fdi(UN, s_mid)} at s={s_mid:g} and {fdi(UN, s_hi)} at s={s_hi:g} "
+    f"(changes {rec.u_1_minus_0} and {rec.u_hi_minus_0}; the paper, ImageNet 256: 26.21, 33.03, 12.00). "
     + "".join(
         f"The {m} model's unguided FD is {ev(m, 0.0).fd / fd_floor:.0f}x the floor, past the book's did-not-train "
         f"gate ({CH.GATE_FD:g}x) for the rows read on precision, recall or accuracy, which the claims table "
         "withholds for it; its FD rows are gated on its unguided precision instead, "
         f"{rec.precision[(m, 0.0)]}, which "
         + ("fails too. " if m in gate_p else f"passes (above {CH.GATE_PRECISION:g}). ")
-        for m in gate_fd)
-    + f"\n\nConditional model: FD {fdi(CO, 0.0)}, {fdi(CO, s_mid)}, {fdi(CO, s_hi)} at s = 0, {s_mid:g}, {s_hi:g} "
-    f"(paper: 10.94, 4.59, 9.11), against a real-vs-real floor of {fd_floor:.3g} at this n. Guidance at s={s_mid:g} "
-    f"changes its FD by {rec.c_mid_minus_0} against s=0"
-    + (f" (not significant; the paper's relative gain, -58%, would be {-0.58 * ev(CO, 0.0).fd:.3g} here, "
-       f"and the test could detect about {claims.mde(rec.c_mid_minus_0):.3g})"
-       if stats.compare(rec.c_mid_minus_0, 0.0) == "not significant" else "")
-    + (f"; at s={s_hi:g} it is worse (FD {fdi(CO, s_hi)}; recall changes by {rec.dr[CO]} from s={s_mid:g})"
-       if stats.compare(rec.c_mid_minus_hi, 0.0) == "lower" else "")
-    + ("; the unguided conditional model's interval already reaches the floor, so at this scale there is no FD "
-       "left for guidance to win." if fdi(CO, 0.0).lo <= fd_floor else ".")
-    + f"\n\nFrom s={s_mid:g} to s={s_hi:g}, precision changes by "
+        for m in gate_fd))
+see_cond = (
+    f"**Conditional model.** Guidance at s={s_mid:g} "
+    + {"lower": "improves its FD, as in the paper", "higher": "makes its FD worse, unlike the paper",
+       "not significant": "does not measurably improve its FD"}[c_s1]
+    + ("; its unguided interval already reaches the floor, so at this scale there is no FD left for guidance "
+       "to win" if fdi(CO, 0.0).lo <= fd_floor else "")
+    + f": FD {fdi(CO, 0.0)}, {fdi(CO, s_mid)} and {fdi(CO, s_hi)} at s = 0, {s_mid:g}, {s_hi:g} (the paper: "
+    f"10.94, 4.59, 9.11; the real-vs-real floor at this n: {fd_floor:.3g}); s={s_mid:g} minus s=0: "
+    f"{rec.c_mid_minus_0}"
+    + (f" (the paper's relative gain, -58%, would be {-0.58 * ev(CO, 0.0).fd:.3g} here, and the test could "
+       f"detect about {claims.mde(rec.c_mid_minus_0):.3g})" if c_s1 == "not significant" else "")
+    + (f". At s={s_hi:g} it is worse again, and its recall changes by {rec.dr[CO]} from s={s_mid:g}."
+       if stats.compare(rec.c_mid_minus_hi, 0.0) == "lower" else "."))
+see_trade = (
+    ("**Fidelity for diversity.** Stronger guidance trades recall for precision in both models, as in the "
+     "paper" if trade else
+     "**Fidelity for diversity.** Stronger guidance does not trade recall for precision in both models here")
+    + f": from s={s_mid:g} to s={s_hi:g}, precision changes by "
     + ", ".join(f"{rec.dp[m]} ({m})" for m in models) + " and recall by "
     + ", ".join(f"{rec.dr[m]} ({m})" for m in models) + ". "
-    f"At s={s_mid:g} the guiding classifier gives the unconditional model's samples "
-    f"{rec.confidence[(UN, s_mid)].fmt(pct=True)} probability of their target class, while the independent network "
-    f"reads {rec.accuracy[(UN, s_mid)].fmt(pct=True)} of them as that class (the paper: about 50% confidence, "
-    f"samples that do not show the class); at s={s_hi:g}: {rec.confidence[(UN, s_hi)].fmt(pct=True)} and "
-    f"{rec.accuracy[(UN, s_hi)].fmt(pct=True)}.")
+    + (f"At s={s_mid:g} the guiding classifier is more confident in the unconditional model's samples than "
+       "they deserve: " if overconfident else
+       f"At s={s_mid:g} the guiding classifier is not more confident in the unconditional model's samples "
+       "than the independent network's reading of them: ")
+    + f"it gives their target class {rec.confidence[(UN, s_mid)].fmt(pct=True)} probability, while the "
+    f"independent network reads {rec.accuracy[(UN, s_mid)].fmt(pct=True)} of them as that class (the "
+    f"paper: about 50% confidence, samples that do not show the class); at s={s_hi:g}: "
+    f"{rec.confidence[(UN, s_hi)].fmt(pct=True)} and {rec.accuracy[(UN, s_hi)].fmt(pct=True)}.")
+notebook.see("\n\n".join((see_uncond, see_cond, see_trade)))
 
 # %% [markdown]
 # **Memorisation.** A model that copied its training scenes would score a good FD for the wrong
@@ -524,14 +544,15 @@ rec.memo_threshold = thr
 rec.memo_share = {k: stats.rate_ci(v < thr) for k, v in memo.items()}
 rec.memo_epochs = cfg.train_images / len(train_set)
 notebook.see(
-    f"Each denoiser saw each training scene {rec.memo_epochs:.1f} times. Below the threshold ({thr:.3g}) lie "
+    ("The samples sit no closer to training scenes than new data do"
+     if all(d.hi < CH.MEMO_MAX for d in rec.memo_share.values()) else
+     "More samples sit close to training scenes than new data do"
+     if any(d.lo > CH.MEMO_MAX for d in rec.memo_share.values()) else
+     f"At this n the check cannot tell (the intervals reach past {CH.MEMO_MAX:.0%})")
+    + f": below the threshold ({thr:.3g}) lie "
     + ", ".join(f"{d.fmt(pct=True)} of the samples of the {k} configuration" for k, d in rec.memo_share.items())
-    + f", against {CH.MEMO_QUANTILE:.0%} of fresh real scenes by construction: "
-    + ("the samples sit no closer to training scenes than new data do."
-       if all(d.hi < CH.MEMO_MAX for d in rec.memo_share.values()) else
-       "more samples sit close to training scenes than new data do."
-       if any(d.lo > CH.MEMO_MAX for d in rec.memo_share.values()) else
-       f"at this n the intervals reach past {CH.MEMO_MAX:.0%}, so the check cannot tell."))
+    + f", against {CH.MEMO_QUANTILE:.0%} of fresh real scenes by construction. Each denoiser saw each "
+    f"training scene {rec.memo_epochs:.1f} times.")
 
 # %% [markdown]
 # ## Experiment 4: guided DDIM with few steps
@@ -618,15 +639,17 @@ rec.tau_lo = tau_lo
 rec.temp_dp = {k: CH.pair(temp_ev[(k, tau_lo)], base["ev"], "precision") for k in KNOBS}
 rec.temp_dr = {k: CH.pair(temp_ev[(k, tau_lo)], base["ev"], "recall") for k in KNOBS}
 notebook.see(
-    "At the lowest temperature the changes against tau = 1 are: "
-    + "; ".join(f"{k} at tau={tau_lo:g}: precision {rec.temp_dp[k]}, recall {rec.temp_dr[k]}" for k in KNOBS)
-    + ". The paper saw both fall (blurry, smooth images) and neither knob help; the falling precision is its "
-    "distinctive observation, since truncating a GAN raises precision. "
-    + ("Here recall falls, as expected with less noise, but precision rises significantly under both knobs: on "
-       "this data a lower temperature behaves like GAN truncation, and the paper's observation does not hold."
-       if all(p.lo > 0 for p in rec.temp_dp.values()) else
-       "A fall of recall is the expected part (less noise, less variety); the claims table gives the verdict "
-       "on precision."))
+    ("On this data a lower temperature behaves like GAN truncation, and the paper's observation does not "
+     "hold: recall falls, as expected with less noise, but precision rises significantly under both knobs"
+     if all(p.lo > 0 for p in rec.temp_dp.values()) else
+     ("Recall falls at a lower temperature, the expected part (less noise, less variety); "
+      if all(r.hi < 0 for r in rec.temp_dr.values()) else
+      "A lower temperature does not lower recall measurably under both knobs; ")
+     + "the claims table gives the verdict on precision, the paper's distinctive observation")
+    + f". At tau={tau_lo:g}, against tau = 1: "
+    + "; ".join(f"{k}, precision {rec.temp_dp[k]}, recall {rec.temp_dr[k]}" for k in KNOBS)
+    + ". The paper saw both fall (blurry, smooth images) and neither knob help; the falling precision is "
+    "what sets diffusion apart, since truncating a GAN raises precision.")
 
 # %% [markdown]
 # ## Experiment 6: the architecture rows (Tables 1 and 3 in shape)
@@ -718,12 +741,13 @@ rec.arch_setting = (f"{train_set.name} {cfg.image_size}x{cfg.image_size}, {cfg.a
 arch_v = CH.arch_verdicts(rec)
 sig = [CH.ARCH_ROWS[r][0] for r, (v, _) in arch_v.items() if v != "not significant"]
 notebook.see(
-    f"Held-out loss differences over {len(SEEDS)} training seeds (negative: the change helps): "
-    + "; ".join(f"{k}: {v} (p = {v.p:.2g})" for k, v in arch_d.items())
-    + f". After Holm's correction over the four rows, {len(sig)} of them differ from their baseline beyond the "
-    "variation between seeds" + (f" ({'; '.join(sig)})" if sig else "") + f". With {len(SEEDS)} seeds a "
-    f"t-interval has {len(SEEDS) - 1} degrees of freedom, so only effects several times the spread between seeds "
-    "can be told apart.")
+    (f"After Holm's correction over the four rows, {len(sig)} of them differ from their baseline beyond the "
+     f"variation between training seeds ({'; '.join(sig)})" if sig else
+     "No row differs from its baseline beyond the variation between training seeds, after Holm's "
+     "correction over the four")
+    + f". With {len(SEEDS)} seeds a t-interval has {len(SEEDS) - 1} degrees of freedom, so only effects "
+    "several times the spread between seeds can be told apart. The held-out loss differences (negative: the "
+    "change helps): " + "; ".join(f"{k}: {v} (p = {v.p:.2g})" for k, v in arch_d.items()) + ".")
 
 # %% [markdown]
 # ## Experiment 7: guidance and upsampling (Table 6 in shape)
@@ -810,9 +834,9 @@ if cfg.sr_size:
            "low-resolution ones lack (they are upsampled 8x8 originals), so "
            "this run tests the code path, not the paper's claim."))
 else:
-    print(f"Not run at this scale ({nb.profile} profile, sr_size = 0): set "
-          "sr_size (e.g. 32, with sr_images) to run it; untested at that "
-          "size. The smoke profile runs it tiny, as a check of the code.")
+    notebook.not_run(f"{nb.profile} profile, sr_size = 0. Set sr_size (e.g. "
+                     "32, with sr_images) to run it, untested at that size; "
+                     "the smoke profile runs it tiny, as a check of the code.")
 
 # %% [markdown]
 # ## Claims

@@ -206,16 +206,16 @@ with torch.no_grad():
     attn = [m for m in net.unet.modules()
             if isinstance(m, U.Attention) and m.ctx_kv is not None]
 print(f"text-conditional UNet: {nets.count_params(net.unet):,} parameters "
-      f"in the UNet, {nets.count_params(net.text):,} in the caption "
+      f"in the UNet,\n  {nets.count_params(net.text):,} in the caption "
       "transformer")
 print(f"tokens {tuple(probe.shape)} -> caption transformer -> token states "
-      f"{tuple(states.shape)} and pooled (last position) "
+      f"{tuple(states.shape)}\n  and pooled (last position) "
       f"{tuple(pooled.shape)}")
 print("  route 1: pooled -> Linear -> added to the time embedding "
       f"({net.unet.global_embed.out_features} wide)")
 print("  route 2: token states -> Linear -> "
-      f"{tuple(attn[0].ctx_kv.weight.shape[::-1])} keys and values, "
-      f"concatenated with the pixels' in each of {len(attn)} attention "
+      f"{tuple(attn[0].ctx_kv.weight.shape[::-1])} keys and values,\n"
+      f"    concatenated with the pixels' in each of {len(attn)} attention "
       "layers")
 
 # %% [markdown]
@@ -380,7 +380,10 @@ notebook.show_table(
      for r in rows],
     caption="Caption match by attribute: the share of captions whose "
             "sample shows it (position by chance: 1/9)")
-fig, axes = plt.subplots(1, 3, figsize=(6.0, 2.6))
+fig, ax_ = plt.subplot_mosaic([["main", "main"], ["pr", "fooled"]],
+                              figsize=(6.2, 5.6),
+                              height_ratios=(1.3, 1))
+axes = [ax_["main"], ax_["pr"], ax_["fooled"]]
 for family, marker in (("CFG", "o"), ("CLIP", "s")):
     fam = [r for r in rows if r["config"].startswith(family)]
     if family == "CLIP":
@@ -413,9 +416,10 @@ axes[0].set(xlabel="FD (lower is better)", ylabel="caption match (reader)",
 axes[1].set(xlabel="recall", ylabel="precision", title="precision vs recall")
 axes[2].set(xlabel="judge CLIP-S (clean CLIP)",
             ylabel="guide CLIP-S (noised CLIP)", title="who gets fooled")
-for ax in axes:
-    ax.legend(frameon=False, fontsize=7)
-fig.tight_layout()
+# one legend, under the panels, off the points
+fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=3,
+           frameon=False, fontsize=7)
+fig.tight_layout(rect=(0, 0.05, 1, 1))
 plt.show()
 
 # %%
@@ -462,37 +466,53 @@ follow = pair("match", CH.S1, CH.EMPTY)
 pos_s1 = stats.mean_ci(rec.fields[CH.S1]["position"])
 inflation = {k: stats.mean_ci(gain(k, "guide") - gain(k, "judge"))
              for k in (top_key, cfg_key)}
-notebook.see(
-    "At s = 1 the reader finds "
+cfg_vs_clip = pair("match", cfg_key, clip_key)
+fd_cfg_vs_clip = stats.diff_ci(rec.fd[cfg_key].est, rec.fd_reps[cfg_key],
+                               rec.fd[clip_key].est, rec.fd_reps[clip_key])
+see_follow = (
+    ("The model follows its captions before any guidance"
+     if follow.lo > 0 else
+     "The model does not measurably follow its captions, so the "
+     "comparisons below have little to compare")
+    + ": at s = 1 the reader finds "
     f"{stats.mean_ci(rec.match[CH.S1]).fmt(pct=True)} of each caption's "
     "attributes in its sample, against "
-    f"{stats.mean_ci(rec.match[CH.EMPTY]).fmt(pct=True)} for samples drawn "
-    f"with the empty caption (difference {follow}); by attribute at s = 1: "
-    f"{by_field(s1)} (empty caption: {by_field('empty caption')}): "
-    + ("the model follows its captions before any guidance. "
-       if follow.lo > 0 else
-       "the model does not measurably follow its captions, so the "
-       "comparisons below have little to compare. ")
-    + (f"Position words are read at {pos_s1.fmt(pct=True)}, which "
-       "includes chance (1/9, one of nine cells): the model does not place "
-       "its object from the caption. " if pos_s1.lo <= 1 / 9 else
+    f"{stats.mean_ci(rec.match[CH.EMPTY]).fmt(pct=True)} with the empty "
+    f"caption (by attribute: {by_field(s1)}; empty caption: "
+    f"{by_field('empty caption')}). "
+    + ("It does not place its object from the caption: position words are "
+       f"read at {pos_s1.fmt(pct=True)}, which includes chance (1/9, one "
+       "of nine cells)." if pos_s1.lo <= 1 / 9 else
        f"Position words are read at {pos_s1.fmt(pct=True)}, above chance "
-       "(1/9). ")
-    + f"Classifier-free guidance at s = {rec.cfg_s:g} against CLIP "
-    f"guidance at lambda = {rec.clip_lam:g} (Table 1's scales): caption "
-    f"match {pair('match', cfg_key, clip_key)}"
-    f"{CH.by_attribute(rec, cfg_key, clip_key)}, FD "
-    f"{stats.diff_ci(rec.fd[cfg_key].est, rec.fd_reps[cfg_key], rec.fd[clip_key].est, rec.fd_reps[clip_key])}. "
-    "The paper's Table 1 has classifier-free guidance ahead of CLIP "
-    "guidance on both axes for people (Elo 82.7 vs -73.2 for "
-    "photorealism, 110.9 vs 29.3 for caption match). CLIP guidance at "
-    f"lambda = {rec.clip_max:g} raises the guide's CLIP-S by "
-    f"{stats.mean_ci(gain(top_key, 'guide'))} and the judge's by "
-    f"{stats.mean_ci(gain(top_key, 'judge'))}; the guide's excess over the "
-    f"judge is {inflation[top_key]}, against {inflation[cfg_key]} for "
-    "classifier-free guidance. A score from the guiding model is not "
+       "(1/9)."))
+see_versus = (
+    "**Classifier-free against CLIP guidance** at Table 1's scales "
+    f"(s = {rec.cfg_s:g}, lambda = {rec.clip_lam:g}): classifier-free "
+    "guidance's caption match is "
+    + ("higher" if cfg_vs_clip.lo > 0 else "lower" if cfg_vs_clip.hi < 0
+       else "not significantly different")
+    + " and its FD "
+    + ("higher" if fd_cfg_vs_clip.lo > 0 else "lower"
+       if fd_cfg_vs_clip.hi < 0 else "not significantly different")
+    + f" (differences {cfg_vs_clip}"
+    f"{CH.by_attribute(rec, cfg_key, clip_key)} and {fd_cfg_vs_clip}). The "
+    "paper's Table 1 has classifier-free guidance ahead on both axes for "
+    "people (Elo 82.7 vs -73.2 for photorealism, 110.9 vs 29.3 for caption "
+    "match).")
+see_fooled = (
+    "**Who gets fooled.** "
+    + ("CLIP guidance raises its own guide's score more than an "
+       "independent judge's" if inflation[top_key].lo > 0 else
+       "CLIP guidance does not raise its own guide's score measurably more "
+       "than an independent judge's")
+    + f": at lambda = {rec.clip_max:g} the guide's CLIP-S rises by "
+    f"{stats.mean_ci(gain(top_key, 'guide'))}, the judge's by "
+    f"{stats.mean_ci(gain(top_key, 'judge'))} (excess "
+    f"{inflation[top_key]}, against {inflation[cfg_key]} for "
+    "classifier-free guidance). A score from the guiding model is not "
     "evidence that guidance worked: that is why the judge here is a second "
     "CLIP and the verdicts rest on the reader.")
+notebook.see("\n\n".join((see_follow, see_versus, see_fooled)))
 
 # %% [markdown]
 # ## Experiment 4: inpainting, replacement against fine-tuning (Sec. 4.3)
@@ -625,19 +645,20 @@ def vs(other):  # fine-tuned minus another fill, paired over images
 
 ctrl, base = vs("control"), vs("replacement trick")
 notebook.see(
-    "Against the control with the same extra training, the fine-tuned "
-    f"model's border steps differ by {ctrl['seam']} (real scenes: "
-    f"{stats.mean_ci(seam_real)}) and its hole caption match by "
-    f"{ctrl['match']}; against the base model's replacement trick, by "
-    f"{base['seam']} and {base['match']}. "
-    + ("The mask channels, not the extra batches, carry the gain in the "
-       "hole. " if ctrl["match"].lo > 0 else
-       "Once the extra training is matched, the mask channels add no "
-       "measurable caption match in the hole. " if base["match"].lo > 0
-       else "")
-    + "The paper reports the replacement trick's edge artifacts only "
-    "qualitatively ('occasionally'); here both the seam and the prompt in "
-    "the hole are measured, on scenes where the right fill is known.")
+    ("The mask channels, not the extra batches, carry the gain in the hole"
+     if ctrl["match"].lo > 0 else
+     "Once the extra training is matched, the mask channels add no "
+     "measurable caption match in the hole" if base["match"].lo > 0 else
+     "Fine-tuning with mask channels adds no measurable caption match in "
+     "the hole")
+    + ": against the control with the same extra training, the fine-tuned "
+    f"model's hole caption match differs by {ctrl['match']} and its border "
+    f"steps by {ctrl['seam']} (real scenes: {stats.mean_ci(seam_real)}); "
+    "against the base model's replacement trick, by "
+    f"{base['match']} and {base['seam']}. The paper reports the replacement "
+    "trick's edge artifacts only qualitatively ('occasionally'); here both "
+    "the seam and the prompt in the hole are measured, on scenes where the "
+    "right fill is known.")
 
 # %% [markdown]
 # ## Experiment 5: guidance against model size (Table 4 in shape)
@@ -663,13 +684,13 @@ if cfg.big_channels:
     size_match = stats.paired_mean_diff(rec.match[cfg_key], rec.match[big_key])
     size_fd = stats.diff_ci(rec.fd[cfg_key].est, rec.fd_reps[cfg_key],
                             rec.fd[big_key].est, rec.fd_reps[big_key])
-    print(f"small {sizes[0]:,} vs big {sizes[1]:,} parameters; caption match,"
-          f" small at s = {rec.cfg_s:g} minus big at s = 1: {size_match};"
-          f" FD {size_fd}")
+    print(f"small {sizes[0]:,} vs big {sizes[1]:,} parameters; small at "
+          f"s = {rec.cfg_s:g} minus big at s = 1:")
+    print(f"  caption match {size_match}; FD {size_fd}")
 else:
-    print(f"Not run at this scale ({nb.profile} profile, big_channels = 0): "
-          "the gpu profile runs it (untested); the smoke profile runs it "
-          "tiny, as a check of the code.")
+    notebook.not_run(f"{nb.profile} profile, big_channels = 0. The gpu "
+                     "profile runs it (untested); the smoke profile runs it "
+                     "tiny, as a check of the code.")
 
 # %% [markdown]
 # ## Experiment 6: a text-conditional upsampler (Sec. 4.1)
@@ -712,9 +733,9 @@ if cfg.sr_from:
         caption=f"{n} held-out scenes at {cfg.sr_from}x{cfg.sr_from} "
                 f"brought to {R}x{R}")
 else:
-    print(f"Not run at this scale ({nb.profile} profile, sr_from = 0): the "
-          "gpu profile runs it (untested); the smoke profile runs it tiny, "
-          "as a check of the code.")
+    notebook.not_run(f"{nb.profile} profile, sr_from = 0. The gpu profile "
+                     "runs it (untested); the smoke profile runs it tiny, "
+                     "as a check of the code.")
 
 # %% [markdown]
 # ## Claims

@@ -308,6 +308,11 @@ class TrigFlow(nn.Module):
             x0 = self(x.float().to(net_device), tt).double().to(x.device)
         return x0
 
+    def draw(self, shape, nfe: int, seed: int, t_mid: float = T_MID) -> torch.Tensor:
+        """``sample`` in ``nfe`` steps (``steps``) from a CPU generator seeded by ``seed``, as float32 on
+        the CPU: models compared on the same ``shape`` and ``seed`` start from the same noise."""
+        return self.sample(shape, self.steps(nfe, t_mid), torch.Generator().manual_seed(seed)).float().cpu()
+
 
 class SigmaForm(nn.Module):
     """A ``TrigFlow`` model seen in EDM's sigma form: ``(x_sigma, sigma) -> x_0`` with sigma = sigma_d tan t and
@@ -332,6 +337,10 @@ class SigmaForm(nn.Module):
     def sample(self, shape, steps=None, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
         """Sample as the consistency model in TrigFlow time (``TrigFlow.sample``): the same weights."""
         return self.model.sample(shape, steps, generator, device)
+
+    def draw(self, shape, nfe: int, seed: int, t_mid: float = TrigFlow.T_MID) -> torch.Tensor:
+        """``TrigFlow.draw``: the same weights, the same samples."""
+        return self.model.draw(shape, nfe, seed, t_mid)
 
     def forward(self, x: torch.Tensor, sigma, **cond) -> torch.Tensor:
         sigma = K._sigma(sigma, x)

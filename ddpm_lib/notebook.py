@@ -169,13 +169,14 @@ def claims_html(claims: "list[Claim | dict]", gpu: "list[dict | None] | None" = 
     """A claims table, the same in a chapter and in the book's ledger: one line per claim (its kind,
     the paper's number, ours, the coloured verdict, "(provisional)" where it is), the stated test,
     the why and what makes the verdict provisional in a collapsible detail under it; the setting
-    shared by most rows once, above the table. Rows are ``Claim``s or the dicts a results file stores; ``gpu``, aligned with them, adds the gpu record's verdict of
+    shared by most rows once, above the table, saying how many rows it covers when not all (the
+    others give theirs in their detail). Rows are ``Claim``s or the dicts a results file stores; ``gpu``, aligned with them, adds the gpu record's verdict of
     each (None where the gpu run has no such row) and its number and setting to the detail.
     ``compact`` (the ledger, read for its verdicts) moves the paper's number and ours into the
     detail too, so that each claim is one short line."""
     rows = [c.as_dict() if isinstance(c, Claim) else c for c in claims]
     settings = [str(r.get("setting", "")) for r in rows]
-    common = max(set(settings), key=settings.count) if settings else ""
+    common = max(settings, key=settings.count) if settings else ""  # a tie: the first row's order
     shown = ["kind", "holds"] if compact else ["kind", "paper", "ours", "holds"]
     heads = ["claim", *shown] + (["holds (GPU)"] if gpu is not None else [])
     head = "".join(f"<th style='{_CELL}text-align:left'>{h}</th>" for h in heads)
@@ -207,7 +208,10 @@ def claims_html(claims: "list[Claim | dict]", gpu: "list[dict | None] | None" = 
             cells.append(verdict(g) if g else "not in the gpu run")
         out.append("<tr>" + "".join(f"<td style='{_CELL}text-align:left;vertical-align:top'>{v}</td>"
                                     for v in cells) + "</tr>")
-    setting = f"<p class='claims-setting'><b>Setting</b>: {html.escape(common)}</p>" if common else ""
+    shared = settings.count(common)
+    label = ("Setting" if shared == len(rows) else
+             f"Setting of {shared} of the {len(rows)} claims (the others give theirs in their detail)")
+    setting = f"<p class='claims-setting'><b>{label}</b>: {html.escape(common)}</p>" if common else ""
     return (f"{setting}<div class='table-scroll' style='overflow-x:auto;max-width:100%'><table class='claims' "
             f"style='border-collapse:collapse'><thead><tr>{head}</tr></thead><tbody>{''.join(out)}</tbody></table></div>")
 

@@ -316,27 +316,31 @@ def classifier_guidance(model: Model, grad_log_p: GradFn, diff: Diffusion,
     return guided
 
 
-SAMPLERS = ("ancestral", "ddim")
+# The samplers a parameter or a sweep may name; code passes the function itself
+SAMPLERS = {"ancestral": ancestral, "ddim": ddim}
 
 
-def sample_batched(name: str, model: Model, diff: Diffusion, n: int, shape: tuple, *, seed: int = 0, device="cpu",
-                   batch_size: int = 256, progress: bool = False, **kw) -> torch.Tensor:
-    """``n`` samples of per-example ``shape`` in batches, reproducible given ``seed``; returns float32."""
+def sampler_named(name: str) -> Callable:
+    """The sampler ``name`` ("ancestral", "ddim"): for a notebook parameter that names one."""
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; valid choices: {list(SAMPLERS)}")
+    return SAMPLERS[name]
+
+
+def sample_batched(sampler: Callable | str, model: Model, diff: Diffusion, n: int, shape: tuple, *,
+                   seed: int = 0, device="cpu", batch_size: int = 256, progress: bool = False,
+                   **kw) -> torch.Tensor:
+    """``n`` samples of per-example ``shape`` by ``sampler`` (``ancestral``, ``ddim`` or any function
+    of (model, diff, x_T, *, generator, ...); a name is looked up by ``sampler_named``) in batches,
+    reproducible given ``seed``; ``kw`` goes to the sampler. Returns float32 on the CPU."""
+    sampler = sampler_named(sampler) if isinstance(sampler, str) else sampler
     g = torch.Generator(device=device).manual_seed(seed)
     out = []
-    for start in tqdm(range(0, n, batch_size), desc=f"{name} sampling", disable=not progress, leave=False):
+    desc = f"{getattr(sampler, '__name__', 'sampler')} sampling"
+    for start in tqdm(range(0, n, batch_size), desc=desc, disable=not progress, leave=False):
         b = min(batch_size, n - start)
-        out.append(sample(name, model, diff, noise_like((b, *shape), g, device), generator=g, **kw).float().cpu())
+        out.append(sampler(model, diff, noise_like((b, *shape), g, device), generator=g, **kw).float().cpu())
     return torch.cat(out)
-
-
-def sample(name: str, model: Model, diff: Diffusion, x_T: torch.Tensor, *, generator=None, progress=False, **kw):
-    """Dispatch by name for notebooks that sweep samplers."""
-    if name == "ancestral":
-        return ancestral(model, diff, x_T, generator=generator, progress=progress, **kw)
-    if name == "ddim":
-        return ddim(model, diff, x_T, generator=generator, progress=progress, **kw)
-    raise ValueError(f"unknown sampler {name!r}; valid choices: {list(SAMPLERS)}")
 
 
 # ---- unCLIP's diffusion prior ------------------------------------------------------------------

@@ -137,6 +137,13 @@ def compare(a: Interval, b: Interval | float, independent: bool = False) -> str:
     return "not significant"
 
 
+def in_words(d: Interval, higher: str, lower: str, neither: str, than: float = 0.0) -> str:
+    """The finding a difference's interval ``d`` supports, in a chapter's words: ``higher`` when it lies
+    entirely above ``than`` (0 for a difference), ``lower`` when entirely below, else ``neither``, so
+    a sentence never states a direction its interval does not support."""
+    return {"higher": higher, "lower": lower}.get(compare(d, than), neither)
+
+
 def diff_ci(est_a: float, reps_a, est_b: float, reps_b, level: float = LEVEL, centre: bool = True) -> Interval:
     """Interval of a - b from paired bootstrap replicates (the same resampling of the shared
     reference set in replicate i of both, as ``metrics.evaluate(bootstrap=B, seed=s)`` does),

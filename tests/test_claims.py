@@ -176,3 +176,12 @@ def test_the_chapter_claims_table_colours_every_verdict():
         cls = notebook.verdict_class(h)
         assert " " not in cls and f"class='claim-holds {cls}'" in page
         assert f"color:{C.VERDICT_COLOURS[h]}" in page
+
+
+def test_the_claims_table_names_its_setting_once_and_how_many_rows_it_covers():
+    same = [C.Claim(c, "p", "o", "ring", "yes", kind="paper") for c in "ab"]
+    assert "<b>Setting</b>: ring" in notebook.claims_html(same)
+    mixed = same + [C.Claim(c, "p", "o", "digits", "yes", kind="paper") for c in "cd"]
+    page = notebook.claims_html(mixed)  # a tie: the first row's setting heads the table
+    assert "<b>Setting of 2 of the 4 claims (the others give theirs in their detail)</b>: ring" in page
+    assert page.count("<b>setting</b>: digits") == 2 and "<b>setting</b>: ring" not in page

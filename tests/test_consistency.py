@@ -276,3 +276,8 @@ def test_trigflow_samples_in_scms_steps_the_same_through_its_sigma_form():
     t = torch.full((8,), math.atan(80 / 0.7))
     assert torch.allclose(draw(net, 1), net(z.float(), t).double())
     assert not torch.equal(draw(net, 1), draw(net, 2))  # the second step re-noises and maps again
+    # draw: the same, from a seed, as float32 on the CPU, through either form
+    for nfe in (1, 2):
+        d = net.draw((8, 2), nfe, seed=5)
+        assert d.dtype == torch.float32 and torch.equal(d, draw(net, nfe).float())
+        assert torch.equal(d, CM.SigmaForm(net).draw((8, 2), nfe, seed=5))

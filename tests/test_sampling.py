@@ -46,7 +46,7 @@ def test_oracle_samplers_reproduce_the_mixture(setup, name, spacing, sampler):
     gm, sched, diff, data = setup
     d = diff.respace(spacing) if spacing else diff
     g = torch.Generator().manual_seed(7)
-    x = smp.sample(sampler, gm.model(sched), d, smp.noise_like((N, 2), g), generator=g)
+    x = smp.sampler_named(sampler)(gm.model(sched), d, smp.noise_like((N, 2), g), generator=g)
     assert_matches_mixture(gm, x, data)
 
 
@@ -155,8 +155,19 @@ def test_guidance_form_is_validated(setup):
     gm, sched, diff, _ = setup
     with pytest.raises(ValueError, match="mean"):
         smp.classifier_guidance(gm.model(sched), gm.classifier_grad(sched, 0), diff, 1.0, form="score")
-    with pytest.raises(ValueError, match="ancestral"):
-        smp.sample("heun", gm.model(sched), diff, torch.zeros(1, 2))
+    with pytest.raises(ValueError, match="ancestral"):  # a sampler by name: the choices are named
+        smp.sample_batched("heun", gm.model(sched), diff, 1, (2,))
+
+
+def test_sample_batched_takes_the_sampler_and_is_reproducible_from_its_seed(setup):
+    gm, sched, diff, _ = setup
+    d = diff.respace(20)
+    run = lambda sampler, seed=0: smp.sample_batched(sampler, gm.model(sched), d, 5, (2,), seed=seed,  # noqa: E731
+                                                     batch_size=2)
+    x = run(smp.ddim)
+    assert x.shape == (5, 2) and x.dtype == torch.float32
+    assert torch.equal(x, run("ddim")) and torch.equal(x, run(smp.ddim))
+    assert not torch.equal(x, run(smp.ddim, seed=1)) and not torch.equal(x, run(smp.ancestral))
 
 
 def test_starting_mid_chain_and_the_ddpm_figures(setup):
@@ -190,7 +201,7 @@ def _two_corners():
     return O.GaussianMixture(torch.ones(2), torch.tensor([[-2.0, -2.0], [2.0, 2.0]]), torch.full((2,), 0.05**2))
 
 
-@pytest.mark.parametrize("sampler", ["ancestral", "ddim"])
+@pytest.mark.parametrize("sampler", [smp.ancestral, smp.ddim])
 def test_denoised_fn_identity_and_clamp_match_the_builtin_paths(sampler):
     gm = O.example_2d()
     sched = S.respace(S.linear(1000), "25")
@@ -198,7 +209,7 @@ def test_denoised_fn_identity_and_clamp_match_the_builtin_paths(sampler):
     clipped = D.Diffusion(sched, "eps", "fixed_small", clip_denoised=True)
     model = gm.model(S.linear(1000))
     x_T = smp.noise_like((500, 2), torch.Generator().manual_seed(0))
-    run = lambda d, **h: smp.sample(sampler, model, d, x_T, generator=torch.Generator().manual_seed(1), **h)  # noqa: E731
+    run = lambda d, **h: sampler(model, d, x_T, generator=torch.Generator().manual_seed(1), **h)  # noqa: E731
     assert torch.allclose(run(diff, denoised_fn=lambda x0: x0), run(diff), atol=1e-12)
     assert torch.allclose(run(diff, denoised_fn=lambda x0: x0.clamp(-1, 1)), run(clipped), atol=1e-12)
     assert not torch.allclose(run(diff), run(clipped))  # the clamp changes something on this mixture

@@ -41,6 +41,15 @@ def test_compare_says_not_significant_when_intervals_overlap():
         stats.compare(a, b)
 
 
+def test_in_words_states_only_the_direction_the_interval_supports():
+    words = ("better", "worse", "not significantly different")
+    assert stats.in_words(stats.Interval(0.3, 0.1, 0.5, 9), *words) == "better"
+    assert stats.in_words(stats.Interval(-0.3, -0.5, -0.1, 9), *words) == "worse"
+    assert stats.in_words(stats.Interval(0.3, -0.1, 0.5, 9), *words) == "not significantly different"
+    # against a threshold other than 0
+    assert stats.in_words(stats.Interval(0.3, 0.1, 0.5, 9), *words, than=0.2) == words[2]
+
+
 def test_partial_spearman_removes_a_shared_trend():
     steps = np.arange(20)
     rng = np.random.default_rng(2)

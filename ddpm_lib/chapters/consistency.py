@@ -175,12 +175,6 @@ def toy_model(arm: Arm, sigma_d: float, width: int, layers: int, seed: int):
     return CM.TrigFlow(net, sigma_d=sigma_d) if arm.family == "scm" else CM.SigmaForm(CM.TrigFlow(net, sigma_d=sigma_d))
 
 
-def toy_sample(model, n: int, nfe: int, seed: int, t_mid: float = CM.TrigFlow.T_MID) -> torch.Tensor:
-    """``n`` 2-D samples of a toy arm (TrigFlow, or TrigFlow in sigma form) in ``nfe`` steps, from a CPU
-    generator seeded by ``seed``: the same noise for every arm."""
-    return model.sample((n, 2), model.steps(nfe, t_mid), torch.Generator().manual_seed(seed)).float()
-
-
 def run_arm(arm: Arm, data: torch.Tensor, gm, cfg, seed: int, tcfg: TR.TrainConfig, ref: torch.Tensor,
             floor: float, sample_seed: int = 1234, device=None) -> dict:
     """Train one arm (cached) and return its samples at 1 and 2 steps, sliced Wasserstein distances,
@@ -202,7 +196,7 @@ def run_arm(arm: Arm, data: torch.Tensor, gm, cfg, seed: int, tcfg: TR.TrainConf
     out["log"] = [{k: r[k] for k in ("step", "loss", "grad_norm", "tangent_norm", "N") if k in r} for r in res.log]
     out["samples"], out["sw"], out["in_mode"] = {}, {}, {}
     for nfe in (1, 2):
-        s = toy_sample(model, len(ref), nfe, sample_seed)
+        s = model.draw((len(ref), 2), nfe, sample_seed)  # the same noise for every arm
         ok = bool(torch.isfinite(s).all())
         out["samples"][nfe] = s
         out["sw"][nfe] = metrics.sliced_wasserstein(s, ref, n_projections=128) if ok else float("nan")
@@ -215,6 +209,23 @@ def run_arm(arm: Arm, data: torch.Tensor, gm, cfg, seed: int, tcfg: TR.TrainConf
 # --------------------------------------------------------------------------------------------
 # The digits comparisons
 # --------------------------------------------------------------------------------------------
+def feature_bias(fb: dict) -> dict[str, stats.Interval]:
+    """iCT's metric-bias test (Sec. 3.3) from ``fb[(model, space)]`` (``metrics.evaluate`` results of
+    "CD" and "CD-feature" at one step, in the training network's features, "own", and an independent
+    network's, "independent", with FD replicates from the same resamples): the feature-distance
+    model's FD gain relative to the l2 model's FD in each space, and the own-minus-independent
+    difference, as paired bootstrap intervals."""
+    gains = {}
+    for space in ("own", "independent"):
+        a, b = fb[("CD", space)], fb[("CD-feature", space)]
+        ra, rb = (np.asarray(e.replicates["fd"]) for e in (a, b))
+        gains[space] = ((a.fd - b.fd) / a.fd, (ra - rb) / ra)
+    paired = lambda g, r: stats.percentile(g, r, centre=True, method="bootstrap-paired")  # noqa: E731
+    (g_own, r_own), (g_ind, r_ind) = gains["own"], gains["independent"]
+    return dict(gain_own=paired(g_own, r_own), gain_indep=paired(g_ind, r_ind),
+                bias=paired(g_own - g_ind, r_own - r_ind))
+
+
 def fd_verdict(d: dict | None, lower_is_claim: bool = True) -> str:
     if d is None:
         return "not significant"
@@ -265,9 +276,14 @@ ICT_CHANGES = {"EMA target": "stop-gradient target", "l2": "pseudo-Huber distanc
 
 
 def setting_toy_of(config: dict) -> str:
+    """The 2-D setting line; the seeds per arm by tier (``Arm.seeds``), where the config has tiers."""
     c = config
+    tiers = sorted({c.get("toy_seeds_small", c["toy_seeds"]), c.get("toy_seeds_family", c["toy_seeds"]),
+                    c["toy_seeds"]}, reverse=True)
+    seeds = (f"{tiers[0]} training seeds per arm" if len(tiers) == 1 else
+             f"{' / '.join(map(str, tiers))} training seeds per arm (more where the effect tested is smaller)")
     return (f"2-D ring of {c['toy_modes']}, MLP {c['toy_layers']}x{c['toy_width']}, {c['toy_steps']} steps x "
-            f"{c['toy_batch']}, {c['toy_seeds']} seed(s) per arm, exact CD teacher")
+            f"{c['toy_batch']}, {seeds}, exact CD teacher")
 
 
 def setting_digits_of(config: dict, params: int | None = None, n: int | None = None) -> str:

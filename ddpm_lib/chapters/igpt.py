@@ -485,12 +485,15 @@ def record_from_numbers(numbers: dict, run_card: dict) -> Record:
 
 def image_table(rows, row_names, col_names=None, title: str = "", scale: float = 0.75):
     """Images in a labelled table: ``rows`` is a list of (N, C, H, W) tensors in [-1, 1] (one per row),
-    ``row_names`` label the rows, ``col_names`` (optional) the columns. Returns the figure."""
+    ``row_names`` label the rows, ``col_names`` (optional) the columns. Returns the figure. A
+    cell is at most ``5 / columns`` inches wide, so the table and its row labels fit the book's
+    704 px column."""
     import matplotlib.pyplot as plt
 
     from ..viz import to_uint8
 
     nr, nc = len(rows), max(len(r) for r in rows)
+    scale = min(scale, 5.0 / nc)
     fig, axes = plt.subplots(nr, nc, figsize=(1.2 + nc * scale, 0.3 + nr * scale), squeeze=False)
     for i, r in enumerate(rows):
         for j in range(nc):

@@ -307,7 +307,7 @@ fd_boot = metrics.FDBootstrap(extractor.features(train_set.x), cfg.bootstrap,
 
 
 def draw(model, dd=d, seed_=seed, count=n, **kw):
-    return smp.sample_batched("ancestral", model, dd, count,
+    return smp.sample_batched(smp.ancestral, model, dd, count,
                               train_set.image_shape, seed=seed_,
                               device=device, batch_size=count,
                               **kw).clamp(-1, 1)
@@ -485,15 +485,13 @@ see_follow = (
        "of nine cells)." if pos_s1.lo <= 1 / 9 else
        f"Position words are read at {pos_s1.fmt(pct=True)}, above chance "
        "(1/9)."))
+HIGHER_LOWER = ("higher", "lower", "not significantly different")
 see_versus = (
     "**Classifier-free against CLIP guidance** at Table 1's scales "
     f"(s = {rec.cfg_s:g}, lambda = {rec.clip_lam:g}): classifier-free "
     "guidance's caption match is "
-    + ("higher" if cfg_vs_clip.lo > 0 else "lower" if cfg_vs_clip.hi < 0
-       else "not significantly different")
-    + " and its FD "
-    + ("higher" if fd_cfg_vs_clip.lo > 0 else "lower"
-       if fd_cfg_vs_clip.hi < 0 else "not significantly different")
+    + stats.in_words(cfg_vs_clip, *HIGHER_LOWER)
+    + " and its FD " + stats.in_words(fd_cfg_vs_clip, *HIGHER_LOWER)
     + f" (differences {cfg_vs_clip}"
     f"{CH.by_attribute(rec, cfg_key, clip_key)} and {fd_cfg_vs_clip}). The "
     "paper's Table 1 has classifier-free guidance ahead on both axes for "

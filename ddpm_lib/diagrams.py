@@ -181,7 +181,7 @@ def consistency(sigma_max: float = 2.0, sigma_min: float = 0.02, n: int = 400):
     sigmas = np.geomspace(sigma_max, sigma_min, n)
     starts = np.linspace(-2.6, 2.6, 13)
     paths = pf_ode(starts, sigmas)
-    fig, ax = plt.subplots(figsize=(COLUMN_IN, 3.0), dpi=DPI)
+    fig, ax = plt.subplots(figsize=(COLUMN_IN, 3.3), dpi=DPI)
     for j in range(len(starts)):
         ax.plot(sigmas, paths[:, j], color="#b6c2cf", lw=0.9)
     j = 8
@@ -199,8 +199,9 @@ def consistency(sigma_max: float = 2.0, sigma_min: float = 0.02, n: int = 400):
     ax.set_ylabel("x", fontsize=FONT)
     ax.tick_params(labelsize=FONT - 1)
     ax.set_title("data at -1 and +1: every trajectory ends on one of them", fontsize=FONT + 1)
-    ax.legend(fontsize=FONT - 1, loc="upper left")
-    fig.tight_layout()
+    # the legend under the axes, where it hides no trajectory
+    fig.legend(fontsize=FONT - 1, loc="lower center", ncol=2, frameon=False)
+    fig.tight_layout(rect=(0, 0.09, 1, 1))
     return fig
 
 

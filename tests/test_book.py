@@ -28,7 +28,7 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from conftest import ROOT, TEST_BUILD
+from conftest import ROOT, TEST_BUILD, yet_to_fix
 
 REQUIRED_REFERENCES = [  # every paper the book covers, and the methods and metrics it uses
     "chen2020igpt", "ho2020ddpm", "nichol2021improved", "dhariwal2021adm", "ramesh2021dalle",
@@ -290,11 +290,10 @@ def test_every_page_in_a_real_browser(served_book):
                 found.append(f"{info['mathNodes']} math elements but nothing typeset (MathJax loaded: {info['mathjax']})")
             stem = Path(rel).stem
             wide = [t for t in info["tables"] if t["overflow"] and "results" in t["cls"]]
-            if stem in TABLES_WIDE_YET and not wide:
-                found.append(f"every results table fits the column now: remove {stem} from TABLES_WIDE_YET")
-            elif stem not in TABLES_WIDE_YET:
-                found += [f"a results table {t['width']} px wide in a {t['column']} px column: split it "
-                          "or trim its columns" for t in wide]
+            failure = yet_to_fix(stem, TABLES_WIDE_YET, "TABLES_WIDE_YET", wide, lambda w: "; ".join(
+                f"a results table {t['width']} px wide in a {t['column']} px column: split it or trim its "
+                "columns" for t in w))
+            found += [failure] if failure else []
             for t in info["tables"]:
                 if t["pad"] <= 0:
                     found.append(f"a {t['cls']} table whose cells have no padding (they touch)")

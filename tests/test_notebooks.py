@@ -29,7 +29,7 @@ import pytest
 
 from ddpm_lib import profiles
 
-from conftest import NOTEBOOK_DIR, ROOT, notebooks, tail
+from conftest import NOTEBOOK_DIR, ROOT, notebooks, tail, yet_to_fix
 
 sys.path.insert(0, str(ROOT / "tools"))
 import sync_repo_url  # noqa: E402
@@ -190,11 +190,10 @@ def wide_printed_lines(nb: dict) -> list[str]:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_printed_output_fits_the_column(path: Path):
     wide = wide_printed_lines(json.loads(path.read_text()))
-    if path.stem in PRINTS_WIDE_YET:
-        assert wide, f"{path.stem}'s printed lines fit the column now: remove it from PRINTS_WIDE_YET"
-        return
-    assert not wide, (f"{path.name}: {len(wide)} printed line(s) wider than {CODE_COLUMN} characters, "
-                      f"cut off in the book, e.g. {wide[0][:60]!r}...: wrap them (textwrap.fill) or print less")
+    failure = yet_to_fix(path.stem, PRINTS_WIDE_YET, "PRINTS_WIDE_YET", wide, lambda w: (
+        f"{path.name}: {len(w)} printed line(s) wider than {CODE_COLUMN} characters, cut off in the book, "
+        f"e.g. {w[0][:60]!r}...: wrap them (textwrap.fill) or print less"))
+    assert failure is None, failure
 
 
 FIGURE_PX = 704  # the book's text column (viz.COLUMN_PX): a wider figure is shrunk, its text with it
@@ -237,11 +236,10 @@ def test_figure_widths_reads_the_png_header():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_figures_fit_the_column(path: Path):
     wide = [(i, w) for i, w in figure_widths(json.loads(path.read_text())) if w > FIGURE_PX]
-    if path.stem in FIGURES_WIDE_YET:
-        assert wide, f"{path.name}'s figures fit {FIGURE_PX} px now: remove it from FIGURES_WIDE_YET"
-    else:
-        assert not wide, (f"{path.name}: {len(wide)} figures wider than {FIGURE_PX} px (code cell, px): {wide}; "
-                          "size them with viz.column_size or fewer panels per row")
+    failure = yet_to_fix(path.stem, FIGURES_WIDE_YET, "FIGURES_WIDE_YET", wide, lambda w: (
+        f"{path.name}: {len(w)} figures wider than {FIGURE_PX} px (code cell, px): {w}; "
+        "size them with viz.column_size or fewer panels per row"))
+    assert failure is None, failure
 
 
 def test_an_interval_cell_breaks_only_before_its_bracket():
@@ -261,11 +259,9 @@ def test_an_interval_cell_breaks_only_before_its_bracket():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_visible_code_fits_the_column(path: Path):
     wide = wide_code_lines(json.loads(path.read_text()))
-    if path.stem in WIDE_YET:
-        assert wide, f"{path.name}'s visible code fits {CODE_COLUMN} columns now: remove it from WIDE_YET"
-    else:
-        assert not wide, (f"{path.name}: {len(wide)} visible code lines over {CODE_COLUMN} columns, "
-                          f"the first: {wide[0]!r}")
+    failure = yet_to_fix(path.stem, WIDE_YET, "WIDE_YET", wide, lambda w: (
+        f"{path.name}: {len(w)} visible code lines over {CODE_COLUMN} columns, the first: {w[0]!r}"))
+    assert failure is None, failure
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)

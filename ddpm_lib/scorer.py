@@ -18,6 +18,7 @@ the evaluation CLIP: GLIDE Fig. 6).
   the prompt's attributes present, with attributes bound to objects (a red circle and a blue square
   drawn as a blue circle and a red square gets its shapes right and its colours wrong).
 * ``parse_captions(captions)`` -> the book's own captions (short or descriptive) as attributes.
+* ``judges_table(retrieval, reader_accuracy)`` -> the rows of a chapter's table of its judges.
 """
 from __future__ import annotations
 
@@ -293,6 +294,19 @@ class Reader:
 
     def __repr__(self) -> str:
         return f"Reader({self.image_size}px, {sum(p.numel() for p in self.net.parameters()):,} parameters)"
+
+
+RETRIEVAL = "held-out retrieval (descriptive captions)"
+
+
+def judges_table(retrieval: dict[str, float], reader_accuracy: dict[str, float]) -> list[dict]:
+    """Rows of a chapter's table of its judges: each CLIP's held-out caption retrieval
+    (``nets.clip.retrieval_accuracy``, a fraction) and the reader's accuracy per attribute
+    (``Reader.accuracy``): the first object's attributes and ``all``, since a second object's
+    (``shape2``, ...) read the same."""
+    read = ", ".join(f"{k} {v:.0%}" for k, v in reader_accuracy.items() if not k[-1].isdigit())
+    return ([{"model": k, RETRIEVAL: f"{v:.0%}"} for k, v in retrieval.items()]
+            + [{"model": "reader (per attribute)", RETRIEVAL: read}])
 
 
 def reader(image_size: int = 16, device=None, progress: bool = True, recipe: ReaderRecipe | None = None,

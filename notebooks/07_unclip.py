@@ -227,13 +227,7 @@ rec.clips = dict(retrieval=retrieval,
                  reader_accuracy=reader.accuracy(test_set), pair_cos=pair_cos,
                  explained_at_pca_dims=float(explained[cfg.pca_dims - 1]))
 notebook.show_table(
-    [{"model": k, "held-out retrieval (descriptive captions)": f"{v:.0%}"}
-     for k, v in retrieval.items()]
-    + [{"model": "reader (per attribute)",
-        "held-out retrieval (descriptive captions)": ", ".join(
-            f"{k} {v:.0%}"
-            for k, v in rec.clips["reader_accuracy"].items()
-            if not k[-1].isdigit())}],
+    scorer.judges_table(retrieval, rec.clips["reader_accuracy"]),
     caption=f"{cfg.clip_images:,} pairs seen per CLIP; chance retrieval "
             "is about 1%")
 fig, ax = plt.subplots(figsize=(4.2, 2.6))
@@ -308,11 +302,12 @@ print(f"decoder: {nets.count_params(decoder):,} parameters; "
       f"GLIDE-style baseline: {nets.count_params(glide):,}")
 print(f"caption {tuple(probe_tok.shape)} -> token states "
       f"{tuple(states.shape)}, pooled {tuple(pooled.shape)}")
-print(f"z_i {tuple(probe_z.shape)} -> (a) Linear -> "
-      f"{tuple(decoder.z_embed(probe_z).shape)} added to the pooled "
-      "caption, then to the time embedding; (b) Linear -> "
-      f"{tuple(extra.shape)} extra tokens: the attention layers read "
-      f"{states.shape[1]} + {extra.shape[1]} context tokens")
+print(f"z_i {tuple(probe_z.shape)}\n"
+      f"  (a) -> Linear -> {tuple(decoder.z_embed(probe_z).shape)}, added "
+      "to the pooled caption,\n      then to the time embedding;\n"
+      f"  (b) -> Linear -> {tuple(extra.shape)} extra tokens:\n      the "
+      f"attention layers read {states.shape[1]} + {extra.shape[1]} context "
+      "tokens")
 
 # %% [markdown]
 # ## Experiment 3: two priors at equal steps
@@ -437,12 +432,11 @@ with torch.no_grad():
     z_clean = dprior(z_noisy, step, tokens=tok2, z_text=zt2)
 print(f"caption {tuple(tok2.shape)} tokens, z_t {tuple(zt2.shape)}, the "
       f"step {tuple(step.shape)}, noised z_i {tuple(z_noisy.shape)}")
-print(f"-> one causal sequence: {tok2.shape[1]} caption token states (its own "
-      "caption transformer), then z_t, "
-      "the step, z_i^(t) and a query, each a "
-      f"{cfg.prior_width}-wide token")
-print(f"-> the query's output -> Linear -> clean z_i {tuple(z_clean.shape)} "
-      f"(scaled by {scale:.2f}: unit norm times 0.54 sqrt(d))")
+print(f"-> one causal sequence: {tok2.shape[1]} caption token states (its "
+      "own caption\n   transformer), then z_t, the step, z_i^(t) and a "
+      f"query, each a {cfg.prior_width}-wide token")
+print(f"-> the query's output -> Linear -> clean z_i {tuple(z_clean.shape)}"
+      f"\n   (scaled by {scale:.2f}: unit norm times 0.54 sqrt(d))")
 
 # %% tags=["hide-input"]
 TXT, PRIORS = "text embedding z_t (no prior)", ("diffusion prior", "AR prior")
@@ -514,9 +508,9 @@ z_by = {
 
 
 def draw(model):
-    return smp.sample_batched("ancestral", model, d, N, train_set.image_shape,
-                              seed=seed, device=device,
-                              batch_size=N).clamp(-1, 1).cpu()
+    return smp.sample_batched(smp.ancestral, model, d, N,
+                              train_set.image_shape, seed=seed,
+                              device=device, batch_size=N).clamp(-1, 1).cpu()
 
 
 def scores(xs):
@@ -668,10 +662,6 @@ recall_drop = {fam: stats.percentile(*(-v for v in CH._rise(rec, fam, "recall"))
 su, sg = CH.matched_scales(rec)
 
 
-def word(d, up, down, flat):  # the finding an interval supports, in words
-    return up if d.lo > 0 else down if d.hi < 0 else flat
-
-
 follow = (clus("match", CH.U1, CH.UNCOND), clus("match", CH.G1, CH.GLIDE_EMPTY))
 ceiling_gap = clus("match", CH.RECON, CH.U1)
 p_match, p_fd = clus("match", CH.U1, CH.AR), fd_pair(CH.U1, CH.AR)
@@ -696,10 +686,10 @@ see_conditioning = (
        if ceiling_gap.lo <= 0 else "."))
 see_priors = (
     "**Priors.** Decoded at s = 1, the diffusion prior's embeddings give "
-    + word(p_match, "a higher caption match than", "a lower caption match than",
+    + stats.in_words(p_match, "a higher caption match than", "a lower caption match than",
            "a caption match not significantly different from")
     + f" the AR prior's ({p_match}) and "
-    + word(p_fd, "a worse FD", "a better FD", "an FD not significantly different")
+    + stats.in_words(p_fd, "a worse FD", "a better FD", "an FD not significantly different")
     + f" ({p_fd}); the paper: FID 10.39 for the diffusion prior vs 10.63.")
 see_why = (
     "**Why a prior.** "
@@ -707,7 +697,7 @@ see_why = (
        if t_match.lo > 0 and t_fd.hi < 0 else
        "The prior's embedding does not beat the text embedding used zero-shot on both counts")
     + f" (caption match {t_match}, FD {t_fd}), and "
-    + word(c_match, "beats", "loses to", "does not significantly beat")
+    + stats.in_words(c_match, "beats", "loses to", "does not significantly beat")
     + f" the caption alone on caption match ({c_match}; FD {c_fd}"
     + (", the other way: the caption alone gives the more typical images" if c_fd.est > 0 else "")
     + "). The paper: FID 7.99 vs 16.55 zero-shot; caption-only 'clearly worst'.")
@@ -727,11 +717,11 @@ see_guidance = (
     "rising faster with guidance, and its Fig. 13 has unCLIP's recall holding. At matched caption match "
     f"(unCLIP at s = {su:g}, {clus_mean('match', ('unCLIP', su)).fmt(pct=True)}; the baseline at s = {sg:g}, "
     f"{clus_mean('match', ('GLIDE', sg)).fmt(pct=True)}), unCLIP's samples of a caption are "
-    + word(m_div, "the more diverse", "the less diverse", "not significantly more or less diverse")
+    + stats.in_words(m_div, "the more diverse", "the less diverse", "not significantly more or less diverse")
     + f" (difference {m_div}; FD difference {fd_pair(('unCLIP', su), ('GLIDE', sg))}).")
 see_binding = (
     "**Binding.** "
-    + word(bound_diff, "unCLIP binds better here, the opposite of the paper's Sec. 7",
+    + stats.in_words(bound_diff, "unCLIP binds better here, the opposite of the paper's Sec. 7",
            "unCLIP binds worse, as the paper's Sec. 7 says",
            "The difference in binding is not significant at this n")
     + f": at s = {rec.cfg_claim:g} both objects are right in {clus_mean('bound', u3).fmt(pct=True)} of "

@@ -173,3 +173,12 @@ def test_cell_targets_and_network_shapes():
         assert out["size"].shape == (2, 9, 2) and out["background"].shape == (2, 4)
     with pytest.raises(ValueError, match="read_size"):
         S.ReaderConfig(image_size=24)
+
+
+def test_judges_table_rows():
+    rows = S.judges_table({"judge CLIP": 0.42, "guide": 0.31},
+                          {"shape": 0.99, "colour": 1.0, "shape2": 0.5, "all": 0.875})
+    assert [r["model"] for r in rows] == ["judge CLIP", "guide", "reader (per attribute)"]
+    assert rows[0][S.RETRIEVAL] == "42%" and rows[1][S.RETRIEVAL] == "31%"
+    # the second object's attributes are left out; 'all' stays
+    assert rows[2][S.RETRIEVAL] == "shape 99%, colour 100%, all 88%"

@@ -328,10 +328,9 @@ real_toy = gm.sample(n_toy, g)[0]
 chain = list(smp.ancestral_steps(gm.model(lin1000), toy,
                                  smp.noise_like((n_toy, 2), g), generator=g))
 oracle_samples = chain[-1][1]
-print("mean log-likelihood under the true mixture: "
-      f"data {gm.log_prob(real_toy).mean():.3f}, "
-      f"oracle-driven DDPM samples {gm.log_prob(oracle_samples).mean():.3f} "
-      f"(n = {n_toy})")
+print(f"mean log-likelihood under the true mixture (n = {n_toy}):\n"
+      f"  data {gm.log_prob(real_toy).mean():.3f}, "
+      f"oracle-driven DDPM samples {gm.log_prob(oracle_samples).mean():.3f}")
 rec.oracle_loglik = [gm.log_prob(real_toy).mean().item(),
                      gm.log_prob(oracle_samples).mean().item()]
 snap = {999: chain[0][1], 500: chain[499][1], 200: chain[799][1],
@@ -350,7 +349,8 @@ plt.show()
 # %% tags=["nbval-check-output"]
 cifar_unet = U.UNet(U.PRESETS["ddpm_cifar10"])
 print("DDPM CIFAR-10 UNet:",
-      nets.describe(cifar_unet, torch.zeros(1, 3, 32, 32), torch.zeros(1)))
+      nets.describe(cifar_unet, torch.zeros(1, 3, 32, 32), torch.zeros(1)),
+      sep="\n")
 del cifar_unet
 
 # %%
@@ -376,8 +376,10 @@ main = TR.train_cached("02_ddpm_main", U.UNet(net_cfg),
                        train_set, tcfg, device=device)
 model = nets.as_model(main.ema)
 x_probe = train_set.x[:2].to(device)
-print(f"data: {train_set.name} {tuple(train_set.x.shape)}; network: "
-      + nets.describe(main.ema, x_probe, torch.zeros(2, device=device)))
+print(f"data: {train_set.name} {tuple(train_set.x.shape)}")
+print("network:",
+      nets.describe(main.ema, x_probe, torch.zeros(2, device=device)),
+      sep="\n")
 took = "(loaded from the cache)" if main.loaded else f"{main.wall_s:.0f} s"
 print(f"trained {main.steps} steps ({main.steps * cfg.batch_size:,} images) "
       f"in {took}")
@@ -392,7 +394,7 @@ plt.show()
 
 # %%
 sampler_diff = diff.respace(cfg.sample_steps)
-samples = smp.sample_batched("ancestral", model, sampler_diff, cfg.n_samples,
+samples = smp.sample_batched(smp.ancestral, model, sampler_diff, cfg.n_samples,
                              train_set.image_shape, seed=seed, device=device,
                              progress=True)
 fig = viz.show_grid(samples[:64], nrow=8,
@@ -521,8 +523,9 @@ def run_row(label, param, var, loss, tcfg, s):
                trace=CH.training_trace(res.losses()[1]))
     if per_image.mean() > CH.UNIFORM_BPD:  # did not train: named, not sampled
         return row
-    xs = smp.sample_batched("ancestral", m, d, n_abl, abl_train.image_shape,
-                            seed=seed + s, device=device, progress=True)
+    xs = smp.sample_batched(smp.ancestral, m, d, n_abl,
+                            abl_train.image_shape, seed=seed + s,
+                            device=device, progress=True)
     finite = torch.isfinite(xs).all(dim=(1, 2, 3))
     row.update(frac_nonfinite=float((~finite).float().mean()))
     if finite.all():
@@ -661,8 +664,10 @@ nll_diff = fd_diff = None
 if not (CH.did_not_train(vlb_row) or CH.did_not_train(simple_row)):
     nll_diff, n_pair, nll_note = CH.bound_between(rec, CH.EPS_VLB, CH.SIMPLE)
     fd_diff, n_pair, fd_note = CH.fd_between(rec, CH.EPS_VLB, CH.SIMPLE)
-    print(f"bound(L) - bound(L_simple), {nll_note}")
-    print(f"FD(L) - FD(L_simple), {fd_note}")
+    for what, note in (("bound(L) - bound(L_simple)", nll_note),
+                       ("FD(L) - FD(L_simple)", fd_note)):
+        head, seeds = note.split(": ", 1)  # one line per training seed
+        print(f"{what}, {head}:", *seeds.split("; "), sep="\n  ")
 
 # %% tags=["hide-input"]
 notebook.see(CH.see_tradeoff(vlb_row, simple_row, nll_diff, fd_diff,
@@ -887,7 +892,7 @@ if (CH.SIMPLE, 0) in abl_samples:
     small = dataclasses.replace(d_simple, var="fixed_small")
     xs_var = {"σ² = β": abl_samples[CH.SIMPLE, 0],  # sampled above, same seed
               "σ² = β̃": smp.sample_batched(
-                  "ancestral", m_simple, small, n_abl, abl_train.image_shape,
+                  smp.ancestral, m_simple, small, n_abl, abl_train.image_shape,
                   seed=seed, device=device, progress=True).clamp(-1, 1)}
     var_boot = metrics.fd_bootstrap(
         real_feats, {k: abl_extractor.features(x) for k, x in xs_var.items()},

@@ -167,8 +167,8 @@ lin, cos = S.linear(1000), S.cosine(1000)
 for s in (lin, cos):
     snr = s.snr()
     print(f"{s.name:>6}: SNR < 0.01 on {(snr < 1e-2).double().mean():.1%} "
-          f"of the steps, SNR < 0.001 on {(snr < 1e-3).double().mean():.1%}; "
-          f"beta_tilde/beta > 0.9 from step "
+          f"of the steps, SNR < 0.001 on {(snr < 1e-3).double().mean():.1%};"
+          f"\n        beta_tilde/beta > 0.9 from step "
           f"{int(torch.nonzero(s.beta_tilde / s.betas > 0.9)[0])}")
 
 # %%
@@ -268,7 +268,8 @@ def bounds(model, d, x, n_steps=cfg.nll_steps, reps=cfg.nll_reps):
     return {k: v.double().cpu().numpy() for k, v in out.items()}
 
 
-def quality(model, d, steps, sampler="ancestral", n=n_eval, start=None, **kw):
+def quality(model, d, steps, sampler=smp.ancestral, n=n_eval, start=None,
+            **kw):
     """FD etc. of ``n`` samples with ``steps`` steps; FD's bootstrap
     replicates pair across calls (``fd_boot``)."""
     dd = d.respace(steps)
@@ -419,7 +420,7 @@ p_is = {f"seed {k}": cfg.T * float(s.probs()[-1])
         for k, s in enumerate(samplers) if s.warm_at is not None}
 print("importance sampling on from batch", warm_ats, "of", is_tcfg.steps)
 print("T p_T at t = T after warm-up (1 = uniform):",
-      {k: round(v, 3) for k, v in p_is.items()})
+      *(f"{k}: {v:.3f}" for k, v in p_is.items()), sep="\n  ")
 
 # %%
 # gradient noise at the same weights: the importance-sampled model's final
@@ -506,10 +507,10 @@ m_simple, d_simple, _, _ = models[("cosine", "L_simple")]
 m_hybrid, d_hybrid, _, _ = models[("cosine", "L_hybrid")]
 variants = {
     CH.SMALL: (m_simple, dataclasses.replace(d_simple, var="fixed_small"),
-               "ancestral"),  # "L_simple, σ² = β̃"
-    CH.LARGE: (m_simple, d_simple, "ancestral"),  # "L_simple, σ² = β"
-    CH.HYBRID: (m_hybrid, d_hybrid, "ancestral"),  # "L_hybrid, learned σ"
-    CH.DDIM: (m_simple, d_simple, "ddim"),  # "DDIM on L_simple"
+               smp.ancestral),  # "L_simple, σ² = β̃"
+    CH.LARGE: (m_simple, d_simple, smp.ancestral),  # "L_simple, σ² = β"
+    CH.HYBRID: (m_hybrid, d_hybrid, smp.ancestral),  # "L_hybrid, learned σ"
+    CH.DDIM: (m_simple, d_simple, smp.ddim),  # "DDIM on L_simple"
 }
 # the full chain (T steps) only for the learned variance, whose claim needs
 # it: the other samplers stop below T (the costliest point of the sweep)
@@ -603,7 +604,7 @@ notebook.see(
 margin_exp = CH.SIMILAR * evals[("linear", "L_simple")].fd
 half_exp = CH.SKIP_HALF_RECORDED * math.sqrt(CH.SKIP_N_RECORDED / n_eval)
 print(f"expected margin {margin_exp:.3g}, expected half-width {half_exp:.3g} "
-      f"at n = {n_eval} without coupling: "
+      f"at n = {n_eval} without coupling:\n  "
       + ("can pass" if CH.C.can_decide(half_exp, margin_exp) else
          "cannot pass unless the coupling narrows it"))
 K = min(250, cfg.T)

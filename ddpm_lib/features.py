@@ -234,12 +234,14 @@ def _inception(device) -> InceptionExtractor:
 # --------------------------------------------------------------------------------------------
 def get_extractor(name: str, image_size: int | None = None, recipe: FeatureNetRecipe | None = None,
                   device="cpu", train: bool = True, progress: bool = True,
-                  threads: int | None = None) -> FeatureExtractor:
+                  threads: int | None = None, train_images: int | None = None) -> FeatureExtractor:
     """A feature extractor by name: ``"inception"`` or a data set's in-domain network.
 
     In-domain networks are trained once by ``RECIPES[name]`` (or ``recipe``) at ``image_size``
     (default ``DEFAULT_SIZE[name]``) through ``train.train_cached``, then loaded from the weights
     cache; ``train=False`` refuses to train (FileNotFoundError when the run is not cached).
+    ``train_images`` (a profile's ``feature_images``; None keeps the recipe's) shortens that recipe's
+    training, as a smoke profile does.
     ``threads`` sets torch's CPU threads while training (restored after): on a CPU shared with other
     busy processes, ``threads=1`` avoids the large slow-down of oversubscribed threads.
     """
@@ -247,4 +249,6 @@ def get_extractor(name: str, image_size: int | None = None, recipe: FeatureNetRe
         return _inception(device)
     if name not in RECIPES:
         raise ValueError(f"unknown feature extractor {name!r}; valid choices: {list(EXTRACTORS)}")
+    if train_images is not None:
+        recipe = dataclasses.replace(recipe or RECIPES[name], train_images=train_images)
     return _in_domain(name, image_size, recipe, device, train, progress, threads)

@@ -77,6 +77,11 @@ def test_cache_key_follows_recipe_and_size(monkeypatch, tmp_path):
     first = FT.get_extractor("digits", image_size=8, recipe=tiny, progress=False, threads=1)
     assert first.trained_now
     assert not FT.get_extractor("digits", image_size=8, recipe=dataclasses.replace(tiny), train=False).trained_now
+    # train_images= is the recipe with that budget: the same cached run, and another budget misses
+    longer = dataclasses.replace(tiny, train_images=999)
+    assert not FT.get_extractor("digits", image_size=8, recipe=longer, train_images=256, train=False).trained_now
+    with pytest.raises(FileNotFoundError, match="load_only"):
+        FT.get_extractor("digits", image_size=8, recipe=tiny, train_images=320, train=False)
     for recipe, size in [(dataclasses.replace(tiny, train_images=320), 8), (dataclasses.replace(tiny, shift=0), 8),
                          (dataclasses.replace(tiny, n_test=50), 8), (tiny, 12)]:
         with pytest.raises(FileNotFoundError, match="load_only"):

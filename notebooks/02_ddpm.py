@@ -355,12 +355,8 @@ del cifar_unet
 
 # %%
 def feature_extractor(name, size):
-    recipe = None
-    if cfg.feature_images is not None:
-        recipe = dataclasses.replace(features.RECIPES[name],
-                                     train_images=cfg.feature_images)
-    return features.get_extractor(name, image_size=size, recipe=recipe,
-                                  device=device)
+    return features.get_extractor(name, image_size=size, device=device,
+                                  train_images=cfg.feature_images)
 
 
 train_set, test_set = nb.load_pair(cfg.data, cfg.image_size, cfg.data_fallback)

@@ -495,10 +495,8 @@ empty = tk.empty(N).to(device)
 zt = zt_test[:n_cap].repeat_interleave(k, 0)
 z_null = torch.zeros(N, cfg.clip_dim, device=device)
 d = diff.respace(cfg.sample_steps)
-recipe = None if cfg.feature_images is None else dataclasses.replace(
-    features.RECIPES["shapes"], train_images=cfg.feature_images)
-extractor = features.get_extractor("shapes", image_size=R, recipe=recipe,
-                                   device=device)
+extractor = features.get_extractor("shapes", image_size=R, device=device,
+                                   train_images=cfg.feature_images)
 z_by = {
     "diffusion prior": diffusion_prior(tok.cpu(), zt, seed + 2).to(device),
     "AR prior": ar_prior(tok.cpu(), zt, seed + 2).to(device),

@@ -86,6 +86,7 @@ def test_book_builds_every_page(built_book: Path):
     assert mathjax.exists(), "MathJax was not shipped into the build"
     page = (built_book / "notebooks" / "00_forward_process.html").read_text()
     assert "_static/mathjax/tex-mml-chtml.js" in page
+    assert "_static/math-glue.js" in page and (built_book / "_static" / "math-glue.js").exists()
     assert "cdn.jsdelivr" not in page and "googleapis" not in page
 
 
@@ -223,6 +224,19 @@ async () => {
     if (w > column.clientWidth + 1) wideMath.push({width: Math.round(w), column: column.clientWidth,
                                                    tex: (m.getAttribute("aria-label") || m.textContent).slice(0, 60)});
   }
+  // Punctuation after inline math glued to it (book/_ext/static/math-glue.js): a formula, or the span
+  // holding it alone, directly followed by "." or "," outside a math-nobreak span can leave the
+  // punctuation alone at the start of a line.
+  const unglued = [];
+  for (const m of document.querySelectorAll('mjx-container:not([display="true"])')) {
+    let e = m;
+    while (e.parentElement && e.parentElement.tagName === "SPAN" && e.parentElement.childNodes.length === 1)
+      e = e.parentElement;
+    const next = e.nextSibling;
+    if (next && next.nodeType === Node.TEXT_NODE && /^[.,;:!?)\]]/.test(next.nodeValue)
+        && !e.parentElement.classList.contains("math-nobreak"))
+      unglued.push((m.getAttribute("aria-label") || m.textContent).slice(0, 40) + next.nodeValue.slice(0, 1));
+  }
   // Every verdict coloured: a claim-holds element whose colour is the text's own is not.
   const bodyColour = getComputedStyle(document.querySelector("main, article, body")).color;
   const uncoloured = Array.from(document.querySelectorAll(".claim-holds"))
@@ -230,7 +244,7 @@ async () => {
   // Claim rows (folded details): their heights, so the ledger can be held to a line or two per claim.
   const claimRows = Array.from(document.querySelectorAll("table.claims tbody tr"))
       .map(r => ({height: r.getBoundingClientRect().height, text: r.textContent.slice(0, 60)}));
-  return {broken, mathjax, typeset, mathErrors, mathNodes, tables, wideMath, uncoloured, claimRows,
+  return {broken, mathjax, typeset, mathErrors, mathNodes, tables, wideMath, unglued, uncoloured, claimRows,
           text: clone.textContent};
 }
 """
@@ -302,6 +316,8 @@ def test_every_page_in_a_real_browser(served_book):
             checked_tables[rel] = len(info["tables"])
             found += [f"display math {m['width']} px wide in a {m['column']} px column: {m['tex']!r}"
                       for m in info["wideMath"]]
+            found += [f"punctuation after inline math that may start a line alone: {u!r}"
+                      for u in info["unglued"][:5]]
             found += [f"an uncoloured verdict: {u}" for u in info["uncoloured"][:5]]
             if rel == "book/claims.html":  # the ledger is read for its verdicts: a claim is a short line
                 if len(info["claimRows"]) < 10:

@@ -11,6 +11,11 @@ The files come from the npm registry (``npm pack``), once; later builds find the
 Only the entry point and the component folders it may load on demand are kept (about 6 MB);
 the speech-rule engine (``sre``, 4 MB) and the other combined builds are left out. Nothing here is committed (``book/.gitignore``).
 
+**Punctuation after math.** A browser may break a line between an inline formula (MathJax's
+inline-block) and the "." that follows it, leaving the "." alone at the start of the next line.
+``static/math-glue.js``, loaded on every page, wraps each such formula and its punctuation in a
+span that does not break, once MathJax has typeset the page (the browser test checks that none is left).
+
 **The Colab badge.** A notebook shows Colab's hosted badge image (a relative path is broken
 inside Colab); the book shows the same picture from its own assets (``book/assets/colab-badge.svg``).
 
@@ -116,6 +121,7 @@ def _drop_thebe(app, pagename, templatename, context, doctree):
 def setup(app):
     # Before Sphinx validates html_extra_path (priority 800), so that the folder exists by then.
     app.connect("config-inited", _on_config_inited, priority=100)
+    app.add_js_file("math-glue.js")  # in book/_ext/static, which claims_ledger serves (html_static_path)
     app.connect("html-page-context", _drop_thebe, priority=900)
     app.connect("doctree-read", _local_badge, priority=400)  # before Sphinx collects the page's images
     return {"version": MATHJAX_VERSION, "parallel_read_safe": True, "parallel_write_safe": True}

@@ -164,6 +164,34 @@ def training_summary(log: "train.RunLog") -> str:
     return f"{len(h)} model{'s' if len(h) != 1 else ''}: " + ", ".join(parts)
 
 
+# Claim texts are written in code as plain ASCII ("x_t", "sigma^2", "L_simple", "eps-prediction");
+# a claims table shows them as the chapters' prose writes them: Greek letters, sub- and
+# superscripts, relation signs. A subscript is short (at most 6 characters) and hangs on one letter,
+# so that code names ("n_prompts", "fixed_large", "consistency.rescaled_mu") stay as written.
+_GREEK = {"alpha": "α", "beta": "β", "delta": "δ", "eps": "ε", "epsilon": "ε", "theta": "θ",
+          "lambda": "λ", "mu": "μ", "sigma": "σ", "tau": "τ", "phi": "φ", "Sigma": "Σ", "Delta": "Δ"}
+_MATH_RULES = [
+    (re.compile(r"(?<![\w.])delta-sigma(?![A-Za-z])"), "Δσ"),
+    (re.compile(r"(?<![\w.])beta_tilde(?!\w)"), "β\u0303"),
+    (re.compile(r"(?<![\w.])mu~"), "μ\u0303"),
+    (re.compile(r"(?<![\w.])(" + "|".join(_GREEK) + r")(?![A-Za-z])"), lambda m: _GREEK[m.group(1)]),
+    (re.compile(r"(?<![\w.])([A-Za-zα-ωΑ-Ω])_(?:\{([^}]{1,12})\}|\(([^)]{1,8})\)|([A-Za-z0-9]{1,6}))(?!\w)"),
+     lambda m: f"{m.group(1)}<sub>{m.group(2) or m.group(3) or m.group(4)}</sub>"),
+    (re.compile(r"\^(\d+|\([^)]{1,12}\)|[A-Za-z])"), r"<sup>\1</sup>"),
+    (re.compile(r"&lt;="), "≤"), (re.compile(r"&gt;="), "≥"), (re.compile(r"\+-"), "±"),
+    (re.compile(r"-&gt;"), "→"),
+]
+
+
+def plain_math(text: str) -> str:
+    """``text`` HTML-escaped, with its plain-ASCII math as HTML: ``sigma_t^2`` -> σ<sub>t</sub><sup>2</sup>,
+    ``L_simple`` -> L<sub>simple</sub>, ``mu~`` -> μ̃, ``<=`` -> ≤, ``+-`` -> ±."""
+    out = html.escape(str(text))
+    for pattern, repl in _MATH_RULES:
+        out = pattern.sub(repl, out)
+    return out
+
+
 def claims_html(claims: "list[Claim | dict]", gpu: "list[dict | None] | None" = None,
                 compact: bool = False) -> str:
     """A claims table, the same in a chapter and in the book's ledger: one line per claim (its kind,
@@ -197,11 +225,12 @@ def claims_html(claims: "list[Claim | dict]", gpu: "list[dict | None] | None" = 
                   ("provisional", "; ".join(provisional_reasons(r)))]
         if g:
             detail.append(("on one GPU", "; ".join(str(g[k]) for k in ("ours", "setting", "why") if g.get(k))))
-        detail = "".join(f"<div><b>{k}</b>: {html.escape(str(v))}</div>" for k, v in detail if v)
+        detail = "".join(f"<div><b>{k}</b>: {html.escape(v) if k == 'setting' else plain_math(v)}</div>"
+                         for k, v in detail if v)  # a setting holds code names: as written
         summary = "numbers, test and notes" if compact else "test and notes"
-        values = {"kind": html.escape(r.get("kind") or "–"), "paper": html.escape(str(r.get("paper", ""))),
-                  "ours": html.escape(str(r.get("ours", ""))), "holds": verdict(r)}
-        cells = [html.escape(str(r.get("claim", ""))) + (
+        values = {"kind": html.escape(r.get("kind") or "–"), "paper": plain_math(r.get("paper", "")),
+                  "ours": plain_math(r.get("ours", "")), "holds": verdict(r)}
+        cells = [plain_math(r.get("claim", "")) + (
                      f"<details><summary>{summary}</summary>{detail}</details>" if detail else ""),
                  *(values[k] for k in shown)]
         if gpu is not None:

@@ -185,3 +185,23 @@ def test_the_claims_table_names_its_setting_once_and_how_many_rows_it_covers():
     page = notebook.claims_html(mixed)  # a tie: the first row's setting heads the table
     assert "<b>Setting of 2 of the 4 claims (the others give theirs in their detail)</b>: ring" in page
     assert page.count("<b>setting</b>: digits") == 2 and "<b>setting</b>: ring" not in page
+
+
+def test_plain_math_reads_as_math_and_leaves_code_names():
+    pm = notebook.plain_math
+    assert pm("q(x_t | x_0)") == "q(x<sub>t</sub> | x<sub>0</sub>)"
+    assert pm("1 / (2 sigma_t^2)") == "1 / (2 σ<sub>t</sub><sup>2</sup>)"
+    assert pm("FD(L_simple) <= 8, eps-prediction, mu~, beta_tilde") == \
+        "FD(L<sub>simple</sub>) ≤ 8, ε-prediction, μ\u0303, β\u0303"
+    assert pm("v_(t-1) +- 2, N/(1-mu), tau=0.8") == "v<sub>t-1</sub> ± 2, N/(1-μ), τ=0.8"
+    # code names stay as written: a long subscript, a word before the underscore, a module path
+    for code in ("n_prompts", "fixed_large", "consistency.rescaled_mu", "ct_chain_time"):
+        assert pm(code) == code
+    assert pm("<b>") == "&lt;b&gt;"  # escaped first: no HTML gets through
+
+
+def test_claims_table_shows_math_but_settings_as_written():
+    row = C.Claim("sigma^2 = beta", "p", "x_t", "n_train=24000", "yes", kind="paper", test="eps <= 1")
+    page = notebook.claims_html([row, C.Claim("b", "p", "o", "other_set", "no", kind="paper")])
+    assert "σ<sup>2</sup> = β" in page and "x<sub>t</sub>" in page and "ε ≤ 1" in page
+    assert "n_train=24000" in page and "other_set" in page

@@ -197,3 +197,21 @@ def test_ct_behind_cd_says_whether_ct_left_its_start():
     assert "rescaled" in row.claim
     stuck = _rows(_record(ct_minus_init=_iv(0.5, -1, 2)))["ct_behind_cd"]
     assert "did not improve on its initialisation" in stuck.ours
+
+
+def test_feature_bias_gains_and_their_difference():
+    from types import SimpleNamespace as NS
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 0.1, 500)
+
+    def cell(fd):  # an evaluate() result: FD and replicates from shared resamples
+        return NS(fd=fd, replicates={"fd": fd * (1 + noise)})
+
+    fb = {("CD", "own"): cell(10.0), ("CD-feature", "own"): cell(6.0),
+          ("CD", "independent"): cell(10.0), ("CD-feature", "independent"): cell(9.0)}
+    out = CH.feature_bias(fb)
+    assert math.isclose(out["gain_own"].est, 0.4) and math.isclose(out["gain_indep"].est, 0.1)
+    assert math.isclose(out["bias"].est, 0.3) and out["bias"].lo > 0  # shared resamples: a tight interval
+    fb[("CD", "independent")] = NS(fd=10.0, replicates={"fd": np.full(499, 10.0)})
+    with pytest.raises(ValueError, match="equal counts"):
+        CH.feature_bias(fb)

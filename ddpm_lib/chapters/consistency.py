@@ -214,7 +214,12 @@ def feature_bias(fb: dict) -> dict[str, stats.Interval]:
     "CD" and "CD-feature" at one step, in the training network's features, "own", and an independent
     network's, "independent", with FD replicates from the same resamples): the feature-distance
     model's FD gain relative to the l2 model's FD in each space, and the own-minus-independent
-    difference, as paired bootstrap intervals."""
+    difference, as paired bootstrap intervals. The four cells' replicates pair only if they come
+    from the same resamples: equal counts are checked (a ValueError names them)."""
+    counts = {k: len(e.replicates["fd"]) for k, e in fb.items()}
+    if len(set(counts.values())) != 1:
+        raise ValueError(f"feature_bias pairs FD replicates across cells, which needs equal counts "
+                         f"(the same resamples); got {counts}")
     gains = {}
     for space in ("own", "independent"):
         a, b = fb[("CD", space)], fb[("CD-feature", space)]

@@ -170,7 +170,13 @@ mixed = lambda ds: [
 train_data = (train_set.x, None, {"tokens": tk.encode(mixed(train_set))})
 TEXT = (OBJ.Cond("tokens", "tokens", cfg.p_empty, OBJ.null_tokens),)
 
+# %% [markdown]
+# The network is `text_config`: the profile's UNet with GLIDE's AdaGN and BigGAN up/down blocks,
+# its output doubled for the learned variance, and a caption transformer beside it. It trains on
+# $L_\text{hybrid}$ for `train_images` images, every caption dropped to the empty one with
+# probability `p_empty`:
 
+# %%
 def text_config(channels, size=R, in_channels=C):
     unet = U.preset(cfg.unet, image_size=size, in_channels=in_channels,
                     out_channels=diff.out_channels(C),
@@ -250,6 +256,12 @@ reader = scorer.reader(
     recipe=None if cfg.reader_images is None else dataclasses.replace(
         scorer.RECIPES[R], train_images=cfg.reader_images, n_one=2000,
         n_two=0))
+
+# %% [markdown]
+# Each CLIP retrieves the caption of a held-out scene among 100; the reader reads each attribute
+# of held-out renders:
+
+# %%
 keys = [text.caption_key(c) for c in test_set.captions_long]
 retrieval = {
     "guide (noised CLIP, at t = 0)": CL.retrieval_accuracy(
@@ -259,12 +271,7 @@ retrieval = {
 rec.clips = dict(retrieval=retrieval,
                  reader_accuracy=reader.accuracy(test_set))
 notebook.show_table(
-    [{"model": k, "held-out retrieval (descriptive captions)": f"{v:.0%}"}
-     for k, v in retrieval.items()]
-    + [{"model": "reader (per attribute)",
-        "held-out retrieval (descriptive captions)": ", ".join(
-            f"{k} {v:.0%}"
-            for k, v in rec.clips["reader_accuracy"].items())}],
+    scorer.judges_table(retrieval, rec.clips["reader_accuracy"]),
     caption=f"{cfg.clip_images:,} pairs seen per CLIP; chance retrieval is "
             "about 1%")
 
@@ -324,7 +331,12 @@ def scores(xs, captions=caps, tokens=tok):
                                     t=torch.zeros(len(xs))).numpy(),
                 judge=CL.clip_score(judge, xs, tokens.cpu()).numpy())
 
+# %% [markdown]
+# Every configuration starts from the same noise (`draw`) and is scored the same way (`scores`).
+# CLIP guidance shifts each step's mean by $\lambda\,\Sigma\,\nabla_{x_t}$ of the guide's
+# score, as chapter 04's classifier guidance does with a class:
 
+# %%
 configs = ([("empty caption", None)]
            + [(f"CFG s={s:g}", ("cfg", s)) for s in cfg.cfg_scales]
            + [(f"CLIP lambda={lam:g}", ("clip", lam))
@@ -380,6 +392,12 @@ notebook.show_table(
      for r in rows],
     caption="Caption match by attribute: the share of captions whose "
             "sample shows it (position by chance: 1/9)")
+
+# %% [markdown]
+# The same rows as pictures: quality against caption match, precision against recall, and the
+# guide's score against the judge's (a guide fooled by its own guidance climbs without the judge):
+
+# %%
 fig, ax_ = plt.subplot_mosaic([["main", "main"], ["pr", "fooled"]],
                               figsize=(6.2, 5.6),
                               height_ratios=(1.3, 1))
@@ -559,7 +577,12 @@ noise = smp.noise_like((m_in, *train_set.image_shape),
                        torch.Generator(device=device).manual_seed(seed + 5),
                        device)
 
+# %% [markdown]
+# Each fill starts from the same noise and the same generator, and pastes the known pixels back at
+# the end (`fill`). The replacement trick re-noises the known pixels to each step's level
+# (`replace_known`); the fine-tuned model reads them, with the mask, as input channels:
 
+# %%
 def fill(model, **hooks):
     g = torch.Generator(device=device).manual_seed(seed + 6)
     if "step_fn" in hooks:
@@ -594,6 +617,9 @@ for name, xs in fills.items():
                      fields={k: v.double().numpy()
                              for k, v in mm.fields.items()})
 seam_real = CH.seam(src, mask)
+
+# %% tags=["hide-cell"]
+# the record: per-image border steps and hole caption matches (value)
 rec.seam = {**{k: v["seam"] for k, v in inp.items()}, "real": seam_real}
 rec.hole_match = {k: v["match"] for k, v in inp.items()}
 rec.inpainting = dict(

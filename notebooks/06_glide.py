@@ -302,10 +302,8 @@ n = min(cfg.n_samples, len(test_set))
 caps = test_set.captions_long[:n]
 tok, empty = tk.encode(caps).to(device), tk.empty(n).to(device)
 d = diff.respace(cfg.sample_steps)
-recipe = None if cfg.feature_images is None else dataclasses.replace(
-    features.RECIPES["shapes"], train_images=cfg.feature_images)
-extractor = features.get_extractor("shapes", image_size=R, recipe=recipe,
-                                   device=device)
+extractor = features.get_extractor("shapes", image_size=R, device=device,
+                                   train_images=cfg.feature_images)
 t0 = torch.zeros(n)
 # FD's paired bootstrap: replicate b resamples the same training scenes for
 # every configuration (and the same sample indices at equal n)

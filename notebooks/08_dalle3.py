@@ -377,10 +377,8 @@ notebook.show_table(
 # %%
 N = min(cfg.n_prompts, len(test_set))
 d = diff.respace(cfg.sample_steps)
-recipe = None if cfg.feature_images is None else dataclasses.replace(
-    features.RECIPES["shapes"], train_images=cfg.feature_images)
-extractor = features.get_extractor("shapes", image_size=R, recipe=recipe,
-                                   device=device)
+extractor = features.get_extractor("shapes", image_size=R, device=device,
+                                   train_images=cfg.feature_images)
 prompts = {"alt-text": alt_test[:N], "descriptive": dsc_test[:N],
            "short": test_set.captions[:N],
            "upsampled": CP.upsample_prompt(test_set.captions[:N],
@@ -396,7 +394,7 @@ def sample(net, texts, scale=cfg.scale):
     else:
         model = nets.as_model(net, tokens=tok)
     return smp.sample_batched(
-        "ancestral", model, d, N, train_set.image_shape, seed=seed,
+        smp.ancestral, model, d, N, train_set.image_shape, seed=seed,
         device=device, batch_size=N).float().clamp(-1, 1).cpu()
 
 

@@ -81,16 +81,16 @@ rec = CH.Record()
 #
 # **A captioner.** An image-conditioned language model, $p_\phi(y \mid x) = \prod_j p_\phi(y_j \mid
 # y_{<j}, F(x))$, with $F$ an image encoder (CLIP's, in the paper), trained by next-token
-# cross-entropy on image-text pairs, then fine-tuned twice on a small set of human-written captions:
+# cross-entropy on image-text pairs, then fine-tuned twice on a small, purpose-built set of captions:
 # once to **short synthetic captions** (SSC: the main subject) and once to **descriptive synthetic
 # captions** (DSC: also the surroundings, the background, colours, positions). Every training image
 # is then captioned again.
 #
 # **A blend.** Synthetic captions are fluent and informative but carry the captioner's habits and
 # errors. So each training example, each time it is drawn, gets the synthetic caption with
-# probability $p$ and its original caption otherwise: the model learns a mixture,
-# $p\,p(x \mid y_\text{syn}) + (1-p)\,p(x \mid y_\text{orig})$ over the data, and the paper's models
-# use $p = 0.95$. (For classifier-free guidance, as in GLIDE, a share of the captions is then
+# probability $\pi$ and its original caption otherwise: the model learns from pairs drawn from the
+# mixture $\pi\,p(x, y_\text{syn}) + (1-\pi)\,p(x, y_\text{orig})$, and the paper's models use
+# $\pi = 0.95$. (For classifier-free guidance, as in GLIDE, a share of the captions is then
 # replaced by the empty caption.)
 #
 # **Prompt upsampling.** A model trained on 95% descriptive captions has seldom seen a short
@@ -195,8 +195,8 @@ for i in range(3):
 # %% tags=["hide-input"]
 notebook.see(
     f"The alt-text states {info['alt-text']['shape']['stated']:.0%} of the scenes' shapes and "
-    f"{info['alt-text']['colour']['stated']:.0%} of their colours, {info['alt-text']['colour']['wrong']:.0%} of them "
-    "wrongly, and no size, position or background: as generated. The exact short captions state every shape and "
+    f"{info['alt-text']['colour']['stated']:.0%} of their colours (a wrong colour for "
+    f"{info['alt-text']['colour']['wrong']:.0%} of all colours), and no size, position or background: as generated. The exact short captions state every shape and "
     "colour, the descriptive ones everything. Real alt-text differs from this generator in kind as well as in "
     "degree (it can be unrelated to the image, or about things no captioner sees); the paper does not measure "
     "its alt-text's information, so nothing here is compared with a paper number.")
@@ -367,12 +367,16 @@ notebook.show_table(
 # run, are the claims below:
 # (1) on alt-text prompts the synthetic-caption models score a higher CLIP-S than the alt-text model;
 # (2) on descriptive prompts the 95% descriptive model beats it on CLIP-S and caption match, by more
-# than on alt-text prompts; (3) the 95% blend beats the lowest blend; (6) when a 100% model is
+# than on alt-text prompts; (3) the 95% blend beats the lowest blend; (4) when a 100% model is
 # trained (`blends` holds 1.0: the smoke profile and the gpu profile, which is untested: it has
 # never run on a GPU; a fifth model does not fit the cpu budget), on alt-text prompts the 95% blend
 # beats it (the 5% regularises). The paper's Fig. 5 trains 65%, 80%, 90% and 95% blends; the cpu
 # profile trains the two ends that matter most, 65% ("far behind") and 95% (the one it kept).
-# Differences are paired over prompts and noise.
+# Differences are paired over prompts and noise. A model whose FD stays above 10x the real-vs-real
+# floor did not train by the gate stated before the run, and no row that compares it gets a
+# verdict; at the cpu profile's budget all of them may stay there (the claims table says which).
+# Then this chapter reproduces the construction and the checks, not the paper's findings: the
+# gpu profile's budget is the one meant to reach them.
 
 # %%
 N = min(cfg.n_prompts, len(test_set))
@@ -492,8 +496,9 @@ notebook.legend("The descriptive prompts, by column",
 
 # %% [markdown]
 # The training scenes have four backgrounds (black, dark blue, dark green and gray), yet samples can
-# come out on backgrounds no training scene has, and the second edition's grid showed olive,
-# purple and teal ones for every model, a black-background prompt drawn green. One suspect is
+# come out on backgrounds no training scene has (earlier records of this chapter drew olive,
+# purple and teal ones for every model, and a black-background prompt green; look for them in the
+# grids above). One suspect is
 # guidance: at
 # $s = 3$ each step moves three times along the difference between the conditional and the
 # unconditional prediction, and where a small, briefly trained model's two predictions disagree
@@ -510,17 +515,23 @@ bg = {f"s = {cfg.scale:g}": runs[(DSCM, "descriptive")],
                                                prompts["descriptive"]))}
 bg_rows = [{"guidance": k, "background off the palette (RMS)":
             CH.mean_ci(CH.off_palette(v["xs"])).fmt(),
-            "share within 0.1": CH.mean_ci(CH.off_palette(v["xs"]) < 0.1)
+            "share within 0.1": CH.rate_ci(CH.off_palette(v["xs"]) < 0.1)
             .fmt(pct=True),
             "background match (reader)":
-            CH.mean_ci(v["background"]).fmt(pct=True)
+            CH.rate_ci(v["background"]).fmt(pct=True)
             if np.isfinite(v["background"]).sum() > 1 else "–"}
            for k, v in bg.items()]
+real_far = CH.off_palette(test_set.x[:N])  # the measure's own floor
+bg_rows.append({"guidance": "held-out real scenes",
+                "background off the palette (RMS)":
+                CH.mean_ci(real_far).fmt(),
+                "share within 0.1": CH.rate_ci(real_far < 0.1)
+                .fmt(pct=True), "background match (reader)": "–"})
 rec.backgrounds = dict(rows=bg_rows, model=DSCM, n=N)
 notebook.show_table(bg_rows, caption=(
-    f"{DSCM} model, {N} descriptive prompts, the same noise; the training "
-    "scenes' backgrounds are off the palette by 0 (RMS, pixels in [0, 1]);"
-    " 95% t-intervals over prompts"))
+    f"{DSCM} model, {N} descriptive prompts, the same noise, and {N} "
+    "held-out real scenes; distance RMS in pixels in [0, 1]; 95% "
+    "t-intervals over prompts (shares and matches: Wilson)"))
 fig, axes = plt.subplots(2, 1, figsize=(6.2, 2.0))
 for ax, (k, v) in zip(axes, bg.items()):
     viz.show_grid(v["xs"][:n_show], nrow=n_show, ax=ax)
@@ -597,7 +608,8 @@ notebook.see(
     f"the {DSCM} model and by {CH.iv(cmp['clip_alt_ssc'])} to the {SSCM} one; on **descriptive prompts** by "
     f"{CH.iv(cmp['clip_dsc_dsc'])}, with caption match {CH.iv(cmp['match_dsc_dsc'])}. "
     "The paper's Fig. 4 has the same two panels: 'slightly better' on ground-truth captions and 'markedly better' on "
-    "descriptive ones. Here the alt-text model was trained without positions, sizes or backgrounds, so its "
+    "descriptive ones; only the directions are tested here, not the sizes (the paper's whole left panel spans "
+    "about 1.4 CLIP-S points, on a real CLIP). Here the alt-text model was trained without positions, sizes or backgrounds, so its "
     "descriptive-prompt deficit is what our alt-text generator removed, not a discovery. "
     + (f"**Blends**: {DSCM} minus {lo_blend}: CLIP-S {CH.iv(cmp['clip_alt_blend'])} on alt-text prompts, caption match "
        f"{CH.iv(cmp['match_dsc_blend'])} on descriptive ones (the paper: 65% 'far behind'). " if cmp["clip_alt_blend"] else "")
@@ -625,8 +637,8 @@ notebook.see(
 up_rows = [{"model": m, "prompts": p,
             "caption match (short prompt)":
                 CH.mean_ci(get(m, p, "score")).fmt(pct=True),
-            "both bound": CH.mean_ci(get(m, p, "bound")).fmt(pct=True),
-            "colour swaps": CH.mean_ci(get(m, p, "swap")).fmt(pct=True),
+            "both bound": CH.rate_ci(get(m, p, "bound")).fmt(pct=True),
+            "colour swaps": CH.rate_ci(get(m, p, "swap")).fmt(pct=True),
             "CLIP-S (short prompt)": CH.mean_ci(get(m, p, "clip")).fmt()}
            for m in (ALTM, DSCM) for p in ("short", "upsampled")]
 rec.upsampling = dict(rows=up_rows)

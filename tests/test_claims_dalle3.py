@@ -74,7 +74,8 @@ def test_the_gate_is_fd_and_takes_out_only_the_rows_that_use_the_model():
     bad = _record(**GOOD, fd={ALT: stats.Interval(30.0, 25.0, 35.0, 2000)})  # 15x the floor
     rows = _rows(bad)
     assert rows["models_trained"].holds == "no" and rows["models_trained"].parts[ALT] == "no"
-    assert rows["models_follow_prompts"].holds == "did not train"
+    # following prompts is itself a did-it-train check: the FD gate does not take it out
+    assert rows["models_follow_prompts"].holds == "yes"
     for name in ("fig4_original_captions", "fig4_descriptive_captions", "upsampling_helps", "binding"):
         assert rows[name].holds == "did not train" and ALT in rows[name].why and not rows[name].parts
     assert rows["blend_clip_original"].holds == "yes"  # the blend rows do not use the alt-text model
@@ -130,3 +131,10 @@ def test_the_old_record_rederives_the_gate_and_names_what_it_lacks():
     assert done == {"models_trained": "yes", "blend_regularises": "n/a", "not_reproduced": "n/a"}
     lacking = [str(x) for x in rows if isinstance(x, C.Missing)]
     assert any(s.startswith("binding") and "scores" in s for s in lacking)
+
+
+def test_a_rate_near_zero_keeps_its_interval_inside_zero_and_one():
+    hits = np.array([0.0] * 190 + [1.0] * 2 + [np.nan] * 8)  # NaN: not a two-object prompt
+    iv = CH.rate_ci(hits)
+    assert iv.n == 192 and iv.est == 2 / 192 and 0.0 <= iv.lo < iv.est < iv.hi <= 1.0
+    assert CH.mean_ci(hits).lo < 0  # the t-interval it replaces crosses 0

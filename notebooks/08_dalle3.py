@@ -638,7 +638,7 @@ up_rows = [{"model": m, "prompts": p,
             "caption match (short prompt)":
                 CH.mean_ci(get(m, p, "score")).fmt(pct=True),
             "both bound": CH.rate_ci(get(m, p, "bound")).fmt(pct=True),
-            "colour swaps": CH.rate_ci(get(m, p, "swap")).fmt(pct=True),
+            "colour swaps": CH.mean_ci(get(m, p, "swap")).fmt(pct=True),
             "CLIP-S (short prompt)": CH.mean_ci(get(m, p, "clip")).fmt()}
            for m in (ALTM, DSCM) for p in ("short", "upsampled")]
 rec.upsampling = dict(rows=up_rows)

@@ -433,7 +433,8 @@ for (m, p), r in runs.items():
     rows.append(dict(
         model=m, prompts=p, clip=CH.mean_ci(r["clip"]).as_dict(),
         match=CH.mean_ci(r["score"]).as_dict(),
-        **{f: CH.mean_ci(r[f]).as_dict() if np.isfinite(r[f]).any() else None
+        **{f: (CH.rate_ci if f == "bound" else CH.mean_ci)(r[f]).as_dict()
+           if np.isfinite(r[f]).any() else None
            for f in (*CH.FIELDS, "bound")},
         fd=r["ev"].ci("fd").as_dict() if "ev" in r else None))
 rec.sampling = dict(rows=rows, n=N, steps=cfg.sample_steps, scale=cfg.scale,
@@ -457,7 +458,8 @@ notebook.show_table(
       "both bound": fmt(r["bound"], True)}
      for r in shown],
     caption="Caption match by field: the share of the attributes a "
-            "prompt states that its sample shows; 95% t-intervals")
+            "prompt states that its sample shows; 95% t-intervals over "
+            "prompts (both bound, a 0/1 hit: Wilson)")
 
 fig, axes = plt.subplots(1, 2, figsize=(6.2, 2.8))
 names = list(models)
@@ -644,7 +646,8 @@ up_rows = [{"model": m, "prompts": p,
 rec.upsampling = dict(rows=up_rows)
 notebook.show_table(up_rows,
                     caption=f"{N} held-out scenes; every sample scored "
-                            "against its short prompt; 95% t-intervals")
+                            "against its short prompt; 95% t-intervals "
+                            "(both bound: Wilson)")
 fig, axes = plt.subplots(4, 1, figsize=(6.2, 4.0))
 for ax, (m, p) in zip(axes, [(m, p) for m in (ALTM, DSCM)
                              for p in ("short", "upsampled")]):

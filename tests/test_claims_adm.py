@@ -42,7 +42,7 @@ def record(**kw) -> CH.Record:
         u_1_minus_0=POS, u_hi_minus_0=NEG, u_hi_minus_1=NEG, c_mid_minus_0=NEG, c_mid_minus_hi=NEG,
         c_mid_minus_uncond={s: NEG for s in (0.0, 1.0, 10.0)}, dp={m: POS for m in CH.MODELS},
         dr={m: NEG for m in CH.MODELS}, gap_u1=I(0.4, 0.3, 0.5, 100, "t-paired"), acc_u_hi_minus_1=POS,
-        ddim_steps=25, anc_steps=100, ddim_scale=2.5, fd_anc_ref=4.0, ddim_minus_anc=I(0.6, 0.2, 1.0),
+        ddim_steps=25, anc_steps=100, ddim_scale=2.5, fd_anc_ref=4.0, ddim_minus_anc=I(0.6, 0.2, 0.9),
         tau_lo=0.8, temp_dp={"noise x tau": NEG, "eps / tau": NEG}, temp_dr={"noise x tau": NEG, "eps / tau": NEG},
         arch_setting="test", arch_loss=loss, arch_seeds=3, memo_threshold=0.4, memo_epochs=3.0,
         memo_share={f"conditional, s={s:g}": I(0.01, 0.005, 0.02, 1000, "wilson") for s in (1.0, 10.0)})
@@ -123,17 +123,23 @@ def test_confident_but_wrong_needs_half_the_papers_effect():
     assert CH.CONFIDENT_MARGIN == 0.25
 
 
-def test_ddim_tests_the_direction_and_says_when_it_is_worse():
-    wide = I(1.63, 0.10, 3.22)  # the record's difference: the 'close' margin 0.43 is far below the half-width
-    row = rows(record(ddim_minus_anc=wide, fd_anc_ref=1.71,
+def test_ddim_needs_both_the_cost_and_closeness():
+    # both parts hold: a cost above 0 inside 25% of the ancestral FD (margin 1.0)
+    assert rows(record())["ddim25_costs_fd"].holds == "yes"
+    # the 85e1f30 record's numbers: a cost of 270% of the ancestral FD reads 'no', and says so
+    far = rows(record(ddim_minus_anc=I(51.5, 41.0, 62.0), fd_anc_ref=19.1,
                       ddim_recall_minus_anc=I(-0.05, -0.08, -0.02)))["ddim25_costs_fd"]
-    assert row.holds == "yes" and "significantly worse" in row.why and "loses recall" in row.why
-    assert "could not be decided" in row.why and "'not significant'" in row.amended
+    assert far.holds == "no" and far.parts["costs FD"] == "yes"
+    assert "not close" in far.why and "could fail but not pass" in far.why and "loses recall" in far.why
+    assert "under the direction alone this run reads 'yes'" in far.amended
+    # the second edition's numbers: a cost whose interval reaches past the margin is undecided
+    wide = rows(record(ddim_minus_anc=I(1.63, 0.10, 3.22), fd_anc_ref=1.71))["ddim25_costs_fd"]
+    assert wide.holds == "not significant" and "margin" in wide.why
     ns = rows(record(ddim_minus_anc=I(0.5, -1.0, 2.0), fd_anc_ref=1.71))["ddim25_costs_fd"]
     assert ns.holds == "not significant" and "could detect" in ns.why
     better = rows(record(ddim_minus_anc=I(-2.0, -3.0, -1.0)))["ddim25_costs_fd"]
-    assert better.holds == "no" and "better" in better.why
-    assert CH.DDIM_MARGIN * 1.71 < CH.DDIM_HALF_EXPECTED  # why 'close' is not the test at this n
+    assert better.holds == "no" and better.parts["costs FD"] == "no"
+    assert CH.DDIM_MARGIN * 19.1 < CH.DDIM_HALF_EXPECTED  # why 'close' cannot pass at this n
 
 
 def test_temperature_reads_the_papers_distinctive_part():
@@ -164,6 +170,9 @@ def test_architecture_rows_are_seed_intervals_with_holm():
     # p = 0.03 passes alone but not after Holm over four rows (the smallest needs p <= 0.0125)
     out = rows(record(arch_loss=arch_loss((-0.01, -0.019, -0.001, 0.03))))
     assert all(out[k].holds == "not significant" and "Holm" in out[k].why for k in CH.ARCH_ROWS)
+    assert all("unadjusted interval excludes 0" in out[k].why for k in CH.ARCH_ROWS)
+    straddles = rows(record(arch_loss=arch_loss((-0.01, -0.03, 0.01, 0.3))))["adagn_improves"]
+    assert "straddles 0" in straddles.why and "excludes" not in straddles.why
     # Holm steps down: the smallest p passes at 0.0125, the next at 0.05 / 3
     loss = arch_loss((-0.01, -0.019, -0.001, 0.03))
     loss[CH.ARCH_ROWS["adagn_improves"][0]] = I(-0.01, -0.012, -0.008, 3, "seeds", 0.001)

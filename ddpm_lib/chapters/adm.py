@@ -189,12 +189,12 @@ RECORD = "the second-edition cpu record (dd5a6c4+dirty, 2026-11-29)"  # the last
 # wrong" needs at least half of that effect: the guiding classifier's confidence above the independent
 # accuracy by more than 25 points (stated from the paper, not from our 3-point gap).
 CONFIDENT_MARGIN = 0.25
-# Table 5 reads DDIM-25 at 5.44 against 4.59 (250 ancestral steps) as "close" (+18.5%); a margin of 25% of
-# our ancestral FD (1.71 in the last record: 0.43) is far below the half-width of the paired interval
-# expected at n = 360 (1.56 in that record), so an equivalence test could not pass at this n and is not
-# run. What the interval can decide is the paper's direction: the few-step sampler costs FD.
+# Table 5 reads DDIM-25 at 5.44 against 4.59 (250 ancestral steps) as "close" (+18.5%); the margin is 25% of
+# our ancestral FD. In the 85e1f30 record (shapes, n = 1,000) that margin (4.78) was below the paired
+# interval's half-width (10.5), so 'close' can fail at this n (an interval wholly above the margin) but not
+# pass; the row says so.
 DDIM_MARGIN = 0.25
-DDIM_HALF_EXPECTED = 1.56  # the last record's half-width of FD(DDIM-25) - FD(ancestral-100), n = 360
+DDIM_HALF_EXPECTED = 10.5  # the 85e1f30 record's half-width of FD(DDIM-25) - FD(ancestral-50), n = 1,000
 STACK_RECALL_MARGIN = 0.05  # "keeping recall": the change inside +-0.05
 ARCH_ROWS = {  # rule name -> (row in the record, paper's number, the change expected in held-out loss)
     "adagn_improves": ("AdaGN vs addition + GroupNorm", "Table 3: FID 13.06 vs 15.08", "<"),
@@ -427,43 +427,45 @@ def larger_scale_shows_class(r: Record) -> Claim:
 
 
 def ddim25_costs_fd(r: Record) -> Claim:
-    """Table 5: guided DDIM-25 pays a little FD against the many-step guided ancestral sampler. The
-    paper's 'close' (an equivalence margin) cannot be decided at this n (``DDIM_HALF_EXPECTED``): the
-    row tests the direction and says what 'close' would have needed."""
+    """Table 5: guided DDIM-25 is 'close' to the many-step guided ancestral sampler, at a small
+    cost in FD (5.44 against 4.59). Two parts, the weakest decides: the few-step sampler costs FD
+    (the paired interval above 0), and the cost stays within ``DDIM_MARGIN`` of the ancestral FD
+    (the interval below that margin). At n = 360 the interval is wider than the margin
+    (``DDIM_HALF_EXPECTED``), so 'close' can fail here (an interval wholly above the margin) but
+    cannot pass: the row says so."""
     steps, anc, scale, s_mid, ref, d = r.need("ddim_steps", "anc_steps", "ddim_scale", "s_mid", "fd_anc_ref",
                                                "ddim_minus_anc")
     margin, half = DDIM_MARGIN * ref, (d.hi - d.lo) / 2
-    holds = C.supports(d, ">")
-    notes = []
-    if holds == "yes":
-        notes.append(f"DDIM-{steps} is significantly worse than ancestral-{anc} ({d})")
-    elif holds == "no":
-        notes.append(f"DDIM-{steps} is significantly better than ancestral-{anc} ({d})")
-    else:
-        notes.append(C.not_significant_why(d))
-    notes.append(f"'close' (within {DDIM_MARGIN:.0%} of the ancestral FD, {margin:.3g}) "
-                 + ("could not be decided: the margin is below the interval's half-width "
-                    f"{half:.3g}" if not C.can_decide(half, margin) else
-                    f"reads '{C.below(d, margin)}' against the interval's half-width {half:.3g}"))
+    close = f"'close' (within {DDIM_MARGIN:.0%} of the ancestral FD)"
+    parts = {"costs FD": C.supports(d, ">"), close: C.below(d, margin)}
+    holds = C.weakest(*parts.values())
+    notes = [why_parts(parts, {"costs FD": d, close: d}, margins={close: margin})]
+    if d.lo > margin:
+        notes.append(f"the cost is {d.est / ref:.0%} of the ancestral FD {ref:.3g}, not close")
+    if not C.can_decide(half, margin):
+        notes.append(f"'close' could fail but not pass at this n: the interval's half-width {half:.3g} is above "
+                     f"the margin {margin:.3g}")
     rec = r.ddim_recall_minus_anc
     if rec is not None and rec.hi < 0:
         notes.append(f"DDIM-{steps} also loses recall ({rec})")
-    old = C.below(d, margin)  # the second edition's rule, which read an undecidable margin as 'not significant'
+    old = C.supports(d, ">")  # the direction alone, the rule of the 2026-12 draft
     row = Claim(
-        f"guided DDIM with {steps} steps (Algorithm 2) costs FD against the many-step guided ancestral sampler",
+        f"guided DDIM with {steps} steps (Algorithm 2) stays close to the many-step guided ancestral sampler, "
+        "at a small cost in FD",
         "Table 5, ImageNet 256: ADM-G 4.59 (250 steps, s=1) vs ADM-G 25 steps 5.44 (DDIM, s=2.5), 'close'",
-        f"FD difference {d} (ancestral FD {ref:.3g})" + (f"; recall difference {rec}" if rec is not None else ""),
-        r.need("setting"), holds, "; ".join(notes), kind="paper",
-        test=f"FD(DDIM-{steps}, s={scale:g}) - FD(ancestral-{anc}, s={s_mid:g}) has a 95% interval above 0 (paired "
-             "bootstrap; the scales are the paper's ImageNet 256 pair). The paper's 'close' (within "
-             f"{DDIM_MARGIN:.0%} of the ancestral FD, {margin:.3g} here) is reported beside it, and decided only "
-             "where the interval's half-width is below that margin (on digits at n = 360 it was not: half-width "
-             f"{DDIM_HALF_EXPECTED:g} against a margin of 0.43)",
-        evidence={"FD difference": d} | ({"recall difference": rec} if rec is not None else {}),
+        f"FD difference {d} (ancestral FD {ref:.3g}, margin {margin:.3g})", r.need("setting"), holds,
+        "; ".join(x for x in notes if x), kind="paper",
+        test=f"FD(DDIM-{steps}, s={scale:g}) - FD(ancestral-{anc}, s={s_mid:g}), paired bootstrap (the scales are the "
+             f"paper's ImageNet 256 pair), has a 95% interval above 0 (costs FD) and below {DDIM_MARGIN:.0%} of the "
+             "ancestral FD (close, the paper's +18.5% rounded up); the weakest part decides. At n = 1,000 the "
+             f"expected half-width ({DDIM_HALF_EXPECTED:g}, the last record's) is above that margin, so 'close' "
+             "can fail but not pass at this n",
+        parts=parts, evidence={"FD difference": d},
         amended=f"test changed after {RECORD}: it was 'the difference lies below {DDIM_MARGIN:.0%} of the "
-                "ancestral FD', a margin (0.43) far below the interval's half-width (1.56), which read 'not "
-                f"significant' while DDIM-25 was significantly worse (+1.63 [0.10, 3.22]); under the original rule "
-                f"this run reads '{old}'")
+                "ancestral FD' alone, which read 'not significant' while DDIM-25 was significantly worse "
+                "(+1.63 [0.10, 3.22]); the 85e1f30 record tested only the direction (costs FD) and read 'yes' with "
+                f"DDIM-25's FD at 3.7x the ancestral one; under the direction alone this run reads '{old}', under "
+                f"the original rule '{C.below(d, margin)}'")
     return gated(row, untrained(r, ("conditional",), about_fd=True), about_fd=True)
 
 
@@ -515,8 +517,9 @@ def arch_verdicts(r: Record) -> dict:
     for k, d in rows.items():
         v = verdicts[k]
         if v == "not significant":
-            why = (f"not significant after Holm's correction over the four rows (p = {d.p:.3g}; "
-                   f"{C.not_significant_why(d)})")
+            unadjusted = ("its unadjusted interval excludes 0, but not at the Holm-adjusted level"
+                          if d.lo > 0 or d.hi < 0 else C.not_significant_why(d))
+            why = f"not significant after Holm's correction over the four rows (p = {d.p:.3g}; {unadjusted})"
         else:
             why = "" if v == "yes" else "the effect has the opposite sign (significant after Holm's correction)"
         out[k] = (v, why)
@@ -547,7 +550,7 @@ def _arch(r: Record, rule: str) -> Claim:
         ours += f"; seed-to-seed {r.arch_seed}"
     orig = _arch_original(r, rule)
     return Claim(
-        f"{row}: {'improves' if side == '<' else 'does not improve'} the model",
+        f"{row}: {'improves the model' if side == '<' else 'makes the model worse'}",
         paper + " (ImageNet 128, 700K iterations)", ours, r.need("arch_setting"), holds, why,
         kind="paper", seeds=seeds, evidence={"held-out loss difference": d},
         test=f"held-out L_simple on a fixed (t, eps) grid, the row minus its baseline per training seed (seeds vary "

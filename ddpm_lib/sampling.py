@@ -316,24 +316,15 @@ def classifier_guidance(model: Model, grad_log_p: GradFn, diff: Diffusion,
     return guided
 
 
-# The samplers a parameter or a sweep may name; code passes the function itself
-SAMPLERS = {"ancestral": ancestral, "ddim": ddim}
-
-
-def sampler_named(name: str) -> Callable:
-    """The sampler ``name`` ("ancestral", "ddim"): for a notebook parameter that names one."""
-    if name not in SAMPLERS:
-        raise ValueError(f"unknown sampler {name!r}; valid choices: {list(SAMPLERS)}")
-    return SAMPLERS[name]
-
-
-def sample_batched(sampler: Callable | str, model: Model, diff: Diffusion, n: int, shape: tuple, *,
+def sample_batched(sampler: Callable, model: Model, diff: Diffusion, n: int, shape: tuple, *,
                    seed: int = 0, device="cpu", batch_size: int = 256, progress: bool = False,
                    **kw) -> torch.Tensor:
     """``n`` samples of per-example ``shape`` by ``sampler`` (``ancestral``, ``ddim`` or any function
-    of (model, diff, x_T, *, generator, ...); a name is looked up by ``sampler_named``) in batches,
-    reproducible given ``seed``; ``kw`` goes to the sampler. Returns float32 on the CPU."""
-    sampler = sampler_named(sampler) if isinstance(sampler, str) else sampler
+    of (model, diff, x_T, *, generator, ...)) in batches, reproducible given ``seed``; ``kw`` goes to
+    the sampler. Returns float32 on the CPU."""
+    if not callable(sampler):
+        raise TypeError(f"sample_batched takes the sampler itself (sampling.ancestral, sampling.ddim or "
+                        f"another function of (model, diff, x_T, *, generator)), not {sampler!r}")
     g = torch.Generator(device=device).manual_seed(seed)
     out = []
     desc = f"{getattr(sampler, '__name__', 'sampler')} sampling"

@@ -38,15 +38,15 @@ def assert_matches_mixture(gm, x, data, weights=None):
 
 
 @pytest.mark.parametrize("name,spacing,sampler", [
-    ("ancestral, 1000 steps", None, "ancestral"),
-    ("ancestral respaced, 100 steps", "100", "ancestral"),
-    ("DDIM eta=0, 50 steps", "ddim50", "ddim"),
+    ("ancestral, 1000 steps", None, smp.ancestral),
+    ("ancestral respaced, 100 steps", "100", smp.ancestral),
+    ("DDIM eta=0, 50 steps", "ddim50", smp.ddim),
 ])
 def test_oracle_samplers_reproduce_the_mixture(setup, name, spacing, sampler):
     gm, sched, diff, data = setup
     d = diff.respace(spacing) if spacing else diff
     g = torch.Generator().manual_seed(7)
-    x = smp.sampler_named(sampler)(gm.model(sched), d, smp.noise_like((N, 2), g), generator=g)
+    x = sampler(gm.model(sched), d, smp.noise_like((N, 2), g), generator=g)
     assert_matches_mixture(gm, x, data)
 
 
@@ -155,8 +155,8 @@ def test_guidance_form_is_validated(setup):
     gm, sched, diff, _ = setup
     with pytest.raises(ValueError, match="mean"):
         smp.classifier_guidance(gm.model(sched), gm.classifier_grad(sched, 0), diff, 1.0, form="score")
-    with pytest.raises(ValueError, match="ancestral"):  # a sampler by name: the choices are named
-        smp.sample_batched("heun", gm.model(sched), diff, 1, (2,))
+    with pytest.raises(TypeError, match="sampling.ancestral"):  # a name, not the sampler: say what to pass
+        smp.sample_batched("ancestral", gm.model(sched), diff, 1, (2,))
 
 
 def test_sample_batched_takes_the_sampler_and_is_reproducible_from_its_seed(setup):
@@ -166,8 +166,10 @@ def test_sample_batched_takes_the_sampler_and_is_reproducible_from_its_seed(setu
                                                      batch_size=2)
     x = run(smp.ddim)
     assert x.shape == (5, 2) and x.dtype == torch.float32
-    assert torch.equal(x, run("ddim")) and torch.equal(x, run(smp.ddim))
+    assert torch.equal(x, run(smp.ddim))
     assert not torch.equal(x, run(smp.ddim, seed=1)) and not torch.equal(x, run(smp.ancestral))
+    with pytest.raises(TypeError, match="sampling.ancestral, sampling.ddim"):
+        run("ddim")  # a name: the error says what to pass
 
 
 def test_starting_mid_chain_and_the_ddpm_figures(setup):

@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 
 from ddpm_lib import data as DS, features, metrics, nets, notebook, scorer
-from ddpm_lib import stats, text, train as TR, viz
+from ddpm_lib import claims, stats, text, train as TR, viz
 from ddpm_lib import objectives as OBJ
 from ddpm_lib.chapters import dalle as CH
 from ddpm_lib.nets import clip as CL, dvae as V, transformer as GT
@@ -216,8 +216,10 @@ notebook.show_source(OBJ.TextImageObjective.__call__, text.positional_padding,
 # * **codebook usage** (Sec. 2.1): $\beta = 6.6$ uses more codes than $\beta = 0$, and
 # * **reconstruction** (App. A.2): it ends with a smaller reconstruction error, each as a difference
 #   paired by seed with a t-interval over seeds;
-# * **annealing closes the gap** (App. A.2): the annealed dVAE's gap, over its seeds, lies within a
-#   tenth of the fixed-$\tau$ dVAE's gap on either side (two-sided equivalence);
+# * **annealing closes the gap** (App. A.2): the annealed dVAE's gap, over its seeds, lies within
+#   1% of the fixed-$\tau$ dVAE's gap on either side (two-sided equivalence: at least 99% of the gap
+#   closed). Until the last record the margin was a tenth, 44 times the gap that record measured;
+#   the claims table gives the verdict under both;
 # * **the gate** (the book's rule): an arm whose reconstructions' FD is above 10x the floor did not
 #   train, and no comparison is drawn from it.
 
@@ -236,10 +238,9 @@ reader = scorer.reader(
     recipe=None if cfg.reader_images is None else dataclasses.replace(
         scorer.RECIPES[cfg.image_size], train_images=cfg.reader_images,
         n_one=2000, n_two=0))
-recipe = None if cfg.feature_images is None else dataclasses.replace(
-    features.RECIPES["shapes"], train_images=cfg.feature_images)
 extractor = features.get_extractor("shapes", image_size=cfg.image_size,
-                                   recipe=recipe, device=device)
+                                   train_images=cfg.feature_images,
+                                   device=device)
 real_ref = train_set.x[:cfg.ref_images]  # FD's real set, throughout
 fresh = test_set.x[:cfg.n_eval]  # fresh real scenes at n_eval: the floor
 
@@ -415,8 +416,9 @@ lower = CH.kl_weight_lower_recon(rec).holds
 closes = CH.tau_annealing_closes_gap(rec).holds
 shape_pooled = stats.mean_ci(pooled_read["shape"].double().numpy())
 notebook.see(
-    ("On these scenes the paper's logit-Laplace likelihood loses the "
-     "objects and the Gaussian keeps them, as the figure shows, so the "
+    ("With this chapter's dVAE recipe and budget, on these scenes, the "
+     "paper's logit-Laplace likelihood loses the objects and the Gaussian "
+     "keeps them, as the figure shows, so the "
      "chapter's dVAE uses the Gaussian: "
      if CH.gaussian_likelihood_deviation(rec).holds == "yes" else
      "The two likelihoods keep the objects comparably: ")
@@ -627,9 +629,11 @@ notebook.see(
 # samples is kept (nested: the samples of $N$ are among those of $2N$). The kept sample is then judged
 # by the independent reader (caption match) and by a **second** CLIP of another initialisation (the
 # judge). Each caption contributes one kept sample per $N$, so every interval is over captions,
-# paired across $N$. The tests, stated first: the caption match rises from $N = 1$ to the largest
-# $N$, and the gain saturates (the last doubling gains less than the first): one paper claim of two
-# parts, which holds only if both do. A check beside it: the reranker's own score rises more than
+# paired across $N$. The test, stated first: the caption match rises from $N = 1$ to the largest
+# $N$. The paper's "diminishing returns" after $N = 32$ is shown, not tested: it needs $N$ beyond
+# 32, and a gain per doubling that shrinks is what the best of more draws gives any scorer (until
+# the last record it was a second part of the test, one that could hardly fail). A check beside
+# it: the reranker's own score rises more than
 # the judge's, which is why a reranker must not grade itself. What reranking can reach is bounded
 # by the dVAE: the reader's caption match of the main dVAE's reconstructions of real scenes is the
 # ceiling a perfect transformer would meet.
@@ -733,16 +737,18 @@ rec.own_minus_judge = stats.paired_mean_diff(
 attr_gain = {a: pd(a, n_max, 1) for a in by_attr}
 moved = [a for a, d in attr_gain.items() if d.lo > 0]
 still = [a for a, d in attr_gain.items() if d.lo <= 0 and d.hi > 0]
-saturates = CH.reranking_rises_and_saturates(rec).holds
+improves = CH.reranking_improves(rec).holds
 notebook.see(
-    {"yes": "Choosing the best of more samples helps, and most of the help "
-            "comes from the first doubling, as the paper found",
-     "no": "Reranking does not show the paper's rise and flattening here",
-     }.get(saturates, "Whether reranking improves with diminishing returns, "
-                      f"this n cannot say ({saturates})")
+    {"yes": "Choosing the best of more samples helps, as the paper found",
+     "no": "Choosing the best of more samples makes them worse here, "
+           "unlike the paper",
+     "not significant": "Whether choosing the best of more samples helps, "
+                        "this n cannot tell",
+     }.get(improves, f"Reranking is not judged here ({improves})")
     + f": the reader's caption match moves by {rec.gain_total} from N = 1 "
     f"to N = {n_max}, by {rec.gain_first} at the first doubling and by "
-    f"{rec.gain_last} at the last. "
+    f"{rec.gain_last} at the last (a shrinking gain per doubling, which "
+    "the best of more draws shows for any scorer). "
     + ("Choosing moves " + ", ".join(
         f"{a} ({attr_gain[a].fmt(pct=True)})" for a in moved)
        + ("; " + ", ".join(still) + " not significantly" if still else "")
@@ -755,8 +761,8 @@ notebook.see(
     + ("Scored by itself, the reranker would overstate what choosing buys: "
        if rec.own_minus_judge.lo > 0 else
        "The reranker's own gain is not significantly larger than the "
-       "independent judge's, so at this n its self-grading would not "
-       "mislead: ")
+       "independent judge's at this n (the test could detect a difference "
+       f"of about {claims.mde(rec.own_minus_judge):.2g}): ")
     + f"its score rises by {rec.gain_reranker}, the judge's by "
     f"{rec.gain_judge}. "
     + ("The judge's gain beside the reader's null says the two CLIPs agree "

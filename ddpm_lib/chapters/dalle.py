@@ -86,9 +86,11 @@ class Record(C.Record):
 # Claims: one rule per row
 # --------------------------------------------------------------------------------------------
 LIKELIHOOD_MARGIN = 0.10  # the deviation: logit-Laplace reads the colour >= 10 points less often
-# "closes the gap": the annealed gap within a tenth of the gap with tau fixed at 1 (the gap annealing is meant to
-# close), two-sided; a scale in nats/dim of the same dVAE family, free of the Gaussian likelihood's constant
-TAU_GAP_MARGIN = 0.1
+# "closes the gap": the annealed gap within 1% of the gap with tau fixed at 1 (the gap annealing is meant to
+# close: at least 99% of it closed), two-sided; a scale in nats/dim of the same dVAE family, free of the Gaussian
+# likelihood's constant. It was a tenth until the 73bb274 record, a margin 44x the annealed gap it measured.
+TAU_GAP_MARGIN = 0.01
+TAU_GAP_MARGIN_OLD = 0.1
 BETA_PAPER = 6.6  # the paper's KL weight: the main dVAE's
 # the dVAE arms the claims compare, by the notebook's names
 MAIN, ZERO, FIXED = f"beta {BETA_PAPER:g}", "beta 0", f"beta {BETA_PAPER:g}, tau fixed at 1"
@@ -132,8 +134,8 @@ def gaussian_likelihood_deviation(r: Record) -> Claim:
     why = {"no": "the logit-Laplace dVAE keeps the colour within 10 points: the deviation is not needed",
            "not significant": C.not_significant_why(d)}.get(holds, "")
     return Claim(
-        "on these scenes the paper's logit-Laplace likelihood loses the objects, so the chapter's dVAE uses a "
-        f"Gaussian likelihood (sigma = {sigma:g})",
+        "with this chapter's dVAE recipe and budget, on these scenes, the paper's logit-Laplace likelihood loses "
+        f"the objects, so the chapter's dVAE uses a Gaussian likelihood (sigma = {sigma:g})",
         "App. A.3: the logit-Laplace distribution is proposed for pixels in a bounded interval (the paper compares "
         "it with no other likelihood in numbers)",
         f"colour read: logit-Laplace {ll.fmt(pct=True)}, Gaussian {ga.fmt(pct=True)}; difference {d}",
@@ -191,7 +193,9 @@ def tau_annealing_closes_gap(r: Record) -> Claim:
              f"draws each, t-interval over {n} training seeds of the annealed dVAE, lies inside "
              f"+-{TAU_GAP_MARGIN:g} x the gap of the dVAE with tau fixed at 1 (two-sided equivalence)",
         amended="test changed after the record of 2026-11-29 (was: mean |gap| with argmax codes, annealed minus "
-                "fixed tau, paired over images, below 0: yes)")
+                "fixed tau, paired over images, below 0: yes); margin changed after the 73bb274 record (was "
+                f"+-{TAU_GAP_MARGIN_OLD:g} x the fixed-tau gap, 44x the gap measured there, which read 'yes'); under "
+                f"that margin this run reads '{C.equivalence(ga, TAU_GAP_MARGIN_OLD * abs(gf.est))[0]}'")
     return gated_dvae(row, r, MAIN)
 
 
@@ -227,21 +231,28 @@ def text_weight_lowers_image_ce(r: Record) -> Claim:
     return gated(row, samples_untrained(r), TRANSFORMER_GATE)
 
 
-def reranking_rises_and_saturates(r: Record) -> Claim:
-    n = r.need("n_max")
-    ev = {f"caption match, N={n} minus N=1": r.need("gain_total"),
-          "last doubling minus first": r.need("gain_last_minus_first")}
-    parts = {f"caption match, N={n} minus N=1": C.supports(ev[f"caption match, N={n} minus N=1"], ">"),
-             "last doubling minus first": C.supports(ev["last doubling minus first"], "<")}
-    holds = C.weakest(*parts.values())
+def reranking_improves(r: Record) -> Claim:
+    """Fig. 9c: reranking helps up to N = 32. The paper's 'diminishing returns after 32' is not
+    tested: it needs N beyond 32, and a shrinking gain per doubling is what the best of more draws
+    gives any scorer (a test that can hardly fail); the per-doubling gains are shown."""
+    n, total = r.need("n_max"), r.need("gain_total")
+    holds = C.supports(total, ">")
+    first, last, lmf = r.need("gain_first", "gain_last", "gain_last_minus_first")
+    notes = [C.not_significant_why(total)] if holds == "not significant" else []
+    notes.append(f"'diminishing returns after 32' is not tested: {'it needs N beyond 32; ' if n <= 32 else ''}"
+                 "a shrinking gain per doubling is what the best of more draws gives any scorer")
+    orig = C.weakest(holds, C.supports(lmf, "<"))
     row = Claim(
-        "reranking N samples with CLIP improves them, with diminishing returns",
+        f"reranking N samples with CLIP improves them (N = 1 to {n})",
         "Fig. 9c: FID and IS improve with N 'up to a sample size of 32, after which we observe diminishing returns'",
-        f"gain N=1 -> {n}: {ev[f'caption match, N={n} minus N=1']}; first doubling {r.need('gain_first')}, last "
-        f"doubling {r.need('gain_last')}", r.need("setting"), holds, why_parts(parts, ev), kind="paper",
+        f"gain N=1 -> {n}: {total}; first doubling {first}, last doubling {last}", r.need("setting"), holds,
+        "; ".join(notes), kind="paper",
         test=f"the independent reader's caption match of the top-ranked sample at N={n} minus N=1, paired over "
-             f"captions, above 0; the gain of the last doubling (N={n // 2} -> {n}) minus the first (1 -> 2) below 0",
-        parts=parts, evidence=ev, amended=AMENDED_GATE)
+             "captions, above 0",
+        evidence={f"caption match, N={n} minus N=1": total},
+        amended="; ".join((AMENDED_GATE, "test changed after the 73bb274 record (was also: the last doubling gains "
+                                         "less than the first, a co-trend of any reranker; that record read 'yes'); "
+                                         f"under the original rule this run reads '{orig}'")))
     return gated(row, samples_untrained(r), TRANSFORMER_GATE)
 
 
@@ -292,7 +303,7 @@ def headline(r: Record) -> Claim:
 
 
 RULES = [gaussian_likelihood_deviation, kl_weight_more_codes, kl_weight_lower_recon, tau_annealing_closes_gap,
-         transformer_follows_captions, text_weight_lowers_image_ce, reranking_rises_and_saturates,
+         transformer_follows_captions, text_weight_lowers_image_ce, reranking_improves,
          reranker_overstates_its_gain, blur_hides_the_bottleneck, headline]
 
 

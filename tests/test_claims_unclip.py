@@ -62,12 +62,13 @@ def _holds(r) -> dict:
 PASS = dict(match={CH.AR: 0.5}, fd={CH.AR: 60.0})
 
 
-def test_the_rules_their_kinds_and_a_record_built_to_pass():
+def test_the_rules_their_kinds_and_a_record_built_to_pass(monkeypatch):
+    monkeypatch.setattr(CH, "MATCH_MARGIN", 0.03)  # a margin this synthetic record's n can decide
     rows = _rows(_rec())
     assert [c.name for c in CH.claims(_rec())] == [f.__name__ for f in CH.RULES]
     assert {k: c.kind for k, c in rows.items() if c.kind != "paper"} == {
         "unclip_follows": "check", "glide_follows": "check", "prior_beats_text_embedding_match": "extension",
-        "matched_match_diversity": "extension"}
+        "matched_match_diversity": "extension", "prior_embedding": "extension"}
     h = _holds(_rec(match={CH.CAPTION: 0.4, CH.TEXT: 0.4, U3: 0.55, U5: 0.65, G3: 0.65, G5: 0.75},
                     div={G5: 6.0, U5: 10.5}, fd={CH.CAPTION: 70.0}))
     assert h == {**{k: "yes" for k in h}, "guidance_costs_glide_fd": "yes", "not_tested": "n/a"}
@@ -145,6 +146,8 @@ def test_gates_say_did_not_train_without_pre_empting_fd():
     h = _holds(_rec(match={CH.U1: 0.3}))  # unCLIP ignores its captions
     assert h["unclip_follows"] == "not significant" and h["prior_embedding"] == "yes"
     assert h["prior_beats_text_embedding"] == "did not train" and h["reconstructions_swap"] == "yes"
+    # rows about caption match are not gated on caption following: their own test reads it
+    assert h["prior_beats_caption_only"] != "did not train" and h["prior_beats_text_embedding_match"] != "did not train"
     h = _holds(_rec(match={CH.G1: 0.3}))  # the baseline ignores its captions: only its rows are gated
     assert h["glide_follows"] == "not significant" and h["prior_beats_text_embedding"] == "yes"
     assert all(h[k] == "did not train" for k in ("guidance_costs_glide_diversity", "guidance_costs_glide_fd",
@@ -179,14 +182,19 @@ def test_recall_row_reads_the_paired_drop_and_can_fail():
     assert "Fig. 13" in row.paper and "captions resampled" in row.test
 
 
-def test_matched_match_row_picks_scales_on_match_alone_and_can_fail():
+def test_matched_match_row_picks_scales_on_match_alone_and_can_fail(monkeypatch):
     m = {U3: 0.55, U5: 0.65, G3: 0.65, G5: 0.75}  # unCLIP at s = 5 matches as well as GLIDE at s = 3
     r = _rec(match=m, div={U5: 10.5})
+    # the book's margin (1 point) is below this record's half-width: the pair cannot be shown matched
+    row = _rows(r)["matched_match_diversity"]
+    assert row.holds == "not significant" and "not shown matched" in row.why and "this run reads 'yes'" in row.amended
+    monkeypatch.setattr(CH, "MATCH_MARGIN", 0.03)  # a margin this record's n can decide
     assert CH.matched_scales(r) == (5.0, 3.0)
     row = _rows(r)["matched_match_diversity"]
-    assert row.holds == "yes" and row.kind == "extension" and "s = 5" in row.ours and "not matched" not in row.why
+    assert row.holds == "yes" and row.kind == "extension" and "s = 5" in row.ours and "not shown" not in row.why
     assert _holds(_rec(match=m, div={U5: 8.0}))["matched_match_diversity"] == "no"
     assert _holds(_rec(match=m, div={U5: 10.0}))["matched_match_diversity"] == "not significant"
     # no pair of swept scales reaches the same caption match: said on the row
     far = {CH.U1: 0.9, U3: 0.9, U5: 0.95, CH.G1: 0.3, G3: 0.3, G5: 0.35, CH.GLIDE_EMPTY: 0.1}
-    assert "not matched" in _rows(_rec(match=far))["matched_match_diversity"].why
+    far_row = _rows(_rec(match=far))["matched_match_diversity"]
+    assert far_row.holds == "not significant" and "not shown matched" in far_row.why

@@ -138,3 +138,6 @@ def test_a_rate_near_zero_keeps_its_interval_inside_zero_and_one():
     iv = CH.rate_ci(hits)
     assert iv.n == 192 and iv.est == 2 / 192 and 0.0 <= iv.lo < iv.est < iv.hi <= 1.0
     assert CH.mean_ci(hits).lo < 0  # the t-interval it replaces crosses 0
+    # a share per prompt (colour swaps: 0, 1/2 or 1) is not a rate of hits: refused, naming mean_ci
+    with pytest.raises(ValueError, match="mean_ci"):
+        CH.rate_ci([0.0, 0.5, 1.0])

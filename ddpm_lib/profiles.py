@@ -440,10 +440,10 @@ register(
     "04_adm",
     # smoke also runs the upsampling stack (shapes 8 -> 16, a few dozen batches: a code-path test)
     smoke=ADMChapter(T=100, n_train=2000, train_images=40 * 32, batch_size=32, warmup_images=0,
-                     clf_images=40 * 32, arch_images=6 * 32, arch_seeds=2, sample_steps=10, ddim_steps=5,
+                     clf_images=20 * 32, arch_images=6 * 32, arch_seeds=2, sample_steps=10, ddim_steps=5,
                      scales=(0.0, 1.0, 4.0), temperatures=(0.8,), n_samples=40, ref_images=200,
                      heldout_images=100, heldout_t=4, clf_t=4, bootstrap=20, pr_bootstrap=20,
-                     feature_images=1440, sr_size=16, sr_images=10 * 32),
+                     feature_images=640, sr_size=16, sr_images=6 * 32),
     # cpu: the upsampling stack is off: two more denoisers, a classifier and a feature net at 16x16 do not
     # fit the budget next to the sweep at n = 1,000 and the architecture seeds
     cpu=ADMChapter(),

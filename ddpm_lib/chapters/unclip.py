@@ -450,7 +450,8 @@ def not_tested(r: Record) -> C.Claim:
         "human evaluations (unCLIP preferred for diversity 70.5%, photorealism and caption similarity); MS-COCO "
         "FID 10.39; CLIP's typographic attacks; the 3.5B decoder",
         "Tables 1-2, Sec. 5-7", "–", r.need("setting"), "n/a",
-        "no human raters, no MS-COCO, no real-image CLIP, and models about three orders of magnitude smaller (1,000x for the priors, 2,800x for the decoder)",
+        "no human raters, no MS-COCO, no real-image CLIP, and models about three orders of magnitude smaller "
+        "(1,000x for the priors, 2,800x for the decoder)",
         kind="paper")
 
 
